@@ -1,0 +1,187 @@
+"""TrajectorySender: at-least-once delivery of finished episodes to the learner.
+
+    sender = TrajectorySender("127.0.0.1:50052", max_buffered=256)
+    await sender.start()
+    await sender.put(episode)        # waits while the buffer is full: backpressure
+    await sender.flush(timeout=30)   # until every episode was acked or rejected
+    await sender.close()
+
+Every episode stays in the buffer until a ``PushAck`` lists it (accepted or
+duplicate) or rejects it for good. A failed ``Push`` (learner down, connection
+cut before the ack) is retried with exponential backoff, resending the same
+episodes; the learner deduplicates on ``episode_id``, so nothing is lost or
+counted twice. While the learner is unreachable the buffer fills up to
+``max_buffered`` and then ``put`` blocks, which pauses the actor's generation
+until the learner is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import grpc
+
+from atlasrl.rpc import ChannelConfig, make_channel
+from atlasrl.v1 import trajectory_pb2, trajectory_pb2_grpc
+
+log = logging.getLogger("atlasrl.clients.trajectory")
+
+
+@dataclass
+class SenderStats:
+    """Counters since start (all episodes, not bytes)."""
+
+    queued: int = 0        # put() calls accepted into the buffer
+    accepted: int = 0      # acked as newly added by the learner
+    duplicates: int = 0    # acked as already received (a retried send)
+    rejected: int = 0      # refused for good (malformed, too stale)
+    push_failures: int = 0  # Push RPCs that failed and were retried
+    pushes: int = 0        # Push RPCs that returned an ack
+
+
+class TrajectorySender:
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_buffered: int = 256,
+        batch_size: int = 16,
+        push_timeout_s: float = 30.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        channel_config: ChannelConfig | None = None,
+    ):
+        if max_buffered < 1 or batch_size < 1:
+            raise ValueError("max_buffered and batch_size must be >= 1")
+        self.target = target
+        self.max_buffered = max_buffered
+        self.batch_size = batch_size
+        self.push_timeout_s = push_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.stats = SenderStats()
+        self.learner_version: int = -1
+        """Learner's policy version from the latest ack or GetInfo (-1 = unknown)."""
+        self.connected = False
+        """Whether the latest Push or GetInfo reached the learner."""
+        self.last_error: str = ""
+        self._channel_config = channel_config
+        self._pending: OrderedDict[str, trajectory_pb2.Episode] = OrderedDict()
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        self._channel = None
+        self._stub: trajectory_pb2_grpc.TrajectoryServiceStub | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> "TrajectorySender":
+        self._channel = make_channel(self.target, self._channel_config)
+        self._stub = trajectory_pb2_grpc.TrajectoryServiceStub(self._channel)
+        self._task = asyncio.create_task(self._deliver_forever(), name="trajectory-sender")
+        return self
+
+    async def close(self, flush_timeout_s: float | None = 0.0) -> None:
+        """Stop delivering; with a timeout > 0, first try to flush what is buffered."""
+        if flush_timeout_s:
+            try:
+                await self.flush(flush_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("closing with %d unacked episodes", len(self._pending))
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    # -- producer side -----------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        """Episodes not yet acked (in flight included)."""
+        return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= self.max_buffered
+
+    async def put(self, episode: trajectory_pb2.Episode) -> None:
+        """Queue an episode; waits while ``max_buffered`` episodes are unacked."""
+        if not episode.episode_id:
+            raise ValueError("episode has no episode_id; the learner deduplicates on it")
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self.full or self._closing)
+            if self._closing:
+                raise RuntimeError("TrajectorySender is closed")
+            if episode.episode_id not in self._pending:
+                self._pending[episode.episode_id] = episode
+                self.stats.queued += 1
+            self._changed.notify_all()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every queued episode was acked or rejected."""
+
+        async def _empty():
+            async with self._changed:
+                await self._changed.wait_for(lambda: not self._pending)
+
+        await asyncio.wait_for(_empty(), timeout)
+
+    async def get_info(self, timeout: float = 5.0) -> trajectory_pb2.TrajectoryInfo:
+        """The learner's flow-control state (version, buffer room, max staleness)."""
+        assert self._stub is not None, "call start() first"
+        info = await self._stub.GetInfo(trajectory_pb2.TrajectoryInfoRequest(), timeout=timeout)
+        self.learner_version = info.version
+        self.connected = True
+        return info
+
+    # -- delivery ----------------------------------------------------------
+    async def _deliver_forever(self) -> None:
+        backoff = self.backoff_initial_s
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self._pending))
+                batch = [ep for _, ep in zip(range(self.batch_size), self._pending.values())]
+            try:
+                ack = await self._stub.Push(iter(batch), timeout=self.push_timeout_s)
+            except grpc.aio.AioRpcError as e:
+                self.stats.push_failures += 1
+                self.connected = False
+                self.last_error = f"{e.code().name}: {e.details()}"
+                log.info("push of %d episodes failed (%s); retrying in %.2fs", len(batch), self.last_error, backoff)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            backoff = self.backoff_initial_s
+            self.connected = True
+            await self._apply_ack(ack, batch)
+
+    async def _apply_ack(self, ack: trajectory_pb2.PushAck, batch: list[trajectory_pb2.Episode]) -> None:
+        self.stats.pushes += 1
+        self.stats.accepted += ack.accepted
+        self.stats.duplicates += ack.duplicates
+        self.learner_version = ack.learner_version
+        async with self._changed:
+            for eid in ack.acked_ids:
+                self._pending.pop(eid, None)
+            for rej in ack.rejected:
+                if self._pending.pop(rej.episode_id, None) is not None:
+                    self.stats.rejected += 1
+                    log.warning("learner rejected episode %s: %s", rej.episode_id, rej.status.message)
+            self._changed.notify_all()
+        unanswered = sum(1 for ep in batch if ep.episode_id in self._pending)
+        if unanswered:
+            # The learner neither acked nor rejected them (e.g. its buffer is full):
+            # keep them and wait a little before offering them again.
+            await asyncio.sleep(self.backoff_initial_s)
