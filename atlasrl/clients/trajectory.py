@@ -163,11 +163,17 @@ class TrajectorySender:
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.backoff_max_s)
                 continue
-            backoff = self.backoff_initial_s
             self.connected = True
-            await self._apply_ack(ack, batch)
+            if await self._apply_ack(ack, batch):
+                backoff = self.backoff_initial_s
+            else:
+                # The learner neither acked nor rejected some episodes (its buffer is
+                # full): keep them and offer them again after a growing pause.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
 
-    async def _apply_ack(self, ack: trajectory_pb2.PushAck, batch: list[trajectory_pb2.Episode]) -> None:
+    async def _apply_ack(self, ack: trajectory_pb2.PushAck, batch: list[trajectory_pb2.Episode]) -> bool:
+        """Forget what the ack settled; True when every episode of the batch was settled."""
         self.stats.pushes += 1
         self.stats.accepted += ack.accepted
         self.stats.duplicates += ack.duplicates
@@ -180,8 +186,4 @@ class TrajectorySender:
                     self.stats.rejected += 1
                     log.warning("learner rejected episode %s: %s", rej.episode_id, rej.status.message)
             self._changed.notify_all()
-        unanswered = sum(1 for ep in batch if ep.episode_id in self._pending)
-        if unanswered:
-            # The learner neither acked nor rejected them (e.g. its buffer is full):
-            # keep them and wait a little before offering them again.
-            await asyncio.sleep(self.backoff_initial_s)
+        return not any(ep.episode_id in self._pending for ep in batch)
