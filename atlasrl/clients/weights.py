@@ -1,0 +1,250 @@
+"""WeightService client: receive verified policy weights from the learner.
+
+    sub = WeightSubscriber("127.0.0.1:50052", subscriber_id="actor-0")
+    async for wv in sub.versions():              # latest version first, then each new one
+        engine.update_weights(wv.to_torch())     # [(hf_name, tensor)], bf16 by default
+        # wv.version, wv.manifest, wv.tensors (name -> numpy array)
+
+A version is applied only after its ``end`` message arrived and every tensor
+was verified: index in range, parts contiguous, byte count, CRC-32, and - when
+``expected`` is given (name -> (shape, wire dtype or numpy dtype)) - that the
+name exists in the engine's model with the same shape. A version that fails any
+check raises ``WeightStreamError``; the subscriber then reconnects and asks for
+versions after the last good one. The encoder (`encode_version`) lives here too
+so the learner and any remote publisher produce exactly what this decodes.
+Importable without torch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Iterable, Sequence
+
+import grpc
+import numpy as np
+
+from atlasrl import codec
+from atlasrl.rpc import ChannelConfig, make_channel
+from atlasrl.v1 import weights_pb2, weights_pb2_grpc
+
+log = logging.getLogger("atlasrl.clients.weights")
+MiB = 1 << 20
+
+
+class WeightStreamError(ValueError):
+    """A version's messages were inconsistent or a tensor failed verification."""
+
+
+@dataclass
+class TensorBlob:
+    """One tensor ready to send: raw little-endian bytes in its wire dtype."""
+
+    name: str
+    dtype: int            # atlasrl.v1.DType
+    shape: tuple[int, ...]
+    data: bytes | memoryview
+
+    @classmethod
+    def from_numpy(cls, name: str, arr: np.ndarray) -> "TensorBlob":
+        arr = np.ascontiguousarray(arr)
+        return cls(name, codec.wire_dtype(arr.dtype), tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)))
+
+
+def encode_version(version: int, blobs: Sequence[TensorBlob], chunk_bytes: int = MiB) -> list[weights_pb2.WeightUpdate]:
+    """begin, parts of at most ``chunk_bytes``, end: the messages of one version."""
+    if not (MiB <= chunk_bytes <= 4 * MiB):
+        raise ValueError(f"chunk_bytes {chunk_bytes} outside 1-4 MiB")
+    metas, total = [], 0
+    for b in blobs:
+        nbytes = len(b.data) if isinstance(b.data, bytes) else b.data.nbytes
+        metas.append(weights_pb2.TensorMeta(name=b.name, dtype=b.dtype, shape=b.shape, nbytes=nbytes, crc32=zlib.crc32(b.data)))
+        total += nbytes
+    manifest = weights_pb2.WeightManifest(version=version, tensors=metas, total_bytes=total)
+    msgs = [weights_pb2.WeightUpdate(version=version, begin=manifest)]
+    for i, b in enumerate(blobs):
+        view = memoryview(b.data).cast("B")
+        for off in range(0, max(len(view), 1), chunk_bytes):
+            part = weights_pb2.TensorPart(index=i, offset=off, data=bytes(view[off : off + chunk_bytes]))
+            msgs.append(weights_pb2.WeightUpdate(version=version, part=part))
+    msgs.append(weights_pb2.WeightUpdate(version=version, end=weights_pb2.VersionEnd(num_tensors=len(blobs))))
+    return msgs
+
+
+@dataclass
+class WeightVersion:
+    version: int
+    manifest: weights_pb2.WeightManifest
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_torch(self) -> list[tuple[str, "object"]]:
+        """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
+        import torch
+
+        out = []
+        for name, arr in self.tensors.items():
+            t = torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16) if arr.dtype.name == "bfloat16" else torch.from_numpy(arr)
+            out.append((name, t))
+        return out
+
+
+class VersionAssembler:
+    """Feeds WeightUpdate messages; returns a verified WeightVersion at each ``end``."""
+
+    def __init__(self, expected: dict[str, tuple[Sequence[int], object]] | None = None, max_total_bytes: int = 64 << 30):
+        self.expected = expected
+        self.max_total_bytes = max_total_bytes
+        self._reset()
+
+    def _reset(self) -> None:
+        self._manifest: weights_pb2.WeightManifest | None = None
+        self._bufs: list[bytearray] = []
+
+    def feed(self, msg: weights_pb2.WeightUpdate) -> WeightVersion | None:
+        kind = msg.WhichOneof("kind")
+        if kind == "begin":
+            self._begin(msg.begin, msg.version)
+            return None
+        m = self._manifest
+        if m is None:
+            raise WeightStreamError(f"'{kind}' of version {msg.version} arrived before its 'begin'")
+        if msg.version != m.version:
+            raise WeightStreamError(f"message of version {msg.version} inside the transfer of version {m.version}")
+        if kind == "part":
+            self._part(msg.part)
+            return None
+        if kind == "end":
+            return self._end(msg.end)
+        raise WeightStreamError("WeightUpdate without begin/part/end")
+
+    def _begin(self, m: weights_pb2.WeightManifest, version: int) -> None:
+        if m.version != version:
+            raise WeightStreamError(f"manifest version {m.version} != message version {version}")
+        names = set()
+        total = 0
+        for t in m.tensors:
+            if t.name in names:
+                raise WeightStreamError(f"tensor {t.name!r} appears twice in version {version}")
+            names.add(t.name)
+            shape = codec.check_shape(t.shape)
+            need = math.prod(shape) * codec.itemsize(t.dtype)
+            if need != t.nbytes:
+                raise WeightStreamError(f"tensor {t.name!r}: nbytes {t.nbytes} != shape {list(shape)} x itemsize ({need})")
+            self._check_expected(t)
+            total += t.nbytes
+        if total != m.total_bytes or total > self.max_total_bytes:
+            raise WeightStreamError(f"version {version}: total_bytes {m.total_bytes} (sum {total}, limit {self.max_total_bytes})")
+        self._manifest = m
+        self._bufs = [bytearray() for _ in m.tensors]
+
+    def _check_expected(self, t: weights_pb2.TensorMeta) -> None:
+        if self.expected is None:
+            return
+        if t.name not in self.expected:
+            raise WeightStreamError(f"tensor {t.name!r} is not a parameter of the local model")
+        shape, _ = self.expected[t.name]
+        if tuple(shape) != tuple(t.shape):
+            raise WeightStreamError(f"tensor {t.name!r}: shape {list(t.shape)} but the local model has {list(shape)}")
+
+    def _part(self, p: weights_pb2.TensorPart) -> None:
+        m = self._manifest
+        if p.index >= len(m.tensors):
+            raise WeightStreamError(f"part for tensor index {p.index}; the manifest has {len(m.tensors)} tensors")
+        buf, meta = self._bufs[p.index], m.tensors[p.index]
+        if p.offset != len(buf):
+            raise WeightStreamError(f"tensor {meta.name!r}: part at offset {p.offset}, expected {len(buf)}")
+        if len(buf) + len(p.data) > meta.nbytes:
+            raise WeightStreamError(f"tensor {meta.name!r}: parts exceed its {meta.nbytes} bytes")
+        buf += p.data
+
+    def _end(self, end: weights_pb2.VersionEnd) -> WeightVersion:
+        m = self._manifest
+        if end.num_tensors != len(m.tensors):
+            raise WeightStreamError(f"end says {end.num_tensors} tensors; manifest has {len(m.tensors)}")
+        out = WeightVersion(m.version, m)
+        for meta, buf in zip(m.tensors, self._bufs):
+            if len(buf) != meta.nbytes:
+                raise WeightStreamError(f"tensor {meta.name!r}: got {len(buf)} of {meta.nbytes} bytes")
+            crc = zlib.crc32(buf)
+            if crc != meta.crc32:
+                raise WeightStreamError(f"tensor {meta.name!r}: CRC-32 {crc:#010x} != {meta.crc32:#010x}")
+            out.tensors[meta.name] = np.frombuffer(buf, dtype=codec.numpy_dtype(meta.dtype)).reshape(tuple(meta.shape))
+        self._reset()
+        return out
+
+
+class WeightSubscriber:
+    """Async iterator of verified weight versions; reconnects after failures."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        subscriber_id: str = "",
+        after_version: int = -1,
+        expected: dict[str, tuple[Sequence[int], object]] | None = None,
+        reconnect: bool = True,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        channel_config: ChannelConfig | None = None,
+    ):
+        self.target = target
+        self.subscriber_id = subscriber_id
+        self.last_version = after_version
+        self.expected = expected
+        self.reconnect = reconnect
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.channel_config = channel_config or ChannelConfig(max_message_bytes=8 * MiB)
+        self.errors = 0
+
+    async def versions(self) -> AsyncIterator[WeightVersion]:
+        backoff = self.backoff_initial_s
+        async with make_channel(self.target, self.channel_config) as ch:
+            stub = weights_pb2_grpc.WeightServiceStub(ch)
+            while True:
+                asm = VersionAssembler(self.expected)
+                req = weights_pb2.SubscribeRequest(subscriber_id=self.subscriber_id, after_version=self.last_version)
+                try:
+                    async for msg in stub.Subscribe(req):
+                        wv = asm.feed(msg)
+                        if wv is not None:
+                            backoff = self.backoff_initial_s
+                            self.last_version = wv.version
+                            yield wv
+                    if not self.reconnect:
+                        return
+                except (grpc.aio.AioRpcError, WeightStreamError) as e:
+                    self.errors += 1
+                    if not self.reconnect:
+                        raise
+                    log.info("weight stream from %s broke (%s); resubscribing after version %d", self.target, e, self.last_version)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+
+    async def get_latest(self, timeout: float = 5.0) -> weights_pb2.WeightManifest:
+        async with make_channel(self.target, self.channel_config) as ch:
+            return await weights_pb2_grpc.WeightServiceStub(ch).GetLatest(weights_pb2.GetLatestRequest(), timeout=timeout)
+
+
+def expected_from_named(named: Iterable[tuple[str, Sequence[int]]]) -> dict[str, tuple[Sequence[int], object]]:
+    """``expected`` for WeightSubscriber from (name, shape) pairs of the local model."""
+    return {name: (tuple(shape), None) for name, shape in named}
+
+
+async def publish_remote(target: str, version: int, blobs: Sequence[TensorBlob], token: str, chunk_bytes: int = MiB) -> int:
+    """Upload a version with WeightService.Publish (needs the learner's publish token)."""
+    cfg = ChannelConfig(max_message_bytes=8 * MiB)
+    async with make_channel(target, cfg) as ch:
+        stub = weights_pb2_grpc.WeightServiceStub(ch)
+        msgs = encode_version(version, blobs, chunk_bytes)
+        ack = await stub.Publish(iter(msgs), metadata=(("authorization", f"Bearer {token}"),))
+        return ack.version
+
+
+__all__ = [
+    "TensorBlob", "VersionAssembler", "WeightStreamError", "WeightSubscriber", "WeightVersion",
+    "encode_version", "expected_from_named", "publish_remote",
+]

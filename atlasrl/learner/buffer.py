@@ -1,0 +1,185 @@
+"""The learner's episode buffer: dedup by episode id, whole GRPO groups, bounded staleness.
+
+    buf = EpisodeBuffer(cfg, vocab_size=32000)
+    buf.add(episode, learner_version)           # "accepted" | "duplicate"; raises EpisodeRejected / BufferFull
+    batch = buf.take(8, learner_version, timeout=2.0)   # list[Buffered] or None
+
+Thread-safe: the gRPC loop adds, the training thread takes. Episodes are
+grouped by ``group_id`` (GRPO) or stand alone (PPO); ``take`` hands out whole
+groups in arrival order once they are complete (or timed out with >= 2 members).
+Staleness is checked twice: on arrival, and again when taken (the learner may
+have moved on while the episode waited).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.validation import Malformed, check_versions, validate_episode
+from atlasrl.v1 import trajectory_pb2
+
+
+class BufferFull(Exception):
+    """No room now; the episode is not acked so the actor resends it later."""
+
+
+@dataclass
+class Buffered:
+    episode: trajectory_pb2.Episode
+    arrived: float
+    weight: float = 1.0   # staleness down-weight, applied to every token's loss
+    lag: int = 0          # learner_version - oldest turn version when taken
+
+
+@dataclass
+class _Group:
+    size: int
+    created: float
+    dropped: int = 0   # members dropped as stale
+    members: list[Buffered] = field(default_factory=list)
+
+
+class EpisodeBuffer:
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, clock=time.monotonic):
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.grouped = cfg.algo == "grpo"
+        self._clock = clock
+        self._cv = threading.Condition()
+        self._groups: OrderedDict[str, _Group] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._count = 0
+        self.consumed = 0
+        self.dropped_stale = 0
+        self.dropped_incomplete = 0
+
+    # ---- producer side -------------------------------------------------
+    def add(self, ep: trajectory_pb2.Episode, learner_version: int) -> str:
+        validate_episode(ep, vocab_size=self.vocab_size, max_seq_tokens=self.cfg.max_seq_tokens, need_group=self.grouped)
+        if self.grouped and ep.group_size < 1:
+            raise Malformed("group_size is 0; GRPO needs the expected group size")
+        with self._cv:
+            if ep.episode_id in self._seen:
+                return "duplicate"
+            check_versions(ep, learner_version, self.cfg.max_staleness, self.cfg.stale_policy == "drop")
+            if self._count >= self.cfg.buffer_capacity:
+                raise BufferFull(f"buffer full ({self._count}/{self.cfg.buffer_capacity} episodes)")
+            key = ep.group_id if self.grouped else ep.episode_id
+            now = self._clock()
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now)
+            group.members.append(Buffered(ep, now))
+            self._count += 1
+            self._remember(ep.episode_id)
+            self._cv.notify_all()
+            return "accepted"
+
+    def _remember(self, episode_id: str) -> None:
+        self._seen[episode_id] = None
+        while len(self._seen) > self.cfg.dedup_window:
+            self._seen.popitem(last=False)
+
+    # ---- consumer side -------------------------------------------------
+    def take(self, n: int, learner_version: int, timeout: float | None = None) -> list[Buffered] | None:
+        """Whole ready groups, oldest first, until >= n episodes; None if not enough arrived in time."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cv:
+            while True:
+                batch = self._try_take(n, learner_version)
+                if batch is not None:
+                    return batch
+                left = None if deadline is None else deadline - self._clock()
+                if left is not None and left <= 0:
+                    return None
+                self._cv.wait(timeout=min(left, 1.0) if left is not None else 1.0)
+
+    def _try_take(self, n: int, version: int) -> list[Buffered] | None:
+        now = self._clock()
+        for key, g in list(self._groups.items()):   # sweep: staleness, timeouts
+            self._apply_staleness(key, g, version)
+            if key not in self._groups or not self.grouped:
+                continue
+            timed_out = now - g.created >= self.cfg.group_timeout_s
+            complete = len(g.members) >= g.size
+            if len(g.members) < 2 and (timed_out or (complete and g.dropped)):
+                self._drop_group(key)  # a lone GRPO member has zero advantage
+        ready: list[str] = []
+        total = 0
+        for key, g in self._groups.items():
+            timed_out = now - g.created >= self.cfg.group_timeout_s
+            if len(g.members) >= g.size or (timed_out and len(g.members) >= 2):
+                ready.append(key)
+                total += len(g.members)
+                if total >= n:
+                    break
+        if total < n:
+            return None
+        batch = [b for key in ready for b in self._groups.pop(key).members]
+        self._count -= len(batch)
+        self.consumed += len(batch)
+        return batch
+
+    def _apply_staleness(self, key: str, g: _Group, version: int) -> None:
+        keep = []
+        for b in g.members:
+            lag = version - min(t.policy_version for t in b.episode.turns)
+            b.lag = lag
+            over = lag - self.cfg.max_staleness
+            if over <= 0:
+                b.weight = 1.0
+            elif self.cfg.stale_policy == "downweight":
+                b.weight = self.cfg.stale_weight**over
+            else:
+                self.dropped_stale += 1
+                self._count -= 1
+                g.size -= 1          # it arrived; the group will not get it again
+                g.dropped += 1
+                continue
+            keep.append(b)
+        g.members = keep
+        if not keep and (g.size <= 0 or not self.grouped):
+            del self._groups[key]
+
+    def _drop_group(self, key: str) -> None:
+        g = self._groups.pop(key)
+        self._count -= len(g.members)
+        self.dropped_incomplete += len(g.members)
+
+    # ---- introspection and checkpointing -------------------------------
+    @property
+    def buffered(self) -> int:
+        with self._cv:
+            return self._count
+
+    def state_dict(self) -> dict:
+        """Seen ids, waiting episodes (serialized) and counters: restoring it loses and repeats nothing."""
+        with self._cv:
+            pending = [b.episode.SerializeToString() for g in self._groups.values() for b in g.members]
+            return {
+                "seen": list(self._seen),
+                "pending": pending,
+                "consumed": self.consumed,
+                "dropped_stale": self.dropped_stale,
+                "dropped_incomplete": self.dropped_incomplete,
+            }
+
+    def load_state_dict(self, state: dict) -> None:
+        with self._cv:
+            self._groups.clear()
+            self._seen = OrderedDict((i, None) for i in state["seen"])
+            self._count = 0
+            now = self._clock()
+            for raw in state["pending"]:
+                ep = trajectory_pb2.Episode.FromString(raw)
+                key = ep.group_id if self.grouped else ep.episode_id
+                g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now))
+                g.members.append(Buffered(ep, now))
+                self._count += 1
+            self.consumed = state["consumed"]
+            self.dropped_stale = state["dropped_stale"]
+            self.dropped_incomplete = state["dropped_incomplete"]
+            self._cv.notify_all()

@@ -1,0 +1,128 @@
+"""LearnerConfig: every knob of the learner role, validated at start-up (importable without torch)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+MiB = 1 << 20
+
+
+class LearnerConfig(BaseModel):
+    """One learner run. The CLI fills it; `main.py` receives it as JSON on every rank."""
+
+    model: str
+    """HF model directory to start from (ignored when resuming from a checkpoint, which carries the weights)."""
+    algo: Literal["grpo", "ppo"] = "grpo"
+    """GRPO (group-normalised returns, no critic) or PPO (value head, GAE over turns)."""
+
+    # --- serving (rank 0) ---
+    host: str = "127.0.0.1"
+    """Bind address of the TrajectoryService and WeightService."""
+    port: int = Field(0, ge=0, le=65535)
+    """gRPC port; 0 picks a free one (printed at start-up)."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Prometheus /metrics port; None disables it."""
+    coordinator: str | None = None
+    """Coordinator address to register with (host:port); None runs standalone."""
+    max_message_bytes: int = Field(64 * MiB, ge=4 * MiB, le=1 << 30)
+    """gRPC message-size limit on both directions (an episode with images must fit)."""
+
+    # --- buffer ---
+    batch_episodes: int = Field(8, ge=1, le=65536)
+    """Train once this many episodes (whole GRPO groups) are buffered."""
+    buffer_capacity: int = Field(4096, ge=1)
+    """Episodes held at most; a full buffer rejects new ones with RESOURCE_EXHAUSTED (actors retry)."""
+    max_staleness: int = Field(4, ge=0)
+    """Versions of lag accepted: learner_version - oldest turn version."""
+    stale_policy: Literal["drop", "downweight"] = "drop"
+    """Episodes over max_staleness are dropped, or kept with weight stale_weight ** (lag - max_staleness)."""
+    stale_weight: float = Field(0.5, gt=0, le=1)
+    """Per-version weight factor for the downweight policy."""
+    group_timeout_s: float = Field(120.0, gt=0)
+    """GRPO: a group still incomplete after this long trains with the members it has (>= 2)."""
+    dedup_window: int = Field(1_000_000, ge=1)
+    """Episode ids remembered for dedup (oldest forgotten first)."""
+    max_seq_tokens: int = Field(8192, ge=2)
+    """Longest prompt+response of one turn; longer turns are rejected."""
+
+    # --- optimisation ---
+    lr: float = Field(1e-5, gt=0)
+    """AdamW learning rate."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Global gradient-norm clip."""
+    clip_eps: float = Field(0.2, gt=0, lt=1)
+    """PPO/GRPO ratio clip: ratios outside [1 - eps, 1 + eps] get no gradient."""
+    clip_eps_high: float | None = Field(None, gt=0, lt=10)
+    """Upper clip (DAPO clip-higher); None = clip_eps."""
+    kl_coef: float = Field(0.0, ge=0)
+    """Weight of the k3 KL to the frozen reference policy (0 = no reference model is kept)."""
+    entropy_coef: float = Field(0.0, ge=0)
+    """Entropy bonus."""
+    behav_imp_weight_cap: float | None = Field(5.0, gt=1)
+    """AReaL decoupled PPO: cap on pi_prox / pi_behaviour (the stale-sample correction); None disables the correction."""
+    recompute_proximal: bool = True
+    """Recompute the proximal policy's log-probs with the current weights before each update (AReaL);
+    off = the behaviour log-probs play the proximal role (plain PPO)."""
+    ppo_epochs: int = Field(1, ge=1, le=32)
+    """Passes over each batch."""
+    minibatches: int = Field(1, ge=1, le=1024)
+    """Optimizer steps per epoch (episodes split evenly)."""
+    grpo_std_normalize: bool = True
+    """GRPO: divide by the group's reward std (False = Dr. GRPO, mean-centred only)."""
+    gamma: float = Field(1.0, ge=0, le=1)
+    """PPO discount between turns."""
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    """PPO GAE lambda over turns."""
+    value_coef: float = Field(0.5, ge=0)
+    """PPO value-loss weight."""
+    value_clip: float | None = Field(0.2, gt=0)
+    """PPO value clipping around the old value; None disables."""
+
+    # --- execution ---
+    micro_batch_tokens: int = Field(4096, ge=16)
+    """Token budget of one micro-batch (padded rows x longest row)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in backward (less memory, ~30% more compute)."""
+    bf16: bool | None = None
+    """bf16 mixed precision (fp32 master weights and reductions); None = on with a GPU, off on CPU."""
+    seed: int = 0
+    """Torch seed."""
+    dist_timeout_s: float = Field(1800.0, gt=0)
+    """Collective timeout."""
+    idle_poll_s: float = Field(2.0, gt=0)
+    """Rank 0 tells the other ranks it is still waiting for data this often."""
+    max_updates: int | None = Field(None, ge=1)
+    """Stop after this many updates (None = until stopped)."""
+
+    # --- weights ---
+    chunk_bytes: int = Field(1 * MiB, ge=1 * MiB, le=4 * MiB)
+    """Size of one weight chunk on the wire (1-4 MiB)."""
+    wire_dtype: Literal["bf16", "fp32"] = "bf16"
+    """dtype of published weights."""
+    publish_token: str | None = None
+    """Token a remote WeightService.Publish must present; None disables remote Publish."""
+
+    # --- checkpoints ---
+    ckpt_dir: str | None = None
+    """Checkpoint directory; resumes from its latest checkpoint when one exists."""
+    ckpt_every: int = Field(50, ge=1)
+    """Save every this many updates (and at shutdown)."""
+    ckpt_keep: int = Field(2, ge=1)
+    """Checkpoints kept."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "LearnerConfig":
+        if self.clip_eps_high is not None and self.clip_eps_high < self.clip_eps:
+            raise ValueError(f"clip_eps_high ({self.clip_eps_high}) must be >= clip_eps ({self.clip_eps})")
+        if self.buffer_capacity < self.batch_episodes:
+            raise ValueError(f"buffer_capacity ({self.buffer_capacity}) must be >= batch_episodes ({self.batch_episodes})")
+        if self.minibatches > self.batch_episodes:
+            raise ValueError(f"minibatches ({self.minibatches}) must be <= batch_episodes ({self.batch_episodes})")
+        return self
+
+    @property
+    def upper_clip(self) -> float:
+        return self.clip_eps if self.clip_eps_high is None else self.clip_eps_high

@@ -1,0 +1,77 @@
+"""TrajectoryService servicer: actors push finished episodes into the learner's buffer.
+
+Every episode of a Push stream gets exactly one outcome in the PushAck:
+accepted or duplicate (listed in ``acked_ids``: the actor may forget it),
+rejected for good (``rejected`` with INVALID_ARGUMENT for malformed data and
+FAILED_PRECONDITION for staleness / unknown versions), or - when the buffer is
+full - nothing, so the actor keeps it and resends later. A message that does
+not even parse is rejected with an empty episode_id and the stream goes on.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from atlasrl.learner.buffer import BufferFull, EpisodeBuffer
+from atlasrl.learner.metrics import LearnerMetrics
+from atlasrl.learner.validation import Malformed, Unacceptable
+from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, to_status_msg
+from atlasrl.v1 import trajectory_pb2
+
+log = logging.getLogger("atlasrl.learner.trajectory")
+
+
+class TrajectoryServicer:
+    def __init__(self, buffer: EpisodeBuffer, version: Callable[[], int], metrics: LearnerMetrics):
+        self.buffer = buffer
+        self.version = version
+        self.m = metrics
+
+    async def Push(self, requests, context) -> trajectory_pb2.PushAck:
+        ack = trajectory_pb2.PushAck()
+        while True:
+            try:
+                ep = await requests.__anext__()
+            except StopAsyncIteration:
+                break
+            except MalformedRequest as e:
+                self._reject(ack, "", e, "malformed")
+                continue
+            self._ingest(ep, ack)
+        ack.learner_version = self.version()
+        self.m.buffered.set(self.buffer.buffered)
+        return ack
+
+    def _ingest(self, ep: trajectory_pb2.Episode, ack: trajectory_pb2.PushAck) -> None:
+        try:
+            outcome = self.buffer.add(ep, self.version())
+        except Malformed as e:
+            self._reject(ack, ep.episode_id, InvalidArgument(f"episode {ep.episode_id!r}: {e}"), "invalid")
+            return
+        except Unacceptable as e:
+            self._reject(ack, ep.episode_id, FailedPrecondition(f"episode {ep.episode_id!r}: {e}"), "unacceptable")
+            return
+        except BufferFull:
+            self.m.episodes.labels("deferred").inc()
+            return
+        if outcome == "accepted":
+            ack.accepted += 1
+        else:
+            ack.duplicates += 1
+        ack.acked_ids.append(ep.episode_id)
+        self.m.episodes.labels(outcome).inc()
+
+    def _reject(self, ack: trajectory_pb2.PushAck, episode_id: str, exc: Exception, outcome: str) -> None:
+        ack.rejected.add(episode_id=episode_id, status=to_status_msg(exc))
+        self.m.episodes.labels(outcome).inc()
+        log.info("rejected episode %r: %s", episode_id, exc)
+
+    async def GetInfo(self, request, context) -> trajectory_pb2.TrajectoryInfo:
+        cfg = self.buffer.cfg
+        return trajectory_pb2.TrajectoryInfo(
+            version=self.version(),
+            buffered=self.buffer.buffered,
+            capacity=cfg.buffer_capacity,
+            max_staleness=cfg.max_staleness,
+            consumed=self.buffer.consumed,
+        )

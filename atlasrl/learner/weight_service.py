@@ -1,0 +1,104 @@
+"""WeightService servicer: holds the latest weight version and streams it to every subscriber.
+
+The learner publishes in-process (``publish``); a remote publisher may use the
+Publish RPC with the learner's token. A version is encoded once (begin, 1-4 MiB
+parts, end) and the same messages go to every subscriber. A subscriber gets the
+latest version right away when it is newer than ``after_version``, then each
+newer one; a slow subscriber skips versions that were superseded while it was
+still receiving (weights conflate: only the newest matters).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass
+
+from atlasrl.clients.weights import VersionAssembler, WeightStreamError
+from atlasrl.learner.metrics import LearnerMetrics
+from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, NotFound
+from atlasrl.rpc.errors import PermissionDenied
+from atlasrl.v1 import weights_pb2
+
+log = logging.getLogger("atlasrl.learner.weights")
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    manifest: weights_pb2.WeightManifest
+    messages: tuple[weights_pb2.WeightUpdate, ...]
+
+
+class WeightServicer:
+    def __init__(self, metrics: LearnerMetrics, publish_token: str | None = None):
+        self.m = metrics
+        self.publish_token = publish_token
+        self.latest: Published | None = None
+        self._changed = asyncio.Condition()
+        self._subscribers = 0
+
+    async def publish(self, messages: list[weights_pb2.WeightUpdate]) -> int:
+        """Make an encoded version (from ``encode_version``) the latest; returns its number."""
+        manifest = messages[0].begin
+        if self.latest is not None and manifest.version <= self.latest.version:
+            raise FailedPrecondition(f"version {manifest.version} is not newer than the latest {self.latest.version}")
+        async with self._changed:
+            self.latest = Published(manifest.version, manifest, tuple(messages))
+            self._changed.notify_all()
+        return manifest.version
+
+    async def Subscribe(self, request: weights_pb2.SubscribeRequest, context):
+        sent = request.after_version
+        who = request.subscriber_id or context.peer()
+        self._subscribers += 1
+        self.m.subscribers.set(self._subscribers)
+        try:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)
+                    pub = self.latest
+                for msg in pub.messages:
+                    yield msg
+                self.m.sent_bytes.inc(pub.manifest.total_bytes)
+                sent = pub.version
+                log.debug("sent version %d to %s", sent, who)
+        finally:
+            self._subscribers -= 1
+            self.m.subscribers.set(self._subscribers)
+
+    async def Publish(self, requests, context) -> weights_pb2.PublishAck:
+        self._authorize(context)
+        asm = VersionAssembler()
+        msgs: list[weights_pb2.WeightUpdate] = []
+        done = None
+        while True:
+            try:
+                msg = await requests.__anext__()
+            except StopAsyncIteration:
+                break
+            except MalformedRequest as e:
+                raise InvalidArgument(f"Publish message {len(msgs)}: {e}") from None
+            if done is not None:
+                raise InvalidArgument(f"messages after the end of version {done.version}; publish one version per call")
+            try:
+                done = asm.feed(msg)
+            except WeightStreamError as e:
+                raise InvalidArgument(f"Publish message {len(msgs)}: {e}") from None
+            msgs.append(msg)
+        if done is None:
+            raise InvalidArgument("Publish stream closed before the version's end message")
+        return weights_pb2.PublishAck(version=await self.publish(msgs))
+
+    def _authorize(self, context) -> None:
+        if not self.publish_token:
+            raise PermissionDenied("remote Publish is disabled on this learner (no publish token configured)")
+        md = dict(context.invocation_metadata() or ())
+        given = md.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.publish_token}".encode()):
+            raise PermissionDenied("Publish needs the learner's token in 'authorization: Bearer <token>'")
+
+    async def GetLatest(self, request, context) -> weights_pb2.WeightManifest:
+        if self.latest is None:
+            raise NotFound("no weight version has been published yet")
+        return self.latest.manifest
