@@ -1,0 +1,284 @@
+"""Client of the coordinator: how every role joins a run.
+
+Usage from any role with a ``--coordinator ADDR`` flag (inside its asyncio loop)::
+
+    from atlasrl.clients.coordinator import RoleRegistration
+
+    reg = RoleRegistration(args.coordinator, role="envserver", name="envserver-0",
+                           address=server.address, metrics_address=f"127.0.0.1:{metrics_port}",
+                           capacity=workers, capabilities=["frozenlake"])
+    await reg.start()                  # registers (retries until the coordinator answers), then heartbeats
+    reg.counters["env_steps"] += 1     # cumulative totals; sent with the next heartbeat
+    reg.gauges["loss"] = 0.42          # latest values
+    reg.policy_version = 17            # learner: version just published; actor: version it acts with
+    reg.report_error("env crashed")    # shows up in `atlasrl status`
+    ...
+    await reg.close()                  # deregisters
+
+Actors additionally::
+
+    a = await reg.assignment()         # a.env_servers [(address, slots)], a.learner_address, a.memory_address
+    await reg.wait_until_fresh()       # staleness gate: blocks while this actor lags > max_staleness
+    await reg.wait_running()           # blocks while the run is paused; returns False once stopping
+    if reg.view.assignment_generation != a.generation: a = await reg.assignment()
+
+Processes without an asyncio loop (torch learners) use ``reg.start_in_thread()``
+and ``reg.close_in_thread()``; ``reg.counters`` / ``reg.gauges`` / ``reg.policy_version``
+may be written from any thread.
+
+If the member's lease expired (a long stall) the next heartbeat gets NOT_FOUND and
+the helper registers again; the new member reports only what the old one had not
+already reported, so nothing is counted twice. A restarted coordinator keeps member
+ids (SQLite), so heartbeats simply continue.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+
+from atlasrl.rpc import make_channel
+from atlasrl.v1 import coordinator_pb2 as pb
+from atlasrl.v1 import coordinator_pb2_grpc
+
+log = logging.getLogger("atlasrl.clients.coordinator")
+
+ROLES = {"envserver": pb.ROLE_ENVSERVER, "actor": pb.ROLE_ACTOR, "learner": pb.ROLE_LEARNER,
+         "memory": pb.ROLE_MEMORY, "other": pb.ROLE_OTHER}
+RUN_STATES = {"running": pb.RUN_STATE_RUNNING, "paused": pb.RUN_STATE_PAUSED, "stopping": pb.RUN_STATE_STOPPING}
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+@dataclass
+class EnvAssignment:
+    """What the coordinator tells a member to connect to."""
+
+    generation: int
+    env_servers: list[tuple[str, int]] = field(default_factory=list)  # (address, slots)
+    learner_address: str = ""
+    memory_address: str = ""
+
+
+class RoleRegistration:
+    def __init__(self, coordinator: str, *, role: str, name: str = "", address: str = "", metrics_address: str = "",
+                 capacity: int = 0, capabilities: list[str] | tuple[str, ...] = (), heartbeat_s: float | None = None,
+                 rpc_timeout_s: float = 5.0):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
+        self.coordinator = coordinator
+        self.request = pb.RegisterRequest(role=ROLES[role], name=name, address=address, metrics_address=metrics_address,
+                                          capacity=capacity, capabilities=list(capabilities))
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.gauges: dict[str, float] = {}
+        self.policy_version = -1
+        self.member_id = ""
+        self.view = pb.RunView(policy_version=-1)
+        self.may_proceed = True
+        self.last_error = ""
+        self.error_count = 0
+        self._heartbeat_s = heartbeat_s
+        self._timeout = rpc_timeout_s
+        self._base: dict[str, int] = {}   # totals already credited to earlier member ids of this process
+        self._acked: dict[str, int] = {}  # totals the coordinator acknowledged for the current member id
+        self._changed: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._channel = None
+        self._stub = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle --------------------------------------------------------------
+    async def start(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+        self._changed = asyncio.Event()
+        self._channel = make_channel(self.coordinator)
+        self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
+        await asyncio.wait_for(self._register(), register_timeout_s)
+        self._tasks = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._watch_loop())]
+        return self
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stub is not None and self.member_id:
+            try:
+                await self._send_heartbeat()
+                await self._stub.Deregister(pb.DeregisterRequest(member_id=self.member_id), timeout=self._timeout)
+            except grpc.aio.AioRpcError as e:
+                log.warning("deregister failed: %s", e.details())
+        if self._channel is not None:
+            await self._channel.close()
+
+    def start_in_thread(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+        """Run the helper on its own event loop in a daemon thread; returns once registered."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self.start(register_timeout_s=register_timeout_s))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                failure.append(e)
+                started.set()
+                return
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="coordinator-registration", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def close_in_thread(self, timeout: float = 10.0) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.close(), self._loop).result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    def call_in_thread(self, coro, timeout: float | None = None):
+        """From another thread: run one of this helper's coroutines (e.g. ``reg.assignment()``) on its loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def report_error(self, message: str) -> None:
+        self.last_error = message
+        self.error_count += 1
+
+    # --- queries ----------------------------------------------------------------
+    async def assignment(self) -> EnvAssignment:
+        a = await self._call(lambda: self._stub.GetAssignment(pb.GetAssignmentRequest(member_id=self.member_id), timeout=self._timeout))
+        return EnvAssignment(a.generation, [(s.address, s.slots) for s in a.env_servers], a.learner_address, a.memory_address)
+
+    async def wait_for(self, predicate, timeout: float | None = None) -> pb.RunView:
+        """Wait until ``predicate(view)`` holds; returns that view."""
+        async def loop():
+            while not predicate(self.view):
+                changed = self._changed
+                try:  # also re-check periodically: the predicate may read local state (our own version)
+                    await asyncio.wait_for(changed.wait(), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+            return self.view
+        return await asyncio.wait_for(loop(), timeout)
+
+    async def wait_until_fresh(self, timeout: float | None = None) -> None:
+        """Staleness gate for actors: wait while this member's policy_version lags by more than max_staleness."""
+        def fresh(v: pb.RunView) -> bool:
+            return self.policy_version < 0 or v.policy_version - self.policy_version <= v.max_staleness
+        await self.wait_for(fresh, timeout)
+
+    async def wait_running(self, timeout: float | None = None) -> bool:
+        """Wait while paused; True when running, False once the run is stopping."""
+        v = await self.wait_for(lambda v: v.run_state != pb.RUN_STATE_PAUSED, timeout)
+        return v.run_state == pb.RUN_STATE_RUNNING
+
+    @property
+    def stopping(self) -> bool:
+        return self.view.run_state == pb.RUN_STATE_STOPPING
+
+    # --- internals --------------------------------------------------------------
+    def _set_view(self, view: pb.RunView) -> None:
+        if view != self.view:
+            self.view = view
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def _call(self, make_call):
+        """Unary call with retries while the coordinator is unreachable (restart), re-registering on NOT_FOUND."""
+        delay = 0.1
+        while True:
+            try:
+                return await make_call()
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND and self.member_id:
+                    log.warning("coordinator forgot member %s (%s); registering again", self.member_id, e.details())
+                    await self._reregister()
+                elif e.code() not in _RETRYABLE:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _register(self) -> None:
+        self.member_id = ""
+        r = await self._call(lambda: self._stub.Register(self.request, timeout=self._timeout))
+        self.member_id = r.member_id
+        self._acked = {}
+        if self._heartbeat_s is None:
+            self._heartbeat_s = r.lease_ttl_s / 3
+        self._set_view(r.view)
+
+    async def _reregister(self) -> None:
+        old = self.member_id
+        credited = dict(self._acked)
+        try:  # the coordinator may have applied a heartbeat whose answer we never saw: ask it
+            st = await self._stub.GetStatus(pb.GetStatusRequest(include_dead=True), timeout=self._timeout)
+            credited = next((dict(m.counters) for m in st.members if m.member_id == old), credited)
+        except grpc.aio.AioRpcError:
+            pass
+        for k, v in credited.items():
+            self._base[k] = self._base.get(k, 0) + v
+        await self._register()
+
+    def _heartbeat_request(self) -> pb.HeartbeatRequest:
+        # Rebuilt on every attempt: after a re-registration the member id and the counter base both change.
+        counters = {k: int(v) - self._base.get(k, 0) for k, v in list(self.counters.items())}
+        return pb.HeartbeatRequest(member_id=self.member_id, policy_version=self.policy_version, counters=counters,
+                                   gauges=dict(self.gauges), last_error=self.last_error, error_count=self.error_count)
+
+    async def _send_heartbeat(self) -> None:
+        sent: list[pb.HeartbeatRequest] = []
+
+        def attempt():
+            sent.append(self._heartbeat_request())
+            return self._stub.Heartbeat(sent[-1], timeout=self._timeout)
+
+        r = await self._call(attempt)
+        self._acked = dict(sent[-1].counters)
+        self.may_proceed = r.may_proceed
+        self._set_view(r.view)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._send_heartbeat()
+            except grpc.aio.AioRpcError as e:
+                log.warning("heartbeat failed: %s %s", e.code().name, e.details())
+            await asyncio.sleep(self._heartbeat_s)
+
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                async for view in self._stub.Watch(pb.WatchRequest(member_id=self.member_id)):
+                    self._set_view(view)
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in _RETRYABLE:
+                    log.warning("watch failed: %s %s", e.code().name, e.details())
+            if self.stopping:
+                return
+            await asyncio.sleep(0.5)
+
+
+class CoordinatorClient:
+    """Operator-side calls (status, pause/resume/stop)."""
+
+    def __init__(self, address: str, timeout_s: float = 5.0):
+        self.address, self.timeout = address, timeout_s
+
+    async def status(self, *, include_dead: bool = False, history_points: int = 0) -> pb.ClusterStatus:
+        async with make_channel(self.address) as ch:
+            return await coordinator_pb2_grpc.CoordinatorServiceStub(ch).GetStatus(
+                pb.GetStatusRequest(include_dead=include_dead, history_points=history_points), timeout=self.timeout)
+
+    async def set_run_state(self, state: str, reason: str = "") -> pb.RunView:
+        if state not in RUN_STATES:
+            raise ValueError(f"state must be one of {sorted(RUN_STATES)}, got {state!r}")
+        async with make_channel(self.address) as ch:
+            return await coordinator_pb2_grpc.CoordinatorServiceStub(ch).SetRunState(
+                pb.SetRunStateRequest(run_state=RUN_STATES[state], reason=reason), timeout=self.timeout)
