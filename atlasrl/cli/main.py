@@ -13,6 +13,8 @@ import typer
 COMMAND_MODULES = [
     "atlasrl.cli.envserver",
     "atlasrl.cli.debug",
+    "atlasrl.cli.coordinator",
+    "atlasrl.cli.status",
 ]
 
 app = typer.Typer(
