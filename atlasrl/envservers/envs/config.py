@@ -1,0 +1,135 @@
+"""Configs of the grid games, parsed from the wire's ``map<string, string>``.
+
+    cfg = parse_config(FrozenLakeConfig, {"size": "8", "slippery": "true"})
+    cfg.as_strings()  # every key with its resolved value, for EnvSpec.config
+
+Unknown keys and bad values raise EnvConfigError naming the key and value.
+"""
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from atlasrl.envservers.base import EnvConfigError
+
+MIN_TILE_PIXELS = 4
+
+
+class GridConfig(BaseModel):
+    """Keys shared by every grid game."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    size: int = Field(4, ge=2, le=16)
+    """Grid side length in cells (square grids)."""
+    image_size: int = Field(128, ge=16, le=1024)
+    """Side of the rendered RGB frame in pixels; tiles are image_size // size, padded to exact size."""
+    max_actions_per_turn: int = Field(3, ge=1, le=16)
+    """How many actions one action text may hold ("Left, Up" is two)."""
+    max_steps: int | None = Field(None, ge=1, le=100_000)
+    """Primitive actions (an invalid turn counts one) before the episode is truncated; default by size."""
+    text_mode: Literal["grid", "relative"] = "grid"
+    """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are."""
+    success_reward: float = Field(1.0, ge=-1e6, le=1e6)
+    """Reward of the action that solves the level."""
+    step_penalty: float = Field(0.0, ge=-1e6, le=1e6)
+    """Reward added for every primitive action (use a negative value to penalise length)."""
+    invalid_penalty: float = Field(-0.1, ge=-1e6, le=1e6)
+    """Reward added (on top of step_penalty) for a turn whose text does not parse."""
+
+    @model_validator(mode="after")
+    def _tiles_visible(self):
+        if self.image_size // self.size < MIN_TILE_PIXELS:
+            raise ValueError(
+                f"image_size={self.image_size} leaves tiles under {MIN_TILE_PIXELS} px for size={self.size}")
+        return self
+
+    def resolved_max_steps(self) -> int:
+        return self.max_steps if self.max_steps is not None else self.default_max_steps()
+
+    def default_max_steps(self) -> int:
+        return 10 * self.size
+
+    def as_strings(self) -> dict[str, str]:
+        values = self.model_dump()
+        values["max_steps"] = self.resolved_max_steps()
+        return {key: _to_string(value) for key, value in values.items()}
+
+
+class FrozenLakeConfig(GridConfig):
+    """FrozenLake: walk from the top-left corner to the goal in the bottom-right without falling in a hole."""
+
+    hole_prob: float = Field(0.2, ge=0.0, le=0.6)
+    """Chance that a cell other than start and goal is a hole (maps are redrawn until solvable)."""
+    slippery: bool = False
+    """Gymnasium's slippery ice: the intended move with p=1/3, each perpendicular move with p=1/3."""
+    hole_penalty: float = Field(0.0, ge=-1e6, le=1e6)
+    """Reward of the action that falls into a hole."""
+
+    def default_max_steps(self) -> int:
+        return 5 * self.size
+
+
+class SokobanConfig(GridConfig):
+    """Sokoban: push every box onto a target."""
+
+    size: int = Field(6, ge=5, le=12)
+    """Room side length in cells, outer walls included."""
+    num_boxes: int = Field(1, ge=1, le=4)
+    """Boxes (and targets) in the room."""
+    box_on_target_reward: float = Field(0.0, ge=-1e6, le=1e6)
+    """Shaping: reward for pushing a box onto a target (and its negative for pushing one off)."""
+    deadlock_ends_episode: bool = True
+    """End the episode as a failure when a box is stuck in a corner that is not a target."""
+    deadlock_penalty: float = Field(0.0, ge=-1e6, le=1e6)
+    """Reward of the action that creates a deadlock (when deadlock_ends_episode)."""
+
+    @model_validator(mode="after")
+    def _room_fits_boxes(self):
+        capacity = max(1, (self.size - 2) ** 2 // 5)
+        if self.num_boxes > capacity:
+            raise ValueError(f"num_boxes={self.num_boxes} does not fit a {self.size}x{self.size} room "
+                             f"(at most {capacity})")
+        return self
+
+    def default_max_steps(self) -> int:
+        return 5 * self.size + 20 * self.num_boxes
+
+
+ConfigT = TypeVar("ConfigT", bound=GridConfig)
+
+
+def parse_config(model: type[ConfigT], raw: dict[str, str]) -> ConfigT:
+    """Validate wire config strings into ``model``; EnvConfigError names the key and value."""
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise EnvConfigError(f"config key '{key}': value must be a string, got {type(value).__name__}")
+    try:
+        return model.model_validate({key: _from_string(key, value) for key, value in raw.items()})
+    except ValidationError as exc:
+        raise EnvConfigError(_describe(model, raw, exc)) from None
+
+
+def _from_string(key: str, value: str):
+    # "none"/"" for max_steps means "default by size"; pydantic parses the rest ("8", "0.2", "true").
+    if key == "max_steps" and value.strip().lower() in ("", "none", "default"):
+        return None
+    return value.strip()
+
+
+def _describe(model: type[GridConfig], raw: dict[str, str], exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'; valid keys: {', '.join(model.model_fields)}"
+    message = error["msg"].removeprefix("Value error, ")
+    if key:
+        return f"config key '{key}'={raw.get(key, '')!r} is invalid: {message}"
+    return f"invalid config: {message}"
+
+
+def _to_string(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
