@@ -1,0 +1,112 @@
+"""ActorConfig: everything one rollout actor needs, validated at start-up (no torch import)."""
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+
+class ActorConfig(BaseModel):
+    """One rollout actor: env servers, engine, prompt, rewards, delivery and flow control."""
+
+    actor_id: str = Field(default_factory=lambda: f"actor-{uuid.uuid4().hex[:8]}")
+    """Producer id written into every episode (Episode.actor_id)."""
+
+    # -- where things are --------------------------------------------------
+    envs: list[str] = Field(default_factory=list)
+    """Env server addresses (host:port); env sessions are spread over them round-robin."""
+    learner: str | None = None
+    """Learner address (TrajectoryService + WeightService); None = no learner (eval, benches)."""
+    memory: str | None = None
+    """Memory service address; None = memory hints and shaping off."""
+    coordinator: str | None = None
+    """Coordinator address for registration, assignments and the staleness gate."""
+
+    # -- policy ------------------------------------------------------------
+    model: str = ""
+    """Local HF model directory (tiny model or a real Qwen2.5-VL checkpoint)."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    """Generation engine: transformers (CPU default) or vllm (GPU)."""
+    action_mode: Literal["free", "choice"] = "choice"
+    """free: the model writes <think>..</think><answer>..</answer>; choice: it picks one of the env's valid actions."""
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    """Sampling temperature; 0 = greedy (eval)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass (free mode; choice mode always samples the full masked distribution)."""
+    max_new_tokens: int = Field(48, ge=1, le=4096)
+    """Cap on response tokens per turn (free mode)."""
+
+    # -- env ---------------------------------------------------------------
+    env_id: str = "frozenlake"
+    """Env id opened on every env server."""
+    env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative"})
+    """Env settings passed to Open (strings); the default keeps the text observation compact."""
+    num_envs: int = Field(8, ge=1, le=4096)
+    """Env sessions this actor drives concurrently; generation is batched across them."""
+    group_size: int = Field(4, ge=1, le=1024)
+    """GRPO group size G: G episodes from the same env seed share a group_id."""
+    seed_start: int = Field(0, ge=0)
+    """First env seed of training; groups take consecutive seeds from here."""
+    max_turns: int = Field(64, ge=1, le=10_000)
+    """Safety cap on turns per episode (the env's own truncation normally ends it first)."""
+
+    # -- prompt ------------------------------------------------------------
+    context_turns: int = Field(1, ge=0, le=64)
+    """Earlier turns (observation + action) kept in the prompt, besides the current one."""
+    context_images: int = Field(1, ge=0, le=16)
+    """Frames kept in the prompt, counting the current one (older turns lose theirs first)."""
+    use_image: bool = True
+    """Put the rendered frame in the prompt; off for text-only models (--no-image)."""
+    system_prompt: str = ""
+    """Override of the built-in system prompt (empty = built-in, kept short on purpose)."""
+
+    # -- memory ------------------------------------------------------------
+    memory_hints: Literal["none", "text", "overlay", "both"] = "text"
+    """Which memory hints go into the prompt when a memory service is set."""
+    memory_skills: int = Field(3, ge=0, le=32)
+    """Text skills quoted at most per prompt."""
+    memory_shaping: bool = True
+    """Add MemoryService.Shape terms to the dense reward when a memory service is set."""
+    shaping_scale: float = Field(1.0, ge=0.0, le=100.0)
+    """Multiplier on the memory shaping term."""
+    memory_ingest: bool = True
+    """Send finished episodes to MemoryService.Ingest when a memory service is set."""
+
+    # -- delivery and flow control ----------------------------------------
+    max_buffered_episodes: int = Field(256, ge=1, le=1_000_000)
+    """Unacked episodes kept for the learner; when full, generation pauses."""
+    push_batch: int = Field(16, ge=1, le=4096)
+    """Episodes per TrajectoryService.Push."""
+    max_staleness: int | None = Field(None, ge=0)
+    """Versions the actor may lag the learner before pausing; None = the learner's TrajectoryInfo.max_staleness."""
+    info_interval_s: float = Field(2.0, gt=0)
+    """How often the learner's TrajectoryInfo is polled for the staleness gate."""
+    reconnect_backoff_s: float = Field(0.5, gt=0)
+    """First wait before reconnecting to a failed env server (doubles up to 8 s)."""
+
+    @field_validator("envs", mode="before")
+    @classmethod
+    def _split_envs(cls, v):
+        if isinstance(v, str):
+            v = [a for a in (s.strip() for s in v.split(",")) if a]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ActorConfig":
+        if self.use_image is False and self.memory_hints in ("overlay", "both"):
+            raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
+        if self.context_images == 0 and self.use_image:
+            raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
+        return self
+
+
+def parse_kv(items: list[str] | None) -> dict[str, str]:
+    """['k=v', 'a=b'] -> {'k': 'v', 'a': 'b'} (CLI --env-config)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected key=value, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out

@@ -1,0 +1,28 @@
+"""The actor's Prometheus metrics (one ``Metrics("actor")`` registry per actor)."""
+from __future__ import annotations
+
+from atlasrl.metrics import Metrics
+
+GEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ActorMetrics:
+    """Counters are cumulative; rates (env steps/s, tokens/s) come from Prometheus' rate()."""
+
+    def __init__(self, metrics: Metrics | None = None):
+        self.metrics = m = metrics or Metrics("actor")
+        self.env_steps = m.counter("actor_env_steps_total", "Env turns stepped (one action text each)")
+        self.tokens = m.counter("actor_generated_tokens_total", "Response tokens generated")
+        self.prompt_tokens = m.counter("actor_prompt_tokens_total", "Prompt tokens fed to the engine")
+        self.episodes = m.counter("actor_episodes_total", "Finished episodes, by outcome", ["outcome"])
+        self.dropped = m.counter("actor_dropped_episodes_total", "Episodes dropped (never reported), by reason", ["reason"])
+        self.success_rate = m.gauge("actor_success_rate", "Success rate over the last 100 finished episodes")
+        self.gen_latency = m.histogram("actor_generation_seconds", "Wall time of one batched engine.generate call", buckets=GEN_BUCKETS)
+        self.batch_size = m.histogram("actor_generation_batch_size", "Prompts per engine.generate call",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.policy_version = m.gauge("actor_policy_version", "Weight version the engine acts with")
+        self.version_lag = m.gauge("actor_policy_version_lag", "Learner version minus the engine's version")
+        self.paused = m.gauge("actor_generation_paused", "1 while generation waits (buffer full, stale weights, run paused)", ["reason"])
+        self.buffered = m.gauge("actor_unacked_episodes", "Episodes waiting for the learner's ack")
+        self.weight_updates = m.counter("actor_weight_updates_total", "Weight versions swapped into the engine")
+        self.env_reconnects = m.counter("actor_env_reconnects_total", "Env sessions re-opened after a server failure")
