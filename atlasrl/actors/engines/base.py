@@ -1,0 +1,102 @@
+"""The generation engine interface shared by the transformers and vLLM engines.
+
+    engine = make_engine(EngineConfig(kind="transformers", model=str(tiny_model_path("qwen2.5-vl"))))
+    reqs = [GenerationRequest(messages=[system(SYS), user(obs_text, images=1)], images=[frame]),
+            GenerationRequest(messages=[...], images=[...], choices=["Up", "Down", "Left", "Right"])]
+    outs = engine.generate(reqs, SamplingParams(max_tokens=64, temperature=1.0))
+    outs[0].prompt_ids, outs[0].token_ids, outs[0].logprobs, outs[0].text, outs[0].version
+    engine.update_weights(7, model.state_dict().items())     # between generate calls
+    engine.version                                           # -> 7
+
+Log-prob contract (the learner recomputes exactly this with
+``atlasrl.models.logprobs``): ``Generation.logprobs[i]`` is the log-prob of
+``token_ids[i]`` under ``softmax(logits / T)`` over the full vocabulary, with
+T = ``SamplingParams.temperature`` (T = 0 means greedy, and the log-probs are
+then those of T = 1). They are the *tempered* distribution, i.e. the one the
+token was drawn from, before top-p truncation (top-p only narrows what may be
+drawn). Choice mode (``GenerationRequest.choices``): the same tempered logits
+restricted at each step to the prefix trie of the choices' token ids
+(atlasrl.models.choice) and renormalised over the allowed set; the output is
+always exactly one choice followed by the end token, and ``choice_index`` says
+which.
+
+Engines are synchronous and not re-entrant: one ``generate`` or
+``update_weights`` at a time (an internal lock enforces it); ``agenerate``
+runs ``generate`` in a worker thread for asyncio callers.
+"""
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 128              # response budget in tokens (free mode)
+    temperature: float = 1.0           # 0 = greedy
+    top_p: float = 1.0                 # nucleus sampling mass, (0, 1]
+    stop: tuple[str, ...] = ()         # stop strings: text is cut before them, tokens kept up to the one completing them
+    seed: int | None = None            # seeds this call's sampling (reproducible given the same batch)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class GenerationRequest:
+    """One chat prompt: HF chat messages with ``{"type": "image"}`` parts (atlasrl.models.chat)."""
+
+    messages: list[dict]
+    images: Sequence[np.ndarray] = ()       # uint8 HxWx3, in the order of the image parts
+    choices: Sequence[str] | None = None    # choice mode: the env's valid action strings
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]                   # prompt as fed to the model (template applied, images expanded)
+    token_ids: list[int]                    # sampled response tokens (end token included when produced)
+    logprobs: list[float]                   # per token, see the module doc
+    text: str                               # decoded response, special tokens and stop string removed
+    finish_reason: str                      # "stop" (end token / stop string / choice complete) | "length"
+    version: int                            # weight version that produced it
+    temperature: float                      # the request's temperature (TurnRecord.temperature)
+    choice_index: int | None = None         # choice mode: index into GenerationRequest.choices
+    choice_token_ids: list[list[int]] | None = None  # choice mode: candidates' ids (TurnRecord.choices)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    """Generates from chat prompts with the current weights; hot-swaps weights."""
+
+    tokenizer: Any            # the policy's tokenizer (for rendering histories, decoding)
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> int:
+        """Weight version now loaded (0 = the weights from the model directory)."""
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
+        """One batched generation; results in request order."""
+
+    @abc.abstractmethod
+    def update_weights(self, version: int, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Replace weights in place with HF-named tensors (a full or partial state dict).
+
+        Raises ValueError for unknown names or wrong shapes, before anything is changed.
+        """
+
+    async def agenerate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
+        return await asyncio.to_thread(self.generate, requests, params)
+
+    def close(self) -> None:
+        """Release the model (idempotent)."""

@@ -1,0 +1,1 @@
+"""Policy models shared by actors and the learner: tiny builds, loading, prompts, log-probs."""

@@ -1,0 +1,94 @@
+"""Choice mode: constrained decoding over a prefix trie of candidate token sequences.
+
+    trie = ChoiceTrie(choice_token_ids(tokenizer, ["Up", "Down"], end_id=im_end))
+    trie.allowed([])            # first tokens of every choice
+    trie.allowed([up_id])       # [im_end]
+    trie.index([up_id, im_end]) # 0
+
+The distribution (trajectory.proto, ACTION_MODE_CHOICE): at response position
+i the logits are restricted to ``allowed(response[:i])`` and normalised over
+that set. Every choice ends with the end token, so no choice is a prefix of
+another and a finished response names exactly one choice.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class ChoiceError(ValueError):
+    """Invalid choice set (empty, or one choice a prefix of another)."""
+
+
+def choice_token_ids(tokenizer, choices: Sequence[str], end_id: int) -> list[list[int]]:
+    """Token ids of each choice as the model would write it, plus the end token."""
+    if not choices:
+        raise ChoiceError("choice mode needs at least one choice")
+    out = []
+    for c in choices:
+        ids = list(tokenizer.encode(c, add_special_tokens=False))
+        if not ids:
+            raise ChoiceError(f"choice {c!r} tokenizes to nothing")
+        out.append(ids + [int(end_id)])
+    return out
+
+
+class ChoiceTrie:
+    def __init__(self, choices: Sequence[Sequence[int]]):
+        if not choices:
+            raise ChoiceError("choice mode needs at least one choice")
+        self.choices: list[tuple[int, ...]] = []
+        self._root: dict = {}
+        for i, seq in enumerate(choices):
+            seq = tuple(int(t) for t in seq)
+            if not seq:
+                raise ChoiceError(f"choice {i} is empty")
+            node = self._root
+            for j, tok in enumerate(seq):
+                if "end" in node:
+                    raise ChoiceError(f"choice {node['end']} is a prefix of choice {i}")
+                node = node.setdefault(tok, {})
+            if "end" in node:
+                continue                      # duplicate: same distribution, keep the first index
+            if any(k != "end" for k in node):
+                raise ChoiceError(f"choice {i} is a prefix of another choice")
+            node["end"] = len(self.choices)
+            self.choices.append(seq)
+
+    def _node(self, prefix: Sequence[int]) -> dict | None:
+        node = self._root
+        for tok in prefix:
+            node = node.get(int(tok))
+            if node is None:
+                return None
+        return node
+
+    def allowed(self, prefix: Sequence[int]) -> list[int]:
+        """Tokens that extend ``prefix`` towards some choice (sorted); [] if none."""
+        node = self._node(prefix)
+        return [] if node is None else sorted(k for k in node if k != "end")
+
+    def index(self, seq: Sequence[int]) -> int | None:
+        """Index (into ``self.choices``) of the complete choice ``seq``, else None."""
+        node = self._node(seq)
+        return None if node is None else node.get("end")
+
+    @property
+    def max_len(self) -> int:
+        return max(len(c) for c in self.choices)
+
+
+def allowed_per_position(choices: Sequence[Sequence[int]], response_ids: Sequence[int]) -> list[list[int]]:
+    """Allowed token sets at each response position (what the learner masks with).
+
+    Raises ChoiceError if ``response_ids`` is not exactly one of the choices.
+    """
+    trie = ChoiceTrie(choices)
+    out = []
+    for i, tok in enumerate(response_ids):
+        allowed = trie.allowed(response_ids[:i])
+        if int(tok) not in allowed:
+            raise ChoiceError(f"response token {i} ({tok}) is not allowed by the choices")
+        out.append(allowed)
+    if trie.index(response_ids) is None:
+        raise ChoiceError("response stops before completing a choice")
+    return out

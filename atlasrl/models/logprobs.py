@@ -1,0 +1,168 @@
+"""Teacher-forced log-probabilities of sampled responses (the learner's recompute).
+
+    samples = [Sample(prompt_ids, response_ids, images=[frame], choices=None), ...]
+    batch = build_batch(policy, samples)                 # tensors, no grad needed yet
+    logp, entropy = response_logprobs(policy.model, batch, temperature=1.0, with_entropy=True)
+    # logp: (B, R) log-prob of each response token, 0 where batch.response_mask == 0
+
+Distribution (the engines sample from exactly this one, see atlasrl.actors.engines.base):
+- free mode: ``log_softmax(logits / T)`` over the whole vocabulary, T = the turn's
+  temperature, or 1 when the turn was greedy (T = 0). top-p only decides which
+  tokens may be drawn; it is not part of the log-prob.
+- choice mode (``Sample.choices`` set): at response position i the tempered
+  logits are restricted to the tokens allowed by the prefix trie of the choices
+  (atlasrl.models.choice) and normalised over that set.
+
+Layout: each row is ``[left pad][prompt][response][right pad]`` with every
+response starting at the same column, so the model's own ``logits_to_keep``
+picks the response logits and nothing else (memory ~ B * R * vocab) while the
+forward stays the model's top-level ``forward`` (FSDP's root hooks run).
+Positions: atlasrl.models.positions (M-RoPE with image grids for Qwen-VL).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from atlasrl.models.chat import encode_images
+from atlasrl.models.choice import allowed_per_position
+from atlasrl.models.positions import prompt_positions
+
+
+def effective_temperature(temperature: float) -> float:
+    """The temperature whose distribution the log-probs describe (greedy -> 1)."""
+    return float(temperature) if temperature > 0 else 1.0
+
+
+@dataclass
+class Sample:
+    prompt_ids: Sequence[int]
+    response_ids: Sequence[int]
+    images: Sequence[np.ndarray] = ()                # uint8 HxWx3, in placeholder order
+    choices: Sequence[Sequence[int]] | None = None   # choice mode: candidates' token ids
+
+
+@dataclass
+class TeacherForcedBatch:
+    input_ids: torch.Tensor          # (B, S + R)
+    attention_mask: torch.Tensor     # (B, S + R)
+    position_ids: torch.Tensor       # (B, S + R) or (3, B, S + R)
+    response_ids: torch.Tensor       # (B, R), pad where response_mask == 0
+    response_mask: torch.Tensor      # (B, R) float, 1 on real response tokens
+    logits_index: torch.Tensor       # (R,) columns whose logits predict the response
+    pixel_values: Any = None
+    image_grid_thw: Any = None
+    choice_rows: torch.Tensor | None = None     # (N,) row of each constrained position
+    choice_cols: torch.Tensor | None = None     # (N,) response column of it
+    choice_allowed: torch.Tensor | None = None  # (N, K) allowed token ids (padded by repetition)
+
+    def model_inputs(self) -> dict:
+        kw = dict(input_ids=self.input_ids, attention_mask=self.attention_mask,
+                  position_ids=self.position_ids, logits_to_keep=self.logits_index, use_cache=False)
+        if self.pixel_values is not None:
+            kw.update(pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
+        return kw
+
+    def to(self, device) -> "TeacherForcedBatch":
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
+
+
+def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = "cpu") -> TeacherForcedBatch:
+    """Pad, position and mask a batch; raises ValueError naming the bad sample."""
+    if not samples:
+        raise ValueError("empty batch")
+    vocab = policy.model.get_input_embeddings().num_embeddings if policy.model is not None else None
+    S = max(len(s.prompt_ids) for s in samples)
+    R = max(len(s.response_ids) for s in samples)
+    B, pad = len(samples), policy.pad_token_id
+    ids = torch.full((B, S + R), pad, dtype=torch.long)
+    mask = torch.zeros((B, S + R), dtype=torch.long)
+    resp = torch.full((B, R), pad, dtype=torch.long)
+    resp_mask = torch.zeros((B, R))
+    images: list[np.ndarray] = []
+    rows, cols, allowed = [], [], []
+    for b, s in enumerate(samples):
+        p, r = list(s.prompt_ids), list(s.response_ids)
+        if not p or not r:
+            raise ValueError(f"sample {b}: empty prompt or response")
+        if vocab is not None and (min(p + r) < 0 or max(p + r) >= vocab):
+            raise ValueError(f"sample {b}: token id outside the vocabulary [0, {vocab})")
+        ids[b, S - len(p):S + len(r)] = torch.tensor(p + r)
+        mask[b, S - len(p):S + len(r)] = 1
+        resp[b, :len(r)] = torch.tensor(r)
+        resp_mask[b, :len(r)] = 1
+        _check_image_tokens(policy, b, p + r, s.images)
+        images.extend(s.images)
+        if s.choices is not None:
+            try:
+                per_pos = allowed_per_position(s.choices, r)
+            except ValueError as e:
+                raise ValueError(f"sample {b}: {e}") from None
+            for i, a in enumerate(per_pos):
+                rows.append(b), cols.append(i), allowed.append(a)
+    pixel_values, grid = encode_images(policy.image_processor, images) if images else (None, None)
+    positions = prompt_positions(policy.model, ids, mask, policy.is_vl, policy.image_token_id, grid)
+    batch = TeacherForcedBatch(
+        input_ids=ids, attention_mask=mask, position_ids=positions, response_ids=resp,
+        response_mask=resp_mask, logits_index=torch.arange(S - 1, S + R - 1),
+        pixel_values=pixel_values, image_grid_thw=grid,
+    )
+    if rows:
+        k = max(len(a) for a in allowed)
+        batch.choice_rows, batch.choice_cols = torch.tensor(rows), torch.tensor(cols)
+        batch.choice_allowed = torch.tensor([a + [a[0]] * (k - len(a)) for a in allowed])
+    return batch.to(device)
+
+
+def _check_image_tokens(policy, b: int, ids: list[int], images) -> None:
+    if not policy.is_vl:
+        if len(images):
+            raise ValueError(f"sample {b}: images given to a text-only model")
+        return
+    n_tokens = sum(1 for t in ids if t == policy.image_token_id)
+    if len(images) == 0 and n_tokens == 0:
+        return
+    from atlasrl.models.chat import image_token_counts
+
+    expected = sum(image_token_counts(policy, images)) if len(images) else 0
+    if n_tokens != expected:
+        raise ValueError(f"sample {b}: {n_tokens} image tokens in the ids but the {len(images)} "
+                         f"images expand to {expected}")
+
+
+def constrain_choices(scaled: torch.Tensor, batch: TeacherForcedBatch) -> torch.Tensor:
+    """Set logits outside each choice position's allowed set to -inf (out of place)."""
+    if batch.choice_rows is None:
+        return scaled
+    sub = scaled[batch.choice_rows, batch.choice_cols]                     # (N, V)
+    keep = torch.zeros_like(sub, dtype=torch.bool).scatter_(1, batch.choice_allowed, True)
+    sub = sub.masked_fill(~keep, float("-inf"))
+    return scaled.index_put((batch.choice_rows, batch.choice_cols), sub)
+
+
+def response_logprobs(model, batch: TeacherForcedBatch, temperature: float = 1.0,
+                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, R) log-probs of the response tokens (differentiable), and optionally entropies."""
+    logits = model(**batch.model_inputs()).logits                         # (B, R, V)
+    scaled = constrain_choices(logits.float() / effective_temperature(temperature), batch)
+    lse = torch.logsumexp(scaled, dim=-1)
+    logp = (scaled.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - lse) * batch.response_mask
+    entropy = None
+    if with_entropy:
+        p = torch.softmax(scaled, dim=-1)
+        entropy = (lse - (p * scaled.nan_to_num(neginf=0.0)).sum(-1)) * batch.response_mask
+    return logp, entropy
+
+
+@torch.no_grad()
+def sample_logprobs(policy, samples: Sequence[Sample], temperature: float = 1.0) -> list[list[float]]:
+    """Convenience: per-sample lists of response-token log-probs, no grad."""
+    batch = build_batch(policy, samples)
+    logp, _ = response_logprobs(policy.model, batch, temperature)
+    return [logp[b, :len(s.response_ids)].tolist() for b, s in enumerate(samples)]
