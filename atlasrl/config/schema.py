@@ -1,0 +1,149 @@
+"""The typed run config: one section per role, each field documented and bounded.
+
+Sections describe *how `atlasrl up` (and deploy) launch each role*; the roles
+validate their own finer settings at their start-up, and anything this schema
+does not model can be passed through a section's ``args`` list of CLI flags.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(Section):
+    """The run as a whole."""
+
+    name: str = Field("frozenlake-tiny", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Run name; the run directory is ``<runs_dir>/<name>-<timestamp>``."""
+    runs_dir: Path = Path("runs")
+    """Parent directory of run directories."""
+    run_dir: Path | None = None
+    """Exact run directory (overrides runs_dir/name); reusing one resumes from its checkpoints and coordinator state."""
+    duration_s: float = Field(600.0, ge=0)
+    """Stop training after this many seconds (0 = no limit)."""
+    max_env_steps: int = Field(0, ge=0)
+    """Stop training after this many env steps in total (0 = no limit)."""
+    target_success: float = Field(0.0, ge=0, le=1)
+    """Stop early once the rolling training success rate reaches this (0 = never)."""
+    seed: int = Field(0, ge=0)
+    """Base seed; roles derive theirs from it."""
+    eval_episodes: int = Field(32, ge=0, le=100_000)
+    """Episodes of the held-out eval run before training (random-policy baseline) and after (0 = skip)."""
+    eval_seed_start: int = Field(1_000_000, ge=0)
+    """First held-out env seed of the eval; training seeds start at 0, far below."""
+    restart_on_failure: bool = True
+    """Restart a role process that exits with an error."""
+    max_restarts: int = Field(5, ge=0, le=1000)
+    """Restarts allowed per role process before the run is aborted."""
+    stop_timeout_s: float = Field(15.0, gt=0, le=600)
+    """On shutdown, time given to each role to exit after SIGTERM before it is killed."""
+    display: bool = True
+    """Show the live progress display (off: one progress line every few seconds)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of every role (their logs go to <run_dir>/logs/<role>.log)."""
+
+
+class ModelSection(Section):
+    """The policy model."""
+
+    path: Path | None = None
+    """HF model directory; None = build the tiny random-weights model into the run directory."""
+    arch: Literal["qwen2", "qwen2_vl", "qwen2_5_vl"] = "qwen2"
+    """Architecture of the tiny model built when ``path`` is None."""
+
+
+class CoordinatorSection(Section):
+    """Coordinator role."""
+
+    port: int = Field(0, ge=0, le=65535)
+    """gRPC port (0 = a free one)."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """/metrics port (0 = a free one)."""
+    lease_ttl_s: float = Field(5.0, gt=0.1, le=3600)
+    """Members silent this long are declared dead and their work reassigned."""
+    max_staleness: int = Field(4, ge=0)
+    """Actors lagging more policy versions than this wait for new weights."""
+    history_interval_s: float = Field(1.0, gt=0.05, le=3600)
+    """Sampling period of the progress curves."""
+
+
+class RoleSection(Section):
+    port: int = Field(0, ge=0, le=65535)
+    """gRPC port of the first process (0 = free ports); process i uses port + i."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """/metrics port of the first process (0 = free ports)."""
+    args: list[str] = Field(default_factory=list)
+    """Extra CLI flags passed verbatim to the role command (settings this schema does not model)."""
+
+
+class EnvServerSection(RoleSection):
+    """Env server role."""
+
+    count: int = Field(1, ge=1, le=256)
+    """Env server processes."""
+    env: str = Field("frozenlake", min_length=1)
+    """Env id served (frozenlake, sokoban, maniskill:<Task>)."""
+    workers: int = Field(8, ge=1, le=4096)
+    """Env instances (slots) per server."""
+    env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative"})
+    """Env settings passed by actors when opening sessions."""
+
+
+class MemorySection(RoleSection):
+    """Visual skill memory role."""
+
+    enabled: bool = True
+    """Run the memory service (off: no shaping, no hints)."""
+
+
+class LearnerSection(RoleSection):
+    """Learner role."""
+
+    algo: Literal["grpo", "ppo"] = "grpo"
+    """Policy-gradient algorithm."""
+    nproc: int = Field(1, ge=1, le=1024)
+    """Training processes (torchrun, FSDP2)."""
+
+
+class ActorSection(RoleSection):
+    """Actor role."""
+
+    count: int = Field(1, ge=1, le=1024)
+    """Actor processes."""
+    num_envs: int = Field(8, ge=1, le=4096)
+    """Env sessions per actor."""
+    group_size: int = Field(4, ge=1, le=1024)
+    """GRPO group size."""
+    action_mode: Literal["choice", "free"] = "choice"
+    """choice: pick one of the valid actions; free: write the action as text."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    """Generation engine."""
+    memory_shaping: bool = True
+    """Add memory shaping to rewards (needs memory.enabled)."""
+
+
+class RunConfig(Section):
+    """Everything `atlasrl up` needs, one section per role."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+    envserver: EnvServerSection = Field(default_factory=EnvServerSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
+    learner: LearnerSection = Field(default_factory=LearnerSection)
+    actor: ActorSection = Field(default_factory=ActorSection)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "RunConfig":
+        if self.actor.num_envs % self.actor.group_size:
+            raise ValueError(f"actor.num_envs ({self.actor.num_envs}) must be a multiple of actor.group_size "
+                             f"({self.actor.group_size}): a group's episodes run side by side")
+        if self.actor.memory_shaping and not self.memory.enabled:
+            raise ValueError("actor.memory_shaping needs memory.enabled = true")
+        return self

@@ -1,0 +1,74 @@
+"""The run config: file + dotted overrides, errors that name the key, round trip of the resolved config."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atlasrl.config import ConfigError, dump_config, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_file_then_overrides(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('[actor]\nnum_envs = 16\ngroup_size = 8\n[envserver]\nworkers = 3\nenv_config = {text_mode = "grid"}\n')
+    cfg = load_config(f, ["actor.num_envs=24", "run.display=false", "learner.args=[--lr, '1e-5']"])
+    assert (cfg.actor.num_envs, cfg.actor.group_size, cfg.envserver.workers) == (24, 8, 3)
+    assert cfg.envserver.env_config == {"text_mode": "grid"} and cfg.run.display is False
+    assert cfg.learner.args == ["--lr", "1e-5"]
+
+
+def test_yaml_and_round_trip(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("run:\n  duration_s: 30\nactor:\n  count: 2\n")
+    cfg = load_config(f)
+    out = tmp_path / "resolved.yaml"
+    out.write_text(dump_config(cfg))
+    assert load_config(out) == cfg
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["actor.num_envs=0"], "actor.num_envs: Input should be greater than or equal to 1"),
+    (["actor.num_env=3"], "actor.num_env: Extra inputs are not permitted"),
+    (["learner.algo=dqn"], "learner.algo: Input should be 'grpo' or 'ppo'"),
+    (["actor.num_envs=6"], "must be a multiple of actor.group_size"),
+    (["memory.enabled=false"], "actor.memory_shaping needs memory.enabled"),
+    (["coordinator.lease_ttl_s=-1"], "coordinator.lease_ttl_s: Input should be greater than 0.1"),
+    (["nosection"], "expected section.key=value"),
+    (["actor=3"], "key must be section.key"),
+])
+def test_invalid_values_name_the_key(overrides, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert words in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[actor\n")
+    with pytest.raises(ConfigError, match="does not parse"):
+        load_config(bad)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ConfigError, match="use .toml"):
+        load_config(tmp_path / "x.json")
+
+
+def test_cli_config_show_and_error_exit():
+    code = ("import typer, sys; from atlasrl.cli import config; app = typer.Typer(); config.register(app); "
+            "app.command('noop')(lambda: None); app()")
+    ok = subprocess.run([sys.executable, "-c", code, "config", "show", "--set", "actor.num_envs=12", "--env", "sokoban"],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert "num_envs: 12" in ok.stdout and "env: sokoban" in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", code, "config", "show", "--set", "actor.group_size=-2"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "actor.group_size" in bad.stderr
+
+
+def test_importable_without_torch():
+    r = subprocess.run([sys.executable, "-c", "import sys, atlasrl.config, atlasrl.coordinator.server, atlasrl.clients.coordinator;"
+                        " assert 'torch' not in sys.modules"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
