@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "atlasrl.cli.debug",
     "atlasrl.cli.coordinator",
     "atlasrl.cli.status",
+    "atlasrl.cli.config",
 ]
 
 app = typer.Typer(
