@@ -26,6 +26,12 @@ Processes without an asyncio loop (torch learners) use ``reg.start_in_thread()``
 and ``reg.close_in_thread()``; ``reg.counters`` / ``reg.gauges`` / ``reg.policy_version``
 may be written from any thread.
 
+Standard names (the `atlasrl up` display, plots and `atlasrl status` read these):
+    counters (cumulative ints):  env_steps, episodes, successes, tokens (generated),
+                                 samples_trained (learner), episodes_pushed (actor), queries (memory)
+    gauges (latest floats):      loss, kl, entropy, grad_norm, lr (learner); return_mean,
+                                 success_rate, steps_per_s (actor); atlas_cells (memory)
+
 If the member's lease expired (a long stall) the next heartbeat gets NOT_FOUND and
 the helper registers again; the new member reports only what the old one had not
 already reported, so nothing is counted twice. A restarted coordinator keeps member
