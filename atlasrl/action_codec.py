@@ -158,7 +158,7 @@ class ActionCodec:
         return (
             f"{self.dim} space-separated integers in 0..{self.bins} per step ({steps}), "
             f"each scaled linearly onto its dimension's range. Dimensions in order: {dims}. "
-            f"Example (no motion): {' '.join([str(self.bins // 2)] * self.dim)}"
+            f"Example (every dimension mid-range): {' '.join([str(self.bins // 2)] * self.dim)}"
         )
 
     def sample_text(self, rng: np.random.Generator, steps: int = 1) -> str:

@@ -84,7 +84,7 @@ def test_never_raises_on_arbitrary_text(text):
 def test_describe_names_dims_and_bounds():
     fmt = ActionCodec([-1, -1], [1, 1], max_steps=2).describe(["dx", "gripper"])
     assert "2 space-separated integers in 0..1000" in fmt and "1 to 2 steps" in fmt
-    assert "dx: 0 = -1, 500 = 0, 1000 = 1" in fmt and "Example (no motion): 500 500" in fmt
+    assert "dx: 0 = -1, 500 = 0, 1000 = 1" in fmt and "Example (every dimension mid-range): 500 500" in fmt
 
 
 def test_sample_text_is_valid():

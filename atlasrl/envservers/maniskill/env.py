@@ -1,0 +1,221 @@
+"""A ManiSkill 3 task as an atlasrl TextEnv: rendered cameras in, integer action text out.
+
+    env = registry.make("maniskill:PickCube-v1", {"image_size": "128"}, seed=0)
+    out = env.text_reset()                          # images, text, ee/object entities, layout_key
+    out = env.text_step("500 500 400 500 500 500 0")  # codec text (spec_info().action_format)
+
+One simulated env per instance (num_envs=1, CPU physics); rendering goes to the
+render device of this process (SAPIEN's GPU renderer when CUDA is visible, else
+a software Vulkan device such as Mesa lavapipe).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from atlasrl.action_codec import ActionCodec
+from atlasrl.envservers.base import EnvConfigError, EnvSpecInfo, Entity, InvalidActionText, StepOutput, TextEnv
+from atlasrl.envservers.maniskill import scene, tasks
+from atlasrl.envservers.maniskill.config import ManiSkillConfig
+from atlasrl.envservers.maniskill.probe import require_renderer
+
+REWARD_MODES = {"dense": "normalized_dense", "sparse": "sparse"}
+DEFAULT_MAX_STEPS = 200
+# SAPIEN shares one renderer per process; envs stepped from several server threads
+# take turns (lavapipe already uses every core for one frame, so nothing is lost).
+_SIM_LOCK = threading.RLock()
+
+
+def _locked(method):
+    def wrapper(self, *args, **kwargs):
+        with _SIM_LOCK:
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
+class ManiSkillEnv(TextEnv):
+    metadata = {"render_modes": ["rgb_array"]}
+
+    @_locked
+    def __init__(self, task: str, config: ManiSkillConfig | None = None, seed: int | None = None):
+        self.task, self.config = task, config or ManiSkillConfig()
+        self.env_id = f"maniskill:{task}"
+        require_renderer()
+        tasks.check_task(task)
+        self._env = self._create()
+        self._task_env = self._env.unwrapped
+        controller = self._task_env.agent.controller
+        self.action_space = self._task_env.single_action_space
+        size = self.config.image_size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.codec = ActionCodec.from_space(self.action_space, max_steps=self.config.action_chunk)
+        self._action_names = scene.action_names(controller)
+        self._delta = scene.delta_mask(controller)
+        self._workspace = scene.Workspace(self.config.workspace, self.config.grid_size, self.config.grid_size)
+        self._layout = scene.Workspace(self.config.workspace, self.config.layout_grid, self.config.layout_grid)
+        self._next_seed = seed
+        self._steps = 0
+        self._last_command = np.zeros(self.action_space.shape, np.float32)
+        self._layout_key = ""
+        self._camera_names: list[str] = []
+        self._last: StepOutput | None = None
+
+    def _create(self):
+        from mani_skill.utils.registration import REGISTERED_ENVS
+
+        cfg = self.config
+        self.max_steps = cfg.max_steps or REGISTERED_ENVS[self.task].max_episode_steps or DEFAULT_MAX_STEPS
+        backend = cfg.render_backend
+        if backend == "auto":
+            import torch
+
+            backend = "gpu" if torch.cuda.is_available() else "cpu"
+        kwargs = dict(
+            obs_mode="rgb", control_mode=cfg.control_mode, reward_mode=REWARD_MODES[cfg.reward_mode],
+            sensor_configs=dict(width=cfg.image_size, height=cfg.image_size), num_envs=1,
+            sim_backend="physx_cpu", render_backend=backend, max_episode_steps=self.max_steps,
+        )
+        with tasks.no_download_prompt(self.task):
+            try:
+                return gym.make(self.task, **kwargs)
+            except tasks.MissingAssets:
+                raise
+            except Exception as e:  # bad control_mode etc. surface as assertion/key errors deep inside
+                raise EnvConfigError(
+                    f"ManiSkill task '{self.task}' could not be created (control_mode={cfg.control_mode}): "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+
+    # -- TextEnv ------------------------------------------------------------------------------
+    def spec_info(self) -> EnvSpecInfo:
+        size = self.config.image_size
+        return EnvSpecInfo(
+            env_id=self.env_id, family=self.env_id, image_shape=(size, size, 3), valid_actions=[],
+            max_steps=self.max_steps, grid_rows=self.config.grid_size, grid_cols=self.config.grid_size,
+            max_actions_per_turn=self.config.action_chunk, action_kind="continuous",
+            action_format=self.codec.describe(self._action_names), instruction=tasks.instruction(self.task),
+            config=self.config.as_strings(), action_dim=self.codec.dim,
+            camera_names=self._camera_names or self._sensor_names(),
+        )
+
+    @_locked
+    def text_reset(self, seed: int | None = None) -> StepOutput:
+        seed = seed if seed is not None else self._next_seed
+        self._next_seed = None
+        obs, info = self._env.reset(seed=seed)
+        self._steps = 0
+        self._last_command = scene.initial_hold(self._task_env.agent.controller)
+        cells = [f"{b.name}:{r},{c}" for b in scene.bodies(self._task_env) for r, c in [self._layout.cell(b.position)]]
+        self._layout_key = f"{self.task}|" + ";".join(cells)
+        self._last = self._output(obs, 0.0, False, False, info, {"action_is_valid": True})
+        return self._last
+
+    @_locked
+    def text_step(self, text: str, strict: bool = False) -> StepOutput:
+        hold = np.where(self._delta, 0.0, self._last_command).astype(np.float32)
+        decoded = self.codec.decode(text, hold=hold)
+        if not decoded.valid and strict:
+            raise InvalidActionText(decoded.reason)
+        extra: dict[str, Any] = {"action_is_valid": decoded.valid}
+        if not decoded.valid:
+            extra["invalid_reason"] = decoded.reason
+        out = self._apply(decoded.actions, extra)
+        if not decoded.valid:
+            out.reward += self.config.invalid_action_penalty
+        return out
+
+    # -- Gymnasium ----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        out = self.text_reset(seed)
+        return out.images[0], out.info
+
+    @_locked
+    def step(self, action):
+        out = self._apply(np.asarray(action, np.float32).reshape(1, -1), {"action_is_valid": True})
+        return out.images[0], out.reward, out.terminated, out.truncated, out.info
+
+    def render(self):
+        return None if self._last is None else self._last.images[0]
+
+    @_locked
+    def close(self) -> None:
+        if getattr(self, "_env", None) is not None:
+            self._env.close()
+            self._env = None
+
+    # -- internals ----------------------------------------------------------------------------
+    def _apply(self, actions: np.ndarray, extra: dict[str, Any]) -> StepOutput:
+        if self._last is None:
+            raise RuntimeError("step before reset")
+        reward, terminated, truncated = 0.0, False, False
+        obs = info = None
+        applied = 0
+        for action in actions:
+            obs, r, term, trunc, info = self._env.step(action[None])
+            self._steps += 1
+            applied += 1
+            self._last_command = action
+            reward += float(_scalar(r))
+            terminated = bool(_scalar(term))
+            truncated = bool(_scalar(trunc)) or self._steps >= self.max_steps
+            if terminated or truncated:
+                break
+        extra["steps_applied"] = applied  # a chunk stops early when the episode ends
+        self._last = self._output(obs, reward, terminated, truncated, info, extra)
+        return self._last
+
+    def _sensor_names(self) -> list[str]:
+        return list(self._task_env._sensors) if hasattr(self._task_env, "_sensors") else ["base_camera"]
+
+    def _output(self, obs, reward, terminated, truncated, info, extra) -> StepOutput:
+        sensors = obs["sensor_data"]
+        self._camera_names = list(sensors)
+        images = [np.ascontiguousarray(scene._np(sensors[name]["rgb"])[0, ..., :3], dtype=np.uint8) for name in sensors]
+        ee = scene.ee_position(self._task_env)
+        objects = scene.bodies(self._task_env)
+        entities = []
+        if ee is not None:
+            entities.append(Entity("ee", self._workspace.cell(ee), ee, "tcp"))
+        entities += [Entity(b.kind, self._workspace.cell(b.position), b.position, b.name) for b in objects]
+        info_out = {k: _jsonable(v) for k, v in info.items() if k not in ("reconfigure",)}
+        info_out.update(extra)
+        success = bool(info_out.get("success", False))
+        return StepOutput(
+            images=images, text=self._text(ee, objects), reward=reward, terminated=terminated, truncated=truncated,
+            success=success, info=info_out, agent=entities[0].cell if ee is not None else None,
+            entities=entities, step=self._steps, layout_key=self._layout_key,
+        )
+
+    def _text(self, ee, objects: list[scene.Body]) -> str:
+        lines = [f"Task: {tasks.instruction(self.task)}"]
+        robot = f"Gripper: {scene.gripper_state(self._task_env)}."
+        if ee is not None:
+            robot += f" End effector at {_xyz(ee)}, cell {self._workspace.cell(ee)}."
+        held = scene.grasped(self._task_env, objects)
+        if held:
+            robot += f" Holding {held}."
+        lines.append(robot)
+        lines += [f"{b.name} at {_xyz(b.position)}, cell {self._workspace.cell(b.position)}." for b in objects]
+        return "\n".join(lines)
+
+
+def _scalar(x):
+    a = scene._np(x)
+    return a.reshape(-1)[0] if a.size else 0
+
+
+def _jsonable(v):
+    a = scene._np(v)
+    if a.size == 1:
+        item = a.reshape(-1)[0].item()
+        return item if isinstance(item, (bool, int, float, str)) else str(item)
+    return a.tolist()
+
+
+def _xyz(p) -> str:
+    return "(" + ", ".join(f"{float(v):.3f}" for v in p) + ") m"
