@@ -10,6 +10,7 @@ import typer
 
 DEBUG_MODULES = [
     "atlasrl.cli.debug_env",
+    "atlasrl.cli.debug_memory",
 ]
 
 debug_app = typer.Typer(help="gRPC client scripts to poke a live service.", no_args_is_help=True)

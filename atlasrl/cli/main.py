@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "atlasrl.cli.coordinator",
     "atlasrl.cli.status",
     "atlasrl.cli.config",
+    "atlasrl.cli.memory",
 ]
 
 app = typer.Typer(

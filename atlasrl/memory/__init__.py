@@ -1,0 +1,1 @@
+"""Visual skill memory: danger/affinity atlases, exemplars, text skills, atlas-grounded shaping."""

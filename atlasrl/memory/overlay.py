@@ -1,0 +1,55 @@
+"""Heatmaps and atlas overlays as RGB images (for prompts, the debug client and benches).
+
+    img = overlay(frame, danger, affinity, agent=(3, 4))   # uint8 (H, W, 3)
+
+The grid is stretched over the whole frame (grid games render the full map), red
+shows danger, green affinity; the agent cell gets a yellow outline. Without a
+frame the overlay is drawn on a dark canvas of cell_px pixels per cell.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from atlasrl.memory.atlas import Cell
+
+
+def upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-cell stretch of a (rows, cols) grid to (height, width)."""
+    rows, cols = grid.shape
+    ri = np.minimum(np.arange(height) * rows // height, rows - 1)
+    ci = np.minimum(np.arange(width) * cols // width, cols - 1)
+    return grid[ri][:, ci]
+
+
+def heatmap(grid: np.ndarray, colour: tuple[int, int, int], cell_px: int = 32) -> np.ndarray:
+    """A [0, 1] grid as an RGB image: black (0) to ``colour`` (1), with thin cell borders."""
+    rows, cols = grid.shape
+    v = upsample(np.clip(grid, 0, 1).astype(np.float32), rows * cell_px, cols * cell_px)
+    img = (v[..., None] * np.asarray(colour, np.float32)).astype(np.uint8)
+    img[::cell_px, :] = 64
+    img[:, ::cell_px] = 64
+    return img
+
+
+def overlay(frame: np.ndarray | None, danger: np.ndarray, affinity: np.ndarray, agent: Cell | None = None,
+            alpha: float = 0.6, cell_px: int = 32) -> np.ndarray:
+    rows, cols = danger.shape
+    if frame is None:
+        frame = np.full((rows * cell_px, cols * cell_px, 3), 40, np.uint8)
+    h, w = frame.shape[:2]
+    d = upsample(np.clip(danger, 0, 1).astype(np.float32), h, w)
+    a = upsample(np.clip(affinity, 0, 1).astype(np.float32), h, w)
+    strength = alpha * np.maximum(d, a)[..., None]
+    tint = np.stack([255 * d, 255 * a, np.zeros_like(d)], -1) / np.maximum(np.maximum(d, a), 1e-6)[..., None]
+    out = frame.astype(np.float32) * (1 - strength) + tint * strength
+    img = np.clip(out, 0, 255).astype(np.uint8)
+    if agent is not None and 0 <= agent[0] < rows and 0 <= agent[1] < cols:
+        y0, y1 = agent[0] * h // rows, max((agent[0] + 1) * h // rows - 1, agent[0] * h // rows)
+        x0, x1 = agent[1] * w // cols, max((agent[1] + 1) * w // cols - 1, agent[1] * w // cols)
+        t = max(1, min(h // rows, w // cols) // 16)
+        yellow = np.array([255, 220, 0], np.uint8)
+        img[y0:y0 + t, x0:x1 + 1] = yellow
+        img[y1 - t + 1:y1 + 1, x0:x1 + 1] = yellow
+        img[y0:y1 + 1, x0:x0 + t] = yellow
+        img[y0:y1 + 1, x1 - t + 1:x1 + 1] = yellow
+    return img

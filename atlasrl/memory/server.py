@@ -1,0 +1,101 @@
+"""Run the memory role: restore, serve, snapshot periodically and on shutdown.
+
+    server = MemoryServer(MemoryConfig(data_dir=Path("runs/memory")))
+    await server.start()          # restores the last snapshot, binds, starts snapshots
+    ...                           # server.address -> "127.0.0.1:PORT"
+    await server.stop()           # final snapshot, then the port closes
+
+``run(cfg)`` is what ``atlasrl memory`` calls: it serves until SIGTERM/SIGINT.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from atlasrl.memory import store
+from atlasrl.memory.config import MemoryConfig
+from atlasrl.memory.service import MemoryServicer
+from atlasrl.memory.snapshotter import Snapshotter
+from atlasrl.memory.state import MemoryState
+from atlasrl.metrics import Metrics
+from atlasrl.rpc import RpcServer
+from atlasrl.v1 import memory_pb2
+
+log = logging.getLogger("atlasrl.memory")
+SERVICE = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"]
+
+
+class MemoryServer:
+    def __init__(self, cfg: MemoryConfig):
+        self.cfg = cfg
+        self.state = MemoryState(cfg)
+        self.metrics = Metrics("memory")
+        self.rpc = RpcServer(cfg.server, self.metrics)
+        self.snapshotter = Snapshotter(self.state, cfg.data_dir, cfg.snapshot_interval_s)
+        self.servicer: MemoryServicer | None = None
+
+    @property
+    def address(self) -> str:
+        return self.rpc.address
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.rpc.metrics_port
+
+    async def start(self) -> int:
+        if self.cfg.data_dir is not None:
+            blob = store.restore(self.state, self.cfg.data_dir)
+            if blob is not None:
+                self.snapshotter.loaded(blob, float(blob.manifest.get("written_unix", 0.0)))
+                log.info("restored memory version %d from %s", blob.version, self.cfg.data_dir)
+        self.servicer = MemoryServicer(self.cfg, self.state, self.snapshotter, self.metrics)
+        self.snapshotter.on_written = self.servicer.snapshot_written
+        self.rpc.add(self.servicer, SERVICE)
+        port = await self.rpc.start()
+        self.snapshotter.start()
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.rpc.stop(grace)
+        await self.snapshotter.stop()
+        await self.snapshotter.snapshot_if_dirty()
+
+
+async def run(cfg: MemoryConfig, on_ready=None) -> None:
+    server = MemoryServer(cfg)
+    await server.start()
+    server.rpc.stop_on_signals()
+    if on_ready:
+        on_ready(server)
+    registration = None
+    if cfg.coordinator:
+        registration = await _register(cfg, server)
+    try:
+        await server.rpc.wait()
+    finally:
+        if registration is not None:
+            await registration.close()
+        await server.stop()
+
+
+async def _register(cfg: MemoryConfig, server: MemoryServer):
+    """Join the run through the coordinator's client; heartbeats carry the memory version."""
+    from atlasrl.clients.coordinator import RoleRegistration
+
+    metrics = f"{cfg.server.metrics_host}:{server.metrics_port}" if server.metrics_port else ""
+    reg = RoleRegistration(cfg.coordinator, role="memory", name=f"memory-{server.rpc.port}", address=server.address,
+                           metrics_address=metrics, capabilities=sorted(server.state.families))
+    await reg.start()
+    server.servicer.on_change = lambda: _report(reg, server)
+    _report(reg, server)
+    return reg
+
+
+def _report(reg, server: MemoryServer) -> None:
+    reg.gauges["memory_version"] = float(server.state.version)
+    reg.gauges["memory_layout_atlases"] = float(len(server.state.layouts))
+    reg.counters["memory_episodes_ingested"] = server.servicer.accepted_total  # this process only
+
+
+def main_sync(cfg: MemoryConfig, on_ready=None) -> None:
+    asyncio.run(run(cfg, on_ready))
