@@ -40,8 +40,8 @@ class ActorConfig(BaseModel):
     # -- env ---------------------------------------------------------------
     env_id: str = "frozenlake"
     """Env id opened on every env server."""
-    env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative"})
-    """Env settings passed to Open (strings); the default keeps the text observation compact."""
+    env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative", "max_actions_per_turn": "1"})
+    """Env settings passed to Open (strings); the default keeps the observation compact, one action per turn."""
     num_envs: int = Field(8, ge=1, le=4096)
     """Env sessions this actor drives concurrently; generation is batched across them."""
     group_size: int = Field(4, ge=1, le=1024)

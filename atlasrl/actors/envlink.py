@@ -43,6 +43,7 @@ class EnvLink:
         self._reader: asyncio.Task | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
+        self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per stream
 
     async def reconnect(self) -> None:
         """Open a fresh Session stream; raises EnvServerDown if the server does not answer."""
@@ -94,7 +95,8 @@ class EnvLink:
         fut = asyncio.get_running_loop().create_future()
         self._pending[req.request_id] = fut
         try:
-            await self._call.write(req)
+            async with self._write_lock:
+                await self._call.write(req)
             resp = await asyncio.wait_for(fut, self.request_timeout_s)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.TimeoutError) as e:
             self._fail(f"{type(e).__name__}: {e}")

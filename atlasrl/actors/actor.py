@@ -1,0 +1,164 @@
+"""The actor role: wires env servers, engine, weights, memory, trajectory sender and coordinator.
+
+    await run_actor(ActorConfig(envs=["127.0.0.1:50051"], learner="127.0.0.1:50052", model=DIR),
+                    ServerConfig(port=0, metrics_port=9103))
+
+The process serves gRPC health (and /metrics) on ``--port``/``--metrics-port``
+so operators and the coordinator can probe it; it has no service of its own:
+it is a client of every other role. With ``--coordinator``, it registers,
+reports counters with each heartbeat, follows the run state and, when no
+``--envs``/``--learner``/``--memory`` were given, takes them from its assignment.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.envlink import EnvLink
+from atlasrl.actors.gate import FlowGate
+from atlasrl.actors.metrics import ActorMetrics
+from atlasrl.actors.rollout import RolloutLoop
+from atlasrl.rpc import RpcServer, ServerConfig
+
+log = logging.getLogger("atlasrl.actor")
+
+
+def build_engine(cfg: ActorConfig):
+    from atlasrl.actors.engines import EngineConfig, make_engine
+
+    if not cfg.model:
+        raise ValueError("--model DIR is required (build one with `atlasrl model tiny --out DIR`)")
+    return make_engine(EngineConfig(kind=cfg.engine, model=cfg.model))
+
+
+@dataclass
+class ActorParts:
+    """What run_actor built, for tests and the bench (all started)."""
+
+    loop: RolloutLoop
+    policy: object
+    sender: object | None
+    memory: object | None
+    registration: object | None
+    server: RpcServer
+
+
+async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *, engine=None,
+                      metrics: ActorMetrics | None = None) -> ActorParts:
+    from atlasrl.actors.policy import Policy
+
+    m = metrics or ActorMetrics()
+    server = RpcServer(server_cfg or ServerConfig(), m.metrics)
+    await server.start()
+    reg = None
+    if cfg.coordinator:
+        from atlasrl.clients.coordinator import RoleRegistration
+
+        reg = RoleRegistration(cfg.coordinator, role="actor", name=cfg.actor_id, address=server.address,
+                               metrics_address=f"{server.cfg.metrics_host}:{server.metrics_port}" if server.metrics_port else "",
+                               capacity=cfg.num_envs, capabilities=[cfg.env_id])
+        await reg.start()
+        cfg = await _fill_from_assignment(cfg, reg)
+    if not cfg.envs:
+        raise ValueError("no env servers: pass --envs ADDR[,ADDR] (or --coordinator with env servers registered)")
+    if engine is None:
+        engine = await asyncio.to_thread(build_engine, cfg)
+    sender = weights = memory = None
+    if cfg.learner:
+        from atlasrl.clients.trajectory import TrajectorySender
+        from atlasrl.clients.weights import WeightSubscriber
+
+        sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch).start()
+        weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version)
+    if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_shaping or cfg.memory_ingest):
+        from atlasrl.actors.memory_hints import MemoryAdvisor
+
+        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills)
+    policy = Policy(engine, cfg, weights=weights, metrics=m)
+    await policy.start()
+    gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)
+
+    async def deliver(episode, _buffer) -> None:
+        if sender is not None:
+            if sender.full:
+                m.paused.labels("buffer_full").set(1)
+            await sender.put(episode)  # blocks while the buffer is full: generation pauses
+            m.paused.labels("buffer_full").set(0)
+            m.buffered.set(sender.buffered)
+
+    links = [EnvLink(a) for a in cfg.envs]
+    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=_gate_with_stop(gate, reg), metrics=m)
+    return ActorParts(loop, policy, sender, memory, reg, server)
+
+
+def _gate_with_stop(gate: FlowGate, reg):
+    """The gate, plus: a run set to STOPPING ends the rollout loop."""
+    if reg is None:
+        return gate
+
+    async def call() -> None:
+        await gate()
+        if gate.stop_requested:
+            raise asyncio.CancelledError("run is stopping")
+    return call
+
+
+async def _fill_from_assignment(cfg: ActorConfig, reg) -> ActorConfig:
+    if cfg.envs and cfg.learner and cfg.memory:
+        return cfg
+    a = await reg.assignment()
+    upd = {}
+    if not cfg.envs:
+        upd["envs"] = [addr for addr, slots in a.env_servers if slots > 0]
+    if not cfg.learner and a.learner_address:
+        upd["learner"] = a.learner_address
+    if not cfg.memory and a.memory_address:
+        upd["memory"] = a.memory_address
+    return cfg.model_copy(update=upd)
+
+
+async def stop_actor(parts: ActorParts, flush_timeout_s: float = 10.0) -> None:
+    parts.loop.stop()
+    await parts.policy.close()
+    if parts.sender is not None:
+        await parts.sender.close(flush_timeout_s=flush_timeout_s)
+    if parts.memory is not None:
+        await parts.memory.flush(timeout=2.0)
+        await parts.memory.close()
+    if parts.registration is not None:
+        await parts.registration.close()
+    await parts.server.stop(0)
+
+
+async def run_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *, max_episodes: int | None = None) -> None:
+    """The CLI's loop: run until SIGTERM/SIGINT (or max_episodes), then flush and leave."""
+    import signal
+
+    parts = await start_actor(cfg, server_cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, parts.loop.stop)
+    reporter = asyncio.create_task(_report(parts)) if parts.registration is not None else None
+    try:
+        await parts.loop.run(max_episodes=max_episodes)
+    except asyncio.CancelledError:
+        log.info("run is stopping")
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+        await stop_actor(parts)
+
+
+async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
+    """Cumulative counters and gauges for the coordinator's heartbeats."""
+    reg, loop = parts.registration, parts.loop
+    while True:
+        reg.counters["env_steps"] = loop.env_steps
+        reg.counters["tokens"] = loop.tokens
+        reg.counters["episodes"] = loop.finished
+        reg.counters["dropped_episodes"] = loop.dropped
+        reg.gauges["success_rate"] = loop.success_rate
+        reg.policy_version = parts.policy.version
+        await asyncio.sleep(every_s)

@@ -1,0 +1,146 @@
+"""Policy: the actor's side of an engine — prompts in, tagged turns out, weights swapped between batches.
+
+    policy = Policy(engine, cfg, weights=WeightSubscriber(learner_addr, subscriber_id=cfg.actor_id))
+    await policy.start()                      # starts receiving weight versions in the background
+    outs = await policy.generate([TurnInput(prompt, choices)])
+    record = outs[0].to_turn_record(next_obs, shaping)    # atlasrl.v1.TurnRecord
+    await policy.maybe_update()               # between batches: swap in the newest received version
+
+Weights arrive in the background and only the newest version is kept; the swap
+happens in ``maybe_update``, which the rollout loop calls between generate
+calls, so a batch is never generated with mixed weights and every turn carries
+the version that produced it (``Generation.version``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from atlasrl import codec
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
+from atlasrl.actors.metrics import ActorMetrics
+from atlasrl.actors.prompts import Prompt
+from atlasrl.v1 import env_pb2, tensor_pb2, trajectory_pb2
+
+log = logging.getLogger("atlasrl.actors.policy")
+
+
+@dataclass
+class TurnInput:
+    prompt: Prompt              # images are atlasrl.v1.Tensor (as the env sent them)
+    choices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TurnOutput:
+    gen: Generation
+    action_text: str            # what goes to the env
+    format_reward: float
+    action_mode: int            # trajectory_pb2.ActionMode
+    images: list[tensor_pb2.Tensor]
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return self.gen.prompt_ids
+
+    @property
+    def response_ids(self) -> list[int]:
+        return self.gen.token_ids
+
+    @property
+    def text(self) -> str:
+        return self.gen.text
+
+    def to_turn_record(self, next_obs: env_pb2.Observation, shaping: float = 0.0) -> trajectory_pb2.TurnRecord:
+        g = self.gen
+        env_reward = float(next_obs.reward)
+        valid = next_obs.info.fields.get("action_is_valid") if next_obs.HasField("info") else None
+        rec = trajectory_pb2.TurnRecord(
+            prompt_ids=g.prompt_ids, response_ids=g.token_ids, logprobs=g.logprobs, loss_mask=[1] * len(g.token_ids),
+            reward=env_reward + self.format_reward + shaping, env_reward=env_reward, format_reward=self.format_reward,
+            shaping_reward=shaping, policy_version=g.version, images=self.images, action_mode=self.action_mode,
+            temperature=g.temperature, action_text=self.action_text,
+            action_valid=True if valid is None else bool(valid.bool_value),
+        )
+        for ids in g.choice_token_ids or []:
+            rec.choices.add(ids=ids)
+        return rec
+
+
+class Policy:
+    def __init__(self, engine: Engine, cfg: ActorConfig, *, weights=None, metrics: ActorMetrics | None = None):
+        self.engine = engine
+        self.cfg = cfg
+        self.weights = weights          # atlasrl.clients.weights.WeightSubscriber or None
+        self.m = metrics or ActorMetrics()
+        self.params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+        self._latest = None             # newest WeightVersion received, not yet applied
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.m.policy_version.set(engine.version)
+
+    @property
+    def version(self) -> int:
+        return self.engine.version
+
+    async def start(self) -> None:
+        if self.weights is not None and self._task is None:
+            self._task = asyncio.create_task(self._receive_weights(), name="weights")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _receive_weights(self) -> None:
+        async for wv in self.weights.versions():
+            if wv.version > self.engine.version:
+                self._latest = wv
+                self._arrived.set()
+
+    async def wait_for_version_above(self, version: int) -> None:
+        """Block until a version newer than ``version`` is loaded (the staleness gate)."""
+        while self.engine.version <= version:
+            if self._latest is not None:
+                await self.maybe_update()
+                continue
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def maybe_update(self) -> bool:
+        """Swap in the newest received version, if any; True when weights changed."""
+        wv, self._latest = self._latest, None
+        if wv is None or wv.version <= self.engine.version:
+            return False
+        await asyncio.to_thread(self.engine.update_weights, wv.version, wv.to_torch())
+        self.m.weight_updates.inc()
+        self.m.policy_version.set(wv.version)
+        log.info("weights updated to version %d", wv.version)
+        return True
+
+    async def generate(self, inputs: list[TurnInput]) -> list[TurnOutput]:
+        choice = self.cfg.action_mode == "choice"
+        reqs = [
+            GenerationRequest(
+                messages=i.prompt.messages,
+                images=[codec.decode(t) for t in i.prompt.images],
+                choices=i.choices if choice else None,
+            )
+            for i in inputs
+        ]
+        gens = await self.engine.agenerate(reqs, self.params)
+        return [self._output(i, g) for i, g in zip(inputs, gens)]
+
+    def _output(self, inp: TurnInput, g: Generation) -> TurnOutput:
+        if self.cfg.action_mode == "choice":
+            action = inp.choices[g.choice_index] if g.choice_index is not None else g.text.strip()
+            return TurnOutput(g, action, 0.0, trajectory_pb2.ACTION_MODE_CHOICE, list(inp.prompt.images))
+        from atlasrl.actors.parsing import parse_free
+
+        parsed = parse_free(g.text)
+        return TurnOutput(g, parsed.action, parsed.format_reward, trajectory_pb2.ACTION_MODE_FREE, list(inp.prompt.images))

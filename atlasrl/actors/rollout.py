@@ -1,0 +1,273 @@
+"""The asyncio rollout loop: many env sessions, one batched generate call per turn.
+
+    loop = RolloutLoop(cfg, policy, links, on_episode=sender.put, memory=hints, gate=gate)
+    await loop.run(max_episodes=100)          # or until loop.stop()
+
+Lockstep batches (SEED RL style): every active env session contributes its
+pending turn; the policy generates for all of them in one call; the actions
+go to each env server in one Step request, all servers concurrently; finished
+episodes are handed to ``on_episode`` (awaited: a full trajectory buffer
+pauses generation) and their slots reset with the next seed of the schedule.
+Between batches the gate may hold generation (stale weights, paused run) and
+the policy swaps in new weights, so every turn is tagged with the version that
+produced it.
+
+If an env server fails, every episode in flight there is dropped (never
+reported as success or failure), its seed goes back to the schedule so its
+GRPO group completes, and the slot is reopened: on the same server once it
+answers again, else on another live server.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.envlink import EnvLink, EnvServerDown
+from atlasrl.actors.episode import EpisodeBuffer
+from atlasrl.actors.groups import SeedSchedule
+from atlasrl.actors.memory_hints import MemoryAdvisor
+from atlasrl.actors.metrics import ActorMetrics
+from atlasrl.actors.policy import Policy, TurnInput
+from atlasrl.actors.prompts import MemoryHints, PastTurn, PromptBuilder
+from atlasrl.rpc.errors import RemoteError
+from atlasrl.v1 import trajectory_pb2
+
+log = logging.getLogger("atlasrl.actors.rollout")
+
+
+@dataclass
+class Slot:
+    """One env session the actor drives."""
+
+    index: int
+    link: EnvLink | None = None
+    handle: int = 0
+    builder: PromptBuilder | None = None
+    episode: EpisodeBuffer | None = None
+    history: list[PastTurn] = field(default_factory=list)
+    hints: MemoryHints | None = None
+    broken: bool = True  # needs (re)opening
+
+
+class RolloutLoop:
+    def __init__(
+        self,
+        cfg: ActorConfig,
+        policy: Policy,
+        links: list[EnvLink],
+        *,
+        seeds: SeedSchedule | None = None,
+        on_episode: Callable[[trajectory_pb2.Episode, EpisodeBuffer], Awaitable[None]] | None = None,
+        memory: MemoryAdvisor | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
+        metrics: ActorMetrics | None = None,
+    ):
+        if not links:
+            raise ValueError("at least one env server is needed")
+        self.cfg = cfg
+        self.policy = policy
+        self.links = links
+        self.seeds = seeds or SeedSchedule(cfg.actor_id, cfg.group_size, cfg.seed_start)
+        self.on_episode = on_episode
+        self.memory = memory
+        self.gate = gate
+        self.m = metrics or ActorMetrics()
+        self.slots = [Slot(i) for i in range(cfg.num_envs)]
+        self.finished = 0
+        self.dropped = 0
+        self.env_steps = 0
+        self.tokens = 0
+        self._recent: deque[bool] = deque(maxlen=100)
+        self._stop = asyncio.Event()
+        self._backoff = cfg.reconnect_backoff_s
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- main loop -----------------------------------------------------------
+    async def run(self, max_episodes: int | None = None) -> None:
+        try:
+            while not self._stop.is_set() and (max_episodes is None or self.finished < max_episodes):
+                await self._repair_slots()
+                active = [s for s in self.slots if s.episode is not None and not s.broken]
+                if not active:
+                    if self.seeds.exhausted and all(s.episode is None for s in self.slots if not s.broken):
+                        return
+                    await asyncio.sleep(self._backoff)
+                    continue
+                if self.gate is not None:
+                    await self.gate()
+                await self.policy.maybe_update()
+                await self._turn(active)
+        finally:
+            await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
+
+    async def _turn(self, active: list[Slot]) -> None:
+        inputs = [self._turn_input(s) for s in active]
+        t0 = time.perf_counter()
+        outs = await self.policy.generate(inputs)
+        self.m.gen_latency.observe(time.perf_counter() - t0)
+        self.m.batch_size.observe(len(inputs))
+        by_link: dict[int, list[tuple[Slot, str]]] = {}
+        for slot, out in zip(active, outs):
+            by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
+            self.tokens += len(out.response_ids)
+            self.m.tokens.inc(len(out.response_ids))
+            self.m.prompt_tokens.inc(len(out.prompt_ids))
+        results = await asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
+        stepped = {}
+        for pairs, res in zip(by_link.values(), results):
+            if isinstance(res, EnvServerDown):
+                self._drop([s for s, _ in pairs], "env_server_down", res)
+                continue
+            for (slot, _), obs in zip(pairs, res):
+                if isinstance(obs, RemoteError):  # this session broke; the others on the server are fine
+                    self._drop([slot], "env_error", obs)
+                else:
+                    stepped[slot.index] = obs
+        ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
+        shaping = await self._shaping(ok)
+        finished = []
+        for (slot, out, obs), shape in zip(ok, shaping):
+            turn = out.to_turn_record(obs, shape * self.cfg.shaping_scale)
+            slot.episode.add_turn(turn, obs)
+            slot.history.append(PastTurn(observation=_prev_text(slot), frame=_prev_frame(slot), response=out.text))
+            self.env_steps += 1
+            self.m.env_steps.inc()
+            if slot.episode.done:
+                finished.append(slot)
+        for slot in finished:
+            await self._finish(slot)
+        await asyncio.gather(*(self._start_episode(s) for s in finished))
+
+    def _turn_input(self, slot: Slot) -> TurnInput:
+        obs = slot.episode.last_obs
+        frame = obs.images[0] if obs.images else None
+        prompt = slot.builder.build(slot.history, obs.text, frame, slot.hints)
+        return TurnInput(prompt=prompt, choices=list(slot.builder.spec.valid_actions))
+
+    async def _step_link(self, pairs: list[tuple[Slot, str]]):
+        link = pairs[0][0].link
+        try:
+            return await link.step([(s.handle, text) for s, text in pairs])
+        except EnvServerDown as e:
+            return e
+
+    async def _shaping(self, ok) -> list[float]:
+        if self.memory is None or not self.cfg.memory_shaping or not ok:
+            return [0.0] * len(ok)
+        return await self.memory.shape([(s.episode, obs) for s, _, obs in ok])
+
+    # -- episodes ------------------------------------------------------------
+    async def _finish(self, slot: Slot) -> None:
+        ep = slot.episode
+        slot.episode = None
+        self.finished += 1
+        self._recent.append(ep.success)
+        self.m.episodes.labels("success" if ep.success else "failure").inc()
+        self.m.success_rate.set(sum(self._recent) / len(self._recent))
+        if self.memory is not None and self.cfg.memory_ingest:
+            self.memory.ingest(ep)
+        if self.on_episode is not None:
+            await self.on_episode(ep.to_proto(self.cfg.actor_id), ep)
+
+    async def _start_episode(self, slot: Slot) -> None:
+        nxt = self.seeds.next()
+        if nxt is None:
+            slot.episode = None
+            return
+        group_id, seed = nxt
+        try:
+            obs = await slot.link.reset(slot.handle, seed)
+        except EnvServerDown as e:
+            self.seeds.give_back(group_id, seed)
+            self._mark_broken([slot], e)
+            return
+        slot.history = []
+        slot.episode = EpisodeBuffer(
+            episode_id=str(uuid.uuid4()), group_id=group_id, seed=seed, group_size=self.seeds.group_size,
+            spec=slot.builder.spec, first_obs=obs, max_turns=self.cfg.max_turns,
+        )
+        slot.hints = await self.memory.hints(slot.builder.spec, obs) if self.memory is not None else None
+
+    def _drop(self, slots: list[Slot], reason: str, err: Exception) -> None:
+        for slot in slots:
+            if slot.episode is not None:
+                self.dropped += 1
+                self.m.dropped.labels(reason).inc()
+                self.seeds.give_back(slot.episode.group_id, slot.episode.seed)
+                slot.episode = None
+        self._mark_broken(slots, err)
+
+    def _mark_broken(self, slots: list[Slot], err: Exception) -> None:
+        for slot in slots:
+            slot.broken = True
+        if slots and slots[0].link is not None:
+            log.warning("env server %s failed (%s); %d sessions will be reopened", slots[0].link.address, err, len(slots))
+
+    # -- (re)opening sessions -----------------------------------------------
+    async def _repair_slots(self) -> None:
+        broken = [s for s in self.slots if s.broken]
+        if not broken:
+            return
+        # Drop every other episode on a server that just failed for one slot.
+        for slot in broken:
+            if slot.link is not None and slot.link.down:
+                self._drop([s for s in self.slots if s.link is slot.link and not s.broken], "env_server_down",
+                           EnvServerDown(slot.link.address))
+        broken = [s for s in self.slots if s.broken]
+        live = await self._live_links()
+        if not live:
+            self._backoff = min(self._backoff * 2, 8.0)
+            return
+        self._backoff = self.cfg.reconnect_backoff_s
+        for slot in broken:
+            preferred = self.links[slot.index % len(self.links)]
+            link = preferred if preferred in live else live[slot.index % len(live)]
+            try:
+                slot.handle, spec = await link.open(self.cfg.env_id, self.cfg.env_config, seed=None)
+            except EnvServerDown as e:
+                self._mark_broken([slot], e)
+                continue
+            if slot.link is not None:
+                self.m.env_reconnects.inc()
+            slot.link, slot.broken = link, False
+            slot.builder = PromptBuilder(
+                spec, action_mode=self.cfg.action_mode, context_turns=self.cfg.context_turns,
+                context_images=self.cfg.context_images, use_image=self.cfg.use_image,
+                system_prompt=self.cfg.system_prompt,
+            )
+            await self._start_episode(slot)
+
+    async def _live_links(self) -> list[EnvLink]:
+        live = []
+        for link in self.links:
+            if link.down:
+                try:
+                    await link.reconnect()
+                except EnvServerDown:
+                    continue
+            live.append(link)
+        return live
+
+    @property
+    def success_rate(self) -> float:
+        return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+def _prev_text(slot: Slot) -> str:
+    eps = slot.episode
+    prev = eps.observations[-2] if len(eps.observations) >= 2 else eps.first_obs
+    return prev.text
+
+
+def _prev_frame(slot: Slot):
+    eps = slot.episode
+    prev = eps.observations[-2] if len(eps.observations) >= 2 else eps.first_obs
+    return prev.images[0] if prev.images else None
