@@ -16,7 +16,10 @@ COMMAND_MODULES = [
     "atlasrl.cli.coordinator",
     "atlasrl.cli.status",
     "atlasrl.cli.config",
+    "atlasrl.cli.up",
     "atlasrl.cli.memory",
+    "atlasrl.cli.learner",
+    "atlasrl.cli.actor",
 ]
 
 app = typer.Typer(
