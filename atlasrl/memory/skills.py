@@ -11,7 +11,8 @@ Templates (thresholds in SkillConfig):
 - ``entity_dead_end``: cells where a movable entity (a box) was left at the end
   of >= min_support failed episodes and of no successful one, excluding targets:
   "a box left at (1,1), which is not a target, never led to success (0 of 7 episodes)".
-- ``outcome_summary``: success rate and failure causes of the layout.
+- ``outcome_summary`` / ``family_summary``: success rate and failure causes of
+  the layout / of the whole family.
 - ``goal_relative``: ``avoid_cells`` on the family atlas, in offsets from the goal,
   so the rule transfers to unseen layouts.
 
@@ -57,7 +58,7 @@ def family_skills(family: str, atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
     rules = _avoid(atlas, cfg, fmt=offset, kind="goal_relative", where=" from the goal in every layout")
     for r in rules:
         r.cells = [(c[0] - centre[0], c[1] - centre[1]) for c in r.cells]
-    return rules + _summary(atlas, f"across {family} layouts")
+    return rules + _summary(atlas, f"across {family} layouts", kind="family_summary")
 
 
 def _avoid(atlas: Atlas, cfg: SkillConfig, fmt, kind: str, where: str = "") -> list[Skill]:
@@ -116,7 +117,7 @@ def _dead_ends(atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
     return out
 
 
-def _summary(atlas: Atlas, where: str) -> list[Skill]:
+def _summary(atlas: Atlas, where: str, kind: str = "outcome_summary") -> list[Skill]:
     if atlas.episodes == 0:
         return []
     rate = atlas.successes / atlas.episodes
@@ -124,7 +125,7 @@ def _summary(atlas: Atlas, where: str) -> list[Skill]:
     n_fail = sum(failures.values())
     causes = ", ".join(f"{k} {v / n_fail:.0%}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1])) if n_fail else "none"
     text = f"{where}, {rate:.0%} of {atlas.episodes} episodes succeeded; failures: {causes}"
-    return [Skill(text, "outcome_summary", atlas.episodes, float(rate))]
+    return [Skill(text, kind, atlas.episodes, float(rate))]
 
 
 def _top_cells(mask: np.ndarray, score: np.ndarray, k: int) -> list[Cell]:
