@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+TRAIN_SEED_BLOCK = 100_000_000  # training seeds of run.seed s: [s * block, (s + 1) * block)
+ACTOR_SEED_STRIDE = 1_000_000    # actor i starts at s * block + i * stride
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -35,8 +39,8 @@ class RunSection(Section):
     """Base seed; roles derive theirs from it."""
     eval_episodes: int = Field(32, ge=0, le=100_000)
     """Episodes of the held-out eval run before training (random-policy baseline) and after (0 = skip)."""
-    eval_seed_start: int = Field(1_000_000, ge=0)
-    """First held-out env seed of the eval; training seeds start at 0, far below."""
+    eval_seed_start: int = Field(1_000_000_000, ge=0)
+    """First held-out env seed of the eval. Training seeds of actor i start at seed * 10^8 + i * 10^6."""
     restart_on_failure: bool = True
     """Restart a role process that exits with an error."""
     max_restarts: int = Field(5, ge=0, le=1000)
@@ -53,8 +57,8 @@ class ModelSection(Section):
     """The policy model."""
 
     path: Path | None = None
-    """HF model directory; None = build the tiny random-weights model into the run directory."""
-    arch: Literal["qwen2", "qwen2_vl", "qwen2_5_vl"] = "qwen2"
+    """HF model directory; None = the tiny random-weights model (built once into the atlasrl cache)."""
+    arch: Literal["qwen2", "qwen2.5-vl"] = "qwen2"
     """Architecture of the tiny model built when ``path`` is None."""
 
 
@@ -124,8 +128,6 @@ class ActorSection(RoleSection):
     """choice: pick one of the valid actions; free: write the action as text."""
     engine: Literal["transformers", "vllm"] = "transformers"
     """Generation engine."""
-    memory_shaping: bool = True
-    """Add memory shaping to rewards (needs memory.enabled)."""
 
 
 class RunConfig(Section):
@@ -144,6 +146,8 @@ class RunConfig(Section):
         if self.actor.num_envs % self.actor.group_size:
             raise ValueError(f"actor.num_envs ({self.actor.num_envs}) must be a multiple of actor.group_size "
                              f"({self.actor.group_size}): a group's episodes run side by side")
-        if self.actor.memory_shaping and not self.memory.enabled:
-            raise ValueError("actor.memory_shaping needs memory.enabled = true")
+        train_lo, train_hi = TRAIN_SEED_BLOCK * self.run.seed, TRAIN_SEED_BLOCK * (self.run.seed + 1)
+        if train_lo <= self.run.eval_seed_start < train_hi:
+            raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "
+                             f"{self.run.seed} ([{train_lo}, {train_hi})): eval seeds must be held out")
         return self

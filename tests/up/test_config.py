@@ -33,7 +33,7 @@ def test_yaml_and_round_trip(tmp_path):
     (["actor.num_env=3"], "actor.num_env: Extra inputs are not permitted"),
     (["learner.algo=dqn"], "learner.algo: Input should be 'grpo' or 'ppo'"),
     (["actor.num_envs=6"], "must be a multiple of actor.group_size"),
-    (["memory.enabled=false"], "actor.memory_shaping needs memory.enabled"),
+    (["run.eval_seed_start=5"], "eval seeds must be held out"),
     (["coordinator.lease_ttl_s=-1"], "coordinator.lease_ttl_s: Input should be greater than 0.1"),
     (["nosection"], "expected section.key=value"),
     (["actor=3"], "key must be section.key"),

@@ -1,0 +1,68 @@
+"""`atlasrl up`: start every role on this machine, show live progress, stop cleanly on Ctrl-C."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up")
+    def up(
+        config: Path = typer.Option(None, "--config", "-c", help="Run config file (.toml or .yaml); see `atlasrl config show`."),
+        env: str = typer.Option(None, help="Env id (shortcut for --set envserver.env=ENV)."),
+        set_: list[str] = typer.Option([], "--set", help="Config override, e.g. --set actor.num_envs=8 (repeatable)."),
+        duration: float = typer.Option(None, "--duration", help="Stop after this many seconds (run.duration_s)."),
+        max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many env steps (run.max_env_steps)."),
+        run_dir: Path = typer.Option(None, help="Exact run directory (reusing one resumes it)."),
+        no_display: bool = typer.Option(False, "--no-display", help="Plain progress lines instead of the live display."),
+    ):
+        """Run coordinator, env server(s), memory, learner and actor(s) locally until a limit or Ctrl-C."""
+        import asyncio
+        import json
+
+        from rich.console import Console
+
+        from atlasrl import log
+        from atlasrl.config import ConfigError, load_config
+
+        overrides = list(set_)
+        for key, value in (("envserver.env", env), ("run.duration_s", duration), ("run.max_env_steps", max_steps),
+                           ("run.run_dir", run_dir)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        if no_display:
+            overrides.append("run.display=false")
+        try:
+            cfg = load_config(config, overrides)
+        except ConfigError as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(2) from None
+        log.setup()
+        from atlasrl.up.run import up as run_up
+
+        console = Console()
+        summary = asyncio.run(run_up(cfg, console=console))
+        console.print(summary_text(summary))
+        typer.echo(json.dumps({k: summary.get(k) for k in ("run_dir", "stop_reason", "counters", "policy_version", "error")}
+                              | {"eval_before": (summary.get("eval_before") or {}).get("success_rate"),
+                                 "eval_after": (summary.get("eval_after") or {}).get("success_rate")}))
+        if summary.get("error"):
+            raise typer.Exit(1)
+
+
+def summary_text(s: dict) -> str:
+    def rate(key):
+        r = s.get(key) or {}
+        return f"{r['success_rate']:.2f} [{r.get('ci_low', 0):.2f}, {r.get('ci_high', 1):.2f}] over {r.get('episodes', '?')} episodes" \
+            if "success_rate" in r else "not run"
+    c = s.get("counters") or {}
+    lines = [f"run directory: {s['run_dir']}",
+             f"stopped: {s.get('stop_reason', s.get('error', '?'))} after {s.get('wall_s', 0):.0f}s",
+             f"env steps {c.get('env_steps', 0):,}, episodes {c.get('episodes', 0):,}, policy version {s.get('policy_version', '-')}",
+             f"held-out eval before training (initial random-weights policy): {rate('eval_before')}",
+             f"held-out eval after training:                                 {rate('eval_after')}"]
+    restarts = {k: v for k, v in (s.get("restarts") or {}).items() if v}
+    if restarts:
+        lines.append(f"restarts: {restarts}")
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The live progress display of `atlasrl up` (rich), or plain progress lines when there is no terminal."""
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from atlasrl.up.progress import Sample, recent_success
+from atlasrl.up.status_table import rates, render_status
+
+
+def _fmt(x: float, spec: str = ".3f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def headline(st, samples: list[Sample], elapsed_s: float) -> dict:
+    """The numbers the display and the progress log show."""
+    c, g = st.counters, st.gauges
+    success, n = recent_success(samples)
+    r = rates(st.history[-10:]) if len(st.history) > 1 else {}
+    return {"elapsed_s": round(elapsed_s, 1), "env_steps": c.get("env_steps", 0), "steps_per_s": round(r.get("env_steps", 0.0), 1),
+            "episodes": c.get("episodes", 0), "success_recent": success, "success_window": n,
+            "policy_version": st.view.policy_version, "loss": g.get("loss", float("nan")),
+            "return_mean": g.get("return_mean", float("nan")), "samples_trained": c.get("samples_trained", 0)}
+
+
+def render(st, samples: list[Sample], supervisor, run_dir, elapsed_s: float, limits: str):
+    h = headline(st, samples, elapsed_s)
+    top = Table.grid(padding=(0, 3))
+    for _ in range(4):
+        top.add_column()
+    top.add_row("elapsed", f"{h['elapsed_s']:.0f}s {limits}", "policy version", str(h["policy_version"]))
+    top.add_row("env steps", f"{h['env_steps']:,} ({h['steps_per_s']:.1f}/s)", "samples trained", f"{h['samples_trained']:,}")
+    top.add_row("episodes", f"{h['episodes']:,}", "loss", _fmt(h["loss"], ".4f"))
+    top.add_row("success (recent)", f"{_fmt(h['success_recent'], '.2f')} over {h['success_window']} ep",
+                "mean return", _fmt(h["return_mean"], ".3f"))
+    events = Text("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(t))} {e}" for t, e in supervisor.events[-5:]),
+                  style="yellow")
+    parts = [top, render_status(st)]
+    if supervisor.events:
+        parts.append(Panel(events, title="supervisor", border_style="yellow"))
+    return Panel(Group(*parts), title=f"atlasrl up  [dim]{run_dir}[/dim]", subtitle="Ctrl-C stops cleanly")
+
+
+def line(st, samples: list[Sample], elapsed_s: float) -> str:
+    h = headline(st, samples, elapsed_s)
+    return (f"[{h['elapsed_s']:7.0f}s] steps {h['env_steps']:>8,} ({h['steps_per_s']:.1f}/s) episodes {h['episodes']:>6,} "
+            f"success {_fmt(h['success_recent'], '.2f')} v{h['policy_version']} loss {_fmt(h['loss'], '.4f')}")

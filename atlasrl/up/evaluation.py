@@ -1,0 +1,43 @@
+"""Held-out evaluation for `atlasrl up`: runs `atlasrl actor eval` as a child process and reads its JSON report."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from atlasrl.config import RunConfig
+from atlasrl.up.plan import atlasrl_cmd, env_config_flags
+
+
+def latest_model_dir(checkpoints: Path) -> Path | None:
+    """Newest HF model directory (one holding config.json) the learner exported under ``checkpoints``."""
+    found = [p.parent for p in checkpoints.rglob("config.json")]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: Path, log_path: Path,
+                   timeout_s: float = 600.0) -> dict | None:
+    """Greedy episodes on seeds [eval_seed_start, +eval_episodes); returns the report dict or None on failure."""
+    argv = atlasrl_cmd("actor", "eval", "--envs", ",".join(envs), "--model", str(model_dir), "--engine", cfg.actor.engine,
+                       "--episodes", str(cfg.run.eval_episodes), "--seed-start", str(cfg.run.eval_seed_start),
+                       "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), "--action-mode", cfg.actor.action_mode,
+                       "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out))
+    with open(log_path, "ab") as logf:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=logf,
+                                                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            stdout, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+        logf.write(stdout)
+    if proc.returncode != 0:
+        return None
+    for text in reversed(stdout.decode(errors="replace").splitlines()):
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                continue
+    return None

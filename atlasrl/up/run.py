@@ -1,0 +1,221 @@
+"""`atlasrl up`: one command runs a whole training run on this machine.
+
+Order: run directory and resolved config -> model (tiny, random weights, unless
+given) -> coordinator -> env servers, memory, learner -> held-out eval of the
+initial policy -> actors -> live display until a limit (duration, env steps,
+target success) or Ctrl-C -> run state STOPPING -> held-out eval of the final
+policy -> everything stopped (SIGTERM, wait, SIGKILL stragglers) -> plots and
+summary.json in the run directory.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from atlasrl.clients.coordinator import CoordinatorClient
+from atlasrl.config import RunConfig
+from atlasrl.up import display
+from atlasrl.up.evaluation import latest_model_dir, run_eval
+from atlasrl.up.plan import Plan, build_plan, role_available
+from atlasrl.up.plots import plot_learning
+from atlasrl.up.progress import curve, from_status, recent_success
+from atlasrl.up.rundir import RunDir
+from atlasrl.up.supervisor import RoleFailed, Supervisor
+
+log = logging.getLogger("atlasrl.up")
+
+
+async def ensure_model(cfg: RunConfig, rd: RunDir) -> Path:
+    if cfg.model.path is not None:
+        if not (Path(cfg.model.path) / "config.json").is_file():
+            raise RoleFailed(f"model.path {cfg.model.path} is not a HF model directory (no config.json)")
+        return Path(cfg.model.path).resolve()
+    code = ("import sys; from atlasrl.models.tiny import tiny_model_path; "
+            f"print(tiny_model_path(arch={cfg.model.arch!r}, seed={cfg.run.seed}))")
+    with open(rd.logs / "model.log", "ab") as logf:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=logf)
+        stdout, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RoleFailed(f"building the tiny model failed; see {rd.logs / 'model.log'}")
+    return Path(stdout.decode().strip().splitlines()[-1])
+
+
+class UpRun:
+    """One `atlasrl up` invocation; ``await UpRun(cfg).run()`` returns the summary dict."""
+
+    def __init__(self, cfg: RunConfig, *, console=None, fault_hook=None):
+        self.cfg = cfg
+        self.rd = RunDir.create(cfg)
+        self.console = console
+        self.sup = Supervisor(self.rd.logs, max_restarts=cfg.run.max_restarts, stop_timeout_s=cfg.run.stop_timeout_s)
+        self.plan: Plan | None = None
+        self.client: CoordinatorClient | None = None
+        self.interrupted = asyncio.Event()
+        self.fault_hook = fault_hook   # tests: async fn(run) called once the actors run
+        self.summary: dict = {"run_dir": str(self.rd.root)}
+        self.last_status = None
+
+    # --- phases -----------------------------------------------------------------
+    async def run(self) -> dict:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        t0 = time.time()
+        try:
+            model_dir = await ensure_model(self.cfg, self.rd)
+            self.plan = build_plan(self.cfg, self.rd, str(model_dir))
+            for role in self.plan.skipped:
+                self.sup.note(f"role {role} is not available in this install: running without it")
+            self.rd.write_json("processes.json", {p.name: p.argv for p in self.plan.all()} | {"metrics": self.plan.metrics_targets})
+            await self.sup.start(self.plan.coordinator)
+            self.client = CoordinatorClient(self.plan.coordinator_address)
+            await asyncio.gather(*(self.sup.start(p) for p in self.plan.stages[0]))
+            self.summary["eval_before"] = await self._eval("before", model_dir)
+            if not self.interrupted.is_set():
+                await asyncio.gather(*(self.sup.start(p) for p in self.plan.stages[1]))
+                await self._monitor(t0)
+            await self._stop_training()
+            final_model = latest_model_dir(self.rd.checkpoints)
+            self.summary["final_model"] = str(final_model) if final_model else None
+            if final_model is not None and not self.interrupted.is_set():
+                self.summary["eval_after"] = await self._eval("after", final_model)
+        except RoleFailed as e:
+            self.sup.note(f"run aborted: {e}")
+            self.summary["error"] = str(e)
+        finally:
+            await self._collect_status()
+            await self.sup.stop_all()
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+        self.summary.update(self._outcome(time.time() - t0))
+        self._plots()
+        self.rd.write_json("summary.json", self.summary)
+        return self.summary
+
+    def _on_signal(self) -> None:
+        if self.interrupted.is_set():  # a second Ctrl-C: no more waiting
+            self.sup.stop_timeout_s = 1.0
+        self.interrupted.set()
+        self.sup.note("interrupted: stopping cleanly (Ctrl-C again to hurry)")
+
+    async def _eval(self, label: str, model_dir) -> dict | None:
+        if self.cfg.run.eval_episodes == 0 or not self.plan.envserver_addresses or not role_available("actor"):
+            return None
+        report = await run_eval(self.cfg, model_dir, self.plan.envserver_addresses, self.rd.eval / f"{label}.jsonl",
+                                self.rd.logs / f"eval-{label}.log")
+        if report is None:
+            self.sup.note(f"eval {label} failed; see {self.rd.logs / f'eval-{label}.log'}")
+        return report
+
+    async def _monitor(self, t0: float) -> None:
+        c = self.cfg.run
+        limits = " / ".join(x for x in (f"{c.duration_s:.0f}s" if c.duration_s else "",
+                                          f"{c.max_env_steps:,} steps" if c.max_env_steps else "") if x)
+        live = None
+        if self.console is not None and c.display and self.console.is_terminal:
+            from rich.live import Live
+
+            live = Live(console=self.console, auto_refresh=False, transient=False)
+            live.start()
+        fault_task = asyncio.create_task(self.fault_hook(self)) if self.fault_hook else None
+        last_line = 0.0
+        try:
+            while not self.interrupted.is_set() and not self.sup.failed.is_set():
+                st = await self._collect_status()
+                elapsed = time.time() - t0
+                if st is not None:
+                    samples = from_status(st.history)
+                    h = display.headline(st, samples, elapsed)
+                    self.rd.append_jsonl("progress.jsonl", {"time": time.time(), **{k: _finite(v) for k, v in h.items()}})
+                    if live is not None:
+                        live.update(display.render(st, samples, self.sup, self.rd.root, elapsed, limits), refresh=True)
+                    elif self.console is not None and time.time() - last_line >= 5:
+                        self.console.print(display.line(st, samples, elapsed))
+                        last_line = time.time()
+                    reason = self._limit_reached(st, samples, elapsed)
+                    if reason:
+                        self.sup.note(f"stopping: {reason}")
+                        self.summary["stop_reason"] = reason
+                        break
+                if fault_task is not None and fault_task.done() and fault_task.exception():
+                    raise fault_task.exception()
+                try:
+                    await asyncio.wait_for(self.interrupted.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if live is not None:
+                live.stop()
+            if fault_task is not None and not fault_task.done():
+                fault_task.cancel()
+        if self.sup.failed.is_set():
+            raise RoleFailed("a role exhausted its restarts; see the logs")
+        self.summary.setdefault("stop_reason", "interrupted")
+
+    def _limit_reached(self, st, samples, elapsed: float) -> str:
+        c = self.cfg.run
+        steps = st.counters.get("env_steps", 0)
+        if c.duration_s and elapsed >= c.duration_s:
+            return f"duration {c.duration_s:.0f}s reached"
+        if c.max_env_steps and steps >= c.max_env_steps:
+            return f"{steps:,} env steps >= max_env_steps {c.max_env_steps:,}"
+        if c.target_success:
+            rate, n = recent_success(samples, 64)
+            if n >= 64 and rate >= c.target_success:
+                return f"training success {rate:.2f} over {n} episodes >= target {c.target_success}"
+        return ""
+
+    async def _stop_training(self) -> None:
+        """Tell every role to stop (they checkpoint and exit), then stop actors and the learner."""
+        if self.client is not None:
+            try:
+                await self.client.set_run_state("stopping", reason="atlasrl up: limit reached or interrupted")
+            except Exception as e:  # noqa: BLE001 - the supervisor still stops everything
+                self.sup.note(f"could not set run state STOPPING: {e}")
+        await self._collect_status()
+        names = [p.name for p in self.plan.stages[1]] + [p.name for p in self.plan.stages[0] if p.role == "learner"]
+        await self.sup.stop_all_of(names)
+
+    async def _collect_status(self):
+        if self.client is None:
+            return self.last_status
+        try:
+            self.last_status = await self.client.status(include_dead=True, history_points=10000)
+        except Exception as e:  # noqa: BLE001 - coordinator restarting; keep the last one
+            log.info("status unavailable: %s", e)
+        return self.last_status
+
+    def _outcome(self, wall_s: float) -> dict:
+        st = self.last_status
+        out = {"wall_s": round(wall_s, 1), "restarts": {p.name: p.restarts for p in self.sup.processes.values()},
+               "events": [f"{time.strftime('%H:%M:%S', time.localtime(t))} {e}" for t, e in self.sup.events]}
+        if st is not None:
+            out["counters"] = dict(st.counters)
+            out["policy_version"] = st.view.policy_version
+            rate, n = recent_success(from_status(st.history), 64)
+            out["training_success_recent"] = _finite(rate)
+        return out
+
+    def _plots(self) -> None:
+        if self.last_status is None:
+            return
+        points = curve(from_status(self.last_status.history), min_episodes=16)
+        if not points:
+            return
+        before = (self.summary.get("eval_before") or {}).get("success_rate")
+        after = (self.summary.get("eval_after") or {}).get("success_rate")
+        self.summary["plot"] = str(plot_learning(points, self.rd.plots / "learning.png", title=self.cfg.run.name,
+                                                 baseline=before, final=after))
+
+
+def _finite(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+async def up(cfg: RunConfig, console=None, fault_hook=None) -> dict:
+    return await UpRun(cfg, console=console, fault_hook=fault_hook).run()
