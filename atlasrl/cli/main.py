@@ -17,7 +17,6 @@ COMMAND_MODULES = [
     "atlasrl.cli.status",
     "atlasrl.cli.config",
     "atlasrl.cli.up",
-    "atlasrl.cli.up",
     "atlasrl.cli.memory",
     "atlasrl.cli.learner",
     "atlasrl.cli.actor",
