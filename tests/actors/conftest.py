@@ -1,0 +1,44 @@
+"""Fixtures of the actor tests: the tiny CPU engine (built once), real env servers, the learner's real services."""
+from __future__ import annotations
+
+import pytest
+
+from atlasrl.actors.config import ActorConfig
+
+SMALL_ENV = {"text_mode": "relative", "max_actions_per_turn": "1", "max_steps": "6", "image_size": "32"}
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    from atlasrl.actors.engines import EngineConfig, make_engine
+    from atlasrl.models.tiny import tiny_model_path
+
+    engine = make_engine(EngineConfig(model=str(tiny_model_path("qwen2")), seed=0))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+async def env_server():
+    from atlasrl.envservers.config import EnvServerConfig
+    from atlasrl.envservers.server import EnvServer
+
+    server = EnvServer(EnvServerConfig(port=0, workers=0))
+    await server.start()
+    yield server
+    await server.stop(0)
+
+
+@pytest.fixture
+async def learner(tiny_engine):
+    from .learner_endpoint import LearnerEndpoint
+
+    ep = await LearnerEndpoint(vocab_size=len(tiny_engine.tokenizer)).start()
+    yield ep
+    await ep.stop()
+
+
+def actor_config(**kw) -> ActorConfig:
+    base = dict(model="tiny", num_envs=4, group_size=2, use_image=False, env_config=dict(SMALL_ENV))
+    base.update(kw)
+    return ActorConfig(**base)
