@@ -47,12 +47,12 @@ class ChoiceTrie:
                 if "end" in node:
                     raise ChoiceError(f"choice {node['end']} is a prefix of choice {i}")
                 node = node.setdefault(tok, {})
+            self.choices.append(seq)
             if "end" in node:
-                continue                      # duplicate: same distribution, keep the first index
+                continue                      # duplicate: same distribution, index() gives the first
             if any(k != "end" for k in node):
                 raise ChoiceError(f"choice {i} is a prefix of another choice")
-            node["end"] = len(self.choices)
-            self.choices.append(seq)
+            node["end"] = i
 
     def _node(self, prefix: Sequence[int]) -> dict | None:
         node = self._root
@@ -68,7 +68,7 @@ class ChoiceTrie:
         return [] if node is None else sorted(k for k in node if k != "end")
 
     def index(self, seq: Sequence[int]) -> int | None:
-        """Index (into ``self.choices``) of the complete choice ``seq``, else None."""
+        """Index (into the choices as given) of the complete choice ``seq``, else None."""
         node = self._node(seq)
         return None if node is None else node.get("end")
 

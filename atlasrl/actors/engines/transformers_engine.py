@@ -1,0 +1,163 @@
+"""The CPU default engine: batched sampling with a KV cache on a transformers model.
+
+Prompts are left-padded into one batch, prefilled once, then decoded one token
+per step for all rows (KV cache, explicit positions from
+atlasrl.models.positions so padding never shifts a token's position, M-RoPE for
+Qwen-VL). Each step: tempered logits -> choice mask (choice rows) ->
+log-softmax (the log-prob returned) -> top-p -> sample. See base.py for the
+log-prob contract.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+
+from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
+from atlasrl.actors.engines.config import EngineConfig
+from atlasrl.actors.engines.sampling import mask_to_allowed, sample_tokens
+from atlasrl.models.chat import EncodedPrompt, encode_prompt
+from atlasrl.models.choice import ChoiceTrie, choice_token_ids
+from atlasrl.models.load import load_policy
+from atlasrl.models.logprobs import effective_temperature
+from atlasrl.models.names import to_module_name
+from atlasrl.models.positions import next_positions, prompt_positions
+
+
+@dataclass
+class _Row:
+    prompt: EncodedPrompt
+    trie: ChoiceTrie | None
+    budget: int                                  # max response tokens
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish: str | None = None
+
+
+class TransformersEngine(Engine):
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.policy = load_policy(config.model, dtype=config.dtype, device=config.device)
+        self.tokenizer = self.policy.tokenizer
+        self._version = 0
+        self._lock = threading.Lock()
+        self._generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        self._end_id = self.policy.eos_token_ids[0]
+        self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    # -- generation ------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
+        rows = [self._prepare(r, params) for r in requests]   # validates before any compute
+        with self._lock, torch.inference_mode():
+            gen = self._generator
+            if params.seed is not None:
+                gen = torch.Generator(device="cpu").manual_seed(params.seed)
+            t0 = time.perf_counter()
+            for i in range(0, len(rows), self.config.max_batch_size):
+                self._run_batch(rows[i:i + self.config.max_batch_size], params, gen)
+            self.stats["seconds"] += time.perf_counter() - t0
+            version = self._version
+        return [self._result(req, row, params, version) for req, row in zip(requests, rows)]
+
+    def _prepare(self, req: GenerationRequest, params: SamplingParams) -> _Row:
+        prompt = encode_prompt(self.policy, req.messages, list(req.images))
+        trie = None
+        if req.choices is not None:
+            trie = ChoiceTrie(choice_token_ids(self.tokenizer, list(req.choices), self._end_id))
+        return _Row(prompt=prompt, trie=trie, budget=trie.max_len if trie else params.max_tokens)
+
+    def _run_batch(self, rows: list[_Row], params: SamplingParams, gen: torch.Generator) -> None:
+        model, policy, device = self.policy.model, self.policy, self.config.device
+        S = max(len(r.prompt.input_ids) for r in rows)
+        ids = torch.full((len(rows), S), policy.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), S), dtype=torch.long)
+        for b, r in enumerate(rows):
+            n = len(r.prompt.input_ids)
+            ids[b, S - n:] = torch.tensor(r.prompt.input_ids)
+            mask[b, S - n:] = 1
+        vision = [r.prompt for r in rows if r.prompt.pixel_values is not None]
+        grid = torch.cat([p.image_grid_thw for p in vision]) if vision else None
+        pos = prompt_positions(model, ids, mask, policy.is_vl, policy.image_token_id, grid)
+        kw = {}
+        if vision:
+            kw = dict(pixel_values=torch.cat([p.pixel_values for p in vision]).to(device),
+                      image_grid_thw=grid.to(device))
+        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kw)
+        self.stats["prefill_tokens"] += int(mask.sum())
+        temp = effective_temperature(params.temperature)
+        last_pos = pos[..., -1:]
+        for step in range(max(r.budget for r in rows)):
+            scaled = out.logits[:, -1, :].float() / temp
+            allowed = [r.trie.allowed(r.tokens) if r.trie and r.finish is None else None for r in rows]
+            scaled = mask_to_allowed(scaled, allowed)
+            tokens, logps = sample_tokens(scaled, params.temperature == 0, params.top_p, gen)
+            for b, r in enumerate(rows):
+                if r.finish is None:
+                    r.tokens.append(int(tokens[b]))
+                    r.logprobs.append(float(logps[b]))
+                    r.finish = self._finished(r, params)
+            if all(r.finish for r in rows):
+                break
+            self.stats["generated_tokens"] += sum(1 for r in rows if r.finish is None)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            last_pos = next_positions(last_pos)
+            out = model(input_ids=tokens.unsqueeze(-1).to(device), attention_mask=mask, position_ids=last_pos,
+                        past_key_values=out.past_key_values, use_cache=True)
+        for r in rows:
+            r.finish = r.finish or "length"
+
+    def _finished(self, r: _Row, params: SamplingParams) -> str | None:
+        if r.trie is not None:
+            return "stop" if r.trie.index(r.tokens) is not None else None
+        if r.tokens[-1] in self.policy.eos_token_ids:
+            return "stop"
+        if params.stop:
+            text = self.tokenizer.decode(r.tokens, skip_special_tokens=True)
+            if any(s in text for s in params.stop):
+                return "stop"
+        return "length" if len(r.tokens) >= r.budget else None
+
+    def _result(self, req: GenerationRequest, r: _Row, params: SamplingParams, version: int) -> Generation:
+        text = self.tokenizer.decode(r.tokens, skip_special_tokens=True)
+        cut = [(text.find(s), s) for s in params.stop if s in text]
+        if cut:
+            at, stop = min(cut)
+            text = text[:at + (len(stop) if params.include_stop_str_in_output else 0)]
+        return Generation(
+            prompt_ids=list(r.prompt.input_ids), token_ids=r.tokens, logprobs=r.logprobs, text=text,
+            finish_reason=r.finish or "length", version=version, temperature=params.temperature,
+            choice_index=r.trie.index(r.tokens) if r.trie else None,
+            choice_token_ids=[list(c) for c in r.trie.choices] if r.trie else None,
+        )
+
+    # -- weights ---------------------------------------------------------------------
+    def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
+        params = dict(self.policy.model.named_parameters())
+        params.update(dict(self.policy.model.named_buffers()))
+        staged = []
+        for name, tensor in named_tensors:
+            target = params.get(to_module_name(name, self.policy.is_vl))
+            if target is None and name == "lm_head.weight":
+                continue                    # tied to the embeddings: nothing separate to load
+            if target is None:
+                raise ValueError(f"update_weights: unknown parameter {name!r}")
+            tensor = torch.as_tensor(tensor)
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise ValueError(f"update_weights: {name} has shape {tuple(tensor.shape)}, "
+                                 f"expected {tuple(target.shape)}")
+            staged.append((target, tensor))
+        with self._lock, torch.no_grad():
+            for target, tensor in staged:
+                target.copy_(tensor.to(dtype=target.dtype, device=target.device))
+            self._version = int(version)
+
+    def close(self) -> None:
+        self.policy.model = None
