@@ -6,7 +6,7 @@ import pytest
 from atlasrl.envservers import registry
 from atlasrl.envservers.base import EnvConfigError
 
-ENV_IDS = ["frozenlake"]
+ENV_IDS = ["frozenlake", "sokoban"]
 
 
 def test_defaults_are_resolved_into_spec_config():
@@ -61,3 +61,15 @@ def test_cross_field_error_names_the_keys():
 def test_non_string_values_are_rejected():
     with pytest.raises(EnvConfigError, match="'size'.*string"):
         registry.make("frozenlake", {"size": 8})
+
+
+def test_sokoban_specific_keys():
+    spec = registry.make("sokoban", {"size": "8", "num_boxes": "2", "deadlock_ends_episode": "false"}).spec_info()
+    assert (spec.grid_rows, spec.config["num_boxes"], spec.config["deadlock_ends_episode"]) == (8, "2", "false")
+    assert spec.max_steps == 5 * 8 + 20 * 2
+    with pytest.raises(EnvConfigError, match="num_boxes=4 does not fit a 6x6 room"):
+        registry.make("sokoban", {"num_boxes": "4"})
+    with pytest.raises(EnvConfigError, match="'num_boxes'"):
+        registry.make("sokoban", {"num_boxes": "0"})
+    with pytest.raises(EnvConfigError, match="unknown config key 'hole_prob'"):
+        registry.make("sokoban", {"hole_prob": "0.1"})

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 from atlasrl.envservers.envs.frozenlake import FrozenLakeEnv
+from atlasrl.envservers.envs.sokoban import SokobanEnv
 from atlasrl.envservers.registry import register
 
 register("frozenlake", FrozenLakeEnv.from_config)
+register("sokoban", SokobanEnv.from_config)
 
-__all__ = ["FrozenLakeEnv"]
+__all__ = ["FrozenLakeEnv", "SokobanEnv"]
