@@ -25,6 +25,8 @@ class LearnerConfig(BaseModel):
     """Prometheus /metrics port; None disables it."""
     coordinator: str | None = None
     """Coordinator address to register with (host:port); None runs standalone."""
+    ready_file: str | None = None
+    """Rank 0 writes {"port", "metrics_port", "version"} here as JSON once serving (for launchers and tests)."""
     max_message_bytes: int = Field(64 * MiB, ge=4 * MiB, le=1 << 30)
     """gRPC message-size limit on both directions (an episode with images must fit)."""
 

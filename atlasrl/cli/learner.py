@@ -1,0 +1,83 @@
+"""`atlasrl learner`: the FSDP learner (wraps torchrun on one host), and `atlasrl learner export`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+learner_app = typer.Typer(help="FSDP learner: GRPO/PPO on streamed episodes, weights streamed to actors.", invoke_without_command=True)
+
+
+@learner_app.callback()
+def learner(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="HF model directory to train (e.g. from `atlasrl model tiny`)."),
+    algo: str = typer.Option("grpo", help="grpo | ppo"),
+    host: str = typer.Option("127.0.0.1", help="Bind address of the Trajectory/Weight services (rank 0)."),
+    port: int = typer.Option(50052, help="gRPC port (0 = any free port)."),
+    metrics_port: Optional[int] = typer.Option(None, help="Prometheus /metrics port."),
+    coordinator: Optional[str] = typer.Option(None, help="Coordinator address (host:port) to register with."),
+    nproc: int = typer.Option(1, min=1, help="Processes (one per GPU; on CPU, gloo ranks)."),
+    ckpt_dir: Optional[str] = typer.Option(None, help="Checkpoint directory; resumes from its latest checkpoint."),
+    max_staleness: int = typer.Option(4, min=0, help="Versions of lag accepted for an episode."),
+    stale_policy: str = typer.Option("drop", help="drop | downweight episodes over --max-staleness."),
+    batch_episodes: int = typer.Option(8, min=1, help="Train once this many episodes (whole groups) arrived."),
+    lr: float = typer.Option(1e-5, help="AdamW learning rate."),
+    micro_batch_tokens: int = typer.Option(4096, help="Token budget of one micro-batch."),
+    kl_coef: float = typer.Option(0.0, help="k3 KL to the initial policy (0 = no reference model)."),
+    activation_checkpointing: bool = typer.Option(False, help="Recompute decoder-layer activations in backward."),
+    max_updates: Optional[int] = typer.Option(None, help="Stop after this many updates."),
+    ready_file: Optional[str] = typer.Option(None, help="Write {port, metrics_port, version} JSON here once serving."),
+    config: Optional[Path] = typer.Option(None, help="JSON file with more LearnerConfig fields (flags win)."),
+):
+    """Run the learner: torchrun --standalone --nproc-per-node N -m atlasrl.learner.main."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None:
+        raise typer.BadParameter("--model is required", param_hint="--model")
+    from pydantic import ValidationError
+
+    from atlasrl.learner.config import LearnerConfig
+
+    fields = json.loads(config.read_text()) if config else {}
+    fields.update(model=model, algo=algo, host=host, port=port, metrics_port=metrics_port, coordinator=coordinator,
+                  ckpt_dir=ckpt_dir, max_staleness=max_staleness, stale_policy=stale_policy, batch_episodes=batch_episodes,
+                  lr=lr, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, activation_checkpointing=activation_checkpointing,
+                  max_updates=max_updates, ready_file=ready_file)
+    try:
+        cfg = LearnerConfig(**fields)
+    except ValidationError as e:
+        raise typer.BadParameter(str(e)) from None
+    run_dir = Path(ckpt_dir) if ckpt_dir else Path(tempfile.mkdtemp(prefix="atlasrl-learner-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "learner-config.json"       # the resolved config, kept with the run
+    cfg_path.write_text(cfg.model_dump_json(indent=2))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "atlasrl.learner.main", str(cfg_path)]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.execve(sys.executable, cmd, env)
+
+
+@learner_app.command("export")
+def export(
+    ckpt: Path = typer.Option(..., help="Checkpoint root (latest step) or one step-* directory."),
+    out: Path = typer.Option(..., help="Output HF model directory (loadable by the actor engines)."),
+):
+    """Write a checkpoint's policy as a Hugging Face model directory."""
+    from atlasrl.learner.checkpoint import export as do_export
+
+    try:
+        version = do_export(ckpt, out)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="--ckpt") from None
+    typer.echo(f"exported version {version} to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(learner_app, name="learner")

@@ -1,0 +1,144 @@
+"""torchrun entry of the learner: ``python -m torch.distributed.run ... -m atlasrl.learner.main CONFIG.json``.
+
+Every rank builds the sharded policy; rank 0 also hosts the TrajectoryService
+and WeightService (LearnerHost). The loop, on every rank in lock-step:
+
+1. rank 0 waits up to ``idle_poll_s`` for ``batch_episodes`` episodes and
+   broadcasts the batch (or "idle" / "stop") over a gloo group;
+2. all ranks run the update (``Trainer.update``);
+3. all ranks gather the full tensors one by one (``DTensor.full_tensor``, the
+   same order everywhere); rank 0 encodes bf16 chunks and publishes them;
+4. every ``ckpt_every`` updates, and at shutdown, a DCP checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from atlasrl import log as alog
+from atlasrl.clients.weights import TensorBlob, encode_version
+from atlasrl.learner import checkpoint
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.server import LearnerHost
+from atlasrl.learner.trainer import TrainBatch, Trainer
+from atlasrl.v1 import tensor_pb2
+
+log = logging.getLogger("atlasrl.learner")
+WIRE = {"bf16": (torch.bfloat16, tensor_pb2.DTYPE_BFLOAT16), "fp32": (torch.float32, tensor_pb2.DTYPE_FLOAT32)}
+
+
+def tensor_blob(name: str, t: torch.Tensor, wire: int) -> TensorBlob:
+    raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
+    return TensorBlob(name, wire, tuple(t.shape), memoryview(raw))
+
+
+def publish(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> float:
+    """Gather full tensors (collective), encode and publish on rank 0; returns seconds."""
+    t0 = time.perf_counter()
+    dtype, wire = WIRE[cfg.wire_dtype]
+    blobs = [tensor_blob(name, t, wire) for name, t in trainer.full_tensors(dtype) if t is not None]
+    if host is not None:
+        host.publish(encode_version(trainer.version, blobs, cfg.chunk_bytes))
+        seconds = time.perf_counter() - t0
+        host.metrics.publish_seconds.observe(seconds)
+        host.metrics.version.set(trainer.version)
+        return seconds
+    return time.perf_counter() - t0
+
+
+class StopFlag:
+    def __init__(self):
+        self.set = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, *_):
+        self.set = True
+
+
+def run(cfg: LearnerConfig) -> None:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=cfg.dist_timeout_s))
+    ctrl = dist.new_group(backend="gloo") if use_cuda else None   # control messages stay on CPU
+    stop = StopFlag()
+    trainer = Trainer(cfg, rank, world, device)
+    restored = checkpoint.load(trainer, cfg.ckpt_dir) if cfg.ckpt_dir else None
+    host = LearnerHost(cfg, trainer.vocab_size, version=lambda: trainer.version) if rank == 0 else None
+    if host is not None:
+        if restored and restored.get("buffer"):
+            host.buffer.load_state_dict(restored["buffer"])
+        host.start()
+    publish(trainer, host, cfg)
+    if host is not None:
+        host.write_ready_file()
+        print(f"learner serving on {cfg.host}:{host.port} metrics={host.metrics_port} version={trainer.version} "
+              f"world={world} device={device.type}", flush=True)
+    updates, saved = 0, trainer.version
+    try:
+        while True:
+            msg = [None]
+            if rank == 0:
+                if stop.set or (cfg.max_updates is not None and updates >= cfg.max_updates):
+                    msg = ["stop"]
+                else:
+                    batch = host.buffer.take(cfg.batch_episodes, trainer.version, timeout=cfg.idle_poll_s)
+                    host.metrics.buffered.set(host.buffer.buffered)
+                    msg = ["idle"] if batch is None else [TrainBatch([b.episode.SerializeToString() for b in batch],
+                                                                     [b.weight for b in batch], [b.lag for b in batch])]
+            dist.broadcast_object_list(msg, src=0, group=ctrl)
+            if msg[0] == "stop":
+                break
+            if msg[0] == "idle":
+                continue
+            stats = trainer.update(msg[0])
+            updates += 1
+            stats["publish_seconds"] = publish(trainer, host, cfg)
+            if host is not None:
+                _record(host, msg[0], stats)
+            if cfg.ckpt_dir and trainer.version % cfg.ckpt_every == 0:
+                checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+                saved = trainer.version
+    finally:
+        if cfg.ckpt_dir and saved != trainer.version:
+            checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+        if host is not None:
+            host.stop()
+        dist.destroy_process_group()
+
+
+def _record(host: LearnerHost, batch: TrainBatch, stats: dict[str, float]) -> None:
+    m = host.metrics
+    m.record_update(stats)
+    m.updates.inc()
+    m.consumed.inc(len(batch.episodes))
+    m.tokens.inc(stats["tokens"])
+    for lag in batch.lags:
+        m.staleness.observe(lag)
+    log.info("update", extra=alog.kv(**{k: round(v, 5) for k, v in stats.items()}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m atlasrl.learner.main CONFIG.json  (normally started by `atlasrl learner`)")
+    alog.setup()
+    with open(argv[0]) as f:
+        cfg = LearnerConfig.model_validate_json(f.read())
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

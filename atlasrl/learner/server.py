@@ -1,0 +1,97 @@
+"""Rank 0's gRPC side: TrajectoryService + WeightService on grpc.aio, in a thread with its own loop.
+
+    host = LearnerHost(cfg, vocab_size, version=lambda: trainer.version)
+    host.start()                         # returns once the port is bound
+    host.publish(messages)               # from the training thread
+    host.stop()
+
+The training loop owns the main thread (torch, collectives); the asyncio loop
+serving actors runs beside it, so pushes and weight streams never wait for a
+training step. The buffer is the only shared state (thread-safe).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Callable
+
+from atlasrl.learner.buffer import EpisodeBuffer
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.metrics import LearnerMetrics
+from atlasrl.learner.trajectory_service import TrajectoryServicer
+from atlasrl.learner.weight_service import WeightServicer
+from atlasrl.rpc import RpcServer, ServerConfig
+from atlasrl.v1 import trajectory_pb2, weights_pb2
+
+log = logging.getLogger("atlasrl.learner")
+
+
+class LearnerHost:
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int]):
+        self.cfg = cfg
+        self.metrics = LearnerMetrics()
+        self.buffer = EpisodeBuffer(cfg, vocab_size)
+        self.weights = WeightServicer(self.metrics, cfg.publish_token)
+        self.version = version
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: RpcServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 30.0) -> "LearnerHost":
+        self._thread = threading.Thread(target=self._run, name="learner-grpc", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("learner gRPC server did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        cfg = self.cfg
+        scfg = ServerConfig(host=cfg.host, port=cfg.port, metrics_port=cfg.metrics_port, max_message_bytes=cfg.max_message_bytes)
+        self._server = RpcServer(scfg, self.metrics.metrics)
+        self._server.add(TrajectoryServicer(self.buffer, self.version, self.metrics), trajectory_pb2.DESCRIPTOR.services_by_name["TrajectoryService"])
+        self._server.add(self.weights, weights_pb2.DESCRIPTOR.services_by_name["WeightService"])
+        try:
+            await self._server.start()
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._server.wait()
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._server.metrics_port
+
+    def publish(self, messages) -> int:
+        return asyncio.run_coroutine_threadsafe(self.weights.publish(messages), self._loop).result()
+
+    def write_ready_file(self) -> None:
+        if self.cfg.ready_file:
+            info = {"port": self.port, "metrics_port": self.metrics_port, "version": self.version()}
+            with open(self.cfg.ready_file, "w") as f:
+                json.dump(info, f)
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self._loop is None or self._server is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result(timeout=grace + 10)
+        self._thread.join(timeout=10)

@@ -1,0 +1,225 @@
+"""FSDP2 training of the policy on a batch of episodes (every rank runs this).
+
+    trainer = Trainer(cfg, rank=dist.get_rank(), world=dist.get_world_size())
+    stats = trainer.update(batch)                   # same TrainBatch on every rank
+    for name, full in trainer.full_tensors(torch.bfloat16):   # all ranks, same order
+        ...                                          # rank 0 gets tensors, others None
+
+Sharding: ``fully_shard`` on every block the model lists in ``_no_split_modules``
+(decoder layers, vision blocks), then on the root PolicyModel; bf16 parameters
+with fp32 reductions on GPU. An update: episodes are split across ranks whole,
+packed into micro-batches by token budget, and every rank runs the same number
+of forward/backward passes (missing ones are zero-weight copies) because each
+pass is a collective. Losses are token sums divided by the global token count,
+times the world size, since FSDP averages gradients over ranks.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+
+from atlasrl.learner import losses
+from atlasrl.learner.batching import Seq, collate, dummy_seq, episode_seqs, pack_micro_batches, shard_episodes
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.v1 import trajectory_pb2
+
+STAT_KEYS = ("loss", "policy_loss", "kl", "entropy", "clipfrac", "approx_kl", "behav_weight_mean", "value_loss", "loss_tokens", "turns", "tokens")
+
+
+@dataclass
+class TrainBatch:
+    """What rank 0 broadcasts: serialized episodes with their staleness weights."""
+
+    episodes: list[bytes]
+    weights: list[float]
+    lags: list[int]
+
+
+class Trainer:
+    def __init__(self, cfg: LearnerConfig, rank: int = 0, world: int = 1, device: torch.device | None = None):
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.device = device or torch.device("cpu")
+        torch.manual_seed(cfg.seed)
+        lm = load_lm(cfg.model)
+        self.vocab_size = lm.config.get_text_config().vocab_size
+        self.policy = PolicyModel(lm, value_head=cfg.algo == "ppo").to(self.device)
+        self.ref = self._frozen_copy(lm) if cfg.kl_coef > 0 else None
+        if cfg.activation_checkpointing:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        bf16 = cfg.bf16 if cfg.bf16 is not None else self.device.type == "cuda"
+        self.mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+        self._shard(self.policy)
+        if self.ref is not None:
+            self._shard(self.ref)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.version = 0   # grows by one per optimizer update
+
+    def _frozen_copy(self, lm) -> PolicyModel:
+        ref = PolicyModel(copy.deepcopy(lm)).to(self.device).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+    def _shard(self, policy: PolicyModel) -> None:
+        blocks = set(getattr(policy.lm, "_no_split_modules", None) or [])
+        for module in policy.lm.modules():
+            if type(module).__name__ in blocks:
+                fully_shard(module, mp_policy=self.mp)
+        fully_shard(policy, mp_policy=self.mp)
+
+    # ---- one update ----------------------------------------------------
+    def update(self, batch: TrainBatch) -> dict[str, float]:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        episodes = [trajectory_pb2.Episode.FromString(b) for b in batch.episodes]
+        returns = torch.tensor([sum(t.reward for t in ep.turns) for ep in episodes], dtype=torch.float64)
+        mine = shard_episodes([sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns) for ep in episodes], self.world, self.rank)
+        seqs = {i: episode_seqs(episodes[i], i, batch.weights[i]) for i in mine}
+        if cfg.algo == "grpo":
+            keys = {g: k for k, g in enumerate(dict.fromkeys(ep.group_id for ep in episodes))}
+            adv = losses.grpo_advantages(returns, torch.tensor([keys[ep.group_id] for ep in episodes]), cfg.grpo_std_normalize)
+            for i in mine:
+                for s in seqs[i]:
+                    s.advantage = float(adv[i])
+        minibatches = self._plan(mine, seqs)
+        self._prepass(minibatches)
+        if cfg.algo == "ppo":
+            self._gae(episodes, seqs)
+        for mbs in minibatches:
+            for mb, _ in mbs:
+                mb["advantage"] = torch.tensor([s.advantage for s in mb["seqs"] for _ in s.response], dtype=torch.float32)
+                mb["returns"] = torch.tensor([s.ret for s in mb["seqs"]], dtype=torch.float32)
+        sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
+        grad_norms = []
+        for _ in range(cfg.ppo_epochs):
+            for mbs in minibatches:
+                sums += self._optimizer_step(mbs, grad_norms)
+        self.version += 1
+        dist.all_reduce(sums)
+        return self._summarise(sums, grad_norms, returns, time.perf_counter() - t0)
+
+    def _plan(self, mine: list[int], seqs: dict[int, list[Seq]]) -> list[list[tuple[dict, bool]]]:
+        """Per minibatch, the micro-batches of this rank, padded to the same count on every rank."""
+        cfg = self.cfg
+        groups = [[s for k, i in enumerate(mine) if k % cfg.minibatches == m for s in seqs[i]] for m in range(cfg.minibatches)]
+        packed = [pack_micro_batches(g, cfg.micro_batch_tokens) for g in groups]
+        counts = torch.tensor([len(p) for p in packed], dtype=torch.long)
+        dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+        plan = []
+        for p, n in zip(packed, counts.tolist()):
+            real = [(self._collate(m), True) for m in p]
+            filler = real[0][0] if real else self._collate([dummy_seq()])
+            plan.append(real + [(filler, False)] * (n - len(real)))
+        return plan
+
+    def _collate(self, seqs: list[Seq]) -> dict:
+        mb = collate(seqs)
+        mb["seqs"] = seqs
+        return mb
+
+    def _forward(self, model: PolicyModel, mb: dict, want_values: bool = False):
+        keys = ("input_ids", "attention_mask", "score_index", "targets", "temperature", "choice_rows", "choice_allowed", "value_index")
+        return model(**{k: mb[k].to(self.device) for k in keys}, want_values=want_values)
+
+    @torch.no_grad()
+    def _prepass(self, minibatches) -> None:
+        """Proximal log-probs, old values and reference log-probs, with the weights before this update."""
+        cfg = self.cfg
+        need_policy = cfg.recompute_proximal or cfg.algo == "ppo"
+        for mbs in minibatches:
+            for mb, _ in mbs:
+                if need_policy:
+                    logp, _, values = self._forward(self.policy, mb, want_values=cfg.algo == "ppo")
+                    mb["prox_logp"] = logp.cpu() if cfg.recompute_proximal else mb["behav_logp"]
+                    if values is not None:
+                        for s, v in zip(mb["seqs"], values.cpu().tolist()):
+                            s.old_value = v
+                        mb["old_values"] = values.cpu()
+                else:
+                    mb["prox_logp"] = mb["behav_logp"]
+                if self.ref is not None:
+                    mb["ref_logp"] = self._forward(self.ref, mb)[0].cpu()
+
+    def _gae(self, episodes, seqs: dict[int, list[Seq]]) -> None:
+        cfg = self.cfg
+        for i, turns in seqs.items():
+            rewards = torch.tensor([[t.reward for t in episodes[i].turns]], dtype=torch.float64)
+            values = torch.tensor([[s.old_value for s in turns]], dtype=torch.float64)
+            adv, ret = losses.gae_over_turns(rewards, values, torch.ones_like(rewards), cfg.gamma, cfg.gae_lambda)
+            for s, a, r in zip(turns, adv[0].tolist(), ret[0].tolist()):
+                s.advantage, s.ret = a, r
+
+    def _optimizer_step(self, mbs: list[tuple[dict, bool]], grad_norms: list[float]) -> torch.Tensor:
+        cfg = self.cfg
+        counts = torch.tensor([
+            sum(float((mb["loss_mask"] * (mb["episode_weight"] > 0)).sum()) for mb, real in mbs if real),
+            sum(len(mb["seqs"]) for mb, real in mbs if real),
+        ], dtype=torch.float64)
+        dist.all_reduce(counts)
+        tok_norm = self.world / max(counts[0].item(), 1.0)
+        seq_norm = self.world / max(counts[1].item(), 1.0)
+        sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
+        self.optimizer.zero_grad(set_to_none=True)
+        for mb, real in mbs:
+            logp, entropy, values = self._forward(self.policy, mb, want_values=cfg.algo == "ppo")
+            dev = lambda k: mb[k].to(self.device)  # noqa: E731
+            weight = dev("loss_mask") * dev("episode_weight") * (1.0 if real else 0.0)
+            pg, diag = losses.policy_loss_sum(logp, dev("prox_logp"), dev("behav_logp"), dev("advantage"), weight,
+                                              cfg.clip_eps, cfg.upper_clip, cfg.behav_imp_weight_cap)
+            ent = (entropy * weight).sum()
+            loss = pg - cfg.entropy_coef * ent
+            kl = torch.zeros((), device=self.device)
+            if self.ref is not None:
+                kl = losses.kl_k3_sum(logp, dev("ref_logp"), weight)
+                loss = loss + cfg.kl_coef * kl
+            loss = loss * tok_norm
+            vloss = torch.zeros((), device=self.device)
+            if values is not None:
+                vw = torch.full_like(values, 1.0 if real else 0.0)
+                vloss = losses.value_loss_sum(values, dev("old_values"), dev("returns"), vw, cfg.value_clip)
+                loss = loss + cfg.value_coef * vloss * seq_norm
+            loss.backward()
+            if real:
+                live = float((weight > 0).sum())
+                vals = [loss.item() / self.world, pg.item() * tok_norm / self.world, kl.item(), ent.item(),
+                        diag["clipfrac"].item(), diag["approx_kl"].item(), diag["behav_weight_mean"].item(),
+                        vloss.item(), live, len(mb["seqs"]), float(mb["attention_mask"].sum())]
+                sums += torch.tensor(vals, dtype=torch.float64)
+        norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        grad_norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))
+        self.optimizer.step()
+        return sums
+
+    def _summarise(self, sums: torch.Tensor, grad_norms: list[float], returns: torch.Tensor, seconds: float) -> dict[str, float]:
+        s = dict(zip(STAT_KEYS, sums.tolist()))
+        steps = self.cfg.ppo_epochs * self.cfg.minibatches
+        tok = max(s["loss_tokens"], 1.0)
+        return {
+            "loss": s["loss"] / steps,
+            "policy_loss": s["policy_loss"] / steps,
+            "value_loss": s["value_loss"] / max(s["turns"], 1.0),
+            "kl": s["kl"] / tok,
+            "entropy": s["entropy"] / tok,
+            "clipfrac": s["clipfrac"] / tok,
+            "approx_kl": s["approx_kl"] / tok,
+            "behav_weight_mean": s["behav_weight_mean"] / tok,
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+            "tokens": s["tokens"] / self.cfg.ppo_epochs,
+            "tokens_per_second": s["tokens"] / seconds,
+            "reward_mean": float(returns.mean()) if returns.numel() else 0.0,
+            "seconds": seconds,
+        }
+
+    # ---- weights out ---------------------------------------------------
+    def full_tensors(self, dtype: torch.dtype):
+        """(HF name, full CPU tensor in ``dtype``) on rank 0, (name, None) elsewhere. A collective."""
+        for name, p in self.policy.hf_named_parameters():
+            full = p.full_tensor() if isinstance(p, DTensor) else p.detach()
+            yield name, (full.to(dtype=dtype, device="cpu").contiguous() if self.rank == 0 else None)
