@@ -1,0 +1,53 @@
+"""`atlasrl envserver`: host many envs behind EnvService (and dm_env_rpc) on one port."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("envserver")
+    def envserver(
+        env: str = typer.Option("", help="Comma-separated env ids or id prefixes that may be opened, e.g. 'sokoban,frozenlake,maniskill' (empty: all registered)."),
+        host: str = typer.Option("127.0.0.1", help="gRPC bind address."),
+        port: int = typer.Option(50051, help="gRPC port (0 = any free port)."),
+        max_envs: int = typer.Option(512, help="Live env instances allowed across all streams (Open beyond: RESOURCE_EXHAUSTED)."),
+        workers: int = typer.Option(None, help="Worker processes stepping envs (0 = in this process on threads). Default: CPU cores - 1, or one per --devices entry."),
+        devices: str = typer.Option("", help="Comma-separated GPU ids; worker i gets CUDA_VISIBLE_DEVICES=devices[i % n] (ManiSkill renders on it)."),
+        metrics_port: int = typer.Option(None, help="Prometheus /metrics port (omit to disable)."),
+        idle_timeout: float = typer.Option(None, help="End a stream (and free its envs) after this many seconds without a request."),
+        grace: float = typer.Option(5.0, help="On SIGTERM, seconds in-flight requests get to finish."),
+        coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
+        print_port: bool = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests)."),
+        log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
+    ):
+        """Run the env server role."""
+        import asyncio
+
+        from pydantic import ValidationError
+
+        from atlasrl import log
+        from atlasrl.envservers.config import EnvServerConfig, default_workers
+
+        log.setup(log_level)
+        device_list = [d for d in devices.split(",") if d.strip()]
+        if workers is None:
+            workers = len(device_list) if device_list else default_workers()
+        try:
+            cfg = EnvServerConfig(envs=env, host=host, port=port, max_envs=max_envs, workers=workers, devices=device_list,
+                                  metrics_port=metrics_port, idle_timeout_s=idle_timeout, grace_s=grace, coordinator=coordinator)
+        except ValidationError as e:
+            raise typer.BadParameter(str(e)) from None
+        from atlasrl.envservers.server import check_env_names, serve
+
+        try:
+            check_env_names(cfg)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--env") from None
+
+        def ready(server) -> None:
+            if print_port:
+                print(f"PORT {server.rpc.port}", flush=True)
+            typer.echo(f"envserver on {server.address} ({cfg.workers} workers, max {cfg.max_envs} envs"
+                       f"{', metrics :' + str(server.metrics_port) if server.metrics_port else ''})", err=True)
+
+        asyncio.run(serve(cfg, on_ready=ready))

@@ -1,0 +1,72 @@
+"""Configuration of the env server role (importable without grpc, gymnasium or torch)."""
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from atlasrl.rpc.config import MiB, ServerConfig
+
+
+def default_workers() -> int:
+    """One core stays with the gRPC event loop; the rest step envs."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class EnvServerConfig(BaseModel):
+    """How one env server listens, which envs it hosts and where they run."""
+
+    host: str = "127.0.0.1"
+    """gRPC bind address (loopback by default)."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port; 0 picks a free one."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Prometheus /metrics port; None disables it, 0 picks a free one."""
+    envs: list[str] = Field(default_factory=list)
+    """Env ids (``frozenlake``) or id prefixes (``maniskill``) that may be opened; empty = every registered env."""
+    max_envs: int = Field(512, ge=1, le=1_000_000)
+    """Live env instances allowed across all streams; Open beyond it gets RESOURCE_EXHAUSTED."""
+    workers: int = Field(0, ge=0, le=256)
+    """Worker processes stepping envs; 0 runs envs in this process on a thread pool."""
+    devices: list[str] = Field(default_factory=list)
+    """GPU ids; worker i gets CUDA_VISIBLE_DEVICES=devices[i % len(devices)] before any import."""
+    threads: int = Field(4, ge=1, le=256)
+    """Thread-pool size when workers == 0 (envs of different streams step concurrently)."""
+    idle_timeout_s: float | None = Field(None, gt=0)
+    """A stream with no request for this long is ended and its envs freed; None = never."""
+    max_message_bytes: int = Field(64 * MiB, ge=1024, le=1 << 30)
+    """Largest gRPC message accepted or sent; larger ones fail with RESOURCE_EXHAUSTED."""
+    grace_s: float = Field(5.0, ge=0)
+    """On SIGTERM: time in-flight requests get to finish before streams are cut."""
+    coordinator: str | None = None
+    """Coordinator address (HOST:PORT) to register with; None = standalone."""
+
+    @field_validator("envs", "devices", mode="before")
+    @classmethod
+    def _split_csv(cls, v):
+        if isinstance(v, str):
+            v = v.split(",")
+        return [s.strip() for s in (v or []) if s and s.strip()]
+
+    @model_validator(mode="after")
+    def _devices_need_workers(self):
+        if self.devices and self.workers == 0:
+            self.workers = len(self.devices)
+        if self.devices and self.workers < len(self.devices):
+            raise ValueError(f"--workers {self.workers} is fewer than the {len(self.devices)} --devices; give one worker per device at least")
+        return self
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(
+            host=self.host,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            max_message_bytes=self.max_message_bytes,
+            grace_s=self.grace_s,
+        )
+
+    def allows(self, env_id: str) -> bool:
+        """Whether ``env_id`` may be opened: listed exactly, or its prefix before ':' is listed."""
+        if not self.envs:
+            return True
+        return env_id in self.envs or (":" in env_id and env_id.split(":", 1)[0] in self.envs)

@@ -1,0 +1,133 @@
+"""The envs of one worker process (or of the server process when workers == 0).
+
+Plain synchronous code that knows protobuf but not gRPC: each call returns
+ready-to-send bytes (a serialized ``Observation`` or ``EnvSpec``) plus the facts
+the server needs for routing and metrics, so the event loop never re-encodes.
+Errors come back as ``(code, message)`` pairs with gRPC status code numbers.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from atlasrl.envservers import registry
+from atlasrl.envservers.base import EnvConfigError, InvalidActionText, TextEnv
+from atlasrl.envservers.convert import observation_to_proto, spec_to_proto
+
+log = logging.getLogger("atlasrl.envserver")
+
+OK = 0
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
+INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+
+
+@dataclass
+class Outcome:
+    """Result of one reset or one action, picklable across the worker pipe."""
+
+    code: int = OK
+    message: str = ""
+    observation: bytes = b""  # serialized atlasrl.v1.Observation when code == OK
+    done: bool = False        # terminated or truncated
+    env_id: str = ""
+    seconds: float = 0.0      # env step/reset + render + encode
+    raw_bytes: int = 0        # image bytes before the codec
+    wire_bytes: int = 0       # image bytes after the codec
+
+
+class HostError(Exception):
+    """An env call failed; carries the gRPC status code number for the caller."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class EnvHost:
+    def __init__(self) -> None:
+        self._envs: dict[int, tuple[str, TextEnv, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._envs)
+
+    def open(self, handle: int, env_id: str, config: dict[str, str], seed: int | None) -> bytes:
+        """Create an instance; returns its serialized EnvSpec."""
+        try:
+            env = registry.make(env_id, config, seed)
+        except registry.UnknownEnv as e:
+            raise HostError(NOT_FOUND, str(e)) from None
+        except (EnvConfigError, ValueError, TypeError) as e:
+            raise HostError(INVALID_ARGUMENT, f"bad config for env '{env_id}': {e}") from None
+        except Exception as e:  # noqa: BLE001 - a backend that cannot start (no Vulkan, ...)
+            log.exception("opening %s failed", env_id)
+            raise HostError(INTERNAL, f"env '{env_id}' failed to start: {type(e).__name__}: {e}") from None
+        try:
+            spec = env.spec_info()
+            spec_bytes = spec_to_proto(spec).SerializeToString()
+        except Exception as e:  # noqa: BLE001
+            _close_quietly(env)
+            raise HostError(INTERNAL, f"env '{env_id}' has a bad spec: {type(e).__name__}: {e}") from None
+        self._envs[handle] = (env_id, env, list(spec.camera_names))
+        return spec_bytes
+
+    def reset(self, handle: int, seed: int | None) -> Outcome:
+        return self._run(handle, lambda env: env.text_reset(seed=seed), "reset")
+
+    def step(self, actions: list[tuple[int, str]], strict: bool) -> list[Outcome]:
+        return [self._run(h, lambda env, t=text: env.text_step(t, strict=strict), "step") for h, text in actions]
+
+    def close(self, handles: list[int]) -> int:
+        closed = 0
+        for h in handles:
+            entry = self._envs.pop(h, None)
+            if entry is not None:
+                _close_quietly(entry[1])
+                closed += 1
+        return closed
+
+    def close_all(self) -> None:
+        self.close(list(self._envs))
+
+    def default_spec(self, env_id: str) -> bytes:
+        """Spec of ``env_id`` with its default configuration (opens and closes a throwaway instance)."""
+        self.open(-1, env_id, {}, 0)
+        try:
+            _, env, _ = self._envs[-1]
+            return spec_to_proto(env.spec_info()).SerializeToString()
+        finally:
+            self.close([-1])
+
+    def _run(self, handle: int, call, what: str) -> Outcome:
+        entry = self._envs.get(handle)
+        if entry is None:
+            return Outcome(NOT_FOUND, f"env handle {handle} is not open")
+        env_id, env, cameras = entry
+        t0 = time.perf_counter()
+        try:
+            out = call(env)
+            obs, raw, wire = observation_to_proto(out, cameras)
+            data = obs.SerializeToString()
+        except InvalidActionText as e:
+            return Outcome(INVALID_ARGUMENT, f"invalid action for env handle {handle} ({env_id}): {e}", env_id=env_id)
+        except Exception as e:  # noqa: BLE001 - one env failing must not take others down
+            log.exception("%s of %s (handle %d) failed", what, env_id, handle)
+            return Outcome(INTERNAL, f"{what} of env handle {handle} ({env_id}) failed: {type(e).__name__}: {e}", env_id=env_id)
+        return Outcome(
+            observation=data,
+            done=bool(out.terminated or out.truncated),
+            env_id=env_id,
+            seconds=time.perf_counter() - t0,
+            raw_bytes=raw,
+            wire_bytes=wire,
+        )
+
+
+def _close_quietly(env: TextEnv) -> None:
+    try:
+        env.close()
+    except Exception:  # noqa: BLE001
+        log.warning("closing an env raised", exc_info=True)

@@ -1,0 +1,125 @@
+"""Run the env server: EnvService + dm_env_rpc Environment on one RpcServer, envs in a WorkerPool.
+
+    server = EnvServer(EnvServerConfig(port=0, workers=0))
+    await server.start()                    # server.address -> "127.0.0.1:PORT"
+    ...
+    await server.stop()                     # health NOT_SERVING, drain streams, stop workers
+
+``serve(cfg)`` is the CLI's loop: start, stop gracefully on SIGTERM/SIGINT.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from dm_env_rpc.v1 import dm_env_rpc_pb2
+
+from atlasrl.envservers import registry
+from atlasrl.envservers.config import EnvServerConfig
+from atlasrl.envservers.dm_env_rpc_service import DmEnvRpcServicer
+from atlasrl.envservers.service import EnvServicer
+from atlasrl.envservers.sessions import EnvManager, EnvMetrics
+from atlasrl.envservers.workers import WorkerPool
+from atlasrl.metrics import Metrics
+from atlasrl.rpc import RpcServer
+from atlasrl.v1 import env_pb2
+
+log = logging.getLogger("atlasrl.envserver")
+
+
+def check_env_names(cfg: EnvServerConfig) -> None:
+    """Fail at start-up on an --env entry that names no registered id or id prefix."""
+    ids = registry.list_ids()
+    prefixes = set(getattr(registry, "_PREFIX", {})) | {i.split(":", 1)[0] for i in ids if ":" in i}
+    bad = [e for e in cfg.envs if e not in ids and e not in prefixes]
+    if bad:
+        raise ValueError(f"--env names unknown env ids {bad}; registered: {', '.join(sorted(set(ids) | prefixes))}")
+
+
+class EnvServer:
+    def __init__(self, cfg: EnvServerConfig, metrics: Metrics | None = None):
+        check_env_names(cfg)
+        self.cfg = cfg
+        self.metrics = metrics or Metrics("envserver")
+        self.pool = WorkerPool(cfg.workers, cfg.devices, cfg.threads)
+        self.manager = EnvManager(cfg, self.pool, EnvMetrics(self.metrics))
+        self.env_service = EnvServicer(self.manager, cfg.idle_timeout_s)
+        self.dm_service = DmEnvRpcServicer(self.manager)
+        self.rpc = RpcServer(cfg.server_config(), self.metrics)
+        self.rpc.add(self.env_service, env_pb2.DESCRIPTOR.services_by_name["EnvService"])
+        self.rpc.add(self.dm_service, dm_env_rpc_pb2.DESCRIPTOR.services_by_name["Environment"])
+        self._stopping: asyncio.Task | None = None
+
+    @property
+    def address(self) -> str:
+        return self.rpc.address
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.rpc.metrics_port
+
+    async def start(self) -> int:
+        await self.pool.start()
+        try:
+            return await self.rpc.start()
+        except BaseException:
+            await self.pool.stop()
+            raise
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: health NOT_SERVING, no new streams, in-flight requests answered, envs closed, workers stopped."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float | None) -> None:
+        self.manager.draining.set()
+        self.env_service.drain()
+        self.dm_service.drain()
+        await self.rpc.stop(grace)
+        await self.pool.stop()
+
+    async def wait(self) -> None:
+        await self.rpc.wait()
+        if self._stopping is not None:
+            await self._stopping
+
+
+async def serve(cfg: EnvServerConfig, on_ready=None) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully; registers with the coordinator when one is given."""
+    server = EnvServer(cfg)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+    if on_ready:
+        on_ready(server)
+    registration = await _register(cfg, server) if cfg.coordinator else None
+    reporter = asyncio.ensure_future(_report_loop(registration, server)) if registration else None
+    try:
+        await server.wait()
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+        if registration is not None:
+            await registration.close()
+        await server.stop()
+
+
+async def _register(cfg: EnvServerConfig, server: EnvServer):
+    from atlasrl.clients.coordinator import RoleRegistration
+
+    metrics = f"{cfg.server_config().metrics_host}:{server.metrics_port}" if server.metrics_port else ""
+    reg = RoleRegistration(cfg.coordinator, role="envserver", name=f"envserver-{server.rpc.port}", address=server.address,
+                           metrics_address=metrics, capacity=cfg.max_envs, capabilities=cfg.envs or registry.list_ids())
+    await reg.start()
+    return reg
+
+
+async def _report_loop(reg, server: EnvServer, every_s: float = 1.0) -> None:
+    """Heartbeats carry cumulative env steps and the live env count."""
+    while True:
+        reg.counters["env_steps"] = server.manager.steps_total
+        reg.gauges["live_envs"] = float(server.manager.live)
+        await asyncio.sleep(every_s)
