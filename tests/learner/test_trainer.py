@@ -1,0 +1,128 @@
+"""Single-process trainer: recomputed log-probs, an update's direction, checkpoint round trip, export."""
+import math
+
+import pytest
+import torch
+
+from atlasrl.learner import checkpoint
+from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.learner.trainer import TrainBatch, Trainer
+
+from .helpers import episode, turn
+
+pytestmark = pytest.mark.usefixtures("process_group")
+
+
+def fixed_batch():
+    """Two GRPO groups of two-turn episodes; choice-mode and free turns, masked tokens, temperatures."""
+    eps = []
+    for g, rewards in enumerate([(1.0, 0.0), (0.0, 2.0)]):
+        for r in rewards:
+            action = [20] if r > 0 else [24, 25]      # the rewarded episode chose [20]
+            eps.append(episode([
+                turn([1, 2, 3, 4], [10 + g, 11], reward=0.0, temperature=0.7, mask=[1, 0]),
+                turn([1, 2, 3, 4, 10 + g, 11, 5], action, reward=r, choices=[[20], [23], [24, 25]], logprob=-1.1),
+                ], group=f"g{g}", group_size=2))
+    return eps
+
+
+def as_batch(eps, weights=None):
+    return TrainBatch([e.SerializeToString() for e in eps], weights or [1.0] * len(eps), [0] * len(eps))
+
+
+def test_recomputed_logprobs_equal_plain_forward(tiny_model_dir):
+    lm = load_lm(tiny_model_dir).eval()
+    policy = PolicyModel(lm)
+    seqs = [s for i, ep in enumerate(fixed_batch()) for s in episode_seqs(ep, i, 1.0)]
+    mb = collate(seqs)
+    with torch.no_grad():
+        logp, entropy, _ = policy(**{k: mb[k] for k in ("input_ids", "attention_mask", "score_index", "targets", "temperature", "choice_rows", "choice_allowed")})
+        got = iter(logp.tolist())
+        for s in seqs:   # one unpadded sequence at a time, straight through the HF model
+            logits = lm(torch.tensor([s.input_ids])).logits[0].float()
+            for i, tok in enumerate(s.response):
+                row = logits[s.prompt_len + i - 1] / (s.temperature or 1.0)
+                if s.choices is not None:
+                    allowed = sorted({c[i] for c in s.choices if c[:i] == s.response[:i]})
+                    expected = torch.log_softmax(row[allowed], -1)[allowed.index(tok)]
+                else:
+                    expected = torch.log_softmax(row, -1)[tok]
+                assert next(got) == pytest.approx(expected.item(), abs=1e-5)
+    assert entropy.min() >= 0 and entropy.max() <= math.log(lm.config.vocab_size) + 1e-4
+
+
+def test_micro_batches_respect_token_budget():
+    seqs = [s for i, ep in enumerate(fixed_batch() * 3) for s in episode_seqs(ep, i, 1.0)]
+    mbs = pack_micro_batches(seqs, token_budget=24)
+    assert sum(len(m) for m in mbs) == len(seqs)
+    assert all(len(m) * max(len(s) for s in m) <= 24 for m in mbs)
+
+
+def response_logp(trainer, eps):
+    seqs = [s for i, ep in enumerate(eps) for s in episode_seqs(ep, i, 1.0)]
+    mb = collate(seqs)
+    with torch.no_grad():
+        return trainer._forward(trainer.policy, mb)[0]
+
+
+def test_update_raises_logprob_of_positive_advantage(tiny_model_dir):
+    trainer = Trainer(LearnerConfig(model=tiny_model_dir, lr=3e-3, batch_episodes=4))
+    eps = fixed_batch()
+    before = response_logp(trainer, eps)
+    stats = trainer.update(as_batch(eps))
+    after = response_logp(trainer, eps)
+    assert trainer.version == 1 and stats["grad_norm"] > 0 and stats["tokens"] == sum(len(s) for e in eps for s in episode_seqs(e, 0, 1))
+    # the first choice token of each episode: up where rewarded ([20]), down where not ([24, 25])
+    first_choice, n = [], 0
+    for ep in eps:
+        first_choice.append(n + len(ep.turns[0].response_ids))
+        n += sum(len(t.response_ids) for t in ep.turns)
+    delta = (after - before)[first_choice]
+    assert delta[0] > 0 > delta[1] and delta[3] > 0 > delta[2]
+
+
+def test_ppo_update_trains_value_head(tiny_model_dir):
+    trainer = Trainer(LearnerConfig(model=tiny_model_dir, algo="ppo", lr=1e-2, batch_episodes=4))
+    losses = [trainer.update(as_batch(fixed_batch()))["value_loss"] for _ in range(4)]
+    assert losses[-1] < losses[0]
+
+
+def test_checkpoint_round_trip_exact_and_resume_numbering(tiny_model_dir, tmp_path):
+    cfg = LearnerConfig(model=tiny_model_dir, algo="ppo", lr=1e-3, batch_episodes=4)
+    a = Trainer(cfg)
+    for _ in range(2):
+        a.update(as_batch(fixed_batch()))
+    checkpoint.save(a, tmp_path, {"consumed": 8})
+    b = Trainer(cfg)
+    extra = checkpoint.load(b, tmp_path)
+    assert b.version == 2 and extra["buffer"] == {"consumed": 8}
+    for (na, ta), (nb, tb) in zip(a.full_tensors(torch.float32), b.full_tensors(torch.float32)):
+        assert na == nb and torch.equal(ta, tb)
+    assert torch.equal(a.policy.value_head.weight.full_tensor(), b.policy.value_head.weight.full_tensor())
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    for k in sa:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            x, y = sa[k][name], sb[k][name]
+            x = x.full_tensor() if hasattr(x, "full_tensor") else x
+            y = y.full_tensor() if hasattr(y, "full_tensor") else y
+            assert torch.equal(x, y)
+    # both continue identically, and the numbering goes on from the checkpoint
+    a.update(as_batch(fixed_batch()))
+    b.update(as_batch(fixed_batch()))
+    assert b.version == 3
+    for (_, ta), (_, tb) in zip(a.full_tensors(torch.float32), b.full_tensors(torch.float32)):
+        assert torch.equal(ta, tb)
+
+
+def test_export_is_a_loadable_hf_model(tiny_model_dir, tmp_path):
+    trainer = Trainer(LearnerConfig(model=tiny_model_dir, lr=1e-3, batch_episodes=4))
+    trainer.update(as_batch(fixed_batch()))
+    checkpoint.save(trainer, tmp_path / "ckpt", None)
+    assert checkpoint.export(tmp_path / "ckpt", tmp_path / "hf") == 1
+    exported = dict(load_lm(tmp_path / "hf").named_parameters())
+    for name, t in trainer.full_tensors(torch.float32):
+        assert torch.equal(exported[name], t), name
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        checkpoint.export(tmp_path / "nothing", tmp_path / "x")
