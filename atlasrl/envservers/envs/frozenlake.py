@@ -93,6 +93,7 @@ class FrozenLakeEnv(GridTextEnv):
         self.tiles = generate_map(self.config.size, self.config.hole_prob, rng)
         self.goal = (self.rows - 1, self.cols - 1)
         self.start = self.agent = (0, 0)
+        self._index_level()
 
     def load_map(self, rows: list[str]) -> None:
         """Play a hand-made map ("P" start, "_" ice, "O" hole, "G" goal), e.g. for tests."""
@@ -103,8 +104,15 @@ class FrozenLakeEnv(GridTextEnv):
         (self.start,) = [(r, row.index("P")) for r, row in enumerate(rows) if "P" in row]
         self.agent = self.start
         (self.goal,) = [tuple(int(v) for v in cell) for cell in np.argwhere(self.tiles == GOAL)]
+        self._index_level()
         self.layout_key = self._layout_key()
         self.steps, self.terminal_cause = 0, None
+
+    def _index_level(self) -> None:
+        """Views of the static map, computed once per level (the hot path only places the agent)."""
+        self._static_rows = ["".join(CHARS[int(t)] for t in line) for line in self.tiles]
+        holes = [Entity("hole", (int(r), int(c))) for r, c in np.argwhere(self.tiles == HOLE)]
+        self._static_entities = [Entity("goal", self.goal), *holes]
 
     def _begin_turn(self) -> None:
         self._moves = []
@@ -133,9 +141,10 @@ class FrozenLakeEnv(GridTextEnv):
         return codes
 
     def _grid_rows(self) -> list[str]:
-        rows = [[CHARS[int(t)] for t in line] for line in self.tiles]
-        rows[self.agent[0]][self.agent[1]] = "P"
-        return ["".join(r) for r in rows]
+        rows = list(self._static_rows)
+        r, c = self.agent
+        rows[r] = rows[r][:c] + "P" + rows[r][c + 1:]
+        return rows
 
     def _relative_text(self) -> str:
         lines = self._neighbour_lines(lambda r, c: NAMES[int(self.tiles[r, c])])
@@ -146,8 +155,7 @@ class FrozenLakeEnv(GridTextEnv):
         return self.agent
 
     def entities(self) -> list[Entity]:
-        holes = [Entity("hole", (int(r), int(c))) for r, c in np.argwhere(self.tiles == HOLE)]
-        return [Entity("goal", self.goal), *holes]
+        return list(self._static_entities)
 
     def _level_string(self) -> str:
-        return f"frozenlake:{self.start}:" + "/".join("".join(CHARS[int(t)] for t in line) for line in self.tiles)
+        return f"frozenlake:{self.start}:" + "/".join(self._static_rows)

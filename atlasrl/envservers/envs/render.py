@@ -2,8 +2,8 @@
 
 Sprites are drawn once per (game, tile size) with Pillow (supersampled, then
 downscaled for smooth edges) into an atlas of shape (kinds, t, t, 3). A frame
-is then one fancy-indexing gather ``atlas[codes]`` plus a reshape: no drawing
-on the hot path.
+is one fancy-indexing gather ``atlas[codes]`` plus a reshape, and a step only
+re-copies the tiles that changed: no drawing on the hot path.
 
     renderer = GridRenderer(FROZENLAKE_SPRITES, rows=4, cols=4, image_size=128)
     frame = renderer.frame(codes)        # codes: (rows, cols) int array of tile kinds
@@ -147,7 +147,12 @@ def sprite_atlas(painters: tuple[Painter, ...], tile: int) -> np.ndarray:
 
 
 class GridRenderer:
-    """Composes (rows, cols) tile codes into an (image_size, image_size, 3) uint8 frame."""
+    """Composes (rows, cols) tile codes into an (image_size, image_size, 3) uint8 frame.
+
+    Keeps the last frame and redraws only the tiles whose code changed (a step
+    touches two or three), so a frame costs a few small copies plus one
+    memcpy for the independent array it returns.
+    """
 
     def __init__(self, painters: tuple[Painter, ...], rows: int, cols: int, image_size: int):
         self.tile = image_size // max(rows, cols)
@@ -155,17 +160,27 @@ class GridRenderer:
         self.shape = (image_size, image_size, 3)
         self._top = (image_size - rows * self.tile) // 2
         self._left = (image_size - cols * self.tile) // 2
-        self._rows, self._cols = rows, cols
-        self._blank = np.empty(self.shape, np.uint8)
-        self._blank[:] = BACKGROUND
-        self._padded = rows * self.tile != image_size or cols * self.tile != image_size
+        self._frame = np.empty(self.shape, np.uint8)
+        self._frame[:] = BACKGROUND
+        self._grid = self._frame[self._top:self._top + rows * self.tile, self._left:self._left + cols * self.tile]
+        self._codes: np.ndarray | None = None
 
     def frame(self, codes: np.ndarray) -> np.ndarray:
+        """A new frame array (never shared with earlier frames)."""
+        if self._codes is None or codes.shape != self._codes.shape:
+            self._compose(codes)
+        else:
+            rows, cols = np.nonzero(codes != self._codes)
+            if 2 * len(rows) > codes.size:
+                self._compose(codes)
+            else:
+                t = self.tile
+                for r, c in zip(rows.tolist(), cols.tolist()):
+                    self._grid[r * t:(r + 1) * t, c * t:(c + 1) * t] = self.atlas[codes[r, c]]
+        self._codes = codes.copy()
+        return self._frame.copy()
+
+    def _compose(self, codes: np.ndarray) -> None:
         t, (rows, cols) = self.tile, codes.shape
         tiles = self.atlas[codes]                              # (rows, cols, t, t, 3)
-        grid = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)
-        if not self._padded:
-            return grid
-        frame = self._blank.copy()
-        frame[self._top:self._top + rows * t, self._left:self._left + cols * t] = grid
-        return frame
+        self._grid[...] = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)

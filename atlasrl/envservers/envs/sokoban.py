@@ -24,6 +24,7 @@ from atlasrl.envservers.envs.sokoban_gen import Room, generate_room
 # Sprite codes: static tile (wall 0, floor 1, target 2); a box adds 2, the player adds 4.
 WALL, FLOOR, TARGET, BOX_OFFSET, PLAYER_OFFSET = 0, 1, 2, 2, 4
 CHARS = {0: "#", 1: "_", 2: "O", 3: "X", 4: "√", 5: "P", 6: "S"}
+_CHAR_OF_CODE = np.array([CHARS[code] for code in range(len(CHARS))])
 _FROM_CHAR = {"#": (True, False, False), "_": (False, False, False), "O": (False, True, False),
               "X": (False, False, True), "√": (False, True, True), "P": (False, False, False),
               "S": (False, True, False)}
@@ -84,6 +85,7 @@ class SokobanEnv(GridTextEnv):
         self._initial = room
         self._static_codes = np.where(room.walls, WALL, np.where(room.targets, TARGET, FLOOR))
         self.deadlock = False
+        self._target_entities = [Entity("target", (int(r), int(c))) for r, c in np.argwhere(room.targets)]
 
     def _apply(self, action: int) -> tuple[float, str | None]:
         dr, dc = DELTAS[action]
@@ -116,7 +118,7 @@ class SokobanEnv(GridTextEnv):
         return codes
 
     def _grid_rows(self) -> list[str]:
-        return ["".join(CHARS[int(code)] for code in row) for row in self._tile_codes()]
+        return ["".join(row) for row in _CHAR_OF_CODE[self._tile_codes()].tolist()]
 
     def _relative_text(self) -> str:
         def describe(r: int, c: int) -> str:
@@ -144,11 +146,10 @@ class SokobanEnv(GridTextEnv):
 
     def entities(self) -> list[Entity]:
         boxes = [Entity("box", (int(r), int(c))) for r, c in np.argwhere(self.boxes)]
-        targets = [Entity("target", (int(r), int(c))) for r, c in np.argwhere(self.targets)]
-        return boxes + targets
+        return boxes + self._target_entities
 
     def _level_string(self) -> str:
         room = self._initial
         codes = np.where(room.walls, WALL, np.where(room.targets, TARGET, FLOOR)) + BOX_OFFSET * room.boxes
         codes[room.player] += PLAYER_OFFSET
-        return "sokoban:" + "/".join("".join(CHARS[int(v)] for v in row) for row in codes)
+        return "sokoban:" + "/".join("".join(row) for row in _CHAR_OF_CODE[codes].tolist())

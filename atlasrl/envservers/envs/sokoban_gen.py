@@ -101,11 +101,12 @@ def reverse_play(walls: np.ndarray, targets: np.ndarray, player: tuple[int, int]
         if walls[ahead] or ahead in occupied:
             continue
         behind = (player[0] - dr, player[1] - dc)
-        if pull and behind in occupied:
-            index = boxes.index(behind)
-            boxes[index] = player
-            occupied.remove(behind)
-            occupied.add(player)
+        if not (pull and behind in occupied):
+            player = ahead
+            continue
+        boxes[boxes.index(behind)] = player          # only a pull can change the score
+        occupied.remove(behind)
+        occupied.add(player)
         player = ahead
         score = (sum(not targets[b] for b in boxes),
                  sum(abs(b[0] - o[0]) + abs(b[1] - o[1]) for b, o in zip(boxes, origins)))

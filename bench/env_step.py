@@ -1,0 +1,109 @@
+"""Hot-path cost of the grid games: step + render, text step, reset (in-process, one core).
+
+    .venv/bin/python bench/env_step.py [--steps 3000] [--image-size 128]
+
+For each game and size it measures, in microseconds per call (median of 5 repeats):
+  render       compose a frame from the pre-drawn sprite atlas (what every step pays)
+  step+render  Gymnasium ``step(a)`` (one primitive action) including the frame
+  text_step    ``text_step("Right")``: parse + step + frame + text + entities (what the server calls)
+  reset        draw a new level (FrozenLake map / Sokoban reverse play) and its first frame
+and, as the baseline measured in the same run, ``naive``: the same frame drawn with
+Pillow tile by tile each time (no atlas), i.e. what a straightforward renderer does.
+Prints a table, then one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from atlasrl.envservers import registry
+
+CASES = [
+    ("frozenlake", {"size": "4"}),
+    ("frozenlake", {"size": "8"}),
+    ("sokoban", {"size": "6", "num_boxes": "1"}),
+    ("sokoban", {"size": "10", "num_boxes": "3"}),
+]
+REPEATS = 5
+
+
+def per_call_us(fn, calls: int) -> float:
+    """Median over REPEATS of the mean time of ``calls`` calls, in microseconds."""
+    means = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        means.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(means)
+
+
+def timed_steps_us(env, step, steps: int, rng: np.random.Generator) -> float:
+    """Median over REPEATS of the mean step time; resets between episodes are not timed."""
+    means = []
+    for _ in range(REPEATS):
+        total = 0.0
+        for action in rng.integers(4, size=steps):
+            if env.terminal_cause is not None:
+                env.reset()
+            start = time.perf_counter()
+            step(int(action))
+            total += time.perf_counter() - start
+        means.append(total / steps * 1e6)
+    return statistics.median(means)
+
+
+def naive_frame(env) -> np.ndarray:
+    """Baseline: draw every tile with Pillow for each frame (no sprite atlas)."""
+    renderer = env._renderer
+    tile, painters = renderer.tile, env.sprites
+    canvas = Image.new("RGB", renderer.shape[:2], (24, 24, 28))
+    for r, row in enumerate(env._tile_codes()):
+        for c, code in enumerate(row):
+            sprite = Image.new("RGB", (tile, tile))
+            painters[int(code)](ImageDraw.Draw(sprite), tile)
+            canvas.paste(sprite, (renderer._left + c * tile, renderer._top + r * tile))
+    return np.asarray(canvas)
+
+
+def bench_case(env_id: str, config: dict[str, str], steps: int, image_size: int) -> dict:
+    config = {**config, "image_size": str(image_size), "max_steps": "100000"}
+    env = registry.make(env_id, config, seed=0)
+    rng = np.random.default_rng(0)
+    names = ["Up", "Down", "Left", "Right"]
+    row = {
+        "env": env_id, "size": int(config["size"]), "image_size": image_size,
+        "render_us": per_call_us(env.render, steps),
+        "step_render_us": timed_steps_us(env, lambda a: env.step(a), steps, rng),
+        "text_step_us": timed_steps_us(env, lambda a: env.text_step(names[a]), steps, rng),
+        "reset_us": per_call_us(env.reset, max(20, steps // 50)),
+        "naive_render_us": per_call_us(lambda: naive_frame(env), max(20, steps // 20)),
+    }
+    row["atlas_speedup_vs_naive"] = row["naive_render_us"] / row["render_us"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000, help="calls per repeat")
+    parser.add_argument("--image-size", type=int, default=128)
+    args = parser.parse_args()
+    rows = [bench_case(env_id, config, args.steps, args.image_size) for env_id, config in CASES]
+    header = f"{'env':<11}{'size':>5}{'render':>9}{'step+rnd':>10}{'text_step':>11}{'reset':>9}" \
+             f"{'naive':>9}{'atlas/naive':>13}"
+    print(f"µs per call, image {args.image_size}px, median of {REPEATS} repeats")
+    print(header)
+    for r in rows:
+        print(f"{r['env']:<11}{r['size']:>5}{r['render_us']:>9.1f}{r['step_render_us']:>10.1f}"
+              f"{r['text_step_us']:>11.1f}{r['reset_us']:>9.0f}{r['naive_render_us']:>9.0f}"
+              f"{r['atlas_speedup_vs_naive']:>12.0f}x")
+    print(json.dumps({"bench": "env_step", "image_size": args.image_size, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
