@@ -11,11 +11,11 @@ from atlasrl.rpc.config import ServerConfig
 class AtlasConfig(BaseModel):
     """Statistics and blending of the danger / affinity atlases (formulas in atlas.py)."""
 
-    gamma_danger: float = Field(0.7, gt=0, le=1)
+    gamma_danger: float = Field(0.5, gt=0, le=1)
     """Per-step discount of failure mass back along a failed trajectory (gamma_d)."""
     gamma_affinity: float = Field(0.9, gt=0, le=1)
     """Per-step discount of success mass back along a successful trajectory (gamma_a)."""
-    prior_visits: float = Field(1.0, ge=0)
+    prior_visits: float = Field(0.5, ge=0)
     """Pseudo-visits kappa in the rate F / (N + kappa): cells seen once do not get full weight."""
     blend_rate: float = Field(0.5, gt=0, le=1)
     """EMA rate eta: published map <- (1 - eta) * map + eta * normalised evidence, per applied episode."""
