@@ -78,6 +78,17 @@ def test_reset_without_seed_draws_new_maps_reproducibly():
     assert len(set(keys())) > 1
 
 
+def test_open_with_seed_then_reset_without_plays_the_seeded_map():
+    seeded = make(seed=21).text_reset(seed=21)
+    env = make(seed=21)
+    first = env.text_reset()
+    assert first.layout_key == seeded.layout_key and first.text == seeded.text
+    assert env.text_reset().layout_key != first.layout_key          # later resets draw new maps
+    env = make(seed=21)
+    env.text_step("Down")
+    assert env.text_reset().agent == (0, 0) and env.steps == 0
+
+
 def test_different_seeds_give_different_maps():
     keys = {make(seed=seed, size=6).text_reset(seed=seed).layout_key for seed in range(30)}
     assert len(keys) >= 25

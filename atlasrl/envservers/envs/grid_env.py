@@ -44,6 +44,7 @@ class GridTextEnv(TextEnv, abc.ABC):
         self.observation_space = spaces.Box(0, 255, (config.image_size, config.image_size, 3), np.uint8)
         self._renderer = GridRenderer(self.sprites, self.rows, self.cols, config.image_size)
         self.reset(seed=seed)
+        self._untouched_first_level = True
 
     # --- what a game supplies ---------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class GridTextEnv(TextEnv, abc.ABC):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self._untouched_first_level = False
         self._new_level(self.np_random)
         self.layout_key = self._layout_key()
         self.steps = 0
@@ -119,6 +121,11 @@ class GridTextEnv(TextEnv, abc.ABC):
             instruction=self.instruction, config=self.config.as_strings())
 
     def text_reset(self, seed: int | None = None) -> StepOutput:
+        """New level; without a seed, the first call after construction keeps the level the
+        construction seed drew (so open(seed=s) + reset() plays the same level as reset(seed=s))."""
+        if seed is None and self._untouched_first_level:
+            self._untouched_first_level = False
+            return self._output(0.0, self._info())
         _, info = self.reset(seed=seed)
         return self._output(0.0, info)
 
@@ -153,6 +160,7 @@ class GridTextEnv(TextEnv, abc.ABC):
     # --- turn logic -------------------------------------------------------------------------
 
     def _turn(self, actions: list[int]) -> tuple[float, dict[str, Any]]:
+        self._untouched_first_level = False
         if self.terminal_cause is not None:
             return 0.0, self._info(action_is_valid=False, invalid_reason=EPISODE_OVER, actions_executed=0)
         self._begin_turn()
@@ -167,6 +175,7 @@ class GridTextEnv(TextEnv, abc.ABC):
         return reward, self._info(action_is_valid=True, actions_executed=len(executed), actions=executed)
 
     def _invalid_turn(self, reason: str) -> tuple[float, dict[str, Any]]:
+        self._untouched_first_level = False
         if self.terminal_cause is not None:
             return 0.0, self._info(action_is_valid=False, invalid_reason=EPISODE_OVER, actions_executed=0)
         self._count_step(None)
