@@ -59,7 +59,7 @@ def summary_text(s: dict) -> str:
     c = s.get("counters") or {}
     lines = [f"run directory: {s['run_dir']}",
              f"stopped: {s.get('stop_reason', s.get('error', '?'))} after {s.get('wall_s', 0):.0f}s",
-             f"env steps {c.get('env_steps', 0):,}, episodes {c.get('episodes', 0):,}, policy version {s.get('policy_version', '-')}",
+             f"env steps {c.get('actor.env_steps', 0):,}, episodes {c.get('actor.episodes', 0):,}, policy version {s.get('policy_version', '-')}",
              f"held-out eval before training (initial random-weights policy): {rate('eval_before')}",
              f"held-out eval after training:                                 {rate('eval_after')}"]
     restarts = {k: v for k, v in (s.get("restarts") or {}).items() if v}

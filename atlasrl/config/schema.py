@@ -93,8 +93,10 @@ class EnvServerSection(RoleSection):
     """Env server processes."""
     env: str = Field("frozenlake", min_length=1)
     """Env id served (frozenlake, sokoban, maniskill:<Task>)."""
-    workers: int = Field(8, ge=1, le=4096)
-    """Env instances (slots) per server."""
+    max_envs: int = Field(64, ge=1, le=100_000)
+    """Live env instances per server; offered to the coordinator as this server's capacity."""
+    workers: int = Field(0, ge=0, le=1024)
+    """Worker processes stepping envs (0 = threads in the server process: right for grid envs)."""
     env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative"})
     """Env settings passed by actors when opening sessions."""
 
@@ -113,6 +115,10 @@ class LearnerSection(RoleSection):
     """Policy-gradient algorithm."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes (torchrun, FSDP2)."""
+    lr: float = Field(1e-5, gt=0, le=1)
+    """AdamW learning rate."""
+    batch_episodes: int = Field(8, ge=1, le=1_000_000)
+    """Train once this many episodes (whole groups) arrived."""
 
 
 class ActorSection(RoleSection):

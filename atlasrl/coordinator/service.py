@@ -41,7 +41,7 @@ class CoordinatorServicer:
         self.m_generation = m.gauge("coordinator_assignment_generation", "Assignment generation")
         self.m_counter = m.gauge("run_counter", "Global run counters (sums over every member ever registered)", ["name"])
         self.m_gauge = m.gauge("run_gauge", "Run-wide gauges (mean over alive members reporting them)", ["name"])
-        self.m_lag = m.gauge("actor_version_lag", "Policy versions an actor lags behind the learner", ["actor"])
+        self.m_lag = m.gauge("coordinator_actor_version_lag", "Policy versions an actor lags behind the learner (from heartbeats)", ["actor"])
         self.m_gate = m.counter("coordinator_staleness_waits_total", "Heartbeats answered may_proceed=false", ["actor"])
 
     # --- lifecycle --------------------------------------------------------------

@@ -6,8 +6,8 @@ member ids, cumulative counters, the policy version and the run state survive.
 
 Counters are *cumulative per member*: a heartbeat carries the member's totals
 since it registered and the store keeps the maximum seen, so a duplicated or
-retried heartbeat never counts twice. Global counters are sums over every member
-that ever registered, dead ones included, so a restarted role (a new member)
+retried heartbeat never counts twice. Global counters (keyed ``role.name``) are sums
+over every member of the role that ever registered, dead ones included, so a restarted role (a new member)
 adds to the totals instead of replacing them.
 """
 from __future__ import annotations
@@ -188,11 +188,17 @@ class StateStore:
 
     # --- aggregates -------------------------------------------------------------
     def global_counters(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT name, SUM(value) FROM counters GROUP BY name").fetchall())
+        """``role.name`` -> sum over every member of that role ever registered (env servers and actors
+        both count env steps; keeping roles apart means nothing is counted twice)."""
+        return dict(self._db.execute(
+            "SELECT m.role || '.' || c.name, SUM(c.value) FROM counters c JOIN members m USING(member_id)"
+            " GROUP BY m.role, c.name ORDER BY 1").fetchall())
 
     def global_gauges(self) -> dict[str, float]:
+        """``role.name`` -> mean over alive members of that role reporting it."""
         return dict(self._db.execute(
-            "SELECT g.name, AVG(g.value) FROM gauges g JOIN members m USING(member_id) WHERE m.alive=1 GROUP BY g.name").fetchall())
+            "SELECT m.role || '.' || g.name, AVG(g.value) FROM gauges g JOIN members m USING(member_id)"
+            " WHERE m.alive=1 GROUP BY m.role, g.name ORDER BY 1").fetchall())
 
     def append_history(self, now: float) -> None:
         with self._db:

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from atlasrl.up.progress import Sample, recent_success
+from atlasrl.up.progress import EPISODES, LOSS_GAUGE, RETURN_GAUGE, STEPS, Sample, recent_success
 from atlasrl.up.status_table import rates, render_status
 
 
@@ -22,10 +22,10 @@ def headline(st, samples: list[Sample], elapsed_s: float) -> dict:
     c, g = st.counters, st.gauges
     success, n = recent_success(samples)
     r = rates(st.history[-10:]) if len(st.history) > 1 else {}
-    return {"elapsed_s": round(elapsed_s, 1), "env_steps": c.get("env_steps", 0), "steps_per_s": round(r.get("env_steps", 0.0), 1),
-            "episodes": c.get("episodes", 0), "success_recent": success, "success_window": n,
-            "policy_version": st.view.policy_version, "loss": g.get("loss", float("nan")),
-            "return_mean": g.get("return_mean", float("nan")), "samples_trained": c.get("samples_trained", 0)}
+    return {"elapsed_s": round(elapsed_s, 1), "env_steps": c.get(STEPS, 0), "steps_per_s": round(r.get(STEPS, 0.0), 1),
+            "episodes": c.get(EPISODES, 0), "success_recent": success, "success_window": n,
+            "policy_version": st.view.policy_version, "loss": g.get(LOSS_GAUGE, float("nan")),
+            "return_mean": g.get(RETURN_GAUGE, float("nan")), "samples_trained": c.get("learner.samples_trained", 0)}
 
 
 def render(st, samples: list[Sample], supervisor, run_dir, elapsed_s: float, limits: str):

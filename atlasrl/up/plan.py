@@ -74,7 +74,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
             name = f"envserver-{i}"
             first_stage.append(RoleProcess(name, "envserver", atlasrl_cmd(
                 "envserver", "--env", c.envserver.env, "--host", HOST, "--port", str(port),
-                *with_metrics(name, c.envserver.metrics_port, i), "--workers", str(c.envserver.workers), *join,
+                *with_metrics(name, c.envserver.metrics_port, i), "--workers", str(c.envserver.workers),
+                "--max-envs", str(c.envserver.max_envs), *join,
                 *c.envserver.args), port=port, env=light_env))
             plan.envserver_addresses.append(f"{HOST}:{port}")
     else:
@@ -92,7 +93,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
         first_stage.append(RoleProcess("learner", "learner", atlasrl_cmd(
             "learner", "--model", model_dir, "--algo", c.learner.algo, "--host", HOST, "--port", str(port),
             *with_metrics("learner", c.learner.metrics_port, 0), "--nproc", str(c.learner.nproc),
-            "--ckpt-dir", str(rd.checkpoints), *join, *c.learner.args), port=port, env=level_env))
+            "--ckpt-dir", str(rd.checkpoints), "--max-staleness", str(c.coordinator.max_staleness), "--lr", str(c.learner.lr),
+            "--batch-episodes", str(c.learner.batch_episodes), *join, *c.learner.args), port=port, env=level_env))
         plan.learner_address = f"{HOST}:{port}"
     else:
         plan.skipped.append("learner")

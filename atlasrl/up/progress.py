@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Keys of the coordinator's global counters and gauges ("role.name") that the curves read.
+STEPS, EPISODES, SUCCESSES = "actor.env_steps", "actor.episodes", "actor.successes"
+SUCCESS_GAUGE, RETURN_GAUGE, LOSS_GAUGE = "actor.success_rate", "actor.return_mean", "learner.loss"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -23,7 +27,6 @@ class CurvePoint:
     success_rate: float  # over the episodes finished in this window
     return_mean: float   # latest gauge value (nan when no actor reports it)
     loss: float          # latest learner loss (nan before the first update)
-    policy_version: float
 
 
 def curve(samples: list[Sample], min_episodes: int = 16) -> list[CurvePoint]:
@@ -34,13 +37,12 @@ def curve(samples: list[Sample], min_episodes: int = 16) -> list[CurvePoint]:
     out: list[CurvePoint] = []
     start = samples[0]
     for s in samples[1:]:
-        episodes = s.counters.get("episodes", 0) - start.counters.get("episodes", 0)
+        episodes = s.counters.get(EPISODES, 0) - start.counters.get(EPISODES, 0)
         if episodes < min_episodes:
             continue
-        wins = s.counters.get("successes", 0) - start.counters.get("successes", 0)
-        out.append(CurvePoint(s.time - t0, s.counters.get("env_steps", 0), s.counters.get("episodes", 0), wins / episodes,
-                              s.gauges.get("return_mean", float("nan")), s.gauges.get("loss", float("nan")),
-                              s.gauges.get("policy_version", float("nan"))))
+        rate = _window_success(start, s, episodes)
+        out.append(CurvePoint(s.time - t0, s.counters.get(STEPS, 0), s.counters.get(EPISODES, 0), rate,
+                              s.gauges.get(RETURN_GAUGE, float("nan")), s.gauges.get(LOSS_GAUGE, float("nan"))))
         start = s
     return out
 
@@ -51,11 +53,18 @@ def recent_success(samples: list[Sample], episodes: int = 64) -> tuple[float, in
         return float("nan"), 0
     last = samples[-1]
     for s in reversed(samples[:-1]):
-        n = last.counters.get("episodes", 0) - s.counters.get("episodes", 0)
+        n = last.counters.get(EPISODES, 0) - s.counters.get(EPISODES, 0)
         if n >= episodes or s is samples[0]:
-            wins = last.counters.get("successes", 0) - s.counters.get("successes", 0)
-            return (wins / n if n else float("nan")), n
+            return (_window_success(s, last, n) if n else float("nan")), n
     return float("nan"), 0
+
+
+def _window_success(start: Sample, end: Sample, episodes: int) -> float:
+    """Successes / episodes between two samples; actors that report no ``successes`` counter
+    are read through their rolling ``success_rate`` gauge instead."""
+    if SUCCESSES in end.counters:
+        return (end.counters[SUCCESSES] - start.counters.get(SUCCESSES, 0)) / episodes
+    return end.gauges.get(SUCCESS_GAUGE, float("nan"))
 
 
 def steps_to_reach(points: list[CurvePoint], target: float) -> int | None:

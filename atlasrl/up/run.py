@@ -78,7 +78,8 @@ class UpRun:
             self.summary["eval_before"] = await self._eval("before", model_dir)
             if not self.interrupted.is_set():
                 await asyncio.gather(*(self.sup.start(p) for p in self.plan.stages[1]))
-                await self._monitor(t0)
+                self.summary["startup_s"] = round(time.time() - t0, 1)
+                await self._monitor(time.time())  # limits count from the start of training
             await self._stop_training()
             final_model = latest_model_dir(self.rd.checkpoints)
             self.summary["final_model"] = str(final_model) if final_model else None
@@ -159,7 +160,7 @@ class UpRun:
 
     def _limit_reached(self, st, samples, elapsed: float) -> str:
         c = self.cfg.run
-        steps = st.counters.get("env_steps", 0)
+        steps = st.counters.get("actor.env_steps", 0)
         if c.duration_s and elapsed >= c.duration_s:
             return f"duration {c.duration_s:.0f}s reached"
         if c.max_env_steps and steps >= c.max_env_steps:

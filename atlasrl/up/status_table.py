@@ -39,15 +39,15 @@ def render_status(st: pb.ClusterStatus) -> Group:
     view = st.view
     c = st.counters
     r = rates(st.history)
-    episodes = c.get("episodes", 0)
-    success = c.get("successes", 0) / episodes if episodes else float("nan")
+    episodes = c.get("actor.episodes", 0)
+    success = c["actor.successes"] / episodes if episodes and "actor.successes" in c else st.gauges.get("actor.success_rate", float("nan"))
     head = Text.assemble(
         ("run ", "bold"), (STATE.get(view.run_state, "?"), "bold cyan"),
         f"   policy v{view.policy_version}   assignment gen {view.assignment_generation}"
         f"   max staleness {view.max_staleness}   uptime {st.uptime_s:.0f}s\n",
-        f"env steps {c.get('env_steps', 0):,} ({r.get('env_steps', 0):.1f}/s)   episodes {episodes:,}"
-        f"   success {success:.2f}   tokens {c.get('tokens', 0):,}   samples trained {c.get('samples_trained', 0):,}"
-        f" ({r.get('samples_trained', 0):.1f}/s)")
+        f"env steps {c.get('actor.env_steps', 0):,} ({r.get('actor.env_steps', 0):.1f}/s)   episodes {episodes:,}"
+        f"   success {success:.2f}   tokens {c.get('actor.tokens', 0):,}   samples trained {c.get('learner.samples_trained', 0):,}"
+        f" ({r.get('learner.samples_trained', 0):.1f}/s)")
     table = Table(expand=False, header_style="bold")
     for col in ("role", "name", "address", "health", "hb age", "version", "lag", "capacity", "work", "rate/s", "errors", "last error"):
         table.add_column(col, overflow="fold", max_width=40 if col == "last error" else None)

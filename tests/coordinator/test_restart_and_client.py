@@ -41,7 +41,7 @@ async def test_restarted_coordinator_loses_no_state_and_members_carry_on(tmp_pat
         await until(lambda: actor._acked.get("env_steps") == 150)
         st = await CoordinatorClient(f"127.0.0.1:{port}").status()
         assert (learner.member_id, actor.member_id, server.member_id) == ids  # nobody had to re-register
-        assert st.counters["env_steps"] == 150
+        assert st.counters["actor.env_steps"] == 150
         assert st.view.policy_version == 4 and st.view.run_state == pb.RUN_STATE_PAUSED
         after = await actor.assignment()
         assert (after.generation, after.env_servers) == (before.generation, before.env_servers)
@@ -66,7 +66,7 @@ async def test_reregistration_after_expiry_counts_nothing_twice(coordinator):
     reg._tasks[0] = asyncio.create_task(reg._heartbeat_loop())
     await until(lambda: reg.member_id != old and reg._acked.get("env_steps") == 12)
     st = await CoordinatorClient(coordinator.address).status(include_dead=True)
-    assert st.counters["env_steps"] == 42 and st.counters["episodes"] == 3
+    assert st.counters["actor.env_steps"] == 42 and st.counters["actor.episodes"] == 3
     assert {m.member_id: m.alive for m in st.members} == {old: False, reg.member_id: True}
     await reg.close()
 
@@ -116,4 +116,4 @@ async def test_thread_mode_for_sync_roles(coordinator):
     view_version, assignment = await asyncio.to_thread(sync_role)  # the test loop keeps serving the coordinator
     assert view_version == 9 and assignment.learner_address == "127.0.0.1:7100"
     st = await CoordinatorClient(coordinator.address).status(include_dead=True)
-    assert st.counters["samples_trained"] == 64 and not st.members[0].alive
+    assert st.counters["learner.samples_trained"] == 64 and not st.members[0].alive

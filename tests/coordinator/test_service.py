@@ -30,10 +30,12 @@ async def test_register_heartbeat_counters_are_idempotent(coordinator):
         b = await register(stub, pb.ROLE_ACTOR, capacity=2)
         await stub.Heartbeat(pb.HeartbeatRequest(member_id=b, counters={"env_steps": 5}))
         await stub.Deregister(pb.DeregisterRequest(member_id=b))  # a dead member's counts stay in the totals
+        srv = await register(stub, pb.ROLE_ENVSERVER, "127.0.0.1:7001", capacity=4, name="envserver-0")
+        await stub.Heartbeat(pb.HeartbeatRequest(member_id=srv, counters={"env_steps": 20}))  # the same steps, seen server-side
         st = await stub.GetStatus(pb.GetStatusRequest())
-        assert dict(st.counters) == {"env_steps": 20, "episodes": 3}
-        assert [m.name for m in st.members] == ["actor-0"]
-        assert st.gauges["success_rate"] == 0.5
+        assert dict(st.counters) == {"actor.env_steps": 20, "actor.episodes": 3, "envserver.env_steps": 20}
+        assert [m.name for m in st.members] == ["actor-0", "envserver-0"]
+        assert st.gauges["actor.success_rate"] == 0.5
         st = await stub.GetStatus(pb.GetStatusRequest(include_dead=True))
         assert len(st.members) == 2
 
@@ -108,7 +110,7 @@ async def test_staleness_gate(coordinator):
         assert r.may_proceed is True
     text = urllib.request.urlopen(f"http://127.0.0.1:{coordinator.rpc.metrics_port}/metrics").read().decode()
     assert 'atlasrl_coordinator_staleness_waits_total{actor="actor-7"} 1.0' in text
-    assert 'atlasrl_actor_version_lag{actor="actor-7"} 2.0' in text
+    assert 'atlasrl_coordinator_actor_version_lag{actor="actor-7"} 2.0' in text
     assert "atlasrl_coordinator_policy_version 5.0" in text
 
 
@@ -154,5 +156,5 @@ async def test_history_sampled(coordinator):
         await stub.Heartbeat(pb.HeartbeatRequest(member_id=a, counters={"env_steps": 7}))
         await asyncio.sleep(0.35)
         st = await stub.GetStatus(pb.GetStatusRequest(history_points=100))
-        assert len(st.history) >= 2 and st.history[-1].counters["env_steps"] == 7
+        assert len(st.history) >= 2 and st.history[-1].counters["actor.env_steps"] == 7
         assert [h.time for h in st.history] == sorted(h.time for h in st.history)

@@ -1,0 +1,28 @@
+"""Learning curves from cumulative counters: windows, recent success, steps to a target."""
+import math
+
+from atlasrl.up.progress import Sample, curve, recent_success, steps_to_reach
+
+
+def s(t, steps, episodes, successes=None, **gauges):
+    counters = {"actor.env_steps": steps, "actor.episodes": episodes, "envserver.env_steps": steps}
+    if successes is not None:
+        counters["actor.successes"] = successes
+    return Sample(t, counters, {f"actor.{k}": v for k, v in gauges.items()})
+
+
+def test_windows_of_at_least_min_episodes():
+    samples = [s(0, 0, 0, 0), s(1, 100, 10, 1), s(2, 200, 20, 5), s(3, 300, 40, 19), s(4, 400, 44, 23)]
+    points = curve(samples, min_episodes=16)
+    assert [(p.env_steps, p.success_rate) for p in points] == [(200, 0.25), (300, 0.7)]
+    assert steps_to_reach(points, 0.6) == 300 and steps_to_reach(points, 0.9) is None
+
+
+def test_recent_success_and_gauge_fallback():
+    samples = [s(0, 0, 0, 0), s(1, 10, 50, 10), s(2, 20, 100, 60)]
+    assert recent_success(samples, 40) == (50 / 50, 50)
+    assert recent_success(samples, 80) == (60 / 100, 100)
+    no_counter = [s(0, 0, 0), s(1, 10, 30, success_rate=0.4)]
+    assert recent_success(no_counter, 16) == (0.4, 30)
+    rate, n = recent_success(samples[:1], 16)
+    assert math.isnan(rate) and n == 0
