@@ -37,7 +37,7 @@ async def test_register_heartbeat_counters_are_idempotent(coordinator):
         assert [m.name for m in st.members] == ["actor-0", "envserver-0"]
         assert st.gauges["actor.success_rate"] == 0.5
         st = await stub.GetStatus(pb.GetStatusRequest(include_dead=True))
-        assert len(st.members) == 2
+        assert len(st.members) == 3
 
 
 async def test_assignment_balances_and_reassigns_on_expiry(coordinator):
