@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.config import ActorConfig, resolve_images
 from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
@@ -61,6 +61,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
                                capacity=cfg.num_envs, capabilities=[cfg.env_id])
         await reg.start()
         cfg = await _fill_from_assignment(cfg, reg)
+    cfg = resolve_images(cfg)
     if not cfg.envs:
         raise ValueError("no env servers: pass --envs ADDR[,ADDR] (or --coordinator with env servers registered)")
     if engine is None:

@@ -56,8 +56,8 @@ class ActorConfig(BaseModel):
     """Earlier turns (observation + action) kept in the prompt, besides the current one."""
     context_images: int = Field(1, ge=0, le=16)
     """Frames kept in the prompt, counting the current one (older turns lose theirs first)."""
-    use_image: bool = True
-    """Put the rendered frame in the prompt; off for text-only models (--no-image)."""
+    use_image: bool | None = None
+    """Put the rendered frame in the prompt; None = yes for vision-language models, no for text-only ones."""
     system_prompt: str = ""
     """Override of the built-in system prompt (empty = built-in, kept short on purpose)."""
 
@@ -96,7 +96,7 @@ class ActorConfig(BaseModel):
     def _check(self) -> "ActorConfig":
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
-        if self.context_images == 0 and self.use_image:
+        if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only
             raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
         return self
 
@@ -110,3 +110,16 @@ def parse_kv(items: list[str] | None) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def resolve_images(cfg: ActorConfig) -> ActorConfig:
+    """Fill ``use_image`` (None = auto) from the model directory: images for VL models only."""
+    if cfg.use_image is not None:
+        return cfg
+    from atlasrl.models.load import is_vl_dir
+
+    vl = bool(cfg.model) and is_vl_dir(cfg.model)
+    upd = {"use_image": vl}
+    if not vl and cfg.memory_hints in ("overlay", "both"):
+        upd["memory_hints"] = "text" if cfg.memory_hints == "both" else "none"
+    return cfg.model_copy(update=upd)

@@ -20,7 +20,7 @@ def _config(**kw):
         data = {k: v for k, v in kw.items() if v is not None}
         if resolved is not None:
             data["env_config"] = {**ActorConfig.model_fields["env_config"].default_factory(), **resolved}
-        data["use_image"] = not no_image
+        data["use_image"] = False if no_image else None  # None: images iff the model is vision-language
         return ActorConfig(**data)
     except (ValidationError, ValueError) as e:
         raise typer.BadParameter(str(e)) from None
@@ -32,7 +32,7 @@ ENGINE = typer.Option("transformers", help="Generation engine: transformers (CPU
 ENV = typer.Option("frozenlake", "--env", help="Env id opened on every env server.")
 ENV_CONFIG = typer.Option(None, "--env-config", help="Env setting key=value (repeatable), on top of text_mode=relative, max_actions_per_turn=1.")
 ACTION_MODE = typer.Option("choice", help="choice: pick one valid action (tiny models); free: <think>..</think><answer>..</answer>.")
-NO_IMAGE = typer.Option(False, "--no-image", help="Leave the rendered frame out of the prompt (text-only models).")
+NO_IMAGE = typer.Option(False, "--no-image", help="Leave the rendered frame out of the prompt (default: in it for vision-language models only).")
 
 
 @actor_app.callback(invoke_without_command=True)
@@ -124,6 +124,9 @@ async def _eval(cfg, episodes, seed_start, out, confidence):
 
     import asyncio
 
+    from atlasrl.actors.config import resolve_images
+
+    cfg = resolve_images(cfg)
     engine = await asyncio.to_thread(build_engine, cfg)
     try:
         links = [EnvLink(a) for a in cfg.envs]

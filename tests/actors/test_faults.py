@@ -1,0 +1,125 @@
+"""Faults: an env server process killed mid-episode; the learner unreachable (buffer, then pause, then resume)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+
+import pytest
+
+from atlasrl.actors.actor import start_actor, stop_actor
+from atlasrl.actors.envlink import EnvLink
+from atlasrl.actors.policy import Policy
+from atlasrl.actors.rollout import RolloutLoop
+
+from .conftest import actor_config
+from .learner_endpoint import LearnerEndpoint
+
+
+async def spawn_envserver() -> tuple[asyncio.subprocess.Process, str]:
+    """A real `atlasrl envserver` process on a free port; returns (process, address)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "atlasrl.cli.main", "envserver", "--port", "0", "--workers", "0", "--print-port",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line.startswith(b"PORT "), line
+    return proc, f"127.0.0.1:{int(line.split()[1])}"
+
+
+class HoldGate:
+    """Lets the test freeze the rollout loop between batches."""
+
+    def __init__(self):
+        self.open = asyncio.Event()
+        self.open.set()
+        self.waiting = asyncio.Event()
+
+    async def __call__(self):
+        if not self.open.is_set():
+            self.waiting.set()
+            await self.open.wait()
+            self.waiting.clear()
+
+
+async def test_env_server_killed_mid_episode_drops_and_moves(tiny_engine, env_server):
+    proc, doomed = await spawn_envserver()
+    try:
+        cfg = actor_config(envs=[doomed, env_server.address], num_envs=4, group_size=2)
+        reported = []
+
+        async def collect(ep_proto, _buffer):
+            reported.append(ep_proto)
+
+        gate = HoldGate()
+        loop = RolloutLoop(cfg, Policy(tiny_engine, cfg), [EnvLink(a) for a in cfg.envs], on_episode=collect, gate=gate)
+        run = asyncio.create_task(loop.run(max_episodes=24))
+        while loop.finished < 4:
+            await asyncio.sleep(0.01)
+        gate.open.clear()
+        await asyncio.wait_for(gate.waiting.wait(), 30)
+        # Frozen between batches: these episodes are mid-flight on the server about to die.
+        doomed_slots = [s for s in loop.slots if s.link.address == doomed and s.episode is not None]
+        doomed_ids = {s.episode.episode_id for s in doomed_slots}
+        doomed_groups = {(s.episode.group_id, s.episode.seed) for s in doomed_slots}
+        assert doomed_ids and all(s.episode.turns or True for s in doomed_slots)
+        before = len(reported)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        gate.open.set()
+        await asyncio.wait_for(run, 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    ids = [e.episode_id for e in reported]
+    assert not doomed_ids & set(ids), "an episode of the dead server was reported"
+    assert loop.dropped == len(doomed_ids)
+    assert len(reported) - before >= 4, "rollouts did not continue on the surviving server"
+    assert all(s.link.address == env_server.address for s in loop.slots), "sessions were not moved"
+    assert loop.m.dropped.labels("env_server_down")._value.get() == len(doomed_ids)
+    # Every reported episode is whole, and a dropped episode's seed was replayed for its group.
+    for ep in reported:
+        assert ep.terminal_cause in {"success", "hole", "timeout"}
+    per_group = Counter((e.group_id, e.seed) for e in reported)
+    assert all(n <= 2 for n in per_group.values())
+    replayed = [g for g in doomed_groups if per_group[g] >= 1]
+    assert replayed, "the dropped episodes' groups were never replayed"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_learner_unreachable_buffers_then_pauses_then_resumes(tiny_engine, env_server):
+    port = free_port()
+    cfg = actor_config(envs=[env_server.address], learner=f"127.0.0.1:{port}", max_buffered_episodes=3, push_batch=2)
+    parts = await start_actor(cfg, engine=tiny_engine)
+    learner = None
+    try:
+        run = asyncio.create_task(parts.loop.run(max_episodes=8))
+        while not parts.sender.full:
+            assert not run.done()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # let the loop reach the blocked put
+        steps = parts.loop.env_steps
+        await asyncio.sleep(1.0)
+        assert parts.loop.env_steps == steps, "generation did not pause with the buffer full"
+        assert parts.sender.buffered == 3 and parts.sender.stats.push_failures >= 1
+        assert parts.policy.m.paused.labels("buffer_full")._value.get() == 1
+        learner = await LearnerEndpoint(vocab_size=len(tiny_engine.tokenizer), port=port).start()
+        await asyncio.wait_for(run, 120)
+        await parts.sender.flush(30)
+        assert parts.loop.env_steps > steps
+    finally:
+        await stop_actor(parts)
+        if learner is not None:
+            await learner.stop()
+    eps = learner.episodes()
+    assert len(eps) == parts.loop.finished >= 8
+    assert len({e.episode_id for e in eps}) == len(eps)
+    assert parts.sender.stats.accepted == len(eps)
