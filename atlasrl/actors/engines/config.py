@@ -19,6 +19,9 @@ class EngineConfig(BaseModel):
     """torch device of the transformers engine (`cpu`, `cuda`, `cuda:1`)."""
     max_batch_size: int = Field(64, ge=1)
     """transformers engine: larger batches are generated in chunks of this size."""
+    threads: int = Field(0, ge=0)
+    """transformers engine: torch intra-op threads (process-wide); 0 = torch's default. On a
+    busy shared CPU 1 thread can be several times faster than oversubscribed 2."""
     seed: int = 0
     """Seed of the engine's sampling RNG (a request's SamplingParams.seed overrides it per call)."""
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)

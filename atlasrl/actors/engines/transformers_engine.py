@@ -40,6 +40,8 @@ class _Row:
 class TransformersEngine(Engine):
     def __init__(self, config: EngineConfig):
         self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.policy = load_policy(config.model, dtype=config.dtype, device=config.device)
         self.tokenizer = self.policy.tokenizer
         self._version = 0
