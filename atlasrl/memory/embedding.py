@@ -15,27 +15,24 @@ import numpy as np
 
 
 def area_downsample(frame: np.ndarray, side: int) -> np.ndarray:
-    """Mean over a side x side grid of blocks (float32, HxW need not divide)."""
-    h, w = frame.shape[:2]
+    """Mean over a side x side grid of blocks (float32; H, W need not divide; tiny frames are stretched)."""
+    f = frame.astype(np.float32)
+    h, w = f.shape[:2]
+    if h < side or w < side:
+        return f[np.arange(side) * h // side][:, np.arange(side) * w // side]
     rows = np.linspace(0, h, side + 1).astype(int)
     cols = np.linspace(0, w, side + 1).astype(int)
-    f = frame.astype(np.float32)
-    # cumulative sums give exact block means for uneven blocks
-    cs = np.zeros((h + 1, w + 1, f.shape[2]), np.float64)
-    cs[1:, 1:] = f.cumsum(0).cumsum(1)
-    r0, r1 = rows[:-1], np.maximum(rows[1:], rows[:-1] + 1)
-    c0, c1 = cols[:-1], np.maximum(cols[1:], cols[:-1] + 1)
-    r1, c1 = np.minimum(r1, h), np.minimum(c1, w)
-    total = cs[r1][:, c1] - cs[r0][:, c1] - cs[r1][:, c0] + cs[r0][:, c0]
-    area = ((r1 - r0)[:, None] * (c1 - c0)[None, :])[..., None]
-    return (total / np.maximum(area, 1)).astype(np.float32)
+    sums = np.add.reduceat(np.add.reduceat(f, rows[:-1], axis=0), cols[:-1], axis=1)
+    area = np.diff(rows)[:, None] * np.diff(cols)[None, :]
+    return sums / area[..., None]
 
 
 def embed(frame: np.ndarray, side: int = 12, bins: int = 8) -> np.ndarray:
     """Unit-norm float32 embedding of an RGB uint8 (H, W, 3) frame."""
     small = area_downsample(frame, side) / 255.0
     spatial = (small - small.mean()).ravel()
-    hist = np.concatenate([np.histogram(frame[..., ch], bins=bins, range=(0, 256))[0] for ch in range(3)]).astype(np.float32)
+    binned = (frame.reshape(-1, 3).astype(np.uint32) * bins) >> 8  # bin index per channel value
+    hist = np.concatenate([np.bincount(binned[:, ch], minlength=bins) for ch in range(3)]).astype(np.float32)
     hist = np.sqrt(hist / max(1.0, float(frame.shape[0] * frame.shape[1])))  # Hellinger-style
     parts = [_unit(spatial), _unit(hist)]
     return _unit(np.concatenate(parts)).astype(np.float32)

@@ -38,6 +38,7 @@ class ExemplarBank:
     def __init__(self, cfg: ExemplarConfig):
         self.cfg = cfg
         self.sets: dict[tuple[str, str], list[Exemplar]] = {}
+        self._sims: dict[tuple[str, str], np.ndarray] = {}  # pairwise cosine similarities of each set, kept in step
         self._seq = 0
 
     def make(self, frame: np.ndarray, **fields) -> Exemplar:
@@ -51,12 +52,19 @@ class ExemplarBank:
         """Insert; returns False when the new frame itself was the one evicted."""
         self._seq += 1
         ex.seq = self._seq
-        items = self.sets.setdefault((family, ex.outcome), [])
+        key = (family, ex.outcome)
+        items = self.sets.setdefault(key, [])
+        sims = self._sims.get(key, np.zeros((0, 0), np.float32))
+        new = _dot(np.stack([e.embedding for e in items]), ex.embedding) if items else np.zeros(0, np.float32)
+        grown = np.empty((len(items) + 1, len(items) + 1), np.float32)
+        grown[:-1, :-1], grown[-1, :-1], grown[:-1, -1], grown[-1, -1] = sims, new, new, 1.0
         items.append(ex)
+        self._sims[key] = grown
         if len(items) <= self.cfg.capacity_per_outcome:
             return True
-        victim = _most_redundant(items)
+        victim = _most_redundant(grown, [e.seq for e in items])
         items.pop(victim)
+        self._sims[key] = np.delete(np.delete(grown, victim, 0), victim, 1)
         return victim != len(items)  # the new frame was last
 
     def top_k(self, family: str, frame: np.ndarray | None, k: int) -> list[tuple[Exemplar, float]]:
@@ -68,8 +76,7 @@ class ExemplarBank:
             by_outcome = [sorted(self.sets.get((family, o), []), key=lambda e: -e.seq) for o in OUTCOMES]
             merged = [e for pair in _interleave(*by_outcome) for e in pair]
             return [(e, 0.0) for e in merged[:k]]
-        q = self.embed(frame)
-        sims = np.stack([e.embedding for e in pool]) @ q
+        sims = _dot(np.stack([e.embedding for e in pool]), self.embed(frame))
         order = np.argsort(-sims, kind="stable")[:k]
         return [(pool[i], float(sims[i])) for i in order]
 
@@ -85,8 +92,9 @@ class ExemplarBank:
             keep = [e for e in self.sets[key] if layout_key and e.layout_key != layout_key]
             removed += len(self.sets[key]) - len(keep)
             self.sets[key] = keep
+            self._sims[key] = _pairwise(keep)
             if not keep:
-                del self.sets[key]
+                del self.sets[key], self._sims[key]
         return removed
 
     # -- persistence -------------------------------------------------------------
@@ -103,6 +111,7 @@ class ExemplarBank:
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         self.sets.clear()
+        self._sims.clear()
         self._seq = int(meta["seq"])
         for i, m in enumerate(meta["items"]):
             image = np.asarray(arrays[f"image:{i}"], np.uint8)
@@ -110,16 +119,28 @@ class ExemplarBank:
                           layout_key=m["layout_key"], episode_id=m["episode_id"], seq=int(m["seq"]),
                           embedding=self.embed(image))
             self.sets.setdefault((m["family"], m["outcome"]), []).append(ex)
+        self._sims = {key: _pairwise(items) for key, items in self.sets.items()}
 
 
-def _most_redundant(items: list[Exemplar]) -> int:
+def _dot(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    # einsum, not BLAS: for these tiny products BLAS thread start-up costs 10x more on busy cores
+    return np.einsum("ij,j->i", matrix, vector)
+
+
+def _pairwise(items: list[Exemplar]) -> np.ndarray:
+    if not items:
+        return np.zeros((0, 0), np.float32)
     emb = np.stack([e.embedding for e in items])
-    sims = emb @ emb.T
-    np.fill_diagonal(sims, -np.inf)
-    redundancy = sims.max(axis=1)
-    best = redundancy.max()
-    ties = np.flatnonzero(redundancy >= best - 1e-6)
-    return int(min(ties, key=lambda i: items[i].seq))
+    return np.einsum("ij,kj->ik", emb, emb).astype(np.float32)
+
+
+def _most_redundant(sims: np.ndarray, seqs: list[int]) -> int:
+    """Index whose highest similarity to another item is largest; ties -> the oldest (smallest seq)."""
+    others = sims.copy()
+    np.fill_diagonal(others, -np.inf)
+    redundancy = others.max(axis=1)
+    ties = np.flatnonzero(redundancy >= redundancy.max() - 1e-6)
+    return int(min(ties, key=lambda i: seqs[i]))
 
 
 def _interleave(a: list, b: list):

@@ -39,6 +39,7 @@ class MemoryState:
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.retired_versions: dict[str, int] = {}     # "family" / "family\x00layout" -> version at reset
         self._skills_cache: dict[LayoutKey, tuple[tuple[int, int], list[Skill]]] = {}
+        self._view_cache: dict[tuple, tuple[tuple[int, int], LayoutView]] = {}  # maps change only with versions
 
     # -- ingest ------------------------------------------------------------------
 
@@ -125,7 +126,17 @@ class MemoryState:
             raise MemoryInputError(f"grid {rows}x{cols} exceeds max_grid_side {self.cfg.limits.max_grid_side}")
         if goal is not None and not (0 <= goal[0] < rows and 0 <= goal[1] < cols):
             raise MemoryInputError(f"goal cell ({goal[0]},{goal[1]}) is outside the {rows}x{cols} grid")
-        return layout_view(layout, self.families.get(family), rows, cols, goal, self.cfg.shaping.layout_trust_episodes)
+        fam = self.families.get(family)
+        key = (family, layout_key, rows, cols, goal)
+        versions = (layout.version if layout else -1, fam.version if fam else -1)
+        cached = self._view_cache.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        if len(self._view_cache) >= 4096:
+            self._view_cache.clear()
+        view = layout_view(layout, fam, rows, cols, goal, self.cfg.shaping.layout_trust_episodes)
+        self._view_cache[key] = (versions, view)
+        return view
 
     def skills(self, family: str, layout_key: str) -> list[Skill]:
         """Layout rules then family rules, regenerated only when either atlas version changed."""
@@ -153,5 +164,6 @@ class MemoryState:
                 removed += 1
         frames = self.bank.remove(family or None, layout_key or None)
         self._skills_cache.clear()
+        self._view_cache.clear()
         self.version += 1
         return removed, frames
