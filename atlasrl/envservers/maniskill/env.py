@@ -186,17 +186,17 @@ class ManiSkillEnv(TextEnv):
         info_out.update(extra)
         success = bool(info_out.get("success", False))
         return StepOutput(
-            images=images, text=self._text(ee, objects), reward=reward, terminated=terminated, truncated=truncated,
+            images=images, text=self._text(ee, objects, info), reward=reward, terminated=terminated, truncated=truncated,
             success=success, info=info_out, agent=entities[0].cell if ee is not None else None,
             entities=entities, step=self._steps, layout_key=self._layout_key,
         )
 
-    def _text(self, ee, objects: list[scene.Body]) -> str:
+    def _text(self, ee, objects: list[scene.Body], info) -> str:
         lines = [f"Task: {tasks.instruction(self.task)}"]
         robot = f"Gripper: {scene.gripper_state(self._task_env)}."
         if ee is not None:
             robot += f" End effector at {_xyz(ee)}, cell {self._workspace.cell(ee)}."
-        held = scene.grasped(self._task_env, objects)
+        held = scene.grasped(self._task_env, objects, info)
         if held:
             robot += f" Holding {held}."
         lines.append(robot)

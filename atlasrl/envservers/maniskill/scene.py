@@ -53,17 +53,24 @@ def gripper_state(task_env) -> str:
     return "open" if q > lo + 0.5 * (hi - lo) else "closed"
 
 
-def grasped(task_env, objects: list[Body]) -> str | None:
+def grasped(task_env, objects: list[Body], info: dict) -> str | None:
+    """Name of the object held by the gripper. Tasks that already report it in info
+    (``is_grasped``, ``is_cubeA_grasped``) are read from there: the contact query is not free."""
+    movable = [b.name for b in objects if b.kind == "object"]
+    if "is_grasped" in info and len(movable) == 1:
+        return movable[0] if bool(_np(info["is_grasped"]).reshape(-1)[0]) else None
+    reported = [n for n in movable if f"is_{n}_grasped" in info]
+    if reported:
+        return next((n for n in reported if bool(_np(info[f"is_{n}_grasped"]).reshape(-1)[0])), None)
     is_grasping = getattr(task_env.agent, "is_grasping", None)
     if is_grasping is None:
         return None
-    for body in objects:
-        if body.kind == "object":
-            try:
-                if bool(_np(is_grasping(getattr(task_env, body.name)))[0]):
-                    return body.name
-            except Exception:  # articulated or static actors the check does not support
-                continue
+    for name in movable:
+        try:
+            if bool(_np(is_grasping(getattr(task_env, name)))[0]):
+                return name
+        except Exception:  # articulated or static actors the check does not support
+            continue
     return None
 
 
