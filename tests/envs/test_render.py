@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from atlasrl.envservers.envs.render import (BACKGROUND, FROZENLAKE_SPRITES, SOKOBAN_SPRITES, GridRenderer,
                                             sprite_atlas)
@@ -49,3 +50,17 @@ def test_frames_are_independent_arrays():
     a = renderer.frame(np.ones((6, 6), dtype=np.int64))
     b = renderer.frame(np.zeros((6, 6), dtype=np.int64))
     assert not np.shares_memory(a, b) and not np.array_equal(a, b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), image_size=st.integers(40, 160),
+       seed=st.integers(0, 2**32 - 1), changes=st.lists(st.integers(0, 81), min_size=1, max_size=8))
+def test_incremental_frames_equal_full_composition(rows, cols, image_size, seed, changes):
+    rng = np.random.default_rng(seed)
+    incremental = GridRenderer(SOKOBAN_SPRITES, rows, cols, image_size)
+    full = GridRenderer(SOKOBAN_SPRITES, rows, cols, image_size, incremental=False)
+    codes = rng.integers(len(SOKOBAN_SPRITES), size=(rows, cols))
+    for n_changed in changes:                     # few changed tiles (a step) or many (a new level)
+        for _ in range(n_changed):
+            codes[rng.integers(rows), rng.integers(cols)] = rng.integers(len(SOKOBAN_SPRITES))
+        assert np.array_equal(incremental.frame(codes), full.frame(codes))

@@ -154,7 +154,9 @@ class GridRenderer:
     memcpy for the independent array it returns.
     """
 
-    def __init__(self, painters: tuple[Painter, ...], rows: int, cols: int, image_size: int):
+    def __init__(self, painters: tuple[Painter, ...], rows: int, cols: int, image_size: int,
+                 incremental: bool = True):
+        self.incremental = incremental
         self.tile = image_size // max(rows, cols)
         self.atlas = sprite_atlas(painters, self.tile)
         self.shape = (image_size, image_size, 3)
@@ -167,7 +169,7 @@ class GridRenderer:
 
     def frame(self, codes: np.ndarray) -> np.ndarray:
         """A new frame array (never shared with earlier frames)."""
-        if self._codes is None or codes.shape != self._codes.shape:
+        if not self.incremental or self._codes is None or codes.shape != self._codes.shape:
             self._compose(codes)
         else:
             rows, cols = np.nonzero(codes != self._codes)

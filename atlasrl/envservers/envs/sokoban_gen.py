@@ -71,34 +71,40 @@ def generate_room(size: int, num_boxes: int, rng: np.random.Generator) -> Room:
 
 def carve_floor(size: int, rng: np.random.Generator) -> np.ndarray:
     """(size, size) bool floor mask, walls all around."""
-    floor = np.zeros((size, size), dtype=bool)
+    floor = [[False] * size for _ in range(size)]         # plain lists: scalar writes are cheap
+    steps = int(1.5 * 2 * size)
     row, col = (int(v) for v in rng.integers(1, size - 1, size=2))
-    direction = DELTAS[int(rng.integers(4))]
-    for _ in range(int(1.5 * 2 * size)):
-        if rng.random() < _TURN_PROB:
-            direction = DELTAS[int(rng.integers(4))]
+    turns = (rng.random(steps) < _TURN_PROB).tolist()
+    headings = rng.integers(4, size=steps + 1).tolist()
+    stamps = rng.integers(len(_PATTERNS), size=steps).tolist()
+    direction = DELTAS[headings[-1]]
+    for turn, heading, stamp in zip(turns, headings, stamps):
+        if turn:
+            direction = DELTAS[heading]
         row = min(max(row + direction[0], 1), size - 2)
         col = min(max(col + direction[1], 1), size - 2)
-        for dr, dc in _PATTERNS[int(rng.integers(len(_PATTERNS)))]:
+        for dr, dc in _PATTERNS[stamp]:
             r, c = row + dr, col + dc
             if 1 <= r < size - 1 and 1 <= c < size - 1:
-                floor[r, c] = True
-    return floor
+                floor[r][c] = True
+    return np.array(floor)
 
 
 def reverse_play(walls: np.ndarray, targets: np.ndarray, player: tuple[int, int],
                  rng: np.random.Generator, steps: int) -> tuple[tuple[int, int], Room] | None:
     """Walk backwards from the solved state: (score, room), or None when no box left its target."""
-    origins = [tuple(int(v) for v in cell) for cell in np.argwhere(targets)]
+    origins = [tuple(cell) for cell in np.argwhere(targets).tolist()]
     boxes = list(origins)                    # box i started on target origins[i]
     occupied = set(boxes)
+    wall_set = set(map(tuple, np.argwhere(walls).tolist()))
+    target_set = set(origins)
     best_score, best = (0, 0), None
-    directions = rng.integers(4, size=steps)
-    pulls = rng.random(steps) < _PULL_PROB
+    directions = rng.integers(4, size=steps).tolist()
+    pulls = (rng.random(steps) < _PULL_PROB).tolist()
     for direction, pull in zip(directions, pulls):
-        dr, dc = DELTAS[int(direction)]
+        dr, dc = DELTAS[direction]
         ahead = (player[0] + dr, player[1] + dc)
-        if walls[ahead] or ahead in occupied:
+        if ahead in wall_set or ahead in occupied:
             continue
         behind = (player[0] - dr, player[1] - dc)
         if not (pull and behind in occupied):
@@ -108,7 +114,7 @@ def reverse_play(walls: np.ndarray, targets: np.ndarray, player: tuple[int, int]
         occupied.remove(behind)
         occupied.add(player)
         player = ahead
-        score = (sum(not targets[b] for b in boxes),
+        score = (sum(b not in target_set for b in boxes),
                  sum(abs(b[0] - o[0]) + abs(b[1] - o[1]) for b, o in zip(boxes, origins)))
         if score > best_score:
             best_score, best = score, (list(boxes), player)
