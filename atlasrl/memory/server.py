@@ -67,34 +67,47 @@ async def run(cfg: MemoryConfig, on_ready=None) -> None:
     server.rpc.stop_on_signals()
     if on_ready:
         on_ready(server)
-    registration = None
+    registration, reporter = None, None
     if cfg.coordinator:
         registration = await _register(cfg, server)
+        reporter = asyncio.ensure_future(_report_loop(registration, server))
     try:
         await server.rpc.wait()
     finally:
+        if reporter is not None:
+            reporter.cancel()
         if registration is not None:
+            _report(registration, server)
             await registration.close()
         await server.stop()
 
 
 async def _register(cfg: MemoryConfig, server: MemoryServer):
-    """Join the run through the coordinator's client; heartbeats carry the memory version."""
+    """Join the run through the coordinator's client (clients/coordinator.py)."""
     from atlasrl.clients.coordinator import RoleRegistration
 
     metrics = f"{cfg.server.metrics_host}:{server.metrics_port}" if server.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="memory", name=f"memory-{server.rpc.port}", address=server.address,
-                           metrics_address=metrics, capabilities=sorted(server.state.families))
+                           metrics_address=metrics)
     await reg.start()
-    server.servicer.on_change = lambda: _report(reg, server)
     _report(reg, server)
     return reg
 
 
 def _report(reg, server: MemoryServer) -> None:
+    """Standard names of clients/coordinator.py: counter `queries`, gauge `atlas_cells`; plus memory figures."""
+    svc = server.servicer
+    reg.counters["queries"] = svc.queries_total  # this process only: counters are cumulative per process
+    reg.counters["memory_episodes_ingested"] = svc.accepted_total
+    reg.gauges["atlas_cells"] = float(sum(int((a.visits > 0).sum()) for a in server.state.layouts.values()))
     reg.gauges["memory_version"] = float(server.state.version)
     reg.gauges["memory_layout_atlases"] = float(len(server.state.layouts))
-    reg.counters["memory_episodes_ingested"] = server.servicer.accepted_total  # this process only
+
+
+async def _report_loop(reg, server: MemoryServer, every_s: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        _report(reg, server)
 
 
 def main_sync(cfg: MemoryConfig, on_ready=None) -> None:

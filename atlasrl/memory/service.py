@@ -66,7 +66,7 @@ class MemoryServicer:
         self.m = MemoryMetrics(metrics)
         self.rejected_total = 0
         self.accepted_total = 0
-        self.on_change = None  # callback after the state changed (coordinator heartbeat figures)
+        self.queries_total = 0  # Query + Shape requests served by this process
         self._refresh_gauges()
 
     @contextmanager
@@ -84,8 +84,6 @@ class MemoryServicer:
         self.m.exemplars.set(self.state.bank.count())
         for family, atlas in self.state.families.items():
             self.m.family_version.labels(family).set(atlas.version)
-        if self.on_change is not None:
-            self.on_change()
 
     def snapshot_written(self, info) -> None:
         self.m.snapshot_seconds.observe(info.seconds)
@@ -161,6 +159,7 @@ class MemoryServicer:
             for s in self.state.skills(family, layout_key):
                 out.skills.append(memory_pb2.TextSkill(text=s.text, kind=s.kind, support=s.support, rate=s.rate,
                                                        cells=[env_pb2.GridCoord(row=r, col=c) for r, c in s.cells]))
+        self.queries_total += 1
         self.m.query_latency.observe(time.perf_counter() - t0)
         return out
 
@@ -197,6 +196,7 @@ class MemoryServicer:
                 shaping[idx], phi_s[idx], phi_n[idx] = f, ps, pn
                 for i in idx:
                     sources[i] = SOURCE_ENUM[view.source]
+        self.queries_total += 1
         self.m.shape_transitions.inc(n)
         self.m.shape_latency.observe(time.perf_counter() - t0)
         return memory_pb2.ShapedRewards(shaping=shaping.tolist(), phi=phi_s.tolist(), phi_next=phi_n.tolist(),
