@@ -73,6 +73,8 @@ class MemoryServiceServicer:
         """Client stream of finished episodes; one IngestSummary when the client closes.
         Each episode is validated before any state changes; a bad one is rejected
         with a reason and the others are applied. An empty stream is INVALID_ARGUMENT.
+        A message over the server's size limit ends the stream with RESOURCE_EXHAUSTED;
+        episodes read before it stay applied, and resending them is safe (ids dedup).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
