@@ -71,7 +71,8 @@ class UpRun:
             self.plan = build_plan(self.cfg, self.rd, str(model_dir))
             for role in self.plan.skipped:
                 self.sup.note(f"role {role} is not available in this install: running without it")
-            self.rd.write_json("processes.json", {p.name: p.argv for p in self.plan.all()} | {"metrics": self.plan.metrics_targets})
+            self.rd.write_json("processes.json", {p.name: p.argv for p in self.plan.all()})
+            self.rd.write_json("prometheus-targets.json", prometheus_targets(self.plan))
             await self.sup.start(self.plan.coordinator)
             self.client = CoordinatorClient(self.plan.coordinator_address)
             await asyncio.gather(*(self.sup.start(p) for p in self.plan.stages[0]))
@@ -212,6 +213,13 @@ class UpRun:
         after = (self.summary.get("eval_after") or {}).get("success_rate")
         self.summary["plot"] = str(plot_learning(points, self.rd.plots / "learning.png", title=self.cfg.run.name,
                                                  baseline=before, final=after))
+
+
+def prometheus_targets(plan: Plan) -> list[dict]:
+    """file_sd targets for docker-free-deploy/prometheus.yml: one per role process, labelled role and name."""
+    roles = {p.name: p.role for p in plan.all()}
+    return [{"targets": [address], "labels": {"role": roles.get(name, name), "name": name}}
+            for name, address in sorted(plan.metrics_targets.items())]
 
 
 def _finite(v):

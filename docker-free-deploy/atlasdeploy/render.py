@@ -1,0 +1,190 @@
+"""Render what runs where: role command lines, systemd units, plain restart loops, host scripts.
+
+Pure text generation (no ssh, no processes), so every piece is testable. The
+learner on one host is ``atlasrl learner --nproc N``; on several hosts each runs
+torchrun with a c10d rendezvous on the first learner host.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from atlasdeploy.inventory import Inventory
+
+
+@dataclass(frozen=True)
+class Proc:
+    host: str
+    name: str           # unit name suffix: "envserver-0"
+    role: str
+    argv: list[str]
+    workdir: str
+    metrics: str        # host:port of /metrics
+
+    @property
+    def unit(self) -> str:
+        return f"atlasrl-{self.name}"
+
+
+def _flags(flags: dict) -> list[str]:
+    out: list[str] = []
+    for k, v in flags.items():
+        key = f"--{k.replace('_', '-')}"
+        if v is True:
+            out.append(key)
+        elif v is False:
+            out.append(f"--no-{k.replace('_', '-')}")
+        else:
+            out += [key, str(v)]
+    return out
+
+
+def addresses(inv: Inventory, role: str) -> list[str]:
+    return [f"{h.address}:{spec.port + i}" for h in inv.hosts.values() if (spec := h.roles.get(role)) for i in range(spec.count)]
+
+
+def processes(inv: Inventory) -> list[Proc]:
+    coord = addresses(inv, "coordinator")[0]
+    envs, memory = addresses(inv, "envserver"), addresses(inv, "memory")
+    learner_hosts = [n for n, h in inv.hosts.items() if "learner" in h.roles]
+    learner = addresses(inv, "learner")[:1]  # rank 0 serves the learner's gRPC
+    out: list[Proc] = []
+    counters: dict[str, int] = {}
+    for hname, h in inv.hosts.items():
+        d, py = inv.host_dir(hname), inv.python_of(hname)
+        for role, spec in h.roles.items():
+            for i in range(spec.count):
+                idx = counters.get(role, 0)
+                counters[role] = idx + 1
+                name = role if role in ("coordinator", "memory") else f"{role}-{idx}"
+                port, mport = spec.port + i, spec.metrics_port + i
+                common = ["--host", h.address, "--port", str(port), "--metrics-port", str(mport)]
+                cli = [py, "-m", "atlasrl.cli.main", role]
+                if role == "coordinator":
+                    argv = cli + common + ["--state-dir", f"{d}/state/coordinator"]
+                elif role == "learner" and len(learner_hosts) > 1:  # flags go into the learner's JSON config
+                    out.append(Proc(hname, name, role, multinode_learner(inv, hname, spec, coord, port, mport), d,
+                                    f"{h.address}:{mport}"))
+                    continue
+                elif role == "learner":
+                    argv = cli + common + ["--nproc", str(spec.nproc), "--model", inv.model, "--ckpt-dir",
+                                           f"{d}/state/checkpoints", "--coordinator", coord]
+                elif role == "memory":
+                    argv = cli + common + ["--data-dir", f"{d}/state/memory", "--coordinator", coord]
+                elif role == "envserver":
+                    argv = cli + common + ["--coordinator", coord]
+                else:  # actor
+                    argv = cli + common + ["--envs", ",".join(envs), "--model", inv.model, "--actor-id", name,
+                                           "--coordinator", coord] + (["--learner", learner[0]] if learner else []) \
+                        + (["--memory", memory[0]] if memory else [])
+                out.append(Proc(hname, name, role, argv + _flags(spec.flags), d, f"{h.address}:{mport}"))
+    return out
+
+
+def multinode_learner(inv: Inventory, hname: str, spec, coord: str, port: int, mport: int) -> list[str]:
+    """torchrun on each learner host; the c10d rendezvous lives on the first learner host."""
+    hosts = [n for n, h in inv.hosts.items() if "learner" in h.roles]
+    first = inv.hosts[hosts[0]]
+    d = inv.host_dir(hname)
+    cfg = {"model": inv.model, "host": first.address, "port": port, "metrics_port": mport, "coordinator": coord,
+           "ckpt_dir": f"{d}/state/checkpoints", **{k.replace("-", "_"): v for k, v in spec.flags.items()}}
+    cfg_path = f"{d}/deploy/learner-config.json"
+    return ["/bin/sh", "-c", f"mkdir -p {shlex.quote(d)}/deploy && printf %s {shlex.quote(json.dumps(cfg))} > {cfg_path} && exec "
+            + shlex.join([inv.python_of(hname), "-m", "torch.distributed.run", f"--nnodes={len(hosts)}",
+                          f"--nproc-per-node={spec.nproc}", "--rdzv-backend=c10d",
+                          f"--rdzv-endpoint={first.address}:{inv.rdzv_port}", f"--rdzv-id={inv.name}",
+                          "-m", "atlasrl.learner.main", cfg_path])]
+
+
+def systemd_unit(p: Proc) -> str:
+    return f"""[Unit]
+Description=atlasrl {p.name} ({p.role})
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+WorkingDirectory={p.workdir}
+Environment=PYTHONPATH={p.workdir} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO
+ExecStart={shlex.join(p.argv)}
+Restart=on-failure
+RestartSec=2
+KillMode=control-group
+TimeoutStopSec=20
+StandardOutput=append:{p.workdir}/logs/{p.name}.log
+StandardError=append:{p.workdir}/logs/{p.name}.log
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def plain_supervisor(p: Proc) -> str:
+    """Restart-on-failure loop for hosts without systemd; SIGTERM stops the child, then the loop."""
+    log = f"{p.workdir}/logs/{p.name}.log"
+    return f"""#!/usr/bin/env bash
+# {p.unit}: restart-on-failure supervisor (hosts without systemd). Generated by docker-free-deploy/deploy.py.
+cd {shlex.quote(p.workdir)}
+export PYTHONPATH={shlex.quote(p.workdir)} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO
+child=""
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
+n=0
+while true; do
+  echo "=== $(date -Is) start #$n" >> {shlex.quote(log)}
+  {shlex.join(p.argv)} >> {shlex.quote(log)} 2>&1 < /dev/null &
+  child=$!
+  wait "$child"; rc=$?
+  [ -n "$stopping" ] && exit 0
+  [ "$rc" -eq 0 ] && exit 0
+  n=$((n + 1))
+  echo "=== $(date -Is) exited with $rc; restart #$n" >> {shlex.quote(log)}
+  sleep $(( n < 5 ? n : 5 ))
+done
+"""
+
+
+def host_script(inv: Inventory, host: str, action: str) -> str:
+    """Shell script run on ``host`` for start | stop | status (picks systemd or the plain loop)."""
+    procs = [p for p in processes(inv) if p.host == host]
+    d = inv.host_dir(host)
+    mode = inv.service_manager
+    lines = ["set -eu", f"D={shlex.quote(d)}", 'mkdir -p "$D/logs" "$D/deploy" "$D/state"',
+             f'MODE={mode}', 'if [ "$MODE" = auto ]; then if [ -d /run/systemd/system ]; then MODE=systemd; else MODE=plain; fi; fi']
+    for p in procs:
+        unit_path = f"/etc/systemd/system/{p.unit}.service"
+        run_sh, pidf = f"$D/deploy/{p.unit}.sh", f"$D/deploy/{p.unit}.pid"
+        if action == "start":
+            lines += [f'if [ "$MODE" = systemd ]; then',
+                      f"cat > {unit_path} <<'UNIT'\n{systemd_unit(p)}UNIT",
+                      f"systemctl daemon-reload && systemctl enable --now {p.unit}",
+                      "else",
+                      f"cat > {run_sh} <<'SH'\n{plain_supervisor(p)}SH",
+                      f'if [ -f {pidf} ] && kill -0 "$(cat {pidf})" 2>/dev/null; then echo "{p.unit} already running";',
+                      f'else setsid nohup bash {run_sh} > /dev/null 2>&1 < /dev/null & echo $! > {pidf}; fi',
+                      "fi", f'echo "started {p.unit} ($MODE)"']
+        elif action == "stop":
+            lines += [f'if [ "$MODE" = systemd ]; then systemctl stop {p.unit} || true; else',
+                      f'if [ -f {pidf} ]; then pid=$(cat {pidf}); kill -TERM "$pid" 2>/dev/null || true;',
+                      'for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done;',
+                      f'kill -KILL -- -"$pid" 2>/dev/null || true; rm -f {pidf}; fi; fi', f'echo "stopped {p.unit}"']
+        elif action == "status":
+            lines += [f'if [ "$MODE" = systemd ]; then s=$(systemctl is-active {p.unit} || true); else',
+                      f'if [ -f {pidf} ] && kill -0 "$(cat {pidf})" 2>/dev/null; then s=active; else s=inactive; fi; fi',
+                      f'echo "{p.unit} $s"']
+        else:
+            raise ValueError(f"unknown action {action!r}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare_script(inv: Inventory, host: str) -> str:
+    """Create the venv (scripts/install.sh) unless the host names an existing one."""
+    d = inv.host_dir(host)
+    if inv.hosts[host].venv:
+        return f"set -eu\ntest -x {shlex.quote(inv.python_of(host))} || {{ echo 'venv {inv.hosts[host].venv} missing' >&2; exit 1; }}\n"
+    flags = " ".join(shlex.quote(f) for f in inv.install_flags)
+    return f"set -eu\ncd {shlex.quote(d)}\nPYTHON={shlex.quote(inv.python)} bash scripts/install.sh {flags}\n"
+
+
+def prometheus_targets(inv: Inventory) -> list[dict]:
+    return [{"targets": [p.metrics], "labels": {"role": p.role, "name": p.name, "host": p.host}} for p in processes(inv)]

@@ -1,0 +1,170 @@
+"""docker-free-deploy on this machine: three "hosts" (ssh: local, separate remote dirs), plain supervisor,
+real role processes registering with a real coordinator; plus rendering of systemd units and multi-node torchrun."""
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "docker-free-deploy"
+sys.path.insert(0, str(DEPLOY))
+
+from atlasdeploy.inventory import InventoryError, load_inventory  # noqa: E402
+from atlasdeploy.render import processes, systemd_unit  # noqa: E402
+
+from atlasrl.clients.coordinator import CoordinatorClient  # noqa: E402
+from atlasrl.v1 import coordinator_pb2 as pb  # noqa: E402
+
+
+def consecutive_free_ports(n: int) -> list[int]:
+    """n consecutive free loopback ports (role processes i use port + i)."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randrange(20000, 60000)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return list(range(base, base + n))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def deploy(inv: Path, *args: str) -> str:
+    r = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(inv), *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def write_inventory(tmp_path: Path, hosts: dict, **top) -> Path:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(yaml.safe_dump({"name": "t", "remote_dir": str(tmp_path / "default"), **top, "hosts": hosts}))
+    return inv
+
+
+async def wait_for(pred, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await pred()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.3)
+
+
+@pytest.mark.slow
+async def test_three_local_hosts_start_restart_stop(tmp_path):
+    ports = consecutive_free_ports(8)
+    venv = str(Path(sys.executable).parent.parent)
+    hosts = {
+        "ctl": {"ssh": "local", "remote_dir": str(tmp_path / "ctl"), "venv": venv,
+                "roles": {"coordinator": {"port": ports[0], "metrics_port": ports[1], "flags": {"lease-ttl-s": 2.0}}}},
+        "env-a": {"ssh": "local", "remote_dir": str(tmp_path / "env-a"), "venv": venv,
+                  "roles": {"envserver": {"count": 2, "port": ports[2], "metrics_port": ports[4],
+                                          "flags": {"env": "frozenlake", "workers": 0, "max-envs": 8}}}},
+        "mem": {"ssh": "local", "remote_dir": str(tmp_path / "mem"), "venv": venv,
+                "roles": {"memory": {"port": ports[6], "metrics_port": ports[7]}}},
+    }
+    inv = write_inventory(tmp_path, hosts, service_manager="plain")
+    out = deploy(inv, "up")
+    assert "[ctl] started atlasrl-coordinator (plain)" in out and "[env-a] started atlasrl-envserver-1 (plain)" in out
+    assert (tmp_path / "env-a" / "atlasrl" / "coordinator" / "service.py").is_file()  # the pushed copy is what runs
+    client = CoordinatorClient(f"127.0.0.1:{ports[0]}")
+
+    async def members():
+        try:
+            st = await client.status()
+        except Exception:
+            return None
+        roles = sorted(pb.Role.Name(m.role) for m in st.members)
+        return st if roles == ["ROLE_ENVSERVER", "ROLE_ENVSERVER", "ROLE_MEMORY"] else None
+
+    st = await wait_for(members)
+    env_port = hosts["env-a"]["roles"]["envserver"]["port"]
+    victim = next(m for m in st.members if m.address == f"127.0.0.1:{env_port}")
+
+    # Kill the env server's process (not its supervisor): the plain loop restarts it, it registers again.
+    loop_pid = int((tmp_path / "env-a" / "deploy" / "atlasrl-envserver-0.pid").read_text())
+    child = psutil.Process(loop_pid).children()[0]
+    os.kill(child.pid, signal.SIGKILL)
+
+    async def replaced():
+        st = await members()
+        ids = {m.member_id for m in st.members if m.address == victim.address} if st else set()
+        return ids and victim.member_id not in ids
+
+    await wait_for(replaced)
+    log = (tmp_path / "env-a" / "logs" / "envserver-0.log").read_text()
+    assert "exited with 137; restart #1" in log
+    assert "atlasrl-envserver-0 active" in deploy(inv, "status")
+
+    deploy(inv, "targets")
+    targets = json.loads((DEPLOY / "targets" / "t.json").read_text())
+    (DEPLOY / "targets" / "t.json").unlink()
+    assert {t["labels"]["name"] for t in targets} == {"coordinator", "envserver-0", "envserver-1", "memory"}
+
+    out = deploy(inv, "stop")
+    assert out.index("atlasrl-memory") < out.index("atlasrl-coordinator")  # reverse start order
+    assert not psutil.pid_exists(loop_pid) and not psutil.pid_exists(child.pid)
+    assert "atlasrl-coordinator inactive" in deploy(inv, "status")
+    with pytest.raises(Exception):
+        await client.status()
+
+
+def test_systemd_unit_and_multinode_learner(tmp_path):
+    hosts = {
+        "ctl": {"ssh": "u@10.9.0.1", "address": "10.9.0.1", "roles": {"coordinator": {"port": 50050, "metrics_port": 9100}}},
+        "gpu-0": {"ssh": "u@10.9.0.2", "address": "10.9.0.2",
+                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "nproc": 8, "flags": {"algo": "grpo", "lr": 1e-6}}}},
+        "gpu-1": {"ssh": "u@10.9.0.3", "address": "10.9.0.3",
+                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "nproc": 8, "flags": {"algo": "grpo", "lr": 1e-6}}}},
+    }
+    inv = load_inventory(write_inventory(tmp_path, hosts, model="/models/m"))
+    procs = {p.name: p for p in processes(inv)}
+    l0, l1 = procs["learner-0"], procs["learner-1"]
+    for p in (l0, l1):
+        script = p.argv[-1]
+        assert "--nnodes=2" in script and "--nproc-per-node=8" in script and "--rdzv-endpoint=10.9.0.2:29400" in script
+        assert "--rdzv-id=t" in script and "-m atlasrl.learner.main" in script
+        assert '"coordinator": "10.9.0.1:50050"' in script and '"host": "10.9.0.2"' in script
+    unit = systemd_unit(procs["coordinator"])
+    assert "Restart=on-failure" in unit and "KillMode=control-group" in unit
+    assert "ExecStart=" + str(tmp_path / "default") + "/.venv/bin/python -m atlasrl.cli.main coordinator --host 10.9.0.1" in unit
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda h: h["ctl"]["roles"].pop("coordinator") or h["ctl"]["roles"].update(memory={"port": 1, "metrics_port": 2}),
+     "exactly one coordinator"),
+    (lambda h: h["ctl"]["roles"]["coordinator"].update(port=0), "hosts.ctl.roles.coordinator.port"),
+    (lambda h: h["ctl"]["roles"].update(memory={"port": 50050, "metrics_port": 9200}), "share a port"),
+    (lambda h: h["ctl"]["roles"].update(trainer={"port": 1, "metrics_port": 2}), "hosts.ctl.roles.trainer"),
+])
+def test_inventory_errors_name_the_key(tmp_path, change, words):
+    hosts = {"ctl": {"roles": {"coordinator": {"port": 50050, "metrics_port": 9100}}}}
+    change(hosts)
+    with pytest.raises(InventoryError) as e:
+        load_inventory(write_inventory(tmp_path, hosts))
+    assert words in str(e.value)
+
+
+def test_example_inventory_is_valid_and_plan_runs():
+    out = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(DEPLOY / "inventory.example.yaml"), "plan"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("atlasrl-envserver-") == 4 and "--nproc 8" in out.stdout
