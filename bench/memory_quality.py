@@ -232,11 +232,13 @@ async def main(args) -> dict:
             "affinity_off_path", "path_ratio", "holes_entered", "holes"]
     print(f"FrozenLake {args.size}x{args.size}, {args.layouts} layouts, epsilon={args.epsilon}; "
           f"{stats.episodes_ingested} episodes in {elapsed:.1f}s; means over layouts")
-    print(f"{'episodes':>9} " + " ".join(f"{k:>14}"[-14:] for k in keys))
+    labels = ["P@k entered", "P@k all", "visits P@k", "random P@k", "A on path", "A off path", "path ratio",
+              "holes hit", "holes"]
+    print(f"{'episodes':>9} " + " ".join(f"{lab:>11}" for lab in labels))
     table = {}
     for cp in args.checkpoints:
         table[cp] = {k: mean(k, cp) for k in keys}
-        print(f"{cp:>9} " + " ".join(f"{table[cp][k]:>14.3f}" for k in keys))
+        print(f"{cp:>9} " + " ".join(f"{table[cp][k]:>11.3f}" for k in keys))
     succ = sum(a.successes for a in stats.atlases if a.layout_key)
     print(f"transfer to an unseen layout (source={transfer['source']}): affinity on path {transfer['affinity_on_path']:.3f} "
           f"vs off path {transfer['affinity_off_path']:.3f} (ratio {transfer['path_ratio']:.2f})")
@@ -258,7 +260,7 @@ def parse(argv=None):
     p.add_argument("--parallel", type=int, default=8, help="envs stepped concurrently")
     p.add_argument("--epsilon", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--checkpoints", type=str, default="50,150,300,600")
+    p.add_argument("--checkpoints", type=str, default="8,24,56,152,304,600")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "memory_quality")
     args = p.parse_args(argv)
     args.checkpoints = sorted(int(x) for x in args.checkpoints.split(",") if int(x) <= args.episodes) or [args.episodes]

@@ -34,11 +34,10 @@ def check_cell(cell, rows: int, cols: int, where: str) -> Cell:
 
 def decode_frame(t, max_bytes: int, where: str) -> np.ndarray:
     try:
+        nbytes = codec.expected_nbytes(t)
+        if nbytes > max_bytes:
+            raise TooLarge(f"{where}: frame of shape {list(t.shape)} ({nbytes} bytes) exceeds the decode limit of {max_bytes} bytes")
         frame = codec.decode(t, max_bytes=max_bytes)
-    except codec.SizeError as e:
-        if "exceeds the decode limit" in str(e):
-            raise TooLarge(f"{where}: {e}") from None
-        raise MemoryInputError(f"{where}: malformed tensor: {e}") from None
     except codec.CodecError as e:
         raise MemoryInputError(f"{where}: malformed tensor: {e}") from None
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
