@@ -89,6 +89,18 @@ def test_open_with_seed_then_reset_without_plays_the_seeded_map():
     assert env.text_reset().agent == (0, 0) and env.steps == 0
 
 
+def test_negative_wire_seeds_are_valid_and_deterministic():
+    assert make(seed=-1).layout_key == make(seed=2**64 - 1).layout_key
+    assert make(seed=-5).text_reset(seed=-5).text == make(seed=0).text_reset(seed=-5).text
+
+
+def test_load_map_rejects_bad_maps():
+    env = make()
+    for rows in (["P___", "____", "____"], ["P__G", "____", "____", "___G"], ["P___", "_x__", "____", "___G"]):
+        with pytest.raises(ValueError, match="map"):
+            env.load_map(rows)
+
+
 def test_different_seeds_give_different_maps():
     keys = {make(seed=seed, size=6).text_reset(seed=seed).layout_key for seed in range(30)}
     assert len(keys) >= 25

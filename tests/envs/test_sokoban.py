@@ -89,6 +89,15 @@ def test_different_seeds_give_different_rooms():
     assert len(keys) >= 25
 
 
+def test_load_level_rejects_bad_levels():
+    env = make(size=6)
+    for rows in (["######"] * 5, ["######", "#P_P_#", "#_X_O#", "#____#", "#____#", "######"],
+                 ["_#####", "#P___#", "#_X_O#", "#____#", "#____#", "######"],
+                 ["######", "#P___#", "#_Y_O#", "#____#", "#____#", "######"]):
+        with pytest.raises(ValueError, match="level"):
+            env.load_level(rows)
+
+
 # --- rules on a hand-made room ----------------------------------------------------------------
 
 ROOM = ["#######",

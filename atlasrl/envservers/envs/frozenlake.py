@@ -100,6 +100,8 @@ class FrozenLakeEnv(GridTextEnv):
         chars = {"P": FROZEN, **{c: k for k, c in CHARS.items()}}
         if len(rows) != self.rows or any(len(r) != self.cols or set(r) - set(chars) for r in rows):
             raise ValueError(f"map must be {self.rows}x{self.cols} of the characters P_OG")
+        if "".join(rows).count("P") != 1 or "".join(rows).count("G") != 1:
+            raise ValueError("map needs exactly one start P and one goal G")
         self.tiles = np.array([[chars[c] for c in r] for r in rows], dtype=np.int64)
         (self.start,) = [(r, row.index("P")) for r, row in enumerate(rows) if "P" in row]
         self.agent = self.start

@@ -91,6 +91,8 @@ class GridTextEnv(TextEnv, abc.ABC):
     # --- Gymnasium API ----------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None and seed < 0:          # the wire's int64 seeds: map negatives, don't fail
+            seed %= 2**64
         super().reset(seed=seed)
         self._untouched_first_level = False
         self._new_level(self.np_random)
