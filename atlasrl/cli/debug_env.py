@@ -89,7 +89,9 @@ async def _episode(addr, env_id, seed, cfg, turns, steps, save_frames, strict) -
         console.print(f"[bold]{spec.env_id}[/] handle {handle}  image {list(spec.image_shape)}  max steps {spec.max_steps}  "
                       f"layout {obs.layout_key}\n{spec.instruction}")
         table = Table()
-        for col in ("turn", "action", "reward", "done", "success", "agent", "info", "text"):
+        for col in ("turn", "action", "reward", "done", "success", "agent"):
+            table.add_column(col, no_wrap=True)
+        for col in ("info", "text"):
             table.add_column(col, overflow="fold")
 
         def show(turn, action, o) -> None:
