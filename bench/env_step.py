@@ -64,7 +64,7 @@ def record_states(env, steps: int, rng: np.random.Generator) -> list[np.ndarray]
         if env.terminal_cause is not None:
             env.reset()
         env.step(int(action))
-        states.append(env._tile_codes().copy())
+        states.append(env.tile_codes().copy())
     return states
 
 
@@ -85,14 +85,15 @@ def timed_steps_us(env, step, steps: int, rng: np.random.Generator) -> float:
 
 def naive_frame(env, codes: np.ndarray) -> np.ndarray:
     """Baseline: draw every tile with Pillow for each frame (no sprite atlas)."""
-    renderer = env._renderer
-    tile, painters = renderer.tile, env.sprites
-    canvas = Image.new("RGB", renderer.shape[:2], (24, 24, 28))
+    image_size = env.observation_space.shape[0]
+    tile = image_size // max(codes.shape)
+    top, left = ((image_size - n * tile) // 2 for n in codes.shape)
+    canvas = Image.new("RGB", (image_size, image_size), (24, 24, 28))
     for r, row in enumerate(codes):
         for c, code in enumerate(row):
             sprite = Image.new("RGB", (tile, tile))
-            painters[int(code)](ImageDraw.Draw(sprite), tile)
-            canvas.paste(sprite, (renderer._left + c * tile, renderer._top + r * tile))
+            env.sprites[int(code)](ImageDraw.Draw(sprite), tile)
+            canvas.paste(sprite, (left + c * tile, top + r * tile))
     return np.asarray(canvas)
 
 

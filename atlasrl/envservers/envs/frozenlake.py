@@ -137,7 +137,7 @@ class FrozenLakeEnv(GridTextEnv):
     def _game_info(self) -> dict[str, Any]:
         return {"moves": list(self._moves)} if self.config.slippery else {}
 
-    def _tile_codes(self) -> np.ndarray:
+    def tile_codes(self) -> np.ndarray:
         codes = self.tiles.copy()
         codes[self.agent] += AGENT_SPRITE_OFFSET
         return codes

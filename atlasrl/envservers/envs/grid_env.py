@@ -61,7 +61,7 @@ class GridTextEnv(TextEnv, abc.ABC):
         """Apply one primitive action: (reward without step penalty, terminal cause or None)."""
 
     @abc.abstractmethod
-    def _tile_codes(self) -> np.ndarray:
+    def tile_codes(self) -> np.ndarray:
         """(rows, cols) sprite indices of the current state."""
 
     @abc.abstractmethod
@@ -108,7 +108,7 @@ class GridTextEnv(TextEnv, abc.ABC):
         return self.render(), reward, self.terminated, self.truncated, info
 
     def render(self) -> np.ndarray:
-        return self._renderer.frame(self._tile_codes())
+        return self._renderer.frame(self.tile_codes())
 
     # --- text API ---------------------------------------------------------------------------
 

@@ -112,13 +112,13 @@ class SokobanEnv(GridTextEnv):
         return {"boxes_on_target": int((self.boxes & self.targets).sum()),
                 "num_boxes": self.config.num_boxes, "deadlock": bool(self.deadlock)}
 
-    def _tile_codes(self) -> np.ndarray:
+    def tile_codes(self) -> np.ndarray:
         codes = self._static_codes + BOX_OFFSET * self.boxes
         codes[self.player] += PLAYER_OFFSET
         return codes
 
     def _grid_rows(self) -> list[str]:
-        return ["".join(row) for row in _CHAR_OF_CODE[self._tile_codes()].tolist()]
+        return ["".join(row) for row in _CHAR_OF_CODE[self.tile_codes()].tolist()]
 
     def _relative_text(self) -> str:
         def describe(r: int, c: int) -> str:
