@@ -70,8 +70,15 @@ class LearnerHost:
             self._error = e
             self._ready.set()
             return
+        self._done = asyncio.Event()
         self._ready.set()
-        await self._server.wait()
+        await self._done.wait()   # set by stop(), after the server has fully stopped
+
+    async def _shutdown(self, grace: float) -> None:
+        try:
+            await self._server.stop(grace)
+        finally:
+            self._done.set()
 
     @property
     def port(self) -> int:
@@ -93,5 +100,5 @@ class LearnerHost:
     def stop(self, grace: float = 1.0) -> None:
         if self._loop is None or self._server is None:
             return
-        asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result(timeout=grace + 10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result(timeout=grace + 10)
         self._thread.join(timeout=10)
