@@ -9,10 +9,27 @@ from atlasrl.config import RunConfig
 from atlasrl.up.plan import atlasrl_cmd, env_config_flags
 
 
-def latest_model_dir(checkpoints: Path) -> Path | None:
-    """Newest HF model directory (one holding config.json) the learner exported under ``checkpoints``."""
-    found = [p.parent for p in checkpoints.rglob("config.json")]
+def latest_model_dir(root: Path) -> Path | None:
+    """Newest complete HF model directory (config.json and weights) under ``root``."""
+    found = [p.parent for p in root.rglob("config.json")
+             if any(p.parent.glob("*.safetensors")) or (p.parent / "pytorch_model.bin").exists()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+async def export_checkpoint(checkpoints: Path, out: Path, log_path: Path, timeout_s: float = 300.0) -> Path | None:
+    """`atlasrl learner export`: the latest DCP checkpoint step as an HF model directory (None if there is none)."""
+    if not any(checkpoints.glob("step-*")):
+        return None
+    argv = atlasrl_cmd("learner", "export", "--ckpt", str(checkpoints), "--out", str(out))
+    with open(log_path, "ab") as logf:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=logf, stdin=asyncio.subprocess.DEVNULL)
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+    return latest_model_dir(out) if code == 0 else None
 
 
 async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: Path, log_path: Path,

@@ -20,7 +20,7 @@ from pathlib import Path
 from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.config import RunConfig
 from atlasrl.up import display
-from atlasrl.up.evaluation import latest_model_dir, run_eval
+from atlasrl.up.evaluation import export_checkpoint, latest_model_dir, run_eval
 from atlasrl.up.plan import Plan, build_plan, role_available
 from atlasrl.up.plots import plot_learning
 from atlasrl.up.progress import curve, from_status, recent_success
@@ -82,7 +82,8 @@ class UpRun:
                 self.summary["startup_s"] = round(time.time() - t0, 1)
                 await self._monitor(time.time())  # limits count from the start of training
             await self._stop_training()
-            final_model = latest_model_dir(self.rd.checkpoints)
+            final_model = await export_checkpoint(self.rd.checkpoints, self.rd.root / "final-model", self.rd.logs / "export.log") \
+                or latest_model_dir(self.rd.checkpoints)
             self.summary["final_model"] = str(final_model) if final_model else None
             if final_model is not None and not self.interrupted.is_set():
                 self.summary["eval_after"] = await self._eval("after", final_model)
@@ -144,8 +145,11 @@ class UpRun:
                         self.sup.note(f"stopping: {reason}")
                         self.summary["stop_reason"] = reason
                         break
-                if fault_task is not None and fault_task.done() and fault_task.exception():
-                    raise fault_task.exception()
+                if fault_task is not None and fault_task.done():
+                    if fault_task.exception():
+                        raise fault_task.exception()
+                    self.summary["stop_reason"] = "fault script finished"
+                    break
                 try:
                     await asyncio.wait_for(self.interrupted.wait(), 1.0)
                 except asyncio.TimeoutError:
