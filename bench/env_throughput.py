@@ -1,0 +1,221 @@
+"""Env serving throughput: our gRPC Session stream vs an HTTP/JSON + base64 PNG server, same env, same run.
+
+    .venv/bin/python bench/env_throughput.py [--seconds 3] [--batches 1,16,64] [--env frozenlake] [--size 4] [--image-size 128]
+
+(a) grpc: ``atlasrl envserver`` in its own process (``--workers``, default 0 = in-process
+    threads); the client is the real ``EnvClient`` on one stream: B envs, split into
+    ``--inflight`` groups that each keep one batched Step in flight (pipelining).
+(b) http: a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in its own process,
+    one env per request, answering JSON with the frame as base64 PNG, as HTTP env
+    servers in this field do. The client steps B envs per round, one request each,
+    over min(B, 8) keep-alive connections in parallel threads.
+Both clients decode every frame to numpy (zstd tensor vs base64 + PNG) and reset
+finished episodes. Actions are random valid moves. Bytes per step count what
+crosses the socket per env step: request + response (HTTP: headers included;
+gRPC: serialized messages, HTTP/2 framing not included).
+Prints a table, then one JSON line with steps/s, bytes/step and the grpc/http ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import http.client
+import io
+import json
+import multiprocessing as mp
+import random
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+ACTIONS = ["Up", "Down", "Left", "Right"]
+
+
+# --- (b) the HTTP/JSON baseline --------------------------------------------------------
+def run_http_server(port_queue, env_id: str, config: dict[str, str]) -> None:
+    from atlasrl.envservers import registry
+
+    envs: dict[int, object] = {}
+    lock = __import__("threading").Lock()
+
+    def observation(out) -> dict:
+        buf = io.BytesIO()
+        Image.fromarray(out.images[0]).save(buf, format="PNG")
+        return {"image": base64.b64encode(buf.getvalue()).decode(), "text": out.text, "reward": out.reward,
+                "terminated": out.terminated, "truncated": out.truncated, "success": out.success, "info": out.info,
+                "agent": list(out.agent) if out.agent else None, "step": out.step, "layout_key": out.layout_key}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+        disable_nagle_algorithm = True  # no 40 ms Nagle/delayed-ACK stalls: a fair baseline
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            if self.path == "/create":
+                env = registry.make(env_id, config, body.get("seed"))
+                with lock:
+                    eid = len(envs) + 1
+                    envs[eid] = env
+                reply = {"env": eid}
+            elif self.path == "/reset":
+                reply = observation(envs[body["env"]].text_reset(seed=body.get("seed")))
+            elif self.path == "/step":
+                reply = observation(envs[body["env"]].text_step(body["action"]))
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self._headers_buffer.append(b"\r\n" + data)  # headers and body in one write
+            self.flush_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+class HttpEnv:
+    def __init__(self, port: int, seed: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.bytes = 0
+        self.env = self.call("/create", {"seed": seed})["env"]
+        self.call("/reset", {"env": self.env, "seed": seed})
+
+    def call(self, path: str, body: dict) -> dict:
+        data = json.dumps(body).encode()
+        self.conn.request("POST", path, data, {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        raw = resp.read()
+        head = len(f"POST {path} HTTP/1.1\r\n") + 80 + len(str(resp.msg)) + 17  # request line + headers, status line + headers
+        self.bytes += len(data) + len(raw) + head
+        reply = json.loads(raw)
+        if "image" in reply:
+            reply["frame"] = np.asarray(Image.open(io.BytesIO(base64.b64decode(reply["image"]))))
+        return reply
+
+    def step(self, action: str) -> dict:
+        obs = self.call("/step", {"env": self.env, "action": action})
+        if obs["terminated"] or obs["truncated"]:
+            self.call("/reset", {"env": self.env})
+        return obs
+
+
+def bench_http(port: int, batch: int, seconds: float) -> tuple[float, float]:
+    envs = [HttpEnv(port, seed) for seed in range(batch)]
+    for e in envs:
+        e.bytes = 0
+    rng = random.Random(0)
+    steps = 0
+    with ThreadPoolExecutor(min(batch, 8)) as pool:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            list(pool.map(lambda e: e.step(rng.choice(ACTIONS)), envs))
+            steps += batch
+        elapsed = time.perf_counter() - t0
+    return steps / elapsed, sum(e.bytes for e in envs) / steps
+
+
+# --- (a) our gRPC stream ----------------------------------------------------------------
+def run_grpc_server(port_queue, env_id: str, workers: int) -> None:
+    from atlasrl.envservers.config import EnvServerConfig
+    from atlasrl.envservers.server import serve
+
+    cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096)
+    asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put(s.rpc.port)))
+
+
+async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, inflight: int) -> tuple[float, float]:
+    from atlasrl.clients.env import EnvClient, EnvObservation
+    from atlasrl.v1 import env_pb2
+
+    async with EnvClient(f"127.0.0.1:{port}") as client:
+        handles = [(await client.open(env_id, config, seed=s))[0] for s in range(batch)]
+        await asyncio.gather(*(client.reset(h, seed=s) for s, h in enumerate(handles)))
+        groups = [handles[i::inflight] for i in range(min(inflight, batch))]
+        rng = random.Random(0)
+        totals = {"steps": 0, "bytes": 0}
+        deadline = time.perf_counter() + seconds
+
+        async def drive(group: list[int]) -> None:
+            while time.perf_counter() < deadline:
+                req = env_pb2.EnvRequest(step=env_pb2.StepRequest(actions=[env_pb2.Action(handle=h, text=rng.choice(ACTIONS)) for h in group]))
+                resp = await client.request(req)
+                totals["bytes"] += req.ByteSize() + resp.ByteSize()
+                done = []
+                for r in resp.step.results:
+                    obs = EnvObservation.from_proto(r.observation)  # decode the frame, as the HTTP client does
+                    if obs.done:
+                        done.append(r.handle)
+                for h in done:
+                    reset = env_pb2.EnvRequest(reset=env_pb2.ResetRequest(handle=h))
+                    rr = await client.request(reset)
+                    totals["bytes"] += reset.ByteSize() + rr.ByteSize()
+                totals["steps"] += len(group)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(drive(g) for g in groups))
+        elapsed = time.perf_counter() - t0
+        await client.close(handles)
+    return totals["steps"] / elapsed, totals["bytes"] / totals["steps"]
+
+
+def start(target, *args) -> tuple[mp.Process, int]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(q, *args), daemon=True)
+    p.start()
+    return p, q.get(timeout=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per cell")
+    ap.add_argument("--batches", default="1,16,64")
+    ap.add_argument("--env", default="frozenlake")
+    ap.add_argument("--size", default="4")
+    ap.add_argument("--image-size", default="128")
+    ap.add_argument("--workers", type=int, default=0, help="env server worker processes (0 = threads in the server process)")
+    ap.add_argument("--inflight", type=int, default=2, help="batched Step requests kept in flight per stream")
+    args = ap.parse_args()
+    config = {"size": args.size, "image_size": args.image_size}
+    batches = [int(b) for b in args.batches.split(",")]
+
+    http_proc, http_port = start(run_http_server, args.env, config)
+    grpc_proc, grpc_port = start(run_grpc_server, args.env, args.workers)
+    rows = []
+    try:
+        for b in batches:
+            g_sps, g_bytes = asyncio.run(bench_grpc(grpc_port, args.env, config, b, args.seconds, args.inflight))
+            h_sps, h_bytes = bench_http(http_port, b, args.seconds)
+            rows.append({"batch": b, "grpc_steps_per_s": round(g_sps, 1), "http_steps_per_s": round(h_sps, 1),
+                         "speedup": round(g_sps / h_sps, 2), "grpc_bytes_per_step": round(g_bytes), "http_bytes_per_step": round(h_bytes),
+                         "bytes_ratio": round(h_bytes / g_bytes, 1)})
+    finally:
+        for p in (http_proc, grpc_proc):
+            p.terminate()
+            p.join(10)
+
+    print(f"{args.env} {args.size}x{args.size} at {args.image_size} px, grpc workers={args.workers}, inflight={args.inflight}, "
+          f"{args.seconds:g} s per cell, {mp.cpu_count()} cores")
+    print(f"{'batch':>5} | {'grpc steps/s':>12} | {'http steps/s':>12} | {'speedup':>7} | {'grpc B/step':>11} | {'http B/step':>11} | {'http/grpc bytes':>15}")
+    for r in rows:
+        print(f"{r['batch']:>5} | {r['grpc_steps_per_s']:>12,.0f} | {r['http_steps_per_s']:>12,.0f} | {r['speedup']:>6.1f}x | "
+              f"{r['grpc_bytes_per_step']:>11,} | {r['http_bytes_per_step']:>11,} | {r['bytes_ratio']:>14.1f}x")
+    print(json.dumps({"bench": "env_throughput", "env": args.env, "size": int(args.size), "image_size": int(args.image_size),
+                      "grpc_workers": args.workers, "inflight": args.inflight, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
