@@ -20,6 +20,7 @@ from pathlib import Path
 from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.config import RunConfig
 from atlasrl.up import display
+from atlasrl.up.atlases import save_atlas_pngs
 from atlasrl.up.evaluation import export_checkpoint, latest_model_dir, run_eval
 from atlasrl.up.plan import Plan, build_plan, role_available
 from atlasrl.up.plots import plot_learning
@@ -82,6 +83,7 @@ class UpRun:
                 self.summary["startup_s"] = round(time.time() - t0, 1)
                 await self._monitor(time.time())  # limits count from the start of training
             await self._stop_training()
+            await self._atlases()
             final_model = await export_checkpoint(self.rd.checkpoints, self.rd.root / "final-model", self.rd.logs / "export.log") \
                 or latest_model_dir(self.rd.checkpoints)
             self.summary["final_model"] = str(final_model) if final_model else None
@@ -186,6 +188,15 @@ class UpRun:
         await self._collect_status()
         names = [p.name for p in self.plan.stages[1]] + [p.name for p in self.plan.stages[0] if p.role == "learner"]
         await self.sup.stop_all_of(names)
+
+    async def _atlases(self) -> None:
+        if not self.plan.memory_address or "memory" not in self.sup.processes or not self.sup.alive("memory"):
+            return
+        try:
+            paths = await save_atlas_pngs(self.plan.memory_address, self.rd.plots)
+            self.summary["atlas_plots"] = [str(p) for p in paths]
+        except Exception as e:  # noqa: BLE001 - plots must not fail the run
+            self.sup.note(f"atlas plots failed: {e}")
 
     async def _collect_status(self):
         if self.client is None:
