@@ -10,10 +10,15 @@ terminal cause k, with failure weight w_k (config ``cause_weights``):
 so a cell gets danger for being close in time to a failure (the hole itself gets
 w_k per visit, the cell before it w_k * gamma_d, ...) and affinity for lying on
 successful trajectories, discounted by how far from the end it was. Evidence is a
-per-visit rate with kappa pseudo-visits, normalised to [0, 1] by its grid maximum:
+per-visit rate with kappa pseudo-visits, normalised to [0, 1]:
 
-    D^(c) = F(c) / (N(c) + kappa),   D~ = D^ / max_c D^   (0 when max is 0)
-    A^(c) = S(c) / (N(c) + kappa),   A~ = A^ / max_c A^
+    D^(c) = F(c) / (N(c) + kappa),   A^(c) = S(c) / (N(c) + kappa)
+    "bound" (default): D~ = D^ / w_max,    A~ = A^        (each visit adds at most w_max, resp. 1)
+    "max":             D~ = D^ / max_c D^, A~ = A^ / max_c A^   (0 when the max is 0)
+
+"bound" keeps an absolute meaning (a hole entered on every visit tends to 1, an
+offset that failed 20% of the time stays near 0.2), so maps of different layouts,
+and the family atlas, share one scale; "max" stretches every map to a peak of 1.
 
 The published maps are EMA blends, updated once per applied episode (rate eta):
 
@@ -86,8 +91,12 @@ class Atlas:
         self.version += 1
 
     def _blend(self, cfg: AtlasConfig) -> None:
-        d_new = _normalised(self.fail_mass / (self.visits + cfg.prior_visits))
-        a_new = _normalised(self.success_mass / (self.visits + cfg.prior_visits))
+        d_rate = self.fail_mass / (self.visits + cfg.prior_visits)
+        a_rate = self.success_mass / (self.visits + cfg.prior_visits)
+        if cfg.normalisation == "max":
+            d_new, a_new = _normalised(d_rate), _normalised(a_rate)
+        else:  # "bound": each visit adds at most w_max (danger) or 1 (affinity), so the rates stay below them
+            d_new, a_new = d_rate / max_cause_weight(cfg), a_rate
         eta = 1.0 if self.episodes <= 1 else cfg.blend_rate
         self.danger = ((1 - eta) * self.danger + eta * d_new).astype(np.float32)
         self.affinity = ((1 - eta) * self.affinity + eta * a_new).astype(np.float32)
@@ -142,6 +151,10 @@ class Atlas:
             if getattr(a, name).shape != (a.rows, a.cols):
                 raise ValueError(f"snapshot atlas array '{name}' has shape {getattr(a, name).shape}, expected {(a.rows, a.cols)}")
         return a
+
+
+def max_cause_weight(cfg: AtlasConfig) -> float:
+    return max([cfg.other_cause_weight, *cfg.cause_weights.values()]) or 1.0
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:

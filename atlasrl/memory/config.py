@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -17,6 +18,8 @@ class AtlasConfig(BaseModel):
     """Per-step discount of success mass back along a successful trajectory (gamma_a)."""
     prior_visits: float = Field(0.5, ge=0)
     """Pseudo-visits kappa in the rate F / (N + kappa): cells seen once do not get full weight."""
+    normalisation: Literal["bound", "max"] = "bound"
+    """Evidence scaling to [0, 1]: by the rate's upper bound (absolute, comparable across layouts) or by the grid maximum."""
     blend_rate: float = Field(0.5, gt=0, le=1)
     """EMA rate eta: published map <- (1 - eta) * map + eta * normalised evidence, per applied episode."""
     cause_weights: dict[str, float] = Field(default_factory=lambda: {"hole": 1.0, "deadlock": 1.0, "failure": 1.0, "timeout": 0.25})

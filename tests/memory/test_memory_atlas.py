@@ -10,7 +10,7 @@ from atlasrl.memory.exemplars import ExemplarBank
 from atlasrl.memory.skills import family_skills, layout_skills
 from atlasrl.memory.state import MemoryState
 
-CFG = AtlasConfig(gamma_danger=0.5, gamma_affinity=0.5, prior_visits=1.0, blend_rate=0.5)
+CFG = AtlasConfig(gamma_danger=0.5, gamma_affinity=0.5, prior_visits=1.0, blend_rate=0.5, normalisation="max")
 HOLE, GOAL = (0, 2), (1, 2)
 
 
@@ -35,13 +35,27 @@ def test_danger_and_affinity_by_hand():
 
 
 def test_cause_weights_and_revisits():
-    cfg = AtlasConfig(gamma_danger=0.5, prior_visits=0.0, cause_weights={"timeout": 0.25})
+    cfg = AtlasConfig(gamma_danger=0.5, prior_visits=0.0, cause_weights={"timeout": 0.25}, normalisation="max")
     atlas = Atlas(1, 2)
     # the agent bumps a wall at (0,0) twice and times out at (0,1): masses .25*(.5^3 + .5^2 + .5) and .25*1
     atlas.add_episode(np.array([(0, 0), (0, 0), (0, 0), (0, 1)]), False, "timeout", cfg)
     f = 0.25 * (0.125 + 0.25 + 0.5)
     np.testing.assert_allclose(atlas.fail_mass, [[f, 0.25]])
     np.testing.assert_allclose(atlas.danger, [[(f / 3) / 0.25, 1.0]], atol=1e-6)
+
+
+def test_bound_normalisation_keeps_absolute_rates():
+    cfg = AtlasConfig(gamma_danger=0.5, gamma_affinity=0.5, prior_visits=1.0, cause_weights={"hole": 2.0, "timeout": 0.5},
+                      other_cause_weight=1.0)
+    atlas = Atlas(1, 3)
+    atlas.add_episode(np.array([(0, 0), (0, 1)]), False, "hole", cfg)
+    # F = 2 * [.5, 1]; D^ = F / 2 = [.5, 1]; w_max = 2 -> D = [.25, .5]  (a max-normalised map would say [.5, 1])
+    np.testing.assert_allclose(atlas.danger, [[0.25, 0.5, 0]])
+    atlas.add_episode(np.array([(0, 0), (0, 1), (0, 2)]), True, "success", cfg)
+    # S = [.25, .5, 1]; A^ = S / (N + 1) = [.25/3, .5/3, .5]; A = .5 * 0 + .5 * A^
+    np.testing.assert_allclose(atlas.affinity, [[0.125 / 3, 0.25 / 3, 0.25]], atol=1e-7)
+    # danger: D^ = [1/3, 2/3, 0] / 2; D = .5 * [.25, .5, 0] + .5 * [1/6, 1/3, 0]
+    np.testing.assert_allclose(atlas.danger, [[0.125 + 1 / 12, 0.25 + 1 / 6, 0]], atol=1e-7)
 
 
 def test_goal_relative_offsets_projection_and_growth():
