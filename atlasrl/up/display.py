@@ -17,6 +17,14 @@ def _fmt(x: float, spec: str = ".3f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def policy_version(st) -> int:
+    """The learner's version as the coordinator knows it; before the learner reports one, the newest
+    version any live actor acts with."""
+    if st.view.policy_version >= 0:
+        return st.view.policy_version
+    return max((m.policy_version for m in st.members if m.alive), default=-1)
+
+
 def headline(st, samples: list[Sample], elapsed_s: float) -> dict:
     """The numbers the display and the progress log show."""
     c, g = st.counters, st.gauges
@@ -24,7 +32,7 @@ def headline(st, samples: list[Sample], elapsed_s: float) -> dict:
     r = rates(st.history[-10:]) if len(st.history) > 1 else {}
     return {"elapsed_s": round(elapsed_s, 1), "env_steps": c.get(STEPS, 0), "steps_per_s": round(r.get(STEPS, 0.0), 1),
             "episodes": c.get(EPISODES, 0), "success_recent": success, "success_window": n,
-            "policy_version": st.view.policy_version, "loss": g.get(LOSS_GAUGE, float("nan")),
+            "policy_version": policy_version(st), "loss": g.get(LOSS_GAUGE, float("nan")),
             "return_mean": g.get(RETURN_GAUGE, float("nan")), "samples_trained": c.get("learner.samples_trained", 0)}
 
 

@@ -213,7 +213,7 @@ class UpRun:
                "events": [f"{time.strftime('%H:%M:%S', time.localtime(t))} {e}" for t, e in self.sup.events]}
         if st is not None:
             out["counters"] = dict(st.counters)
-            out["policy_version"] = st.view.policy_version
+            out["policy_version"] = display.policy_version(st)
             rate, n = recent_success(from_status(st.history), 64)
             out["training_success_recent"] = _finite(rate)
         return out
