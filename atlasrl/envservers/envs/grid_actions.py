@@ -36,7 +36,7 @@ def parse_actions(text: str, max_actions: int) -> list[int]:
             shown = token if len(token) <= _SHOWN_TOKEN_CHARS else token[:_SHOWN_TOKEN_CHARS] + "..."
             raise ActionParseError(f"invalid action {shown!r}; valid actions: {', '.join(ACTIONS)}")
         indices.append(index)
-    if len(indices) > max_actions:
+    if len(indices) > max_actions:        # after the token check: a bad token is the clearer reason
         raise ActionParseError(
             f"{len(indices)} actions in one turn, at most {max_actions} allowed "
             f"(max_actions_per_turn)")
