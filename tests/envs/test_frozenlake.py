@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from atlasrl.envservers import registry
 from atlasrl.envservers.base import InvalidActionText
+from atlasrl.envservers.envs.frozenlake import FROZEN, GOAL, generate_map, path_exists
 from atlasrl.envservers.envs.grid_actions import ACTIONS, DELTAS
 
 
@@ -126,6 +127,17 @@ def test_300_maps_are_solvable_and_the_bfs_path_wins(size, hole_prob):
         assert outs[-1].success and outs[-1].terminated and not outs[-1].truncated
         assert outs[-1].info["terminal_cause"] == "success"
         assert outs[-1].reward == 1.0 and sum(o.reward for o in outs) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(2, 12), hole_prob=st.floats(0.0, 0.6), seed=st.integers(0, 2**63 - 1))
+def test_generated_maps_always_connect_start_and_goal(size, hole_prob, seed):
+    tiles = generate_map(size, hole_prob, np.random.default_rng(seed))
+    assert tiles.shape == (size, size) and tiles[0, 0] == FROZEN and tiles[-1, -1] == GOAL
+    assert (tiles == GOAL).sum() == 1
+    assert path_exists(tiles, (0, 0), (size - 1, size - 1))
+    assert len(shortest_path(["P" + "".join("_OG"[t] for t in tiles[0, 1:])] +
+                             ["".join("_OG"[t] for t in row) for row in tiles[1:]])) >= 2 * (size - 1)
 
 
 def test_high_hole_probability_still_generates_solvable_maps():
