@@ -82,6 +82,7 @@ def run(cfg: LearnerConfig) -> None:
             host.buffer.load_state_dict(restored["buffer"])
         host.start()
     publish(trainer, host, cfg)
+    reg = register(cfg, host, world, trainer.version) if host is not None and cfg.coordinator else None
     if host is not None:
         host.write_ready_file()
         print(f"learner serving on {cfg.host}:{host.port} metrics={host.metrics_port} version={trainer.version} "
@@ -91,7 +92,8 @@ def run(cfg: LearnerConfig) -> None:
         while True:
             msg = [None]
             if rank == 0:
-                if stop.set or (cfg.max_updates is not None and updates >= cfg.max_updates):
+                run_stopping = reg is not None and reg.stopping      # `atlasrl up` / operator asked to stop
+                if stop.set or run_stopping or (cfg.max_updates is not None and updates >= cfg.max_updates):
                     msg = ["stop"]
                 else:
                     batch = host.buffer.take(cfg.batch_episodes, trainer.version, timeout=cfg.idle_poll_s)
@@ -108,15 +110,34 @@ def run(cfg: LearnerConfig) -> None:
             stats["publish_seconds"] = publish(trainer, host, cfg)
             if host is not None:
                 _record(host, msg[0], stats)
+            if reg is not None:
+                reg.counters["samples_trained"] += len(msg[0].episodes)
+                reg.counters["tokens_trained"] += int(stats["tokens"])
+                reg.gauges.update({k: stats[k] for k in ("loss", "kl", "entropy", "grad_norm", "clipfrac", "approx_kl")})
+                reg.gauges["lr"] = cfg.lr
+                reg.policy_version = trainer.version
             if cfg.ckpt_dir and trainer.version % cfg.ckpt_every == 0:
                 checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
                 saved = trainer.version
     finally:
         if cfg.ckpt_dir and saved != trainer.version:
             checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+        if reg is not None:
+            reg.close_in_thread()
         if host is not None:
             host.stop()
         dist.destroy_process_group()
+
+
+def register(cfg: LearnerConfig, host: LearnerHost, world: int, version: int):
+    """Join the run through the coordinator (clients/coordinator.py); heartbeats run in their own thread."""
+    from atlasrl.clients.coordinator import RoleRegistration
+
+    metrics = f"{cfg.host}:{host.metrics_port}" if host.metrics_port else ""
+    reg = RoleRegistration(cfg.coordinator, role="learner", name=f"learner-{host.port}", address=f"{cfg.host}:{host.port}",
+                           metrics_address=metrics, capacity=world, capabilities=[cfg.algo])
+    reg.policy_version = version
+    return reg.start_in_thread()
 
 
 def _record(host: LearnerHost, batch: TrainBatch, stats: dict[str, float]) -> None:

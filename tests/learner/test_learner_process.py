@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.clients.trajectory import TrajectorySender
 from atlasrl.clients.weights import WeightSubscriber
 
@@ -72,37 +74,76 @@ def scrape(port):
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
 
 
+class CoordinatorThread:
+    """The real coordinator server on its own loop, as `atlasrl up` starts it."""
+
+    def __init__(self, tmp_path):
+        from atlasrl.coordinator.config import CoordinatorConfig
+        from atlasrl.coordinator.server import CoordinatorServer
+        from atlasrl.rpc import ServerConfig
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        async def start():   # grpc.aio servers are built inside their loop
+            server = CoordinatorServer(CoordinatorConfig(server=ServerConfig(port=0), state_dir=tmp_path / "coord"))
+            await server.start()
+            return server
+
+        self.server = self.call(start())
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self):
+        self.call(self.server.stop(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 def test_train_from_pushed_episodes_restart_and_export(tiny_model_dir, tmp_path):
     ckpt, ready = tmp_path / "ckpt", tmp_path / "ready.json"
-    proc, info = start_learner(tiny_model_dir, ckpt, ready, "--max-updates", "2")
+    proc, info = start_learner(tiny_model_dir, ckpt, ready)
     try:
         addr = f"127.0.0.1:{info['port']}"
         assert info["version"] == 0
         seen = asyncio.run(push_and_watch(addr, [group("a", 0), group("b", 0)], until_version=2))
         assert sorted(seen)[-2:] == [1, 2]
-        text = scrape(info["metrics_port"]) if proc.poll() is None else ""
-        assert proc.wait(120) == 0
-    finally:
-        proc.kill()
-    if text:   # the process may already have finished its two updates
-        assert "atlasrl_learner_samples_consumed_total" in text and "atlasrl_learner_weight_publish_seconds_bucket" in text
-    assert (ckpt / "step-00000002" / "COMPLETE").exists()
-
-    # Restart: numbering continues at 2; an episode of version 2 trains into version 3; SIGTERM saves.
-    proc, info = start_learner(tiny_model_dir, ckpt, ready)
-    try:
-        assert info["version"] == 2
-        addr = f"127.0.0.1:{info['port']}"
-        seen = asyncio.run(push_and_watch(addr, [group("c", 2)], until_version=3))
-        assert min(seen) == 2 and 3 in seen
         text = scrape(info["metrics_port"])
-        assert "atlasrl_learner_updates_total 1.0" in text and 'atlasrl_learner_staleness_versions_bucket{le="0.0"} 2.0' in text
-        assert "atlasrl_learner_policy_version 3.0" in text
+        assert "atlasrl_learner_samples_consumed_total 4.0" in text and "atlasrl_learner_weight_publish_seconds_bucket" in text
+        assert 'atlasrl_learner_staleness_versions_bucket{le="0.0"} 2.0' in text    # group b trained one version late
+        assert "atlasrl_learner_updates_total 2.0" in text and "atlasrl_learner_policy_version 2.0" in text
         proc.send_signal(signal.SIGTERM)   # torchrun forwards it; the worker stops after a final checkpoint
         proc.wait(120)                     # (torchrun itself exits 1 when signalled)
     finally:
         proc.kill()
-    assert (ckpt / "step-00000003" / "COMPLETE").exists(), proc.stdout.read()
+    assert (ckpt / "step-00000002" / "COMPLETE").exists(), proc.stdout.read()
+
+    # Restart under a coordinator: numbering continues at 2; version-2 episodes train into version 3;
+    # the coordinator sees the learner's counters and version; STOPPING ends the learner cleanly.
+    coord = CoordinatorThread(tmp_path)
+    try:
+        proc, info = start_learner(tiny_model_dir, ckpt, ready, "--coordinator", coord.server.address)
+        try:
+            assert info["version"] == 2
+            addr = f"127.0.0.1:{info['port']}"
+            seen = asyncio.run(push_and_watch(addr, [group("c", 2)], until_version=3))
+            assert min(seen) == 2 and 3 in seen
+            client = CoordinatorClient(coord.server.address)
+            deadline = time.monotonic() + 60
+            while True:
+                st = coord.call(client.status())
+                if st.counters.get("learner.samples_trained", 0) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert st.counters["learner.samples_trained"] == 2 and st.view.policy_version == 3
+            assert "learner.loss" in st.gauges
+            coord.call(client.set_run_state("stopping", reason="test"))
+            assert proc.wait(120) == 0
+        finally:
+            proc.kill()
+    finally:
+        coord.close()
+    assert (ckpt / "step-00000003" / "COMPLETE").exists()
 
     # export writes exactly what version 3 streamed (fp32 master weights -> bf16 on the wire)
     out = tmp_path / "hf"
