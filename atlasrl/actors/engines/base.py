@@ -91,9 +91,13 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, Any]]) -> None:
-        """Replace weights in place with HF-named tensors (a full or partial state dict).
+        """Replace weights in place with HF-named tensors; new generations use them.
 
-        Raises ValueError for unknown names or wrong shapes, before anything is changed.
+        Names in checkpoint form (``model.layers.*``, ``visual.*``) or transformers'
+        module form (``model.language_model.*``) both work (atlasrl.models.names). The
+        vLLM engine needs the full state dict; the transformers engine also takes a subset.
+        Raises ValueError for unknown names, wrong shapes or missing tensors, before
+        anything is changed.
         """
 
     async def agenerate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
