@@ -71,8 +71,8 @@ class CoordinatorSection(Section):
     """/metrics port (0 = a free one)."""
     lease_ttl_s: float = Field(5.0, gt=0.1, le=3600)
     """Members silent this long are declared dead and their work reassigned."""
-    max_staleness: int = Field(4, ge=0)
-    """Actors lagging more policy versions than this wait for new weights."""
+    max_staleness: int = Field(2, ge=0)
+    """Actors lagging more policy versions than this wait for new weights (also the learner's episode limit)."""
     history_interval_s: float = Field(1.0, gt=0.05, le=3600)
     """Sampling period of the progress curves."""
 
@@ -115,8 +115,8 @@ class LearnerSection(RoleSection):
     """Policy-gradient algorithm."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes (torchrun, FSDP2)."""
-    lr: float = Field(1e-5, gt=0, le=1)
-    """AdamW learning rate."""
+    lr: float = Field(1e-4, gt=0, le=1)
+    """AdamW learning rate (the tiny model starts from random weights: higher than for a pretrained VLM)."""
     batch_episodes: int = Field(8, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
 

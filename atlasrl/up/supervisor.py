@@ -37,6 +37,7 @@ class RoleProcess:
     port: int | None = None    # gRPC port to health-check; None = ready once started
     restart: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    stop_timeout_s: float | None = None  # None: the supervisor's; the learner gets longer (final checkpoint)
     # filled in while running
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -166,13 +167,14 @@ class Supervisor:
         proc = spec.proc
         if proc is None or proc.returncode is not None:
             return
+        timeout = self.stop_timeout_s if spec.stop_timeout_s is None else min(spec.stop_timeout_s, 4 * self.stop_timeout_s)
         try:
             proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+            await asyncio.wait_for(proc.wait(), timeout)
         except ProcessLookupError:
             return
         except asyncio.TimeoutError:
-            self.note(f"{spec.name} ignored SIGTERM for {self.stop_timeout_s:.0f}s: killing its process group")
+            self.note(f"{spec.name} ignored SIGTERM for {timeout:.0f}s: killing its process group")
         # Children of the role (torchrun workers, engine subprocesses) share its group.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
