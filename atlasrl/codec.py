@@ -18,6 +18,7 @@ that servers turn into INVALID_ARGUMENT with the message.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,13 +134,17 @@ def unshuffle(raw: bytes, size: int) -> bytes:
     return np.frombuffer(raw, np.uint8).reshape(size, -1).T.tobytes()
 
 
-_cctx: dict[int, zstandard.ZstdCompressor] = {}
+# zstd (de)compression contexts are not thread-safe: one per thread and level.
+_local = threading.local()
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
-    c = _cctx.get(level)
+    cache = getattr(_local, "cctx", None)
+    if cache is None:
+        cache = _local.cctx = {}
+    c = cache.get(level)
     if c is None:
-        c = _cctx[level] = zstandard.ZstdCompressor(level=level)
+        c = cache[level] = zstandard.ZstdCompressor(level=level)
     return c
 
 

@@ -131,3 +131,20 @@ def test_errors_are_value_errors_for_servers():
 
     code, msg = status_of(codec.SizeError("x carries 3 bytes"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "3 bytes" in msg
+
+
+def test_concurrent_encode_decode_from_threads():
+    """Compression contexts are per thread: many threads encoding at once stay correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    frames = [np.repeat(rng.integers(0, 4, (32, 32, 1), dtype=np.uint8) * 60, 3, axis=2) for _ in range(8)]
+
+    def work(i):
+        for _ in range(200):
+            f = frames[i]
+            assert np.array_equal(codec.decode(codec.encode(f, compress=True)), f)
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(8)))
