@@ -188,14 +188,16 @@ def save_pngs(out: Path, tag: str, view, frame) -> None:
 
 async def main(args) -> dict:
     env_server = EnvServer(EnvServerConfig(port=0, workers=0, threads=2, envs=["frozenlake"]))
-    mem_server = MemoryServer(MemoryConfig(server=ServerConfig(port=0)))
+    mem_server = None if args.memory else MemoryServer(MemoryConfig(server=ServerConfig(port=0)))
     await env_server.start()
-    await mem_server.start()
+    if mem_server is not None:
+        await mem_server.start()
+    mem_address = args.memory or mem_server.address
     rng = np.random.default_rng(0)
     rows: dict[int, list[dict]] = {cp: [] for cp in args.checkpoints}
     results, t0 = [], time.perf_counter()
     try:
-        async with EnvClient(env_server.address) as envs, MemoryClient(mem_server.address) as mem:
+        async with EnvClient(env_server.address) as envs, MemoryClient(mem_address) as mem:
             for li in range(args.layouts):
                 seed = args.seed + li
 
@@ -206,6 +208,7 @@ async def main(args) -> dict:
                     if n == args.checkpoints[-1]:
                         save_pngs(args.out, f"layout{li}", view, first_obs.images[0])
 
+                print(f"layout {li}: seed {seed}", flush=True)
                 results.append(await play_layout(envs, mem, seed, args.episodes, args.parallel, args.size,
                                                  args.epsilon, args.checkpoints, checkpoint))
             # transfer: an unseen layout, maps from the goal-relative family atlas only
@@ -220,7 +223,8 @@ async def main(args) -> dict:
             save_pngs(args.out, "unseen_family_fallback", view, obs.images[0])
             stats = await mem.stats()
     finally:
-        await mem_server.stop(0)
+        if mem_server is not None:
+            await mem_server.stop(0)
         await env_server.stop(0)
     elapsed = time.perf_counter() - t0
 
@@ -261,6 +265,8 @@ def parse(argv=None):
     p.add_argument("--epsilon", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--checkpoints", type=str, default="8,24,56,152,304,600")
+    p.add_argument("--memory", default="", help="address of a running memory (default: start one in-process; "
+                   "a running one must be empty, e.g. to look at it with `atlasrl debug memory` afterwards)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "memory_quality")
     args = p.parse_args(argv)
     args.checkpoints = sorted(int(x) for x in args.checkpoints.split(",") if int(x) <= args.episodes) or [args.episodes]

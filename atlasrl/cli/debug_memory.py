@@ -2,8 +2,9 @@
 
     atlasrl debug memory --addr 127.0.0.1:50055 --env frozenlake --layout 8x8-s3 --save out/
 
-Writes danger.png, affinity.png, overlay.png (and exemplar_<i>.png) to --save and
-prints the atlas versions, the source of the maps and the text skills.
+Writes danger.png, affinity.png, overlay.png (on a stored key frame of the layout
+when the memory holds one) and exemplar_<i>_<outcome>.png to --save, and prints
+the atlas versions, the source of the maps and the text skills.
 """
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ def register(debug_app: typer.Typer) -> None:
         goal_cell = tuple(int(x) for x in goal.split(",")) if goal else None
         with SyncMemoryClient(addr, timeout_s=10) as mem:
             try:
-                view = mem.query(env, layout, rows=rows, cols=cols, goal=goal_cell, top_k=top_k, overlay=True)
+                view = mem.query(env, layout, rows=rows, cols=cols, goal=goal_cell, top_k=max(top_k, 16), overlay=True)
+                # draw the overlay on a real frame of this layout when the memory holds one
+                own = [e for e in view.exemplars if e["layout_key"] == layout]
+                if own:
+                    view = mem.query(env, layout, rows=rows, cols=cols, goal=goal_cell, top_k=top_k, overlay=True,
+                                     frame=own[0]["image"])
+                else:
+                    view.exemplars = view.exemplars[:top_k]
             except grpc.RpcError as e:
                 typer.echo(f"{e.code().name}: {e.details()}", err=True)
                 raise typer.Exit(1) from None

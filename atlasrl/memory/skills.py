@@ -14,7 +14,8 @@ Templates (thresholds in SkillConfig):
 - ``outcome_summary`` / ``family_summary``: success rate and failure causes of
   the layout / of the whole family.
 - ``goal_relative``: ``avoid_cells`` on the family atlas, in offsets from the goal,
-  so the rule transfers to unseen layouts.
+  once at least two layouts of the family were seen, so the rule transfers to
+  unseen layouts.
 
 Rules are a pure function of an atlas, so they change exactly when its version
 does; callers cache them by version.
@@ -48,14 +49,17 @@ def layout_skills(atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
     return skills
 
 
-def family_skills(family: str, atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
+def family_skills(family: str, atlas: Atlas, cfg: SkillConfig, layouts: int) -> list[Skill]:
+    """Goal-relative rules need at least two layouts behind them (one layout is its own rules in offsets)."""
     centre = ((atlas.rows - 1) // 2, (atlas.cols - 1) // 2)
 
     def offset(c: Cell) -> str:
         dr, dc = c[0] - centre[0], c[1] - centre[1]
         return f"({dr:+d},{dc:+d})"
 
-    rules = _avoid(atlas, cfg, fmt=offset, kind="goal_relative", where=" from the goal in every layout")
+    rules = []
+    if layouts >= 2:
+        rules = _avoid(atlas, cfg, fmt=offset, kind="goal_relative", where=f" from the goal (over {layouts} layouts)")
     for r in rules:
         r.cells = [(c[0] - centre[0], c[1] - centre[1]) for c in r.cells]
     return rules + _summary(atlas, f"across {family} layouts", kind="family_summary")
@@ -74,7 +78,7 @@ def _avoid(atlas: Atlas, cfg: SkillConfig, fmt, kind: str, where: str = "") -> l
             continue
         visits = int(sum(atlas.visits[c] for c in cells))
         pooled = sum(ends[c] for c in cells) / max(visits, 1)
-        label = "offsets" if kind == "goal_relative" else "cells" if len(cells) > 1 else "cell"
+        label = ("offset" if kind == "goal_relative" else "cell") + ("s" if len(cells) > 1 else "")
         text = (f"{label} {_join([fmt(c) for c in cells])}{where} ended {pooled:.0%} of {visits} visits "
                 f"in {_article(cause)}: avoid {'them' if len(cells) > 1 else 'it'}")
         out.append(Skill(text, kind, visits, float(pooled), cells))

@@ -38,7 +38,7 @@ class MemoryState:
         self.episodes_ingested = 0
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.retired_versions: dict[str, int] = {}     # "family" / "family\x00layout" -> version at reset
-        self._skills_cache: dict[LayoutKey, tuple[tuple[int, int], list[Skill]]] = {}
+        self._skills_cache: dict[LayoutKey, tuple[tuple[int, int, int], list[Skill]]] = {}
         self._view_cache: dict[tuple, tuple[tuple[int, int], LayoutView]] = {}  # maps change only with versions
 
     # -- ingest ------------------------------------------------------------------
@@ -141,12 +141,13 @@ class MemoryState:
     def skills(self, family: str, layout_key: str) -> list[Skill]:
         """Layout rules then family rules, regenerated only when either atlas version changed."""
         layout, fam = self.layouts.get((family, layout_key)), self.families.get(family)
-        versions = (layout.version if layout else -1, fam.version if fam else -1)
+        layouts = sum(1 for f, _ in self.layouts if f == family)
+        versions = (layout.version if layout else -1, fam.version if fam else -1, layouts)
         cached = self._skills_cache.get((family, layout_key))
         if cached and cached[0] == versions:
             return cached[1]
         rules = (layout_skills(layout, self.cfg.skills) if layout else []) + \
-                (family_skills(family, fam, self.cfg.skills) if fam else [])
+                (family_skills(family, fam, self.cfg.skills, layouts) if fam else [])
         self._skills_cache[(family, layout_key)] = (versions, rules)
         return rules
 

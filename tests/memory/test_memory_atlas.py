@@ -104,7 +104,13 @@ def test_skills_from_statistics():
     assert "of 3 successes" in corridor.text and (1, 2) not in corridor.cells  # the goal itself is not advice
     assert skills["outcome_summary"].text == "in this layout, 43% of 7 episodes succeeded; failures: hole 100%"
     assert skills["family_summary"].text.startswith("across toy layouts, 43% of 7")
-    assert skills["goal_relative"].text.startswith("offsets (-1,+0) from the goal in every layout ended 100% of 4 visits")
+    assert "goal_relative" not in skills  # one layout: its own rules in offsets would claim too much
+    # a second layout with its hole at the same place relative to its goal makes the rule transferable
+    for i in range(3):
+        state.apply(Episode(f"m{i}", "toy", "3x3", 3, 3, np.array([(1, 0), (1, 1)]), False, "hole", (2, 1)))
+    rule = {s.kind: s for s in state.skills("toy", "2x3")}["goal_relative"]
+    assert rule.text == "offset (-1,+0) from the goal (over 2 layouts) ended 100% of 7 visits in a hole: avoid it"
+    assert rule.cells == [(-1, 0)] and rule.support == 7
     # cached by version, regenerated when an atlas changes
     assert state.skills("toy", "2x3") is state.skills("toy", "2x3")
     state.apply(ep([(0, 0), (0, 1), (0, 2)], False, eid="f9"))
@@ -123,7 +129,7 @@ def test_box_dead_end_skill():
     dead = [s for s in layout_skills(atlas, cfg) if s.kind == "entity_dead_end"]
     assert [s.text for s in dead] == [
         "a box left at (0,3), which is not a target, never led to success (0 of 3 episodes): do not push it there"]
-    assert family_skills("toy", Atlas(3, 3), cfg) == []
+    assert family_skills("toy", Atlas(3, 3), cfg, layouts=2) == []
 
 
 def _frame(seed: int, base=None) -> np.ndarray:
