@@ -1,9 +1,11 @@
 """Episodes -> training sequences -> micro-batches of at most a token budget.
 
 Each turn of an episode becomes one sequence ``prompt_ids + response_ids``
-(the prompt already holds the history, chat template applied), with the loss
-only on response tokens whose ``loss_mask`` is 1. Sequences are right-padded;
-the logits that score response token i sit at position ``len(prompt) + i - 1``.
+(the prompt already holds the history, chat template applied, and its images),
+with the loss only on response tokens whose ``loss_mask`` is 1. The tensors
+(padding, positions incl. M-RoPE, pixel values, choice masks) are built by
+``atlasrl.models.logprobs.build_batch``, the layout the actor's distribution is
+defined with.
 Episodes are split across ranks whole (PPO's GAE needs all turns of an
 episode), balanced by token count, the same way on every rank.
 """
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from atlasrl import codec
+from atlasrl.models.logprobs import Sample, build_batch
 from atlasrl.v1 import trajectory_pb2
 
 
@@ -44,7 +47,7 @@ class Seq:
         return len(self.input_ids)
 
 
-def episode_seqs(ep: trajectory_pb2.Episode, index: int, weight: float, decode_images: bool = False) -> list[Seq]:
+def episode_seqs(ep: trajectory_pb2.Episode, index: int, weight: float) -> list[Seq]:
     out = []
     for t, turn in enumerate(ep.turns):
         choices = [list(c.ids) for c in turn.choices] if turn.action_mode == trajectory_pb2.ACTION_MODE_CHOICE else None
@@ -58,7 +61,7 @@ def episode_seqs(ep: trajectory_pb2.Episode, index: int, weight: float, decode_i
             episode=index,
             turn=t,
             weight=weight,
-            images=[codec.decode(img) for img in turn.images] if decode_images else [],
+            images=[codec.decode(img) for img in turn.images],
         ))
     return out
 
@@ -74,19 +77,26 @@ def shard_episodes(token_counts: list[int], world: int, rank: int) -> list[int]:
     return [i for i, r in enumerate(owner) if r == rank]
 
 
+def padded_len(seqs: list[Seq]) -> int:
+    """Row length of a micro-batch: prompts left-padded to the longest, responses right-padded."""
+    return max(s.prompt_len for s in seqs) + max(len(s.response) for s in seqs)
+
+
 def pack_micro_batches(seqs: list[Seq], token_budget: int) -> list[list[Seq]]:
-    """Group sequences so rows x longest row <= token_budget (a longer sequence goes alone)."""
-    order = sorted(seqs, key=len, reverse=True)
+    """Group sequences (one temperature per group) so rows x padded row <= token_budget.
+
+    A sequence longer than the budget goes alone.
+    """
     batches: list[list[Seq]] = []
-    cur: list[Seq] = []
-    for s in order:
-        longest = max([len(s)] + [len(c) for c in cur])
-        if cur and (len(cur) + 1) * longest > token_budget:
+    for temp in sorted({s.temperature for s in seqs}):
+        cur: list[Seq] = []
+        for s in sorted((s for s in seqs if s.temperature == temp), key=len, reverse=True):
+            if cur and (len(cur) + 1) * padded_len(cur + [s]) > token_budget:
+                batches.append(cur)
+                cur = []
+            cur.append(s)
+        if cur:
             batches.append(cur)
-            cur = []
-        cur.append(s)
-    if cur:
-        batches.append(cur)
     return batches
 
 
@@ -95,53 +105,27 @@ def dummy_seq() -> Seq:
     return Seq([0, 0], 1, [0.0], [0], 1.0, None, episode=-1, turn=0, weight=0.0)
 
 
-def collate(seqs: list[Seq], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-padded tensors plus flat indices of the response tokens.
+def collate(seqs: list[Seq], policy) -> dict:
+    """A micro-batch: the shared teacher-forcing batch plus (B, R) training tensors.
 
-    ``score_index`` [N] indexes the flattened (B*L) hidden states at the
-    positions whose logits score each response token ``targets`` [N].
-    ``value_index`` [B] is each row's last prompt token (the PPO state value).
-    Choice-mode tokens get ``choice_rows`` [K] (indices into N) and
-    ``choice_allowed`` [K, M] (allowed token ids, -1 padded).
+    ``policy`` is an ``atlasrl.models.load.Policy`` (pad id, VL image processor);
+    every sequence must share one temperature (the trainer groups them so).
     """
-    B, L = len(seqs), max(len(s) for s in seqs)
-    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
-    attention = torch.zeros((B, L), dtype=torch.long)
-    score_index, targets, behav, mask, temp, weight, row_of_token, choice_rows, allowed = [], [], [], [], [], [], [], [], []
+    temps = {s.temperature for s in seqs}
+    if len(temps) != 1:
+        raise ValueError(f"a micro-batch mixes temperatures {sorted(temps)}")
+    samples = [Sample(s.input_ids[: s.prompt_len], s.response, images=s.images, choices=s.choices) for s in seqs]
+    tf = build_batch(policy, samples)
+    B, R = tf.response_ids.shape
+    behav = torch.zeros(B, R)
+    mask = torch.zeros(B, R)
     for b, s in enumerate(seqs):
-        input_ids[b, : len(s)] = torch.tensor(s.input_ids)
-        attention[b, : len(s)] = 1
-        resp = s.response
-        for i, tok in enumerate(resp):
-            n = len(targets)
-            score_index.append(b * L + s.prompt_len + i - 1)
-            targets.append(tok)
-            if s.choices is not None:
-                choice_rows.append(n)
-                allowed.append(sorted({c[i] for c in s.choices if len(c) > i and c[:i] == resp[:i]}))
-        behav += s.behav_logp
-        mask += s.loss_mask
-        temp += [s.temperature] * len(resp)
-        weight += [s.weight] * len(resp)
-        row_of_token += [b] * len(resp)
-    M = max((len(a) for a in allowed), default=0)
-    allowed_t = torch.full((len(allowed), M), -1, dtype=torch.long)
-    for k, a in enumerate(allowed):
-        allowed_t[k, : len(a)] = torch.tensor(a, dtype=torch.long)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "score_index": torch.tensor(score_index, dtype=torch.long),
-        "targets": torch.tensor(targets, dtype=torch.long),
-        "behav_logp": torch.tensor(behav, dtype=torch.float32),
-        "loss_mask": torch.tensor(mask, dtype=torch.float32),
-        "temperature": torch.tensor(temp, dtype=torch.float32),
-        "episode_weight": torch.tensor(weight, dtype=torch.float32),
-        "row_of_token": torch.tensor(row_of_token, dtype=torch.long),
-        "value_index": torch.tensor([b * L + s.prompt_len - 1 for b, s in enumerate(seqs)], dtype=torch.long),
-        "choice_rows": torch.tensor(choice_rows, dtype=torch.long),
-        "choice_allowed": allowed_t,
-    }
+        n = len(s.behav_logp)
+        behav[b, :n] = torch.tensor(s.behav_logp)
+        mask[b, :n] = torch.tensor(s.loss_mask, dtype=torch.float32)
+    weight = torch.tensor([s.weight for s in seqs]).unsqueeze(1).expand(B, R).clone()
+    return {"tf": tf, "temperature": temps.pop(), "behav_logp": behav, "loss_mask": mask * tf.response_mask,
+            "episode_weight": weight, "seqs": seqs}
 
 
 def token_count(seqs: list[Seq]) -> int:

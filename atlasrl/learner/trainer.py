@@ -28,6 +28,7 @@ from atlasrl.learner import losses
 from atlasrl.learner.batching import Seq, collate, dummy_seq, episode_seqs, pack_micro_batches, shard_episodes
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.models.load import load_policy
 from atlasrl.v1 import trajectory_pb2
 
 STAT_KEYS = ("loss", "policy_loss", "kl", "entropy", "clipfrac", "approx_kl", "behav_weight_mean", "value_loss", "loss_tokens", "turns", "tokens")
@@ -48,6 +49,8 @@ class Trainer:
         self.device = device or torch.device("cpu")
         torch.manual_seed(cfg.seed)
         lm = load_lm(cfg.model)
+        self.info = load_policy(cfg.model, with_model=False)   # pad id, image processor, VL flags
+        self.info.model = lm
         self.vocab_size = lm.config.get_text_config().vocab_size
         self.policy = PolicyModel(lm, value_head=cfg.algo == "ppo").to(self.device)
         self.ref = self._frozen_copy(lm) if cfg.kl_coef > 0 else None
@@ -94,7 +97,8 @@ class Trainer:
             self._gae(episodes, seqs)
         for mbs in minibatches:
             for mb, _ in mbs:
-                mb["advantage"] = torch.tensor([s.advantage for s in mb["seqs"] for _ in s.response], dtype=torch.float32)
+                adv = torch.tensor([s.advantage for s in mb["seqs"]], dtype=torch.float32)
+                mb["advantage"] = adv.unsqueeze(1).expand_as(mb["behav_logp"]).clone()
                 mb["returns"] = torch.tensor([s.ret for s in mb["seqs"]], dtype=torch.float32)
         sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
         grad_norms = []
@@ -120,13 +124,10 @@ class Trainer:
         return plan
 
     def _collate(self, seqs: list[Seq]) -> dict:
-        mb = collate(seqs)
-        mb["seqs"] = seqs
-        return mb
+        return collate(seqs, self.info)
 
     def _forward(self, model: PolicyModel, mb: dict, want_values: bool = False):
-        keys = ("input_ids", "attention_mask", "score_index", "targets", "temperature", "choice_rows", "choice_allowed", "value_index")
-        return model(**{k: mb[k].to(self.device) for k in keys}, want_values=want_values)
+        return model(mb["tf"].to(self.device), mb["temperature"], want_values=want_values)
 
     @torch.no_grad()
     def _prepass(self, minibatches) -> None:
@@ -190,7 +191,7 @@ class Trainer:
                 live = float((weight > 0).sum())
                 vals = [loss.item() / self.world, pg.item() * tok_norm / self.world, kl.item(), ent.item(),
                         diag["clipfrac"].item(), diag["approx_kl"].item(), diag["behav_weight_mean"].item(),
-                        vloss.item(), live, len(mb["seqs"]), float(mb["attention_mask"].sum())]
+                        vloss.item(), live, len(mb["seqs"]), float(mb["tf"].attention_mask.sum())]
                 sums += torch.tensor(vals, dtype=torch.float64)
         norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
         grad_norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))

@@ -92,11 +92,17 @@ def _validate_turn(t: trajectory_pb2.TurnRecord, where: str, vocab_size: int, ma
 def _validate_choice(t: trajectory_pb2.TurnRecord, where: str) -> None:
     if not t.choices:
         raise Malformed(f"{where}: ACTION_MODE_CHOICE without choices")
+    from atlasrl.models.choice import allowed_per_position   # the trie the learner masks with
+
     response = list(t.response_ids)
     if any(not c.ids for c in t.choices):
         raise Malformed(f"{where}: a choice is empty")
     if not any(list(c.ids) == response for c in t.choices):
         raise Malformed(f"{where}: response_ids is not one of the {len(t.choices)} choices")
+    try:
+        allowed_per_position([list(c.ids) for c in t.choices], response)
+    except ValueError as e:
+        raise Malformed(f"{where}: invalid choices: {e}") from None
 
 
 def episode_versions(ep: trajectory_pb2.Episode) -> tuple[int, int]:

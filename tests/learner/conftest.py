@@ -17,12 +17,11 @@ def process_group():
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    from .helpers import tiny_qwen2
+def tiny_model_dir():
+    """A tiny Qwen2 (hidden 64, 2 layers) with tokenizer and chat template, as `atlasrl model tiny` builds it."""
+    from atlasrl.models.tiny import tiny_model_path
 
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    tiny_qwen2().save_pretrained(str(path))
-    return str(path)
+    return str(tiny_model_path("qwen2", hidden=64, layers=2))
 
 
 @pytest.fixture(autouse=True)

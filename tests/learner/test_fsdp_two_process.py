@@ -7,7 +7,8 @@ import torch.multiprocessing as mp
 
 from atlasrl.learner.batching import collate, episode_seqs
 from atlasrl.learner.config import LearnerConfig
-from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.learner.policy import PolicyModel
+from atlasrl.models.load import load_policy
 from atlasrl.learner.trainer import TrainBatch, Trainer
 
 from .fsdp_worker import full_grads, train_on_fixed_batch
@@ -22,11 +23,12 @@ def on_policy_batch(model_dir) -> TrainBatch:
         prompt = torch.randint(1, 200, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g).tolist()
         response = torch.randint(1, 200, (int(torch.randint(2, 6, (1,), generator=g)),), generator=g).tolist()
         eps.append(episode([turn(prompt, response, reward=float(k % 3))], group=f"g{k // 3}", group_size=3))
-    policy = PolicyModel(load_lm(model_dir).eval())
+    info = load_policy(model_dir)
+    policy = PolicyModel(info.model)
     for ep in eps:
-        mb = collate(episode_seqs(ep, 0, 1.0))
+        mb = collate(episode_seqs(ep, 0, 1.0), info)
         with torch.no_grad():
-            logp = policy(**{k: mb[k] for k in ("input_ids", "attention_mask", "score_index", "targets", "temperature", "choice_rows", "choice_allowed")})[0]
+            logp = policy(mb["tf"], mb["temperature"])[0][0]
         ep.turns[0].logprobs[:] = logp.tolist()
     return TrainBatch([e.SerializeToString() for e in eps], [1.0] * len(eps), [0] * len(eps))
 

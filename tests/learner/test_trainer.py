@@ -1,13 +1,12 @@
 """Single-process trainer: recomputed log-probs, an update's direction, checkpoint round trip, export."""
-import math
-
 import pytest
 import torch
 
 from atlasrl.learner import checkpoint
-from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches
+from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches, padded_len
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.models.load import load_policy
 from atlasrl.learner.trainer import TrainBatch, Trainer
 
 from .helpers import episode, turn
@@ -32,39 +31,50 @@ def as_batch(eps, weights=None):
     return TrainBatch([e.SerializeToString() for e in eps], weights or [1.0] * len(eps), [0] * len(eps))
 
 
-def test_recomputed_logprobs_equal_plain_forward(tiny_model_dir):
-    lm = load_lm(tiny_model_dir).eval()
-    policy = PolicyModel(lm)
-    seqs = [s for i, ep in enumerate(fixed_batch()) for s in episode_seqs(ep, i, 1.0)]
-    mb = collate(seqs)
+def seq_logps(model, info, seqs):
+    """Log-probs of each sequence's response, one sequence per forward (no padding effects)."""
+    out = []
     with torch.no_grad():
-        logp, entropy, _ = policy(**{k: mb[k] for k in ("input_ids", "attention_mask", "score_index", "targets", "temperature", "choice_rows", "choice_allowed")})
-        got = iter(logp.tolist())
-        for s in seqs:   # one unpadded sequence at a time, straight through the HF model
-            logits = lm(torch.tensor([s.input_ids])).logits[0].float()
-            for i, tok in enumerate(s.response):
-                row = logits[s.prompt_len + i - 1] / (s.temperature or 1.0)
-                if s.choices is not None:
-                    allowed = sorted({c[i] for c in s.choices if c[:i] == s.response[:i]})
-                    expected = torch.log_softmax(row[allowed], -1)[allowed.index(tok)]
-                else:
-                    expected = torch.log_softmax(row, -1)[tok]
-                assert next(got) == pytest.approx(expected.item(), abs=1e-5)
-    assert entropy.min() >= 0 and entropy.max() <= math.log(lm.config.vocab_size) + 1e-4
+        for s in seqs:
+            mb = collate([s], info)
+            out.append(model(mb["tf"], mb["temperature"])[0][0, : len(s.response)])
+    return out
+
+
+def test_recomputed_logprobs_equal_plain_forward(tiny_model_dir):
+    info = load_policy(tiny_model_dir)
+    policy = PolicyModel(info.model)
+    seqs = [s for i, ep in enumerate(fixed_batch()) for s in episode_seqs(ep, i, 1.0)]
+    mbs = pack_micro_batches(seqs, token_budget=1 << 12)
+    assert len(mbs) == 2                                # one per temperature (0.7 and 1.0)
+    with torch.no_grad():
+        for m in mbs:
+            mb = collate(m, info)
+            logp, entropy, _ = policy(mb["tf"], mb["temperature"])
+            for b, s in enumerate(m):   # each sequence alone, unpadded, straight through the HF model
+                logits = info.model(torch.tensor([s.input_ids])).logits[0].float()
+                for i, tok in enumerate(s.response):
+                    row = logits[s.prompt_len + i - 1] / (s.temperature or 1.0)
+                    if s.choices is not None:
+                        allowed = sorted({c[i] for c in s.choices if c[:i] == s.response[:i]})
+                        expected = torch.log_softmax(row[allowed], -1)[allowed.index(tok)]
+                    else:
+                        expected = torch.log_softmax(row, -1)[tok]
+                    assert logp[b, i].item() == pytest.approx(expected.item(), abs=1e-5)
+                assert entropy[b, : len(s.response)].min() >= 0
+            assert torch.all(logp[mb["tf"].response_mask == 0] == 0)
 
 
 def test_micro_batches_respect_token_budget():
     seqs = [s for i, ep in enumerate(fixed_batch() * 3) for s in episode_seqs(ep, i, 1.0)]
     mbs = pack_micro_batches(seqs, token_budget=24)
     assert sum(len(m) for m in mbs) == len(seqs)
-    assert all(len(m) * max(len(s) for s in m) <= 24 for m in mbs)
+    assert all(len(m) * padded_len(m) <= 24 and len({s.temperature for s in m}) == 1 for m in mbs)
 
 
 def response_logp(trainer, eps):
     seqs = [s for i, ep in enumerate(eps) for s in episode_seqs(ep, i, 1.0)]
-    mb = collate(seqs)
-    with torch.no_grad():
-        return trainer._forward(trainer.policy, mb)[0]
+    return torch.cat(seq_logps(trainer.policy, trainer.info, seqs))
 
 
 def test_update_raises_logprob_of_positive_advantage(tiny_model_dir):
