@@ -52,8 +52,9 @@ class ActorConfig(BaseModel):
     """Safety cap on turns per episode (the env's own truncation normally ends it first)."""
 
     # -- prompt ------------------------------------------------------------
-    context_turns: int = Field(1, ge=0, le=64)
-    """Earlier turns (observation + action) kept in the prompt, besides the current one."""
+    context_turns: int = Field(0, ge=0, le=64)
+    """Earlier turns (observation + action) kept in the prompt, besides the current one. 0 by default:
+    the relative text observation is Markov, and every prompt token costs generation time on a CPU."""
     context_images: int = Field(1, ge=0, le=16)
     """Frames kept in the prompt, counting the current one (older turns lose theirs first)."""
     use_image: bool | None = None
