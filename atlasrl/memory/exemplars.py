@@ -20,6 +20,7 @@ from atlasrl.memory.config import ExemplarConfig
 from atlasrl.memory.embedding import embed, shrink
 
 OUTCOMES = ("success", "failure")
+DUPLICATE_COSINE = 0.995  # retrieval returns at most one of frames at least this similar
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ExemplarBank:
         return victim != len(items)  # the new frame was last
 
     def top_k(self, family: str, frame: np.ndarray | None, k: int) -> list[tuple[Exemplar, float]]:
-        """Best k of the family: by cosine similarity to ``frame``, else newest first alternating outcomes."""
+        """Best k of the family: by cosine similarity to ``frame`` (near-copies skipped), else newest first alternating outcomes."""
         pool = [e for o in OUTCOMES for e in self.sets.get((family, o), [])]
         if k <= 0 or not pool:
             return []
@@ -77,8 +78,14 @@ class ExemplarBank:
             merged = [e for pair in _interleave(*by_outcome) for e in pair]
             return [(e, 0.0) for e in merged[:k]]
         sims = _dot(np.stack([e.embedding for e in pool]), self.embed(frame))
-        order = np.argsort(-sims, kind="stable")[:k]
-        return [(pool[i], float(sims[i])) for i in order]
+        chosen: list[int] = []
+        for i in np.argsort(-sims, kind="stable"):
+            # skip near-copies of a frame already chosen: k copies of one goal frame teach nothing
+            if all(float(pool[i].embedding @ pool[j].embedding) < DUPLICATE_COSINE for j in chosen):
+                chosen.append(int(i))
+                if len(chosen) == k:
+                    break
+        return [(pool[i], float(sims[i])) for i in chosen]
 
     def count(self, family: str | None = None) -> int:
         return sum(len(v) for (f, _), v in self.sets.items() if family is None or f == family)

@@ -162,4 +162,8 @@ def test_exemplar_eviction_keeps_diverse_frames():
     hits = bank.top_k("toy", frames[2], 2)
     assert hits[0][0].caption == "f2" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
     assert [e.caption for e, _ in bank.top_k("toy", None, 2)] == ["twin", "f2"]
-    assert bank.remove("toy") == 3 and bank.count() == 0
+    copy = bank.make(frames[2].copy(), caption="copy", outcome="success", cause="success", layout_key="L", episode_id="c")
+    bank.add("toy", copy)
+    got = [e.caption for e, _ in bank.top_k("toy", frames[2], 2)]
+    assert got[0] in {"f2", "copy"} and got[1] == "twin"  # f2 and its copy are one frame: only one is returned
+    assert bank.remove("toy") == 4 and bank.count() == 0
