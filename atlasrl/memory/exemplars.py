@@ -20,7 +20,7 @@ from atlasrl.memory.config import ExemplarConfig
 from atlasrl.memory.embedding import embed, shrink
 
 OUTCOMES = ("success", "failure")
-DUPLICATE_COSINE = 0.995  # retrieval returns at most one of frames at least this similar
+DUPLICATE_COSINE = 0.9995  # retrieval returns one of frames this similar (same-layout frames with the agent one cell apart: ~0.996)
 
 
 @dataclass
