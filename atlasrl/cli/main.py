@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "atlasrl.cli.memory",
     "atlasrl.cli.learner",
     "atlasrl.cli.actor",
+    "atlasrl.cli.certs",
+    "atlasrl.cli.model",
 ]
 
 app = typer.Typer(

@@ -85,9 +85,11 @@ def tiny_model_path(arch: str = "qwen2", seed: int = 0, **overrides) -> Path:
 def build_tiny(spec: TinySpec, out: str | os.PathLike) -> Path:
     """Build the model described by ``spec`` into ``out`` (created if missing)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from atlasrl.models.tokenizer import build_tokenizer
 
+    hf_logging.disable_progress_bar()         # "Writing model shards" bars
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(vocab_size=spec.vocab)
