@@ -1,6 +1,6 @@
 """Env serving throughput: our gRPC Session stream vs an HTTP/JSON + base64 PNG server, same env, same run.
 
-    .venv/bin/python bench/env_throughput.py [--seconds 3] [--batches 1,16,64] [--env frozenlake] [--size 4] [--image-size 128]
+    .venv/bin/python bench/env_throughput.py [--seconds 1.5] [--rounds 5] [--batches 1,16,64] [--env frozenlake] [--size 4] [--image-size 128]
 
 (a) grpc: ``atlasrl envserver`` in its own process (``--workers``, default 0 = in-process
     threads); the client is the real ``EnvClient`` on one stream: B envs, split into
@@ -13,6 +13,8 @@ Both clients decode every frame to numpy (zstd tensor vs base64 + PNG) and reset
 finished episodes. Actions are random valid moves. Bytes per step count what
 crosses the socket per env step: request + response (HTTP: headers included;
 gRPC: serialized messages, HTTP/2 framing not included).
+Each batch size runs ``--rounds`` alternating rounds (grpc, http, grpc, ...) and reports
+medians, and the median of the per-round ratios, so a shared machine's load swings hit both.
 Prints a table, then one JSON line with steps/s, bytes/step and the grpc/http ratio.
 """
 from __future__ import annotations
@@ -25,7 +27,9 @@ import io
 import json
 import multiprocessing as mp
 import random
+import os
 import socket
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -181,7 +185,8 @@ def start(target, *args) -> tuple[mp.Process, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per cell")
+    ap.add_argument("--seconds", type=float, default=1.5, help="measuring time per round and server")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating grpc/http rounds per batch size (medians reported)")
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--env", default="frozenlake")
     ap.add_argument("--size", default="4")
@@ -197,10 +202,15 @@ def main() -> None:
     rows = []
     try:
         for b in batches:
-            g_sps, g_bytes = asyncio.run(bench_grpc(grpc_port, args.env, config, b, args.seconds, args.inflight))
-            h_sps, h_bytes = bench_http(http_port, b, args.seconds)
+            grpc_runs, http_runs = [], []
+            for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both alike
+                grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, b, args.seconds, args.inflight)))
+                http_runs.append(bench_http(http_port, b, args.seconds))
+            g_sps, g_bytes = (statistics.median(x) for x in zip(*grpc_runs))
+            h_sps, h_bytes = (statistics.median(x) for x in zip(*http_runs))
+            speedup = statistics.median(g[0] / h[0] for g, h in zip(grpc_runs, http_runs))
             rows.append({"batch": b, "grpc_steps_per_s": round(g_sps, 1), "http_steps_per_s": round(h_sps, 1),
-                         "speedup": round(g_sps / h_sps, 2), "grpc_bytes_per_step": round(g_bytes), "http_bytes_per_step": round(h_bytes),
+                         "speedup": round(speedup, 2), "grpc_bytes_per_step": round(g_bytes), "http_bytes_per_step": round(h_bytes),
                          "bytes_ratio": round(h_bytes / g_bytes, 1)})
     finally:
         for p in (http_proc, grpc_proc):
@@ -208,7 +218,7 @@ def main() -> None:
             p.join(10)
 
     print(f"{args.env} {args.size}x{args.size} at {args.image_size} px, grpc workers={args.workers}, inflight={args.inflight}, "
-          f"{args.seconds:g} s per cell, {mp.cpu_count()} cores")
+          f"median of {args.rounds} alternating rounds of {args.seconds:g} s, {mp.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"{'batch':>5} | {'grpc steps/s':>12} | {'http steps/s':>12} | {'speedup':>7} | {'grpc B/step':>11} | {'http B/step':>11} | {'http/grpc bytes':>15}")
     for r in rows:
         print(f"{r['batch']:>5} | {r['grpc_steps_per_s']:>12,.0f} | {r['http_steps_per_s']:>12,.0f} | {r['speedup']:>6.1f}x | "

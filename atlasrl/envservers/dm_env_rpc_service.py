@@ -121,13 +121,13 @@ class DmEnvRpcServicer:
         self._names = itertools.count(1)
 
     def drain(self) -> None:
-        """Nothing buffered here: each stream checks manager.draining after every request."""
+        """Nothing buffered here: once draining, every request is answered with UNAVAILABLE."""
 
     async def Process(self, requests, context):
         session = self.manager.new_session("dm_env_rpc")
         conn = _Conn(session)
         try:
-            while not self.manager.draining.is_set():
+            while True:
                 try:
                     req = await requests.__anext__()
                 except StopAsyncIteration:
@@ -135,8 +135,10 @@ class DmEnvRpcServicer:
                 except MalformedRequest as e:
                     yield _error(e)
                     continue
+                if self.manager.draining.is_set():  # as EnvService: answer, never cut a stream mid-write
+                    yield _error(ServiceError("env server is shutting down; open a world on another server", grpc.StatusCode.UNAVAILABLE))
+                    continue
                 yield await self._answer(conn, req)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "env server is shutting down")
         finally:
             if conn.world is not None:
                 conn.world.joined = False

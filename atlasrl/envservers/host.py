@@ -50,6 +50,18 @@ class HostError(Exception):
 class EnvHost:
     def __init__(self) -> None:
         self._envs: dict[int, tuple[str, TextEnv, list[str]]] = {}
+        self._cost: dict[tuple[str, str], float] = {}  # (env id, "step"|"reset") -> moving average of seconds
+
+    def estimated_seconds(self, op: str, handles) -> float | None:
+        """Expected time of ``op`` on these envs, from past calls; None when an env id has no history yet."""
+        total = 0.0
+        for h in handles:
+            entry = self._envs.get(h)
+            cost = self._cost.get((entry[0], op)) if entry else 0.0
+            if cost is None:
+                return None
+            total += cost
+        return total
 
     def __len__(self) -> int:
         return len(self._envs)
@@ -116,11 +128,14 @@ class EnvHost:
         except Exception as e:  # noqa: BLE001 - one env failing must not take others down
             log.exception("%s of %s (handle %d) failed", what, env_id, handle)
             return Outcome(INTERNAL, f"{what} of env handle {handle} ({env_id}) failed: {type(e).__name__}: {e}", env_id=env_id)
+        seconds = time.perf_counter() - t0
+        prev = self._cost.get((env_id, what))
+        self._cost[(env_id, what)] = seconds if prev is None else 0.9 * prev + 0.1 * seconds
         return Outcome(
             observation=data,
             done=bool(out.terminated or out.truncated),
             env_id=env_id,
-            seconds=time.perf_counter() - t0,
+            seconds=seconds,
             raw_bytes=raw,
             wire_bytes=wire,
         )

@@ -74,10 +74,17 @@ class EnvServer:
         await asyncio.shield(self._stopping)
 
     async def _stop(self, grace: float | None) -> None:
+        grace = self.cfg.grace_s if grace is None else grace
+        deadline = asyncio.get_running_loop().time() + grace
+        await self.rpc.set_not_serving()
         self.manager.draining.set()
         self.env_service.drain()
         self.dm_service.drain()
-        await self.rpc.stop(grace)
+        # Streams answer the request in hand, free their envs and answer later requests with
+        # UNAVAILABLE; the server runs until their clients end them or the grace runs out.
+        while self.env_service.open_streams and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await self.rpc.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
         await self.pool.stop()
 
     async def wait(self) -> None:

@@ -4,7 +4,11 @@ One stream carries many envs. Requests of a stream are answered one at a time,
 in order (a reader task buffers what the client pipelines); the stepping itself
 runs in workers, so the event loop keeps serving other streams. Every failure of
 one request becomes that response's ``status`` (or a ``StepResult.status``);
-the stream ends only when the client ends it, on idle timeout, or on shutdown.
+the stream ends only when the client ends it, on idle timeout (DEADLINE_EXCEEDED),
+or when the shutdown grace runs out. On shutdown a stream first answers the
+request in hand, then closes its envs and answers every later request with
+UNAVAILABLE (a per-request status: ending the stream while the client writes
+would reach the client as grpc-aio's INTERNAL "Internal error from Core").
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ log = logging.getLogger("atlasrl.envserver")
 _EOF = object()
 _DRAIN = object()
 INBOX = 64  # requests buffered per stream beyond the one being answered
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 class EnvServicer:
@@ -33,8 +38,12 @@ class EnvServicer:
         self.idle_timeout_s = idle_timeout_s
         self._inboxes: set[asyncio.Queue] = set()
 
+    @property
+    def open_streams(self) -> int:
+        return len(self._inboxes)
+
     def drain(self) -> None:
-        """Shutdown: each stream finishes the request in hand, then ends with UNAVAILABLE."""
+        """Shutdown: each stream finishes the request in hand, closes its envs and answers later requests with UNAVAILABLE."""
         for inbox in self._inboxes:
             try:
                 inbox.put_nowait(_DRAIN)
@@ -52,35 +61,34 @@ class EnvServicer:
         inbox: asyncio.Queue = asyncio.Queue(INBOX)
         self._inboxes.add(inbox)
         pump = asyncio.ensure_future(_pump(requests, inbox))
-        ending: tuple[grpc.StatusCode, str] | None = None
         try:
-            while ending is None:
-                if self.manager.draining.is_set():
-                    item = _DRAIN
-                else:
-                    try:
-                        item = await asyncio.wait_for(inbox.get(), self.idle_timeout_s)
-                    except asyncio.TimeoutError:
-                        n = len(session.envs)
-                        await self.manager.end_session(session)
-                        ending = (grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  f"session idle for more than {self.idle_timeout_s:g} s (idle timeout); its {n} envs were closed")
-                        break
-                if item is _EOF:
-                    return
-                if item is _DRAIN:
+            while True:
+                draining = self.manager.draining.is_set()
+                try:
+                    item = await asyncio.wait_for(inbox.get(), None if draining else self.idle_timeout_s)
+                except asyncio.TimeoutError:
                     n = len(session.envs)
                     await self.manager.end_session(session)
-                    ending = (grpc.StatusCode.UNAVAILABLE, f"env server is shutting down; this stream's {n} envs were closed")
-                    break
+                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                        f"session idle for more than {self.idle_timeout_s:g} s (idle timeout); its {n} envs were closed")
+                if item is _EOF:
+                    return
+                if item is not _DRAIN and isinstance(item, BaseException) and not isinstance(item, MalformedRequest):
+                    raise item
+                if item is _DRAIN or self.manager.draining.is_set():
+                    # Shutdown: the request in hand was answered; free the envs now and answer what
+                    # follows with UNAVAILABLE until the client ends the stream (or the grace ends).
+                    await self.manager.end_session(session)
+                    if item is not _DRAIN:
+                        self.manager.metrics.error("drain", _UNAVAILABLE)
+                        yield env_pb2.EnvResponse(request_id=getattr(item, "request_id", 0), status=common_pb2.Status(
+                            code=_UNAVAILABLE, message="env server is shutting down: this stream's envs were closed; open them on another server"))
+                    continue
                 if isinstance(item, MalformedRequest):
                     self.manager.metrics.error("malformed", grpc.StatusCode.INVALID_ARGUMENT.value[0])
                     yield env_pb2.EnvResponse(status=to_status_msg(item))
                     continue
-                if isinstance(item, BaseException):
-                    raise item
                 yield await self._answer(session, item)
-            await context.abort(*ending)
         finally:
             self._inboxes.discard(inbox)
             pump.cancel()

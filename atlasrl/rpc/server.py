@@ -65,6 +65,10 @@ class RpcServer:
         log.info("serving %s on %s:%s (metrics %s)", ", ".join(self._names[1:]), self.cfg.host, self.port, self.metrics_port)
         return self.port
 
+    async def set_not_serving(self) -> None:
+        """Health NOT_SERVING for every service (first step of a graceful stop; stop() does it too)."""
+        await self._health.enter_graceful_shutdown()
+
     async def stop(self, grace: float | None = None) -> None:
         if self._stopped.is_set():
             return

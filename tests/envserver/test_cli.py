@@ -13,9 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from atlasrl.clients.env import EnvClient, EnvStreamClosed
+from atlasrl.clients.env import EnvClient
 from atlasrl.cli.main import build
-from atlasrl.rpc import make_channel
+from atlasrl.rpc import RemoteError, make_channel
 from tests.envserver.conftest import ThreadedServer
 from typer.testing import CliRunner
 
@@ -63,7 +63,7 @@ async def test_sigterm_drains_streams_and_stops_workers(envserver_proc):
             assert r.status == health_pb2.HealthCheckResponse.SERVING
         assert (await c.step_one(h, "Wait")).step == 1
         proc.send_signal(signal.SIGTERM)  # (test_lifecycle checks that a request in flight is still answered)
-        with pytest.raises(EnvStreamClosed) as e:
+        with pytest.raises(RemoteError) as e:
             for _ in range(200):
                 await c.reset(h)
                 await asyncio.sleep(0.02)
