@@ -21,6 +21,7 @@ from atlasrl import codec
 from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from atlasrl.actors.metrics import ActorMetrics
+from atlasrl.actors.parsing import FREE_STOP, parse_choice, parse_free
 from atlasrl.actors.prompts import Prompt
 from atlasrl.v1 import env_pb2, tensor_pb2, trajectory_pb2
 
@@ -30,13 +31,14 @@ log = logging.getLogger("atlasrl.actors.policy")
 @dataclass
 class TurnInput:
     prompt: Prompt              # images are atlasrl.v1.Tensor (as the env sent them)
-    choices: list[str] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)   # the env's valid actions (empty for continuous envs)
+    max_actions: int = 1        # free mode: actions allowed in one answer
 
 
 @dataclass
 class TurnOutput:
     gen: Generation
-    action_text: str            # what goes to the env
+    action_text: str | None     # what goes to the env; None = invalid output, a no-op turn
     format_reward: float
     action_mode: int            # trajectory_pb2.ActionMode
     images: list[tensor_pb2.Tensor]
@@ -61,8 +63,8 @@ class TurnOutput:
             prompt_ids=g.prompt_ids, response_ids=g.token_ids, logprobs=g.logprobs, loss_mask=[1] * len(g.token_ids),
             reward=env_reward + self.format_reward + shaping, env_reward=env_reward, format_reward=self.format_reward,
             shaping_reward=shaping, policy_version=g.version, images=self.images, action_mode=self.action_mode,
-            temperature=g.temperature, action_text=self.action_text,
-            action_valid=True if valid is None else bool(valid.bool_value),
+            temperature=g.temperature, action_text=self.action_text or "",
+            action_valid=self.action_text is not None and (valid is None or bool(valid.bool_value)),
         )
         for ids in g.choice_token_ids or []:
             rec.choices.add(ids=ids)
@@ -75,7 +77,8 @@ class Policy:
         self.cfg = cfg
         self.weights = weights          # atlasrl.clients.weights.WeightSubscriber or None
         self.m = metrics or ActorMetrics()
-        self.params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+        stop = (FREE_STOP,) if cfg.action_mode == "free" else ()
+        self.params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, stop=stop)
         self._latest = None             # newest WeightVersion received, not yet applied
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -138,9 +141,9 @@ class Policy:
 
     def _output(self, inp: TurnInput, g: Generation) -> TurnOutput:
         if self.cfg.action_mode == "choice":
-            action = inp.choices[g.choice_index] if g.choice_index is not None else g.text.strip()
-            return TurnOutput(g, action, 0.0, trajectory_pb2.ACTION_MODE_CHOICE, list(inp.prompt.images))
-        from atlasrl.actors.parsing import parse_free
-
-        parsed = parse_free(g.text)
-        return TurnOutput(g, parsed.action, parsed.format_reward, trajectory_pb2.ACTION_MODE_FREE, list(inp.prompt.images))
+            parsed = parse_choice(g.choice_index, inp.choices)
+            mode = trajectory_pb2.ACTION_MODE_CHOICE
+        else:
+            parsed = parse_free(g.text, inp.choices or None, max_actions=inp.max_actions)
+            mode = trajectory_pb2.ACTION_MODE_FREE
+        return TurnOutput(g, parsed.action, parsed.format_reward, mode, list(inp.prompt.images))

@@ -36,7 +36,7 @@ from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.policy import Policy, TurnInput
 from atlasrl.actors.prompts import MemoryHints, PastTurn, PromptBuilder
 from atlasrl.rpc.errors import RemoteError
-from atlasrl.v1 import trajectory_pb2
+from atlasrl.v1 import env_pb2, trajectory_pb2
 
 log = logging.getLogger("atlasrl.actors.rollout")
 
@@ -115,13 +115,16 @@ class RolloutLoop:
         self.m.gen_latency.observe(time.perf_counter() - t0)
         self.m.batch_size.observe(len(inputs))
         by_link: dict[int, list[tuple[Slot, str]]] = {}
+        stepped = {}
         for slot, out in zip(active, outs):
-            by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
             self.tokens += len(out.response_ids)
             self.m.tokens.inc(len(out.response_ids))
             self.m.prompt_tokens.inc(len(out.prompt_ids))
+            if out.action_text is None:  # invalid output: a no-op turn, the env is not stepped
+                stepped[slot.index] = _noop_observation(slot.episode.last_obs)
+                continue
+            by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
         results = await asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
-        stepped = {}
         for pairs, res in zip(by_link.values(), results):
             if isinstance(res, EnvServerDown):
                 self._drop([s for s, _ in pairs], "env_server_down", res)
@@ -150,7 +153,8 @@ class RolloutLoop:
         obs = slot.episode.last_obs
         frame = obs.images[0] if obs.images else None
         prompt = slot.builder.build(slot.history, obs.text, frame, slot.hints)
-        return TurnInput(prompt=prompt, choices=list(slot.builder.spec.valid_actions))
+        spec = slot.builder.spec
+        return TurnInput(prompt=prompt, choices=list(spec.valid_actions), max_actions=max(1, spec.max_actions_per_turn))
 
     async def _step_link(self, pairs: list[tuple[Slot, str]]):
         link = pairs[0][0].link
@@ -259,6 +263,15 @@ class RolloutLoop:
     @property
     def success_rate(self) -> float:
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+def _noop_observation(last: env_pb2.Observation) -> env_pb2.Observation:
+    """What a no-op turn leaves: the same state, no env reward, the action marked invalid."""
+    obs = env_pb2.Observation()
+    obs.CopyFrom(last)
+    obs.reward = 0.0
+    obs.info.update({"action_is_valid": False})
+    return obs
 
 
 def _prev_text(slot: Slot) -> str:

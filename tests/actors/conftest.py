@@ -33,7 +33,7 @@ async def env_server():
 async def learner(tiny_engine):
     from .learner_endpoint import LearnerEndpoint
 
-    ep = await LearnerEndpoint(vocab_size=len(tiny_engine.tokenizer)).start()
+    ep = await LearnerEndpoint(vocab_size=model_vocab(tiny_engine)).start()
     yield ep
     await ep.stop()
 
@@ -42,3 +42,8 @@ def actor_config(**kw) -> ActorConfig:
     base = dict(model="tiny", num_envs=4, group_size=2, use_image=False, env_config=dict(SMALL_ENV))
     base.update(kw)
     return ActorConfig(**base)
+
+
+def model_vocab(engine) -> int:
+    """Rows of the output embedding (the tokenizer's vocab padded up): what may be sampled."""
+    return int(engine.policy.model.get_output_embeddings().weight.shape[0])

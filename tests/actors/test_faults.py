@@ -15,7 +15,7 @@ from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.policy import Policy
 from atlasrl.actors.rollout import RolloutLoop
 
-from .conftest import actor_config
+from .conftest import actor_config, model_vocab
 from .learner_endpoint import LearnerEndpoint
 
 
@@ -111,7 +111,7 @@ async def test_learner_unreachable_buffers_then_pauses_then_resumes(tiny_engine,
         assert parts.loop.env_steps == steps, "generation did not pause with the buffer full"
         assert parts.sender.buffered == 3 and parts.sender.stats.push_failures >= 1
         assert parts.policy.m.paused.labels("buffer_full")._value.get() == 1
-        learner = await LearnerEndpoint(vocab_size=len(tiny_engine.tokenizer), port=port).start()
+        learner = await LearnerEndpoint(vocab_size=model_vocab(tiny_engine), port=port).start()
         await asyncio.wait_for(run, 120)
         await parts.sender.flush(30)
         assert parts.loop.env_steps > steps

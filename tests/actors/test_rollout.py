@@ -39,6 +39,7 @@ async def test_multi_env_rollout_two_servers_groups_versions(tiny_engine, env_se
     await second.start()
     cfg = actor_config(envs=[env_server.address, second.address], learner=learner.address, max_staleness=8)
     parts = await start_actor(cfg, engine=tiny_engine)
+    original = {k: v.detach().clone() for k, v in tiny_engine.policy.model.named_parameters()}
     try:
         run = asyncio.create_task(parts.loop.run(max_episodes=16))
         while parts.loop.finished < 4:
@@ -51,6 +52,8 @@ async def test_multi_env_rollout_two_servers_groups_versions(tiny_engine, env_se
     finally:
         await stop_actor(parts)
         await second.stop(0)
+        version_after = tiny_engine.version
+        tiny_engine.update_weights(0, original.items())  # the engine is shared by the session's tests
     eps = learner.episodes()
     assert len(eps) >= 16 and len({e.episode_id for e in eps}) == len(eps)
     for ep in eps:
@@ -61,7 +64,7 @@ async def test_multi_env_rollout_two_servers_groups_versions(tiny_engine, env_se
     assert all(len(g) <= 2 and len({e.seed for e in g}) == 1 for g in groups.values())
     assert sum(len(g) == 2 for g in groups.values()) >= 6
     versions = {t.policy_version for ep in eps for t in ep.turns}
-    assert versions == {0, 1} and tiny_engine.version == 1
+    assert versions == {0, 1} and version_after == 1
     # Turns after the swap were generated with the new weights: once a version-1 turn appears, no version-0 follows.
     for ep in eps:
         tags = [t.policy_version for t in ep.turns]
@@ -92,3 +95,27 @@ async def test_metrics_exposed(tiny_engine, env_server, learner):
         assert name in text, name
     steps = [line for line in text.splitlines() if line.startswith("atlasrl_actor_env_steps_total ")]
     assert float(steps[0].split()[1]) >= 4
+
+
+async def test_free_mode_invalid_output_is_a_penalised_noop(tiny_engine, env_server, learner):
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, action_mode="free", max_new_tokens=6,
+                       max_turns=3)
+    parts = await start_actor(cfg, engine=tiny_engine)
+    try:
+        await parts.loop.run(max_episodes=4)
+        await parts.sender.flush(20)
+    finally:
+        await stop_actor(parts)
+    eps = learner.episodes()
+    assert len(eps) >= 4
+    for ep in eps:
+        for t in ep.turns:
+            assert t.action_mode == trajectory_pb2.ACTION_MODE_FREE and not t.choices
+            assert 1 <= len(t.response_ids) <= 6 and len(t.logprobs) == len(t.response_ids)
+            if not t.action_valid:  # a random model writes no <think>/<answer>: no-op, format penalty only
+                assert t.action_text == "" and t.format_reward == -0.1 and t.env_reward == 0.0
+    invalid = [t for ep in eps for t in ep.turns if not t.action_valid]
+    assert invalid, "the random tiny model produced only well-formed answers?"
+    # Episodes of no-op turns end at the actor's turn cap, reported as a timeout, not a success.
+    assert all(len(ep.turns) <= 3 for ep in eps)
+    assert all(ep.terminal_cause == "timeout" for ep in eps if all(not t.action_valid for t in ep.turns))
