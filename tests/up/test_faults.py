@@ -17,7 +17,7 @@ from atlasrl.config import load_config
 from atlasrl.up.plan import role_available
 from atlasrl.up.run import UpRun
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 ROLES = ("envserver", "memory", "learner", "actor")
 
 

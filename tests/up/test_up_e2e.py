@@ -9,7 +9,7 @@ import yaml
 
 from atlasrl.up.plan import role_available
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
