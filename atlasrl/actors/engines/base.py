@@ -40,7 +40,8 @@ class SamplingParams:
     temperature: float = 1.0           # 0 = greedy
     top_p: float = 1.0                 # nucleus sampling mass, (0, 1]
     stop: tuple[str, ...] = ()         # stop strings: tokens kept up to the one completing one, text cut at it
-    include_stop_str_in_output: bool = False  # keep the stop string at the end of the text (e.g. "</answer>")
+    include_stop_str_in_output: bool = True   # keep the stop string at the end of the text, so "</answer>"
+                                              # stays parseable (unlike vLLM's default)
     seed: int | None = None            # seeds this call's sampling (reproducible given the same batch)
 
     def __post_init__(self) -> None:
