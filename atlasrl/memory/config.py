@@ -101,6 +101,8 @@ class MemoryConfig(BaseModel):
     """Snapshot directory; None keeps the memory in RAM only (tests)."""
     snapshot_interval_s: float = Field(60.0, gt=0)
     """A snapshot is written this often when something changed (and always on shutdown)."""
+    version_reserve_block: int = Field(1000, ge=1)
+    """Versions reserved on disk at a time; after a crash versions resume above the reserved bound."""
     coordinator: str | None = None
     """Coordinator address to register with (host:port); None = standalone."""
     atlas: AtlasConfig = Field(default_factory=AtlasConfig)

@@ -44,10 +44,18 @@ class MemoryServer:
 
     async def start(self) -> int:
         if self.cfg.data_dir is not None:
-            blob = store.restore(self.state, self.cfg.data_dir)
+            data_dir = self.cfg.data_dir
+            blob = store.restore(self.state, data_dir)
             if blob is not None:
                 self.snapshotter.loaded(blob, float(blob.manifest.get("written_unix", 0.0)))
-                log.info("restored memory version %d from %s", blob.version, self.cfg.data_dir)
+                log.info("restored memory version %d from %s", blob.version, data_dir)
+            floor = store.read_version_floor(data_dir)
+            if floor > self.state.version:
+                log.warning("unclean shutdown: versions %d..%d may have been used; resuming above them",
+                            self.state.version + 1, floor)
+                self.state.skip_versions(floor)
+            self.state.on_reserve = lambda v: store.write_version_floor(data_dir, v)
+            self.state.reserve()
         self.servicer = MemoryServicer(self.cfg, self.state, self.snapshotter, self.metrics)
         self.snapshotter.on_written = self.servicer.snapshot_written
         self.rpc.add(self.servicer, SERVICE)
@@ -59,6 +67,8 @@ class MemoryServer:
         await self.rpc.stop(grace)
         await self.snapshotter.stop()
         await self.snapshotter.snapshot_if_dirty()
+        if self.cfg.data_dir is not None and self.snapshotter.last_version == self.state.version:
+            store.write_version_floor(self.cfg.data_dir, self.state.version)  # clean: nothing beyond the snapshot
 
 
 async def run(cfg: MemoryConfig, on_ready=None) -> None:

@@ -9,7 +9,10 @@ Plain synchronous code: the service calls it from one event-loop thread and neve
 awaits inside a call, so each episode is applied atomically with respect to
 concurrent streams. Versions only grow: every applied episode bumps the global
 version and the versions of the atlases it touched; an atlas re-created after a
-Reset continues from the version it was dropped at.
+Reset continues from the version it was dropped at. Across crashes: versions are
+handed out from blocks reserved on disk first (``reserve``); a restart after a
+crash resumes above the reserved bound (``skip_versions``), so no version number
+is ever reused for different content, even for episodes lost with the crash.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ class MemoryState:
         self.retired_versions: dict[str, int] = {}     # "family" / "family\x00layout" -> version at reset
         self._skills_cache: dict[LayoutKey, tuple[tuple[int, int, int], list[Skill]]] = {}
         self._view_cache: dict[tuple, tuple[tuple[int, int], LayoutView]] = {}  # maps change only with versions
+        self.reserved_version = 0      # versions up to this one are reserved on disk (crash safety, see reserve())
+        self.on_reserve = None         # callback(new_reserved_version), called before a version past it is used
 
     # -- ingest ------------------------------------------------------------------
 
@@ -87,8 +92,31 @@ class MemoryState:
             while len(self.recent_ids) > self.cfg.limits.dedup_window:
                 self.recent_ids.popitem(last=False)
         self.episodes_ingested += 1
-        self.version += 1
+        self._bump()
         return True
+
+    def _bump(self) -> None:
+        self.version += 1
+        if self.on_reserve is not None and self.version > self.reserved_version:
+            self.reserve()
+
+    def reserve(self, block: int | None = None) -> None:
+        """Reserve the next block of versions (the callback persists the bound before any is handed out)."""
+        self.reserved_version = self.version + (block or self.cfg.version_reserve_block)
+        if self.on_reserve is not None:
+            self.on_reserve(self.reserved_version)
+
+    def skip_versions(self, to_version: int) -> None:
+        """Resume after a crash above every version handed out before it: global and per-atlas versions jump."""
+        offset = to_version - self.version
+        if offset <= 0:
+            return
+        self.version = to_version
+        for atlas in [*self.layouts.values(), *self.families.values()]:
+            atlas.version += offset
+        self.retired_versions = {k: v + offset for k, v in self.retired_versions.items()}
+        self._skills_cache.clear()
+        self._view_cache.clear()
 
     def _layout_atlas(self, family: str, layout_key: str, rows: int, cols: int) -> Atlas:
         atlas = self.layouts.get((family, layout_key))
@@ -166,5 +194,5 @@ class MemoryState:
         frames = self.bank.remove(family or None, layout_key or None)
         self._skills_cache.clear()
         self._view_cache.clear()
-        self.version += 1
+        self._bump()
         return removed, frames

@@ -10,6 +10,11 @@ arrays. Writing goes to a temporary file in the same directory, which is
 fsynced, renamed over the snapshot (atomic on POSIX) and followed by an fsync of
 the directory, so a crash at any point leaves either the old or the new
 snapshot, never a torn one. Leftover temporary files are removed on start-up.
+
+``memory.version-floor`` holds the highest version that may have been handed
+out (reserved in blocks, written the same atomic way): after a crash the memory
+resumes above it, so versions never repeat. A clean shutdown writes the
+snapshot's own version there, so clean restarts keep the numbers contiguous.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from atlasrl.memory.atlas import Atlas
 from atlasrl.memory.state import MemoryState
 
 SNAPSHOT_NAME = "memory.snapshot.npz"
+VERSION_FLOOR_NAME = "memory.version-floor"  # text: no version at or below it was handed out after the snapshot
 TMP_PREFIX = ".memory.snapshot.tmp-"
 FORMAT = 1
 
@@ -126,6 +132,29 @@ def restore(state: MemoryState, data_dir: Path) -> Blob | None:
     state.recent_ids.update((k, None) for k in m["recent_ids"])
     state.retired_versions = {k: int(v) for k, v in m["retired_versions"].items()}
     return blob
+
+
+def write_version_floor(data_dir: Path, version: int) -> None:
+    """Atomically record that versions up to ``version`` may have been used (temp, fsync, rename, fsync dir)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / f"{TMP_PREFIX}floor-{os.getpid()}-{time.monotonic_ns()}"
+    with open(tmp, "w") as f:
+        f.write(f"{int(version)}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, data_dir / VERSION_FLOOR_NAME)
+    _fsync_dir(data_dir)
+
+
+def read_version_floor(data_dir: Path) -> int:
+    path = Path(data_dir) / VERSION_FLOOR_NAME
+    if not path.exists():
+        return 0
+    text = path.read_text().strip()
+    if not text.isdigit():
+        raise ValueError(f"{path}: expected a version number, got {text[:40]!r}")
+    return int(text)
 
 
 def _fsync_dir(path: Path) -> None:

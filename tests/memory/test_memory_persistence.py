@@ -120,7 +120,7 @@ def test_cli_process_restart_after_sigterm(tmp_path):
     try:
         with SyncMemoryClient(addr) as mem:
             stats = mem.stats()
-            assert stats.memory_version == stats.episodes_ingested == 5
+            assert stats.memory_version == stats.episodes_ingested == 5  # clean restart: no version gap
             np.testing.assert_array_equal(mem.query("fl", "L1").danger, danger)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -151,3 +151,36 @@ def test_sigkill_mid_snapshot_keeps_last_good_snapshot(tmp_path):
         assert not any(p.name.startswith(store.TMP_PREFIX) for p in tmp_path.iterdir())
         last_done = blob.version
     assert torn_writes >= 1, "no kill landed inside a snapshot write; the test proved nothing"
+
+
+def test_versions_never_repeat_after_a_crash(tmp_path):
+    """SIGKILL after episodes the last snapshot does not hold: the restart resumes above every version handed out."""
+    proc, addr = _start_cli(tmp_path)
+    try:
+        with SyncMemoryClient(addr) as mem:
+            mem.ingest(episodes("s", 3))
+            assert mem.snapshot().memory_version == 3
+            seen = mem.ingest(episodes("u", 4)).memory_version           # 7, only in RAM
+            seen_layout = mem.query("fl", "L0").layout_version
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    proc, addr = _start_cli(tmp_path)
+    try:
+        with SyncMemoryClient(addr) as mem:
+            stats = mem.stats()
+            assert stats.episodes_ingested == 3                          # the 4 unsnapshotted episodes are lost ...
+            assert stats.memory_version > seen                           # ... but their versions are never reused
+            assert mem.query("fl", "L0").layout_version > seen_layout
+            assert mem.ingest(episodes("u", 4)).accepted == 4            # and they can be sent again
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    proc, addr = _start_cli(tmp_path)                                    # a clean restart keeps the numbers as they were
+    try:
+        with SyncMemoryClient(addr) as mem:
+            before = mem.stats().memory_version
+            assert mem.ingest(episodes("v", 1)).memory_version == before + 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
