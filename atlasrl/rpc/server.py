@@ -25,6 +25,7 @@ from atlasrl.metrics import Metrics
 from atlasrl.rpc.config import ServerConfig
 from atlasrl.rpc.handlers import service_handler
 from atlasrl.rpc.options import server_options
+from atlasrl.rpc.security import check_bind, default_security, is_loopback, load_tokens, server_credentials
 
 log = logging.getLogger("atlasrl.rpc")
 
@@ -33,7 +34,17 @@ class RpcServer:
     def __init__(self, cfg: ServerConfig, metrics: Metrics, *, interceptors: list | None = None):
         self.cfg = cfg
         self.metrics = metrics
-        self._server = grpc.aio.server(options=server_options(cfg), interceptors=list(interceptors or []))
+        self.security = cfg.security or default_security()
+        self._credentials = server_credentials(self.security)
+        self._tokens = load_tokens(self.security)
+        guards = []
+        if self._tokens or cfg.max_sessions_per_client is not None or cfg.session_idle_timeout_s is not None:
+            from atlasrl.rpc.auth import ServerGuard
+
+            guards.append(ServerGuard(self.security, self._tokens, method_roles=cfg.method_roles, metrics=metrics,
+                                      max_sessions_per_client=cfg.max_sessions_per_client,
+                                      idle_timeout_s=cfg.session_idle_timeout_s))
+        self._server = grpc.aio.server(options=server_options(cfg), interceptors=guards + list(interceptors or []))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
@@ -53,7 +64,11 @@ class RpcServer:
     async def start(self) -> int:
         reflection.enable_server_reflection(self._names + [reflection.SERVICE_NAME], self._server)
         target = f"[{self.cfg.host}]:{self.cfg.port}" if ":" in self.cfg.host else f"{self.cfg.host}:{self.cfg.port}"
-        self.port = self._server.add_insecure_port(target)
+        check_bind(self.cfg.host, self.security, tls=self._credentials is not None, tokens=bool(self._tokens))
+        if self._credentials is not None:
+            self.port = self._server.add_secure_port(target, self._credentials)
+        else:
+            self.port = self._server.add_insecure_port(target)
         if not self.port:
             raise OSError(f"could not bind gRPC server to {target}")
         await self._server.start()
@@ -61,8 +76,12 @@ class RpcServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         if self.cfg.metrics_port is not None:
+            if not is_loopback(self.cfg.metrics_host):
+                log.warning("Prometheus /metrics is served on non-loopback %s without authentication", self.cfg.metrics_host)
             self.metrics_port = self.metrics.serve(self.cfg.metrics_host, self.cfg.metrics_port)
-        log.info("serving %s on %s:%s (metrics %s)", ", ".join(self._names[1:]), self.cfg.host, self.port, self.metrics_port)
+        mode = ("mTLS" if self.security.mtls else "TLS") if self._credentials is not None else "plaintext"
+        log.info("serving %s on %s:%s (%s, %s; metrics %s)", ", ".join(self._names[1:]), self.cfg.host, self.port, mode,
+                 "tokens" if self._tokens else "no tokens", self.metrics_port)
         return self.port
 
     async def set_not_serving(self) -> None:
