@@ -34,6 +34,7 @@ def learner(
     max_updates: Optional[int] = typer.Option(None, help="Stop after this many updates."),
     ready_file: Optional[str] = typer.Option(None, help="Write {port, metrics_port, version} JSON here once serving."),
     config: Optional[Path] = typer.Option(None, help="JSON file with more LearnerConfig fields (flags win)."),
+    dry_run: bool = typer.Option(False, help="Write the resolved config and print the torchrun command, run nothing."),
 ):
     """Run the learner: torchrun --standalone --nproc-per-node N -m atlasrl.learner.main."""
     if ctx.invoked_subcommand is not None:
@@ -59,6 +60,9 @@ def learner(
     cfg_path.write_text(cfg.model_dump_json(indent=2))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "atlasrl.learner.main", str(cfg_path)]
+    if dry_run:
+        typer.echo(" ".join(cmd))
+        return
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     os.execve(sys.executable, cmd, env)
