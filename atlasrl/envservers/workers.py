@@ -333,7 +333,15 @@ class WorkerPool:
             else:
                 groups.setdefault(worker, []).append(i)
         workers = list(groups)
-        replies = await asyncio.gather(*(send(w, [handles[i] for i in groups[w]]) for w in workers), return_exceptions=True)
+        if len(workers) == 1:  # the common case: no gather, no extra task
+            try:
+                replies = [await send(workers[0], [handles[i] for i in groups[workers[0]]])]
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - becomes the outcome of each action below
+                replies = [e]
+        else:
+            replies = await asyncio.gather(*(send(w, [handles[i] for i in groups[w]]) for w in workers), return_exceptions=True)
         for worker, reply in zip(workers, replies):
             idx = groups[worker]
             if isinstance(reply, BaseException):
