@@ -114,6 +114,8 @@ async def test_scripted_policy_reaches_success(pick):
             break
     assert obs.success and obs.terminated and obs.info["success"] is True
     assert "Holding cube" in obs.text and obs.reward == pytest.approx(1.0)
+    after = (await client.step({handle: CODEC.encode(np.zeros(7))}))[0]     # the server wants a reset now
+    assert after.error is not None and after.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
 
 
 @pytest.mark.parametrize("env_id, config, reason", [

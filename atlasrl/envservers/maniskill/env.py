@@ -10,6 +10,7 @@ a software Vulkan device such as Mesa lavapipe).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -117,6 +118,11 @@ class ManiSkillEnv(TextEnv):
 
     @_locked
     def text_step(self, text: str, strict: bool = False) -> StepOutput:
+        last = self._last
+        if last is not None and (last.terminated or last.truncated):  # same rule as the grid games
+            info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
+            self._last = dataclasses.replace(last, reward=0.0, info=info)
+            return self._last
         hold = np.where(self._delta, 0.0, self._last_command).astype(np.float32)
         decoded = self.codec.decode(text, hold=hold)
         if not decoded.valid and strict:
