@@ -7,6 +7,7 @@
         view.danger, view.affinity          # float32 (rows, cols) in [0, 1]
         shaped = await mem.shape([transition("frozenlake", "8x8-s3", (0, 0), (0, 1))])
         shaped.shaping                      # F = gamma * Phi(s') - Phi(s), one per transition
+        shaper = view.shaper(); shaper(cell, next_cell, terminal)   # or: Phi frozen for an episode, local
 
     mem = SyncMemoryClient("127.0.0.1:50055")   # same methods, blocking (scripts, benches, threads)
 
@@ -103,6 +104,37 @@ class View:
     family_version: int = 0
     memory_version: int = 0
     raw: memory_pb2.MemoryView | None = None
+
+    def shaper(self, gamma: float | None = None) -> "EpisodeShaper":
+        """Fixed-potential shaper from these maps (see EpisodeShaper)."""
+        raw = self.raw or memory_pb2.MemoryView()
+        return EpisodeShaper(self.danger, self.affinity, raw.lambda_affinity, raw.lambda_danger,
+                             gamma if gamma is not None else (raw.gamma or 0.99))
+
+
+class EpisodeShaper:
+    """Shape one episode locally with Phi frozen at its start: exact telescoping, no RPC per step.
+
+        shaper = (await mem.query(family, layout, rows=8, cols=8, goal=goal)).shaper()
+        r_t += shaper(cell, next_cell, terminal)      # F = gamma * Phi(s') - Phi(s), Phi(terminal) = 0
+
+    Server-side Shape uses the memory's current maps, which move as episodes arrive;
+    freezing them per episode keeps sum_t gamma^t F_t = gamma^T Phi(s_T) - Phi(s_0).
+    """
+
+    def __init__(self, danger: np.ndarray, affinity: np.ndarray, lambda_affinity: float, lambda_danger: float,
+                 gamma: float):
+        self.phi = lambda_affinity * affinity.astype(np.float64) - lambda_danger * danger.astype(np.float64)
+        self.gamma = gamma
+
+    def potential(self, cell: Cell) -> float:
+        r, c = int(cell[0]), int(cell[1])
+        if not (0 <= r < self.phi.shape[0] and 0 <= c < self.phi.shape[1]):
+            raise ValueError(f"cell ({r},{c}) is outside the {self.phi.shape[0]}x{self.phi.shape[1]} grid")
+        return float(self.phi[r, c])
+
+    def __call__(self, cell: Cell, next_cell: Cell, terminal: bool = False) -> float:
+        return self.gamma * (0.0 if terminal else self.potential(next_cell)) - self.potential(cell)
 
 
 def decode_view(v: memory_pb2.MemoryView) -> View:

@@ -148,7 +148,9 @@ class MemoryServicer:
                 affinity=codec.encode(view.affinity.astype(np.float16), "affinity", compress=True),
                 layout_version=view.layout_version, family_version=view.family_version,
                 memory_version=self.state.version, source=SOURCE_ENUM[view.source],
-                layout_episodes=view.layout_episodes, family_episodes=view.family_episodes)
+                layout_episodes=view.layout_episodes, family_episodes=view.family_episodes,
+                lambda_affinity=self.cfg.shaping.lambda_affinity, lambda_danger=self.cfg.shaping.lambda_danger,
+                gamma=self.cfg.shaping.gamma)
             if request.include_overlay:
                 out.overlay.CopyFrom(codec.encode(overlay(frame, view.danger, view.affinity, agent), "overlay"))
             k = min(int(request.top_k), self.cfg.exemplars.max_top_k)

@@ -161,7 +161,7 @@ class TextSkill(_message.Message):
     def __init__(self, text: _Optional[str] = ..., kind: _Optional[str] = ..., support: _Optional[int] = ..., rate: _Optional[float] = ..., cells: _Optional[_Iterable[_Union[_env_pb2.GridCoord, _Mapping]]] = ...) -> None: ...
 
 class MemoryView(_message.Message):
-    __slots__ = ("danger", "affinity", "overlay", "exemplars", "skills", "layout_version", "family_version", "memory_version", "source", "layout_episodes", "family_episodes")
+    __slots__ = ("danger", "affinity", "overlay", "exemplars", "skills", "layout_version", "family_version", "memory_version", "source", "layout_episodes", "family_episodes", "lambda_affinity", "lambda_danger", "gamma")
     DANGER_FIELD_NUMBER: _ClassVar[int]
     AFFINITY_FIELD_NUMBER: _ClassVar[int]
     OVERLAY_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,9 @@ class MemoryView(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_EPISODES_FIELD_NUMBER: _ClassVar[int]
     FAMILY_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    LAMBDA_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    LAMBDA_DANGER_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
     danger: _tensor_pb2.Tensor
     affinity: _tensor_pb2.Tensor
     overlay: _tensor_pb2.Tensor
@@ -184,7 +187,10 @@ class MemoryView(_message.Message):
     source: AtlasSource
     layout_episodes: int
     family_episodes: int
-    def __init__(self, danger: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., affinity: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., overlay: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., exemplars: _Optional[_Iterable[_Union[Exemplar, _Mapping]]] = ..., skills: _Optional[_Iterable[_Union[TextSkill, _Mapping]]] = ..., layout_version: _Optional[int] = ..., family_version: _Optional[int] = ..., memory_version: _Optional[int] = ..., source: _Optional[_Union[AtlasSource, str]] = ..., layout_episodes: _Optional[int] = ..., family_episodes: _Optional[int] = ...) -> None: ...
+    lambda_affinity: float
+    lambda_danger: float
+    gamma: float
+    def __init__(self, danger: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., affinity: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., overlay: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., exemplars: _Optional[_Iterable[_Union[Exemplar, _Mapping]]] = ..., skills: _Optional[_Iterable[_Union[TextSkill, _Mapping]]] = ..., layout_version: _Optional[int] = ..., family_version: _Optional[int] = ..., memory_version: _Optional[int] = ..., source: _Optional[_Union[AtlasSource, str]] = ..., layout_episodes: _Optional[int] = ..., family_episodes: _Optional[int] = ..., lambda_affinity: _Optional[float] = ..., lambda_danger: _Optional[float] = ..., gamma: _Optional[float] = ...) -> None: ...
 
 class ShapeTransition(_message.Message):
     __slots__ = ("family", "layout_key", "grid_rows", "grid_cols", "cell", "next_cell", "terminal", "goal", "has_goal")

@@ -71,3 +71,25 @@ async def test_served_shaping_telescopes_and_favours_the_goal():
             assert into_hole.shaping[0] < 0 < to_goal.shaping[0]
     finally:
         await server.stop(0)
+
+
+async def test_episode_shaper_matches_server_and_telescopes():
+    server = MemoryServer(MemoryConfig(server=ServerConfig(port=0), shaping=ShapingConfig(lambda_danger=2.0, gamma=0.95)))
+    await server.start()
+    try:
+        async with MemoryClient(server.address) as mem:
+            path = [(0, 0), (0, 1), (1, 1)]
+            await mem.ingest([episode_record("g", "L", 4, 4, path, success=False, cause="hole", goal=(3, 3)),
+                              episode_record("g", "L", 4, 4, [(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3)],
+                                             success=True, goal=(3, 3))])
+            view = await mem.query("g", "L")
+            shaper = view.shaper()
+            assert shaper.gamma == pytest.approx(0.95)
+            served = await mem.shape(trajectory_transitions("g", "L", path))
+            local = [shaper(path[t], path[t + 1], terminal=t == len(path) - 2) for t in range(len(path) - 1)]
+            np.testing.assert_allclose(local, served.shaping, atol=2e-3)  # same Phi up to the float16 maps on the wire
+            assert sum(0.95**t * f for t, f in enumerate(local)) == pytest.approx(-shaper.potential(path[0]), abs=1e-9)
+            with pytest.raises(ValueError, match="outside"):
+                shaper((0, 0), (4, 0))
+    finally:
+        await server.stop(0)
