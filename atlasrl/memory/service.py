@@ -29,6 +29,7 @@ from atlasrl.v1 import env_pb2, memory_pb2
 
 SOURCE_ENUM = {"layout": memory_pb2.ATLAS_SOURCE_LAYOUT, "blended": memory_pb2.ATLAS_SOURCE_BLENDED,
                "family": memory_pb2.ATLAS_SOURCE_FAMILY, "empty": memory_pb2.ATLAS_SOURCE_EMPTY}
+MAX_LISTED_REJECTIONS = 1000
 OUTCOME_ENUM = {"success": memory_pb2.EXEMPLAR_OUTCOME_SUCCESS, "failure": memory_pb2.EXEMPLAR_OUTCOME_FAILURE}
 
 
@@ -115,7 +116,8 @@ class MemoryServicer:
             except (MalformedRequest, MemoryInputError, TooLarge, codec.CodecError) as e:
                 err = as_service_error(e)
                 status = to_status_msg(err)
-                summary.rejected.append(memory_pb2.IngestRejection(index=index, episode_id=episode_id, status=status))
+                if len(summary.rejected) < MAX_LISTED_REJECTIONS:  # bounded reply, whatever the stream holds
+                    summary.rejected.append(memory_pb2.IngestRejection(index=index, episode_id=episode_id, status=status))
                 self.rejected_total += 1
                 name = status_of(err)[0].name
                 self.m.rejected.labels(name).inc()
