@@ -44,9 +44,11 @@ async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: 
                                                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:
             stdout, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except asyncio.TimeoutError:
-            proc.kill()
+        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+            proc.kill()  # timed out, or `atlasrl up` was interrupted
             await proc.wait()
+            if isinstance(e, asyncio.CancelledError):
+                raise
             return None
         logf.write(stdout)
     if proc.returncode != 0:

@@ -111,8 +111,16 @@ class UpRun:
     async def _eval(self, label: str, model_dir) -> dict | None:
         if self.cfg.run.eval_episodes == 0 or not self.plan.envserver_addresses or not role_available("actor"):
             return None
-        report = await run_eval(self.cfg, model_dir, self.plan.envserver_addresses, self.rd.eval / f"{label}.jsonl",
-                                self.rd.logs / f"eval-{label}.log")
+        task = asyncio.create_task(run_eval(self.cfg, model_dir, self.plan.envserver_addresses,
+                                            self.rd.eval / f"{label}.jsonl", self.rd.logs / f"eval-{label}.log"))
+        interrupted = asyncio.create_task(self.interrupted.wait())
+        await asyncio.wait({task, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        interrupted.cancel()
+        if not task.done():  # Ctrl-C: the eval is not worth waiting for
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        report = task.result()
         if report is None:
             self.sup.note(f"eval {label} failed; see {self.rd.logs / f'eval-{label}.log'}")
         return report
