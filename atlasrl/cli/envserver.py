@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(50051, help="gRPC port (0 = any free port)."),
         max_envs: int = typer.Option(512, help="Live env instances allowed across all streams (Open beyond: RESOURCE_EXHAUSTED)."),
         workers: int = typer.Option(None, help="Worker processes stepping envs (0 = in this process on threads). Default: CPU cores - 1, or one per --devices entry."),
-        devices: str = typer.Option("", help="Comma-separated GPU ids; worker i gets CUDA_VISIBLE_DEVICES=devices[i % n] (ManiSkill renders on it)."),
+        devices: str = typer.Option("", help="Comma-separated GPU ids; worker i gets CUDA_VISIBLE_DEVICES set to entry i mod n (ManiSkill renders on it)."),
         metrics_port: int = typer.Option(None, help="Prometheus /metrics port (omit to disable)."),
         idle_timeout: float = typer.Option(None, help="End a stream (and free its envs) after this many seconds without a request."),
         grace: float = typer.Option(5.0, help="On SIGTERM, seconds in-flight requests get to finish."),
