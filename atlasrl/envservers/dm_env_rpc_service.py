@@ -11,7 +11,8 @@ Worlds: CreateWorld settings ``env_id`` (string, required), ``seed`` (int),
 nested ``config`` dict to these). A world is one env instance; it counts against
 --max-envs and is destroyed when the stream that created it ends (so a crashed
 client leaks nothing). One stream joins at most one world; a world has at most
-one joined stream.
+one joined stream. With an idle timeout, a stream without a request for that long
+ends with DEADLINE_EXCEEDED and its worlds are destroyed.
 
 Episodes follow dm_env_rpc: the first Step after JoinWorld, Reset or the end of
 an episode starts a sequence (its actions are ignored) and returns RUNNING;
@@ -23,6 +24,7 @@ Errors come back as ``google.rpc.Status`` in the response; the stream goes on.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from dataclasses import dataclass
@@ -115,8 +117,9 @@ class World:
 
 
 class DmEnvRpcServicer:
-    def __init__(self, manager: EnvManager):
+    def __init__(self, manager: EnvManager, idle_timeout_s: float | None = None):
         self.manager = manager
+        self.idle_timeout_s = idle_timeout_s
         self.worlds: dict[str, World] = {}
         self._names = itertools.count(1)
 
@@ -129,9 +132,14 @@ class DmEnvRpcServicer:
         try:
             while True:
                 try:
-                    req = await requests.__anext__()
+                    req = await asyncio.wait_for(requests.__anext__(), None if self.manager.draining.is_set() else self.idle_timeout_s)
                 except StopAsyncIteration:
                     return
+                except asyncio.TimeoutError:
+                    n = len(conn.session.envs)
+                    await self.manager.end_session(conn.session)
+                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                        f"connection idle for more than {self.idle_timeout_s:g} s (idle timeout); its {n} worlds were destroyed")
                 except MalformedRequest as e:
                     yield _error(e)
                     continue

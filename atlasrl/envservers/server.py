@@ -45,7 +45,7 @@ class EnvServer:
         self.pool = WorkerPool(cfg.workers, cfg.devices, cfg.threads)
         self.manager = EnvManager(cfg, self.pool, EnvMetrics(self.metrics))
         self.env_service = EnvServicer(self.manager, cfg.idle_timeout_s)
-        self.dm_service = DmEnvRpcServicer(self.manager)
+        self.dm_service = DmEnvRpcServicer(self.manager, cfg.idle_timeout_s)
         self.rpc = RpcServer(cfg.server_config(), self.metrics)
         self.rpc.add(self.env_service, env_pb2.DESCRIPTOR.services_by_name["EnvService"])
         self.rpc.add(self.dm_service, dm_env_rpc_pb2.DESCRIPTOR.services_by_name["Environment"])

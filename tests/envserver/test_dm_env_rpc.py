@@ -1,6 +1,8 @@
 """DeepMind's dm_env_rpc client, its dm_env adaptor and its compliance suites drive our envs unchanged."""
 from __future__ import annotations
 
+import asyncio
+
 import dm_env
 import grpc
 import numpy as np
@@ -137,3 +139,17 @@ class TestStep(_Base, step.Step):
     @property
     def specs(self):
         return self._specs
+
+
+async def test_idle_dm_connection_ends_and_frees_its_worlds(start_server):
+    server = await start_server(idle_timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    conn = _connect(server.address)
+    name = await loop.run_in_executor(None, dm_env_adaptor.create_world, conn, {"env_id": "frozenlake"})
+    assert name and server.manager.live == 1
+    await asyncio.sleep(0.8)
+    with pytest.raises(grpc.RpcError) as e:
+        await loop.run_in_executor(None, conn.send, dm_env_rpc_pb2.JoinWorldRequest(world_name=name))
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "idle" in e.value.details()
+    assert server.manager.live == 0 and not server.dm_service.worlds
+    conn.close()
