@@ -21,9 +21,9 @@ def main(data_dir: str) -> None:
     rng = np.random.default_rng(state.version)
     while True:
         n = state.version
-        frame = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
+        frames = [(t, rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)) for t in range(3)]
         ep = Episode(f"e{n}", "toy", "4x4", 4, 4, np.array([(0, 0), (0, 1), (1, 1)]), n % 2 == 0,
-                     "success" if n % 2 == 0 else "hole", (3, 3), frames=[(2, frame)])
+                     "success" if n % 2 == 0 else "hole", (3, 3), frames=frames)
         state.apply(ep)
         store.write_snapshot(Path(data_dir), store.capture(state))
         print(f"v {state.version}", flush=True)
