@@ -28,10 +28,11 @@ class Policy:
     image_token_id: int | None = None
     eos_token_ids: list[int] = field(default_factory=list)  # generation stops on any of these
     pad_token_id: int = 0
+    spatial_merge_size: int = 2     # VL: vision patches merged per side into one LLM token
 
     @property
     def merge_size(self) -> int:
-        return int(getattr(self.image_processor, "merge_size", 2))
+        return int(getattr(self.image_processor, "merge_size", self.spatial_merge_size))
 
 
 def read_config(path: str | Path) -> dict:
@@ -108,6 +109,7 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu", a
         image_token_id=cfg.get("image_token_id") if is_vl else None,
         eos_token_ids=eos,
         pad_token_id=int(pad),
+        spatial_merge_size=int(cfg.get("vision_config", {}).get("spatial_merge_size", 2)),
     )
 
 

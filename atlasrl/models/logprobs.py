@@ -107,7 +107,10 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
             for i, a in enumerate(per_pos):
                 rows.append(b), cols.append(i), allowed.append(a)
     pixel_values, grid = encode_images(policy.image_processor, images) if images else (None, None)
-    positions = prompt_positions(policy.model, ids, mask, policy.is_vl, policy.image_token_id, grid)
+    try:
+        positions = prompt_positions(ids, mask, policy.is_vl, policy.image_token_id, grid, policy.spatial_merge_size)
+    except ValueError as e:
+        raise ValueError(f"batch: {e}") from None
     batch = TeacherForcedBatch(
         input_ids=ids, attention_mask=mask, position_ids=positions, response_ids=resp,
         response_mask=resp_mask, logits_index=torch.arange(S - 1, S + R - 1),

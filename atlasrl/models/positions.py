@@ -5,9 +5,11 @@ learner (teacher forcing, right padding) build positions here, so a token gets
 the same position on both sides whatever the padding. Padding slots get 0 (they
 are masked out anyway).
 
-On transformers 5, Qwen-VL's ``get_rope_index`` needs ``mm_token_type_ids``
-(1 where the token is an image placeholder); without it the model silently
-falls back to 1-D positions for image tokens.
+M-RoPE is computed here from token ids and image grids alone (no model), so the
+learner can batch without holding the model; it matches HF's ``get_rope_index``
+(tested). Note that on transformers 5 HF's own forward needs ``mm_token_type_ids``
+(1 where the token is an image placeholder) to compute them; without it the model
+silently falls back to 1-D positions for image tokens.
 """
 from __future__ import annotations
 
@@ -24,22 +26,56 @@ def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int) -> torch.Ten
     return (input_ids == image_token_id).int()
 
 
-def prompt_positions(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, is_vl: bool,
-                     image_token_id: int | None = None, image_grid_thw: torch.Tensor | None = None
-                     ) -> torch.Tensor:
-    """(B, L) for text models, (3, B, L) for Qwen-VL models."""
+def prompt_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, is_vl: bool,
+                     image_token_id: int | None = None, image_grid_thw: torch.Tensor | None = None,
+                     spatial_merge_size: int = 2) -> torch.Tensor:
+    """(B, L) for text models, (3, B, L) for Qwen-VL models (no model needed)."""
     if not is_vl:
         return text_positions(attention_mask)
     if image_grid_thw is None or image_grid_thw.numel() == 0:
         return text_positions(attention_mask).unsqueeze(0).expand(3, -1, -1).clone()
-    base = model.model if hasattr(model.model, "get_rope_index") else model
-    pos, _ = base.get_rope_index(
-        input_ids,
-        mm_token_type_ids=mm_token_type_ids(input_ids, image_token_id),
-        image_grid_thw=image_grid_thw,
-        attention_mask=attention_mask,
-    )
-    return pos * attention_mask.long().unsqueeze(0)
+    return mrope_positions(input_ids, attention_mask, image_grid_thw, image_token_id, spatial_merge_size)
+
+
+def mrope_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_grid_thw: torch.Tensor,
+                    image_token_id: int, spatial_merge_size: int) -> torch.Tensor:
+    """Qwen2-VL / Qwen2.5-VL 3-D positions for still images (HF ``get_rope_index``'s rule).
+
+    Text runs count up on all three axes. An image of merged grid (t, h, w) placed at
+    position p gets (p + t_i, p + h_i, p + w_i); the text after it resumes at
+    p + max(h, w). Images are consumed from ``image_grid_thw`` in row order.
+    """
+    B, L = input_ids.shape
+    pos = torch.zeros(3, B, L, dtype=torch.long)
+    grids = iter(image_grid_thw.tolist())
+    for b in range(B):
+        keep = attention_mask[b].bool().cpu()
+        toks = input_ids[b].cpu()[keep].tolist()
+        parts, cur, i = [], 0, 0
+        while i < len(toks):
+            if toks[i] == image_token_id:
+                try:
+                    t, h, w = next(grids)
+                except StopIteration:
+                    raise ValueError("more image token runs than image grids") from None
+                gh, gw = h // spatial_merge_size, w // spatial_merge_size
+                n = t * gh * gw
+                if toks[i:i + n] != [image_token_id] * n:
+                    raise ValueError(f"row {b}: an image of grid {(t, h, w)} needs {n} consecutive image tokens")
+                tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(gh), torch.arange(gw), indexing="ij")
+                parts.append(torch.stack([tt, hh, ww]).reshape(3, -1) + cur)
+                cur, i = cur + max(gh, gw), i + n
+            else:
+                j = i
+                while j < len(toks) and toks[j] != image_token_id:
+                    j += 1
+                parts.append((torch.arange(j - i) + cur).expand(3, -1))
+                cur, i = cur + j - i, j
+        if parts:
+            pos[:, b, keep] = torch.cat(parts, dim=1)
+    if next(grids, None) is not None:
+        raise ValueError("more image grids than image token runs")
+    return pos.to(input_ids.device)
 
 
 def next_positions(last: torch.Tensor) -> torch.Tensor:

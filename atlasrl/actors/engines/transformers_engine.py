@@ -86,7 +86,7 @@ class TransformersEngine(Engine):
             mask[b, S - n:] = 1
         vision = [r.prompt for r in rows if r.prompt.pixel_values is not None]
         grid = torch.cat([p.image_grid_thw for p in vision]) if vision else None
-        pos = prompt_positions(model, ids, mask, policy.is_vl, policy.image_token_id, grid)
+        pos = prompt_positions(ids, mask, policy.is_vl, policy.image_token_id, grid, policy.spatial_merge_size)
         kw = {}
         if vision:
             kw = dict(pixel_values=torch.cat([p.pixel_values for p in vision]).to(device),
