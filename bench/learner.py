@@ -131,7 +131,7 @@ def bench_raw_socket(payload: bytes) -> float:
         with socket.create_connection(("127.0.0.1", port)) as c:
             got = 0
             while got < len(payload):
-                k = c.recv_into(view[got:], 4 * MiB)
+                k = c.recv_into(view[got:], min(4 * MiB, len(payload) - got))
                 if not k:
                     break
                 got += k
