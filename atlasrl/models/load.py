@@ -29,6 +29,7 @@ class Policy:
     eos_token_ids: list[int] = field(default_factory=list)  # generation stops on any of these
     pad_token_id: int = 0
     spatial_merge_size: int = 2     # VL: vision patches merged per side into one LLM token
+    vocab_size: int | None = None   # rows of the embedding (token ids must be below it)
 
     @property
     def merge_size(self) -> int:
@@ -110,6 +111,7 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu", a
         eos_token_ids=eos,
         pad_token_id=int(pad),
         spatial_merge_size=int(cfg.get("vision_config", {}).get("spatial_merge_size", 2)),
+        vocab_size=cfg.get("text_config", {}).get("vocab_size", cfg.get("vocab_size")),
     )
 
 

@@ -77,7 +77,7 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
     """Pad, position and mask a batch; raises ValueError naming the bad sample."""
     if not samples:
         raise ValueError("empty batch")
-    vocab = policy.model.get_input_embeddings().num_embeddings if policy.model is not None else None
+    vocab = policy.vocab_size
     S = max(len(s.prompt_ids) for s in samples)
     R = max(len(s.response_ids) for s in samples)
     B, pad = len(samples), policy.pad_token_id
