@@ -175,10 +175,10 @@ async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int,
     return totals["steps"] / elapsed, totals["bytes"] / totals["steps"]
 
 
-def start(target, *args) -> tuple[mp.Process, int]:
+def start(target, *args, daemon: bool = True) -> tuple[mp.Process, int]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=target, args=(q, *args), daemon=True)
+    p = ctx.Process(target=target, args=(q, *args), daemon=daemon)
     p.start()
     return p, q.get(timeout=120)
 
@@ -198,7 +198,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
 
     http_proc, http_port = start(run_http_server, args.env, config)
-    grpc_proc, grpc_port = start(run_grpc_server, args.env, args.workers)
+    grpc_proc, grpc_port = start(run_grpc_server, args.env, args.workers, daemon=False)  # it starts env workers itself
     rows = []
     try:
         for b in batches:
@@ -214,8 +214,8 @@ def main() -> None:
                          "bytes_ratio": round(h_bytes / g_bytes, 1)})
     finally:
         for p in (http_proc, grpc_proc):
-            p.terminate()
-            p.join(10)
+            p.terminate()  # SIGTERM: the env server stops gracefully, workers included
+            p.join(30)
 
     print(f"{args.env} {args.size}x{args.size} at {args.image_size} px, grpc workers={args.workers}, inflight={args.inflight}, "
           f"median of {args.rounds} alternating rounds of {args.seconds:g} s, {mp.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
