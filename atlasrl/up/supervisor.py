@@ -113,6 +113,9 @@ class Supervisor:
         while True:
             code = await spec.proc.wait()
             spec.exits.append(code)
+            # Children of a dead role (torchrun's workers after its launcher was killed) would keep its
+            # ports and keep training: clear the whole process group before anything restarts.
+            _kill_group(spec.proc.pid)
             if self._stopping:
                 return
             if not spec.restart or code == 0:  # 0: the role finished its work (e.g. the run is stopping)
@@ -175,9 +178,12 @@ class Supervisor:
             return
         except asyncio.TimeoutError:
             self.note(f"{spec.name} ignored SIGTERM for {timeout:.0f}s: killing its process group")
-        # Children of the role (torchrun workers, engine subprocesses) share its group.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc.pid)  # children of the role (torchrun workers, engine subprocesses) share its group
         await proc.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

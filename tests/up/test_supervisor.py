@@ -93,3 +93,20 @@ async def test_stop_all_of_keeps_the_others(tmp_path):
     assert not sup.alive("y")
     with pytest.raises(ProcessLookupError):
         os.kill(sup.processes["y"].proc.pid, 0)
+
+
+async def test_orphaned_grandchild_is_cleared_before_restart(tmp_path):
+    """Like torchrun: the launcher is killed, its worker would keep the port; the group is cleared first."""
+    sup = Supervisor(tmp_path / "logs", max_restarts=2, stop_timeout_s=10)
+    (port,) = free_ports(1)
+    launcher = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2], 'polite']);"
+                " time.sleep(3600)")
+    spec = RoleProcess("l", "test", [sys.executable, "-c", launcher, SERVE, str(port)], port=port)
+    await sup.start(spec)
+    import psutil
+
+    worker = psutil.Process(spec.proc.pid).children()[0]
+    sup.signal("l", signal.SIGKILL)
+    await wait_until(lambda: sup.processes["l"].restarts == 1)
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    await sup.stop_all()
