@@ -7,6 +7,7 @@ Errors come back as ``(code, message)`` pairs with gRPC status code numbers.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class HostError(Exception):
 class EnvHost:
     def __init__(self) -> None:
         self._envs: dict[int, tuple[str, TextEnv, list[str]]] = {}
+        self._scratch = itertools.count(1)
         self._cost: dict[tuple[str, str], float] = {}  # (env id, "step"|"reset") -> moving average of seconds
 
     def estimated_seconds(self, op: str, handles) -> float | None:
@@ -106,12 +108,10 @@ class EnvHost:
 
     def default_spec(self, env_id: str) -> bytes:
         """Spec of ``env_id`` with its default configuration (opens and closes a throwaway instance)."""
-        self.open(-1, env_id, {}, 0)
-        try:
-            _, env, _ = self._envs[-1]
-            return spec_to_proto(env.spec_info()).SerializeToString()
-        finally:
-            self.close([-1])
+        handle = -next(self._scratch)  # negative: never a client's handle; unique: concurrent ListEnvs calls
+        spec = self.open(handle, env_id, {}, 0)
+        self.close([handle])
+        return spec
 
     def _run(self, handle: int, call, what: str) -> Outcome:
         entry = self._envs.get(handle)

@@ -10,7 +10,9 @@ Each env lives in one worker, chosen by load when it is opened; the asyncio side
 routes by handle. A process worker talks over a pipe served by two threads (one
 writes, one reads), so the event loop never blocks on it. A worker that dies
 fails its in-flight calls with UNAVAILABLE, its envs' later requests get ABORTED,
-and a fresh worker takes its slot for new envs.
+and a fresh worker takes its slot for new envs. Workers are daemonic (they die
+with the server even if it never called stop), so an env inside one may start
+helper processes with ``subprocess`` but not with ``multiprocessing``.
 """
 from __future__ import annotations
 

@@ -125,3 +125,12 @@ async def test_metrics_are_exposed_and_count(start_server):
         assert _value(text, 'atlasrl_env_request_latency_seconds_count{op="step"}') == 4
     text = _scrape(server.metrics_port)
     assert _value(text, "atlasrl_env_live_envs") == 0
+
+
+async def test_concurrent_list_envs_agree(server):
+    async with EnvClient(server.address) as c:
+        lists = await asyncio.gather(*(c.list_envs() for _ in range(4)))
+    first = {s.env_id: s for s in lists[0]}
+    assert {"frozenlake", "sokoban"} <= set(first) and first["frozenlake"].image_shape
+    assert all({s.env_id: s for s in specs} == first for specs in lists)
+    assert server.manager.live == 0, "spec probes are not live envs"
