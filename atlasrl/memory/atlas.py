@@ -52,7 +52,7 @@ class Atlas:
         self.success_mass = np.zeros(shape)        # S
         self.success_episode_visits = np.zeros(shape)  # successful episodes that passed through the cell
         self.end_counts: dict[str, np.ndarray] = {}    # cause -> episodes that ended on the cell
-        self.entity_ends: dict[str, np.ndarray] = {}   # "<kind>/<success|failure>" -> final entity cells
+        self.entity_ends: dict[str, np.ndarray] = {}   # "<kind>/<terminal cause>" -> final entity cells
         self.danger = np.zeros(shape, np.float32)      # D
         self.affinity = np.zeros(shape, np.float32)    # A
         self.episodes = 0
@@ -81,9 +81,8 @@ class Atlas:
             np.add.at(self.fail_mass, (rows, cols), weight * cfg.gamma_danger ** steps_to_end)
         end = self.end_counts.setdefault(cause, np.zeros_like(self.visits))
         end[rows[-1], cols[-1]] += 1
-        outcome = "success" if success else "failure"
         for kind, (r, c) in entity_ends:
-            counts = self.entity_ends.setdefault(f"{kind}/{outcome}", np.zeros_like(self.visits))
+            counts = self.entity_ends.setdefault(f"{kind}/{cause}", np.zeros_like(self.visits))
             counts[r, c] += 1
         self.cause_counts[cause] = self.cause_counts.get(cause, 0) + 1
         self.episodes += 1

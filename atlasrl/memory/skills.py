@@ -9,8 +9,9 @@ Templates (thresholds in SkillConfig):
 - ``success_corridor``: cells that at least corridor_rate of the successful
   episodes passed through (>= min_support successes).
 - ``entity_dead_end``: cells where a movable entity (a box) was left at the end
-  of >= min_support failed episodes and of no successful one, excluding targets:
-  "a box left at (1,1), which is not a target, never led to success (0 of 7 episodes)".
+  of >= min_support episodes that failed there (deadlock, ...; not timeouts) and
+  of no successful one, excluding targets: "a box left at (1,4), which is not a
+  target, ended 7 episodes in a deadlock and never led to success".
 - ``outcome_summary`` / ``family_summary``: success rate and failure causes of
   the layout / of the whole family.
 - ``goal_relative``: ``avoid_cells`` on the family atlas, in offsets from the goal,
@@ -105,8 +106,8 @@ def _dead_ends(atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
     out = []
     targets = set(atlas.statics.get("target", [])) | set(atlas.statics.get("goal", []))
     for key, fails in sorted(atlas.entity_ends.items()):
-        kind, outcome = key.split("/", 1)
-        if outcome != "failure":
+        kind, cause = key.split("/", 1)
+        if cause in NON_SPATIAL_CAUSES:  # a box that never moved before a timeout says nothing about its cell
             continue
         wins = atlas.entity_ends.get(f"{kind}/success", np.zeros_like(fails))
         mask = (fails >= cfg.min_support) & (wins == 0)
@@ -115,8 +116,8 @@ def _dead_ends(atlas: Atlas, cfg: SkillConfig) -> list[Skill]:
                 mask[c] = False
         for c in _top_cells(mask, fails, cfg.max_cells):
             n = int(fails[c])
-            text = (f"a {kind} left at {_cell(c)}, which is not a target, never led to success "
-                    f"(0 of {n} episodes): do not push it there")
+            text = (f"a {kind} left at {_cell(c)}, which is not a target, ended {n} episodes in {_article(cause)} "
+                    f"and never led to success: do not push it there")
             out.append(Skill(text, "entity_dead_end", n, 0.0, [c]))
     return out
 

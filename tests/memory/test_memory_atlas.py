@@ -126,9 +126,11 @@ def test_box_dead_end_skill():
     atlas.add_episode(np.array([(1, 1), (2, 1)]), True, "success", CFG, entity_ends=[("box", (2, 2))])
     for _ in range(2):
         atlas.add_episode(np.array([(1, 1), (2, 1)]), False, "deadlock", CFG, entity_ends=[("box", (2, 2))])
+    for _ in range(4):  # the box never moved before these timeouts: no rule about its cell
+        atlas.add_episode(np.array([(1, 1), (1, 1)]), False, "timeout", CFG, entity_ends=[("box", (1, 0))])
     dead = [s for s in layout_skills(atlas, cfg) if s.kind == "entity_dead_end"]
-    assert [s.text for s in dead] == [
-        "a box left at (0,3), which is not a target, never led to success (0 of 3 episodes): do not push it there"]
+    assert [s.text for s in dead] == ["a box left at (0,3), which is not a target, ended 3 episodes in a deadlock "
+                                      "and never led to success: do not push it there"]
     assert family_skills("toy", Atlas(3, 3), cfg, layouts=2) == []
 
 
