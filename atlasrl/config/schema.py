@@ -134,6 +134,9 @@ class ActorSection(RoleSection):
     """choice: pick one of the valid actions; free: write the action as text."""
     engine: Literal["transformers", "vllm"] = "transformers"
     """Generation engine."""
+    nice: int = Field(10, ge=0, le=19)
+    """CPU priority increment of actor processes: on a small machine the learner should win the cores
+    (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
 
 
 class RunConfig(Section):

@@ -115,7 +115,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
                 argv += ["--learner", plan.learner_address]
             if plan.memory_address:
                 argv += ["--memory", plan.memory_address]
-            actors.append(RoleProcess(name, "actor", argv, port=port, env=level_env))
+            actors.append(RoleProcess(name, "actor", argv, port=port, env=level_env, nice=c.actor.nice))
     else:
         plan.skipped.append("actor")
     plan.stages.append(actors)

@@ -16,7 +16,14 @@ class Sample:
 
 
 def from_status(history) -> list[Sample]:
-    return [Sample(h.time, dict(h.counters), dict(h.gauges)) for h in history]
+    """Samples from ClusterStatus.history; gauges are carried forward, so a gauge whose members
+    stopped (actors at the end of a run) keeps its last value instead of vanishing."""
+    out: list[Sample] = []
+    gauges: dict[str, float] = {}
+    for h in history:
+        gauges = {**gauges, **dict(h.gauges)}
+        out.append(Sample(h.time, dict(h.counters), gauges))
+    return out
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class RoleProcess:
     restart: bool = True
     env: dict[str, str] = field(default_factory=dict)
     stop_timeout_s: float | None = None  # None: the supervisor's; the learner gets longer (final checkpoint)
+    nice: int = 0                        # CPU priority increment (actors yield the cores to the learner)
     # filled in while running
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -77,8 +78,10 @@ class Supervisor:
         logf = open(self.logs_dir / f"{spec.name}.log", "ab", buffering=0)
         logf.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start #{spec.restarts}: {' '.join(spec.argv)}\n".encode())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        nice = spec.nice
         spec.proc = await asyncio.create_subprocess_exec(*spec.argv, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                                                         stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+                                                         stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+                                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
         logf.close()  # the child holds its own descriptor
         spec.started_at = time.time()
 

@@ -26,3 +26,16 @@ def test_recent_success_and_gauge_fallback():
     assert recent_success(no_counter, 16) == (0.4, 30)
     rate, n = recent_success(samples[:1], 16)
     assert math.isnan(rate) and n == 0
+
+
+def test_gauges_carried_forward_after_members_stop():
+    from types import SimpleNamespace
+
+    from atlasrl.up.progress import from_status
+
+    hist = [SimpleNamespace(time=0, counters={"actor.episodes": 0}, gauges={"actor.success_rate": 0.1}),
+            SimpleNamespace(time=1, counters={"actor.episodes": 70}, gauges={"actor.success_rate": 0.5, "learner.loss": 1.0}),
+            SimpleNamespace(time=2, counters={"actor.episodes": 70}, gauges={"learner.loss": 0.5})]  # actors stopped
+    samples = from_status(hist)
+    assert samples[-1].gauges == {"actor.success_rate": 0.5, "learner.loss": 0.5}
+    assert recent_success(samples, 64) == (0.5, 70)

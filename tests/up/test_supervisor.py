@@ -110,3 +110,13 @@ async def test_orphaned_grandchild_is_cleared_before_restart(tmp_path):
     await wait_until(lambda: sup.processes["l"].restarts == 1)
     assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
     await sup.stop_all()
+
+
+async def test_nice_is_applied(tmp_path):
+    sup = Supervisor(tmp_path / "logs")
+    spec = RoleProcess("n", "test", [sys.executable, "-c", "import time; time.sleep(30)"], nice=7)
+    await sup.start(spec)
+    import psutil
+
+    assert psutil.Process(spec.proc.pid).nice() - psutil.Process().nice() == 7
+    await sup.stop_all()
