@@ -68,6 +68,7 @@ class MemoryServicer:
         self.rejected_total = 0
         self.accepted_total = 0
         self.queries_total = 0  # Query + Shape requests served by this process
+        self._encoded: dict[int, object] = {}  # exemplar seq -> encoded Tensor
         self._refresh_gauges()
 
     @contextmanager
@@ -158,7 +159,7 @@ class MemoryServicer:
             k = min(int(request.top_k), self.cfg.exemplars.max_top_k)
             for ex, sim in self.state.bank.top_k(family, frame, k):
                 out.exemplars.append(memory_pb2.Exemplar(
-                    image=codec.encode(ex.image, "exemplar"), caption=ex.caption, outcome=OUTCOME_ENUM[ex.outcome],
+                    image=self._exemplar_tensor(ex), caption=ex.caption, outcome=OUTCOME_ENUM[ex.outcome],
                     terminal_cause=ex.cause, similarity=sim, layout_key=ex.layout_key, episode_id=ex.episode_id))
             for s in self.state.skills(family, layout_key):
                 out.skills.append(memory_pb2.TextSkill(text=s.text, kind=s.kind, support=s.support, rate=s.rate,
@@ -166,6 +167,15 @@ class MemoryServicer:
         self.queries_total += 1
         self.m.query_latency.observe(time.perf_counter() - t0)
         return out
+
+    def _exemplar_tensor(self, ex):
+        """Stored frames never change: encode each once (keyed by its unique insertion number)."""
+        t = self._encoded.get(ex.seq)
+        if t is None:
+            if len(self._encoded) > 2 * self.state.bank.count() + 64:
+                self._encoded.clear()  # drop frames evicted since
+            t = self._encoded[ex.seq] = codec.encode(ex.image, "exemplar")
+        return t
 
     # -- Shape -------------------------------------------------------------------
 
