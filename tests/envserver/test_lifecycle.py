@@ -134,3 +134,15 @@ async def test_concurrent_list_envs_agree(server):
     assert {"frozenlake", "sokoban"} <= set(first) and first["frozenlake"].image_shape
     assert all({s.env_id: s for s in specs} == first for specs in lists)
     assert server.manager.live == 0, "spec probes are not live envs"
+
+
+async def test_client_gets_a_clean_error_when_the_server_goes_away(start_server):
+    server = await start_server()
+    async with EnvClient(server.address) as c:
+        h, _ = await c.open("frozenlake", seed=0)
+        await server.stop(0)  # no grace: streams are cut
+        await asyncio.sleep(0.2)
+        for _ in range(2):  # and stay cut, with the same clear error
+            with pytest.raises(EnvStreamClosed) as e:
+                await c.reset(h)
+            assert e.value.status_code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e.value
