@@ -149,6 +149,7 @@ def test_async_generate(text_engine):
     reqs = requests(n_images=0, count=2)
     outs = asyncio.run(text_engine.agenerate(reqs, SamplingParams(max_tokens=4, temperature=0)))
     assert len(outs) == 2 and all(o.prompt_ids for o in outs)
+    assert text_engine.generate([], SamplingParams()) == []
 
 
 def test_bad_requests_fail_before_generating(text_engine):

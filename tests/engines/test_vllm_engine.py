@@ -97,3 +97,4 @@ def test_bad_updates_and_params_are_refused(engine, policies):
     assert engine.version == version
     with pytest.raises(ValueError, match="top_p"):
         engine.generate([GenerationRequest([user("x")])], SamplingParams(top_p=0.9))
+    assert engine.generate([], SamplingParams()) == []

@@ -68,6 +68,8 @@ class VllmEngine(Engine):
 
     # -- generation ------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
+        if not requests:
+            return []
         if params.top_p < 1:
             raise ValueError("vllm engine: top_p < 1 is not supported (vLLM's log-probs would be "
                              "renormalised over the nucleus, which the learner does not recompute)")
