@@ -222,5 +222,9 @@ class Trainer:
     def full_tensors(self, dtype: torch.dtype):
         """(HF name, full CPU tensor in ``dtype``) on rank 0, (name, None) elsewhere. A collective."""
         for name, p in self.policy.hf_named_parameters():
-            full = p.full_tensor() if isinstance(p, DTensor) else p.detach()
+            if isinstance(p, DTensor):
+                # One rank holds everything: skip the collective (~1.5 ms per tensor on gloo).
+                full = p.to_local().detach() if self.world == 1 else p.full_tensor()
+            else:
+                full = p.detach()
             yield name, (full.to(dtype=dtype, device="cpu").contiguous() if self.rank == 0 else None)
