@@ -127,6 +127,7 @@ def test_cli_process_restart_after_sigterm(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_snapshot_keeps_last_good_snapshot(tmp_path):
     """Kill a process that is writing snapshots back to back, at random moments, until a kill tore a write."""
     rng = random.Random(7)
