@@ -95,11 +95,17 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
 
     loop.gate = count_batches
     task = asyncio.create_task(loop.run())
-    while done < 3:                                   # warm-up: open, reset, first batches
-        await asyncio.sleep(0.001)
+
+    async def until(n: int) -> None:
+        while done < n:
+            if task.done():                           # the loop failed: surface its error
+                task.result()
+                raise RuntimeError("rollout loop ended early")
+            await asyncio.sleep(0.001)
+
+    await until(3)                                    # open, reset, first batches
     s0, k0, t0 = loop.env_steps, loop.tokens, time.perf_counter()
-    while done < 3 + batches:
-        await asyncio.sleep(0.001)
+    await until(3 + batches)
     s1, k1, t1 = loop.env_steps, loop.tokens, time.perf_counter()
     loop.stop()
     try:
@@ -150,7 +156,7 @@ async def main_async(args) -> dict:
     cfg = ActorConfig(model="tiny", num_envs=args.num_envs, group_size=1, use_image=args.arch != "qwen2",
                       env_config=ENV_CONFIG, context_turns=0)
     # Warm-up: oneDNN builds kernels per new input shape (prompt length); the first
-    # ~100 batches of a fresh process are several times slower than the rest.
+    # batches of a fresh process are several times slower than the rest.
     await run_loop(cfg, engine, [LocalLink()], args.warmup)
     procs, addrs = spawn_envservers(2)
     try:
@@ -176,7 +182,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num-envs", type=int, default=16)
     ap.add_argument("--batches", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=150, help="untimed batches first (kernel warm-up)")
+    ap.add_argument("--warmup", type=int, default=60, help="untimed batches first (kernel warm-up)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each mode is reported")
     ap.add_argument("--arch", default="qwen2", choices=["qwen2", "qwen2.5-vl"])
     args = ap.parse_args()

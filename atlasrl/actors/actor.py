@@ -89,21 +89,14 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
             m.paused.labels("buffer_full").set(0)
             m.buffered.set(sender.buffered)
 
-    links = [EnvLink(a) for a in cfg.envs]
-    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=_gate_with_stop(gate, reg), metrics=m)
-    return ActorParts(loop, policy, sender, memory, reg, server)
-
-
-def _gate_with_stop(gate: FlowGate, reg):
-    """The gate, plus: a run set to STOPPING ends the rollout loop."""
-    if reg is None:
-        return gate
-
-    async def call() -> None:
+    async def gate_or_stop() -> None:
         await gate()
-        if gate.stop_requested:
-            raise asyncio.CancelledError("run is stopping")
-    return call
+        if gate.stop_requested:  # the coordinator set the run to STOPPING
+            loop.stop()
+
+    links = [EnvLink(a) for a in cfg.envs]
+    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=gate_or_stop, metrics=m)
+    return ActorParts(loop, policy, sender, memory, reg, server)
 
 
 async def _fill_from_assignment(cfg: ActorConfig, reg) -> ActorConfig:
@@ -144,8 +137,6 @@ async def run_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *,
     reporter = asyncio.create_task(_report(parts)) if parts.registration is not None else None
     try:
         await parts.loop.run(max_episodes=max_episodes)
-    except asyncio.CancelledError:
-        log.info("run is stopping")
     finally:
         if reporter is not None:
             reporter.cancel()

@@ -33,7 +33,7 @@ class EnvServerDown(Exception):
 
 
 class EnvLink:
-    def __init__(self, address: str, *, connect_timeout_s: float = 5.0, request_timeout_s: float = 120.0):
+    def __init__(self, address: str, *, connect_timeout_s: float = 2.0, request_timeout_s: float = 120.0):
         self.address = address
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s

@@ -103,6 +103,8 @@ class RolloutLoop:
                     continue
                 if self.gate is not None:
                     await self.gate()
+                    if self._stop.is_set():
+                        break
                 await self.policy.maybe_update()
                 await self._turn(active)
         finally:
