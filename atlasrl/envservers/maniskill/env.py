@@ -50,8 +50,12 @@ class ManiSkillEnv(TextEnv):
         tasks.check_task(task)
         self._env = self._create()
         self._task_env = self._env.unwrapped
-        controller = self._task_env.agent.controller
         self.action_space = self._task_env.single_action_space
+        if not isinstance(self.action_space, gym.spaces.Box):
+            self.close()
+            raise EnvConfigError(f"ManiSkill task '{task}' has a {type(self.action_space).__name__} action space "
+                                 f"(several robots); only single-robot tasks with a Box action space are supported")
+        controller = self._task_env.agent.controller
         size = self.config.image_size
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.codec = ActionCodec.from_space(self.action_space, max_steps=self.config.action_chunk)
@@ -87,9 +91,10 @@ class ManiSkillEnv(TextEnv):
             except tasks.MissingAssets:
                 raise
             except Exception as e:  # bad control_mode etc. surface as assertion/key errors deep inside
+                hint = " (this task has no dense reward: use reward_mode=sparse)" if "reward mode" in str(e) else ""
                 raise EnvConfigError(
-                    f"ManiSkill task '{self.task}' could not be created (control_mode={cfg.control_mode}): "
-                    f"{type(e).__name__}: {e}"
+                    f"ManiSkill task '{self.task}' could not be created (control_mode={cfg.control_mode}, "
+                    f"reward_mode={cfg.reward_mode}): {type(e).__name__}: {e}{hint}"
                 ) from e
 
     # -- TextEnv ------------------------------------------------------------------------------

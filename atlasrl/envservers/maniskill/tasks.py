@@ -76,7 +76,8 @@ def check_task(task: str) -> None:
 
 
 def _refuse_download(message: str) -> bool:
-    raise MissingAssets(f"{message.strip()} Not downloading (non-interactive); {runnable_hint()}")
+    what = message.replace("Would you like to download them now?", "").strip()
+    raise MissingAssets(f"{what} Not downloading them (no interactive prompt in a server); {runnable_hint()}")
 
 
 @contextlib.contextmanager
