@@ -7,8 +7,9 @@ layout's maps and reports, averaged over layouts:
 
 - precision@k of the danger atlas on the true holes, k = number of holes the
   policy ever entered (a hole never entered cannot be known), and with k = all
-  holes; against two baselines measured in the same run: a random ranking
-  (expected precision = holes / cells) and ranking cells by visit count;
+  holes; against baselines measured in the same run: a random ranking
+  (expected precision = holes / cells), ranking cells by visit count, and
+  ranking them by how many failed episodes ended there (a direct count);
 - mean affinity on a BFS shortest path start -> goal vs on visited free cells
   off that path (the ratio should be well above 1);
 - transfer: the same ratio on an unseen layout from the goal-relative family
@@ -57,6 +58,7 @@ class Explorer:
         self.size, self.epsilon, self.rng = size, epsilon, rng
         self.counts = np.zeros((size, size))
         self.died_on: set[tuple[int, int]] = set()  # cells where its own episodes ended in a hole
+        self.fail_ends = np.zeros((size, size))        # failed episodes ending on each cell (a baseline ranking)
 
     def act(self, cell: tuple[int, int]) -> str:
         self.counts[cell] += 1
@@ -113,6 +115,8 @@ async def play_layout(envs: EnvClient, mem: MemoryClient, seed: int, episodes: i
             entered[obs.agent] = True
         if obs.info.get("terminal_cause") == "hole":
             explorer.died_on.add(obs.agent)
+        if not obs.success:
+            explorer.fail_ends[obs.agent] += 1
         frames.append((len(cells) - 1, obs.images[0]))
         rec = memory_pb2.EpisodeRecord(family="frozenlake", layout_key=obs.layout_key, grid_rows=size, grid_cols=size,
                                        success=obs.success, truncated=obs.truncated,
@@ -133,7 +137,7 @@ async def play_layout(envs: EnvClient, mem: MemoryClient, seed: int, episodes: i
         assert not summary.rejected, summary.rejected
         ingest_q.clear()
         while next_cp < len(checkpoints) and done_count >= checkpoints[next_cp]:
-            await on_checkpoint(checkpoints[next_cp], layout, first_obs, explorer.counts, entered)
+            await on_checkpoint(checkpoints[next_cp], layout, first_obs, explorer, entered)
             next_cp += 1
     await envs.close(handles)
     return {"layout": layout, "first_obs": first_obs, "visits": explorer.counts, "entered": entered}
@@ -153,7 +157,8 @@ def precision_at_k(scores: np.ndarray, truth: set, k: int) -> float:
     return sum((int(i) // cols, int(i) % cols) in truth for i in order) / k
 
 
-def evaluate(view, holes: set, visits: np.ndarray, entered: np.ndarray, size: int, rng) -> dict:
+def evaluate(view, holes: set, visits: np.ndarray, entered: np.ndarray, size: int, rng,
+             fail_ends: np.ndarray | None = None) -> dict:
     entered_holes = {h for h in holes if entered[h]}
     k_seen, k_all = len(entered_holes), len(holes)
     path = shortest_path(holes, size)
@@ -168,6 +173,8 @@ def evaluate(view, holes: set, visits: np.ndarray, entered: np.ndarray, size: in
         "p_at_k_all": precision_at_k(view.danger, holes, k_all),
         "baseline_random": k_all / (size * size),
         "baseline_visits_p_at_k_all": precision_at_k(visits + noise, holes, k_all),
+        "baseline_fail_ends_p_at_k_all": precision_at_k((fail_ends if fail_ends is not None else visits * 0) + noise,
+                                                        holes, k_all),
         "affinity_on_path": float(on.mean()), "affinity_off_path": float(off.mean()),
         "path_ratio": float(on.mean() / max(off.mean(), 1e-9)),
         "path_len": len(path),
@@ -201,10 +208,10 @@ async def main(args) -> dict:
             for li in range(args.layouts):
                 seed = args.seed + li
 
-                async def checkpoint(n, layout, first_obs, visits, entered):
+                async def checkpoint(n, layout, first_obs, explorer, entered):
                     holes = {(e.cell.row, e.cell.col) for e in first_obs.entities if e.kind == "hole"}
                     view = await mem.query("frozenlake", layout)
-                    rows[n].append(evaluate(view, holes, visits, entered, args.size, rng))
+                    rows[n].append(evaluate(view, holes, explorer.counts, entered, args.size, rng, explorer.fail_ends))
                     if n == args.checkpoints[-1]:
                         save_pngs(args.out, f"layout{li}", view, first_obs.images[0])
 
@@ -232,11 +239,12 @@ async def main(args) -> dict:
         vals = [r[key] for r in rows[cp] if not np.isnan(r[key])]
         return float(np.mean(vals)) if vals else float("nan")
 
-    keys = ["p_at_k_entered", "p_at_k_all", "baseline_visits_p_at_k_all", "baseline_random", "affinity_on_path",
+    keys = ["p_at_k_entered", "p_at_k_all", "baseline_fail_ends_p_at_k_all", "baseline_visits_p_at_k_all",
+            "baseline_random", "affinity_on_path",
             "affinity_off_path", "path_ratio", "holes_entered", "holes"]
     print(f"FrozenLake {args.size}x{args.size}, {args.layouts} layouts, epsilon={args.epsilon}; "
           f"{stats.episodes_ingested} episodes in {elapsed:.1f}s; means over layouts")
-    labels = ["P@k entered", "P@k all", "visits P@k", "random P@k", "A on path", "A off path", "path ratio",
+    labels = ["P@k entered", "P@k all", "ends P@k", "visits P@k", "random P@k", "A on path", "A off path", "path ratio",
               "holes hit", "holes"]
     print(f"{'episodes':>9} " + " ".join(f"{lab:>11}" for lab in labels))
     table = {}
