@@ -101,6 +101,7 @@ class VersionAssembler:
     def _reset(self) -> None:
         self._manifest: weights_pb2.WeightManifest | None = None
         self._bufs: list[bytearray] = []
+        self._filled: list[int] = []
 
     def feed(self, msg: weights_pb2.WeightUpdate) -> WeightVersion | None:
         kind = msg.WhichOneof("kind")
@@ -137,7 +138,8 @@ class VersionAssembler:
         if total != m.total_bytes or total > self.max_total_bytes:
             raise WeightStreamError(f"version {version}: total_bytes {m.total_bytes} (sum {total}, limit {self.max_total_bytes})")
         self._manifest = m
-        self._bufs = [bytearray() for _ in m.tensors]
+        self._bufs = [bytearray(t.nbytes) for t in m.tensors]   # filled in place: no regrowth copies
+        self._filled = [0] * len(m.tensors)
 
     def _check_expected(self, t: weights_pb2.TensorMeta) -> None:
         if self.expected is None:
@@ -152,21 +154,23 @@ class VersionAssembler:
         m = self._manifest
         if p.index >= len(m.tensors):
             raise WeightStreamError(f"part for tensor index {p.index}; the manifest has {len(m.tensors)} tensors")
-        buf, meta = self._bufs[p.index], m.tensors[p.index]
-        if p.offset != len(buf):
-            raise WeightStreamError(f"tensor {meta.name!r}: part at offset {p.offset}, expected {len(buf)}")
-        if len(buf) + len(p.data) > meta.nbytes:
+        meta, filled = m.tensors[p.index], self._filled[p.index]
+        if p.offset != filled:
+            raise WeightStreamError(f"tensor {meta.name!r}: part at offset {p.offset}, expected {filled}")
+        end = filled + len(p.data)
+        if end > meta.nbytes:
             raise WeightStreamError(f"tensor {meta.name!r}: parts exceed its {meta.nbytes} bytes")
-        buf += p.data
+        self._bufs[p.index][filled:end] = p.data
+        self._filled[p.index] = end
 
     def _end(self, end: weights_pb2.VersionEnd) -> WeightVersion:
         m = self._manifest
         if end.num_tensors != len(m.tensors):
             raise WeightStreamError(f"end says {end.num_tensors} tensors; manifest has {len(m.tensors)}")
         out = WeightVersion(m.version, m)
-        for meta, buf in zip(m.tensors, self._bufs):
-            if len(buf) != meta.nbytes:
-                raise WeightStreamError(f"tensor {meta.name!r}: got {len(buf)} of {meta.nbytes} bytes")
+        for meta, buf, filled in zip(m.tensors, self._bufs, self._filled):
+            if filled != meta.nbytes:
+                raise WeightStreamError(f"tensor {meta.name!r}: got {filled} of {meta.nbytes} bytes")
             crc = zlib.crc32(buf)
             if crc != meta.crc32:
                 raise WeightStreamError(f"tensor {meta.name!r}: CRC-32 {crc:#010x} != {meta.crc32:#010x}")

@@ -21,7 +21,7 @@ from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.trajectory_service import TrajectoryServicer
-from atlasrl.learner.weight_service import WeightServicer
+from atlasrl.learner.weight_service import WeightServicer, serialize
 from atlasrl.rpc import RpcServer, ServerConfig
 from atlasrl.v1 import trajectory_pb2, weights_pb2
 
@@ -89,7 +89,9 @@ class LearnerHost:
         return self._server.metrics_port
 
     def publish(self, messages) -> int:
-        return asyncio.run_coroutine_threadsafe(self.weights.publish(messages), self._loop).result()
+        """From the training thread: serialize here, then hand the bytes to the serving loop."""
+        prepared = serialize(messages)
+        return asyncio.run_coroutine_threadsafe(self.weights.publish_serialized(messages[0].begin, prepared), self._loop).result()
 
     def write_ready_file(self) -> None:
         if self.cfg.ready_file:

@@ -1,8 +1,8 @@
 """WeightService servicer: holds the latest weight version and streams it to every subscriber.
 
 The learner publishes in-process (``publish``); a remote publisher may use the
-Publish RPC with the learner's token. A version is encoded once (begin, 1-4 MiB
-parts, end) and the same messages go to every subscriber. A subscriber gets the
+Publish RPC with the learner's token. A version is encoded and serialized once
+(begin, 1-4 MiB parts, end) and the same bytes go to every subscriber. A subscriber gets the
 latest version right away when it is newer than ``after_version``, then each
 newer one; a slow subscriber skips versions that were superseded while it was
 still receiving (weights conflate: only the newest matters).
@@ -23,11 +23,27 @@ from atlasrl.v1 import weights_pb2
 log = logging.getLogger("atlasrl.learner.weights")
 
 
+class _Serialized:
+    """A WeightUpdate serialized once; gRPC's response serializer calls SerializeToString on it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, msg: weights_pb2.WeightUpdate):
+        self.data = msg.SerializeToString()
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf method name gRPC calls
+        return self.data
+
+
+def serialize(messages: list[weights_pb2.WeightUpdate]) -> tuple[_Serialized, ...]:
+    return tuple(_Serialized(m) for m in messages)
+
+
 @dataclass(frozen=True)
 class Published:
     version: int
     manifest: weights_pb2.WeightManifest
-    messages: tuple[weights_pb2.WeightUpdate, ...]
+    messages: tuple[_Serialized, ...]   # serialized once, sent to every subscriber
 
 
 class WeightServicer:
@@ -40,11 +56,14 @@ class WeightServicer:
 
     async def publish(self, messages: list[weights_pb2.WeightUpdate]) -> int:
         """Make an encoded version (from ``encode_version``) the latest; returns its number."""
-        manifest = messages[0].begin
+        return await self.publish_serialized(messages[0].begin, serialize(messages))
+
+    async def publish_serialized(self, manifest: weights_pb2.WeightManifest, messages: tuple["_Serialized", ...]) -> int:
+        """Same, with messages already serialized (by the training thread, so this loop never blocks on it)."""
         if self.latest is not None and manifest.version <= self.latest.version:
             raise FailedPrecondition(f"version {manifest.version} is not newer than the latest {self.latest.version}")
         async with self._changed:
-            self.latest = Published(manifest.version, manifest, tuple(messages))
+            self.latest = Published(manifest.version, manifest, messages)
             self._changed.notify_all()
         return manifest.version
 
