@@ -46,7 +46,7 @@ class TransformersEngine(Engine):
         self.tokenizer = self.policy.tokenizer
         self._version = 0
         self._lock = threading.Lock()
-        self._generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        self._generator = torch.Generator(device=config.device).manual_seed(config.seed)
         self._end_id = self.policy.eos_token_ids[0]
         self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0}
 
@@ -60,7 +60,7 @@ class TransformersEngine(Engine):
         with self._lock, torch.inference_mode():
             gen = self._generator
             if params.seed is not None:
-                gen = torch.Generator(device="cpu").manual_seed(params.seed)
+                gen = torch.Generator(device=self.config.device).manual_seed(params.seed)
             t0 = time.perf_counter()
             for i in range(0, len(rows), self.config.max_batch_size):
                 self._run_batch(rows[i:i + self.config.max_batch_size], params, gen)
