@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+
 
 def register(app: typer.Typer) -> None:
     @app.command("memory")
@@ -19,8 +21,14 @@ def register(app: typer.Typer) -> None:
         gamma: float = typer.Option(0.99, help="Default discount of the shaping term F = gamma*Phi(s') - Phi(s)."),
         print_port: bool = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests)."),
         log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
+        tls_cert: Path = TLS_CERT,
+        tls_key: Path = TLS_KEY,
+        tls_ca: Path = TLS_CA,
+        mtls: bool = MTLS,
+        token_file: Path = TOKEN_FILE,
+        insecure: bool = INSECURE,
     ):
-        """Run the skill memory role."""
+        """Run the skill memory role (Reset needs an admin token when tokens are on)."""
         from pydantic import ValidationError
 
         from atlasrl import log
@@ -28,6 +36,7 @@ def register(app: typer.Typer) -> None:
         from atlasrl.rpc import ServerConfig
 
         log.setup(log_level)
+        apply_security("memory", tls_cert, tls_key, tls_ca, mtls, token_file, insecure)
         try:
             cfg = MemoryConfig(server=ServerConfig(host=host, port=port, metrics_port=metrics_port), data_dir=data_dir,
                                snapshot_interval_s=snapshot_interval_s, coordinator=coordinator,
