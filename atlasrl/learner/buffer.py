@@ -43,8 +43,9 @@ class _Group:
 
 
 class EpisodeBuffer:
-    def __init__(self, cfg: LearnerConfig, vocab_size: int, clock=time.monotonic):
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, clock=time.monotonic, check=None):
         self.cfg = cfg
+        self.check = check   # optional model-aware check (validation.ModelInputCheck)
         self.vocab_size = vocab_size
         self.grouped = cfg.algo == "grpo"
         self._clock = clock
@@ -61,6 +62,8 @@ class EpisodeBuffer:
         validate_episode(ep, vocab_size=self.vocab_size, max_seq_tokens=self.cfg.max_seq_tokens, need_group=self.grouped)
         if self.grouped and ep.group_size < 1:
             raise Malformed("group_size is 0; GRPO needs the expected group size")
+        if self.check is not None:
+            self.check(ep)
         with self._cv:
             if ep.episode_id in self._seen:
                 return "duplicate"

@@ -76,7 +76,7 @@ def run(cfg: LearnerConfig) -> None:
     stop = StopFlag()
     trainer = Trainer(cfg, rank, world, device)
     restored = checkpoint.load(trainer, cfg.ckpt_dir) if cfg.ckpt_dir else None
-    host = LearnerHost(cfg, trainer.vocab_size, version=lambda: trainer.version) if rank == 0 else None
+    host = LearnerHost(cfg, trainer.vocab_size, version=lambda: trainer.version, model_info=trainer.info) if rank == 0 else None
     if host is not None:
         if restored and restored.get("buffer"):
             host.buffer.load_state_dict(restored["buffer"])
@@ -87,7 +87,7 @@ def run(cfg: LearnerConfig) -> None:
         host.write_ready_file()
         print(f"learner serving on {cfg.host}:{host.port} metrics={host.metrics_port} version={trainer.version} "
               f"world={world} device={device.type}", flush=True)
-    updates, saved = 0, trainer.version
+    updates, saved, clean = 0, trainer.version, False
     try:
         while True:
             msg = [None]
@@ -119,8 +119,11 @@ def run(cfg: LearnerConfig) -> None:
             if cfg.ckpt_dir and trainer.version % cfg.ckpt_every == 0:
                 checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
                 saved = trainer.version
+        clean = True
     finally:
-        if cfg.ckpt_dir and saved != trainer.version:
+        # Only after a clean stop: an error mid-update leaves a half-applied step (and, with several
+        # ranks, peers blocked in a collective), which must not become the checkpoint to resume from.
+        if clean and cfg.ckpt_dir and saved != trainer.version:
             checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
         if reg is not None:
             reg.close_in_thread()

@@ -21,6 +21,7 @@ from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.trajectory_service import TrajectoryServicer
+from atlasrl.learner.validation import ModelInputCheck
 from atlasrl.learner.weight_service import WeightServicer, serialize
 from atlasrl.rpc import RpcServer, ServerConfig
 from atlasrl.v1 import trajectory_pb2, weights_pb2
@@ -29,10 +30,11 @@ log = logging.getLogger("atlasrl.learner")
 
 
 class LearnerHost:
-    def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int]):
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int], model_info=None):
         self.cfg = cfg
         self.metrics = LearnerMetrics()
-        self.buffer = EpisodeBuffer(cfg, vocab_size)
+        check = ModelInputCheck(model_info) if model_info is not None else None
+        self.buffer = EpisodeBuffer(cfg, vocab_size, check=check)
         self.weights = WeightServicer(self.metrics, cfg.publish_token)
         self.version = version
         self._loop: asyncio.AbstractEventLoop | None = None

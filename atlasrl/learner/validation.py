@@ -105,6 +105,29 @@ def _validate_choice(t: trajectory_pb2.TurnRecord, where: str) -> None:
         raise Malformed(f"{where}: invalid choices: {e}") from None
 
 
+class ModelInputCheck:
+    """Checks that need the model: images only for VL models, and as many image tokens as they expand to.
+
+    ``info`` is an ``atlasrl.models.load.Policy`` (``with_model=False`` is enough).
+    """
+
+    def __init__(self, info):
+        self.info = info
+
+    def __call__(self, ep: trajectory_pb2.Episode) -> None:
+        from atlasrl.models.chat import image_token_counts
+
+        for i, t in enumerate(ep.turns):
+            if not self.info.is_vl:
+                if t.images:
+                    raise Malformed(f"turn {i}: {len(t.images)} images but the learner's model is text-only")
+                continue
+            n_tokens = sum(1 for x in t.prompt_ids if x == self.info.image_token_id)
+            expected = sum(image_token_counts(self.info, [codec.decode(img) for img in t.images])) if t.images else 0
+            if n_tokens != expected:
+                raise Malformed(f"turn {i}: {n_tokens} image tokens in prompt_ids but the {len(t.images)} images expand to {expected}")
+
+
 def episode_versions(ep: trajectory_pb2.Episode) -> tuple[int, int]:
     """(oldest, newest) policy version used by the episode's turns."""
     versions = [t.policy_version for t in ep.turns]

@@ -136,3 +136,20 @@ def test_export_is_a_loadable_hf_model(tiny_model_dir, tmp_path):
         assert torch.equal(exported[name], t), name
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         checkpoint.export(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_model_input_check_rejects_images_for_text_model_and_token_mismatch(tiny_model_dir):
+    import numpy as np
+
+    from atlasrl import codec
+    from atlasrl.learner.validation import Malformed, ModelInputCheck
+    from atlasrl.models.tiny import tiny_model_path
+
+    frame = codec.encode(np.zeros((56, 56, 3), np.uint8))
+    ep = episode()
+    ep.turns[0].images.append(frame)
+    with pytest.raises(Malformed, match="text-only"):
+        ModelInputCheck(load_policy(tiny_model_dir, with_model=False))(ep)
+    vl = load_policy(tiny_model_path("qwen2.5-vl", seed=0), with_model=False)
+    with pytest.raises(Malformed, match="0 image tokens in prompt_ids but the 1 images expand to"):
+        ModelInputCheck(vl)(ep)
