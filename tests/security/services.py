@@ -50,7 +50,7 @@ async def _coordinator(tmp: Path):
 
     s = CoordinatorServer(CoordinatorConfig(server=ServerConfig(port=0), state_dir=tmp / "coordinator"))
     await s.start()
-    return s, s.rpc, lambda: (s.store.run_state(), len(s.store.members(alive_only=False)), s.store.policy_version())
+    return s, s.rpc, lambda: (s.store.run_state, len(s.store.members(alive_only=False)), s.store.policy_version)
 
 
 class _LearnerServices:
@@ -82,7 +82,7 @@ async def _learner(tmp: Path):
     s = _LearnerServices()
     await s.start()
     latest = lambda: getattr(getattr(s.weights, "latest", None), "version", None)  # noqa: E731
-    return s, s.rpc, lambda: (s.buffer.buffered(), latest())
+    return s, s.rpc, lambda: (s.buffer.buffered, latest())
 
 
 ROLE_SERVERS = {"envserver": _env, "memory": _memory, "coordinator": _coordinator, "learner": _learner}
