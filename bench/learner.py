@@ -28,7 +28,7 @@ MiB = 1 << 20
 def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: int, updates: int, out: str) -> None:
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    torch.set_num_threads(1)   # one thread per rank in both runs: 1 vs 2 processes = 1 vs 2 cores
     import torch.distributed as dist
 
     from atlasrl.learner.config import LearnerConfig

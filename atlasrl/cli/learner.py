@@ -41,6 +41,8 @@ def learner(
         return
     if model is None:
         raise typer.BadParameter("--model is required", param_hint="--model")
+    if not (Path(model) / "config.json").exists():
+        raise typer.BadParameter(f"{model} is not a Hugging Face model directory (no config.json)", param_hint="--model")
     from pydantic import ValidationError
 
     from atlasrl.learner.config import LearnerConfig

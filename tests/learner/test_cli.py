@@ -1,0 +1,24 @@
+"""`atlasrl learner` argument handling (no training: --dry-run and bad input)."""
+import json
+
+from typer.testing import CliRunner
+
+from atlasrl.cli.learner import learner_app
+
+
+def test_dry_run_writes_resolved_config_and_torchrun_command(tiny_model_dir, tmp_path):
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--algo", "ppo", "--nproc", "2", "--ckpt-dir", str(tmp_path),
+                                         "--max-staleness", "3", "--coordinator", "127.0.0.1:50050", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "torch.distributed.run --standalone --nproc-per-node=2 -m atlasrl.learner.main" in r.output
+    cfg = json.loads((tmp_path / "learner-config.json").read_text())
+    assert (cfg["algo"], cfg["max_staleness"], cfg["coordinator"], cfg["ckpt_dir"]) == ("ppo", 3, "127.0.0.1:50050", str(tmp_path))
+
+
+def test_bad_arguments_name_the_problem(tiny_model_dir, tmp_path):
+    r = CliRunner().invoke(learner_app, ["--model", str(tmp_path), "--dry-run"])
+    assert r.exit_code != 0 and "no config.json" in r.output
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--algo", "dqn", "--dry-run"])
+    assert r.exit_code != 0 and "algo" in r.output
+    r = CliRunner().invoke(learner_app, ["export", "--ckpt", str(tmp_path), "--out", str(tmp_path / "o")], env={"COLUMNS": "400"})
+    assert r.exit_code != 0 and "no complete checkpoint" in r.output
