@@ -88,20 +88,24 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
 
     loop = RolloutLoop(cfg, Policy(engine, cfg), links, seeds=SeedSchedule(cfg.actor_id, cfg.group_size, 0))
     done = 0
+    reached = {3: asyncio.Event(), 3 + batches: asyncio.Event()}
 
-    async def count_batches():
+    async def count_batches():                        # the gate runs once before every batch
         nonlocal done
         done += 1
+        if done in reached:
+            reached[done].set()
 
     loop.gate = count_batches
     task = asyncio.create_task(loop.run())
 
-    async def until(n: int) -> None:
-        while done < n:
-            if task.done():                           # the loop failed: surface its error
-                task.result()
-                raise RuntimeError("rollout loop ended early")
-            await asyncio.sleep(0.001)
+    async def until(n: int) -> None:                  # no polling: it would steal the GIL from generation
+        waiter = asyncio.create_task(reached[n].wait())
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not reached[n].is_set():
+            waiter.cancel()
+            task.result()                             # the loop failed: surface its error
+            raise RuntimeError("rollout loop ended early")
 
     await until(3)                                    # open, reset, first batches
     s0, k0, t0 = loop.env_steps, loop.tokens, time.perf_counter()

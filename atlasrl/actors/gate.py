@@ -34,16 +34,23 @@ class FlowGate:
         self.m = metrics or ActorMetrics()
         self.max_staleness = cfg.max_staleness
         self._last_info = 0.0
+        self._refresh: asyncio.Task | None = None
         self.stop_requested = False
 
     @property
     def learner_version(self) -> int:
         return self.sender.learner_version if self.sender is not None else -1
 
-    async def _refresh_info(self) -> None:
-        if self.sender is None or time.monotonic() - self._last_info < self.cfg.info_interval_s:
+    def _kick_refresh(self) -> None:
+        """Poll GetInfo in the background at most every info_interval_s (never stalls a batch)."""
+        if self.sender is None or (self._refresh is not None and not self._refresh.done()):
+            return
+        if time.monotonic() - self._last_info < self.cfg.info_interval_s:
             return
         self._last_info = time.monotonic()
+        self._refresh = asyncio.create_task(self._refresh_info())
+
+    async def _refresh_info(self) -> None:
         try:
             info = await self.sender.get_info(timeout=2.0)
         except Exception as e:  # noqa: BLE001 - learner away: keep the last known state
@@ -57,7 +64,7 @@ class FlowGate:
         return max(0, v - self.policy.version) if v >= 0 else 0
 
     async def __call__(self) -> None:
-        await self._refresh_info()
+        self._kick_refresh()
         self.m.version_lag.set(self.lag())
         if self.max_staleness is not None and self.lag() > self.max_staleness:
             self.m.paused.labels("stale_weights").set(1)
@@ -69,8 +76,7 @@ class FlowGate:
                     try:
                         await asyncio.wait_for(self.policy.wait_for_version_above(need), self.cfg.info_interval_s)
                     except asyncio.TimeoutError:
-                        self._last_info = 0.0
-                        await self._refresh_info()
+                        await self._refresh_info()  # the learner may have moved on (or back)
             finally:
                 self.m.paused.labels("stale_weights").set(0)
             self.m.version_lag.set(self.lag())

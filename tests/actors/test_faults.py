@@ -123,3 +123,34 @@ async def test_learner_unreachable_buffers_then_pauses_then_resumes(tiny_engine,
     assert len(eps) == parts.loop.finished >= 8
     assert len({e.episode_id for e in eps}) == len(eps)
     assert parts.sender.stats.accepted == len(eps)
+
+
+async def test_stale_weights_pause_generation_until_new_weights(tiny_engine, env_server, learner):
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_staleness=2, info_interval_s=0.2)
+    parts = await start_actor(cfg, engine=tiny_engine)
+    original = {k: v.detach().clone() for k, v in tiny_engine.policy.model.named_parameters()}
+    try:
+        run = asyncio.create_task(parts.loop.run(max_episodes=10_000))
+        while parts.loop.finished < 2:
+            await asyncio.sleep(0.02)
+        learner.version = 10  # the learner moved on; this actor still acts with version 0
+        paused = parts.policy.m.paused.labels("stale_weights")
+        for _ in range(200):
+            if paused._value.get() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert paused._value.get() == 1, "generation did not pause on stale weights"
+        steps = parts.loop.env_steps
+        await asyncio.sleep(1.0)
+        assert parts.loop.env_steps == steps and not run.done()
+        await learner.publish(9, {k: v.numpy() for k, v in original.items()})  # within the lag of 2
+        for _ in range(400):
+            if parts.loop.env_steps > steps:
+                break
+            await asyncio.sleep(0.05)
+        assert parts.loop.env_steps > steps and tiny_engine.version == 9 and paused._value.get() == 0
+        parts.loop.stop()
+        await asyncio.wait_for(run, 30)
+    finally:
+        await stop_actor(parts)
+        tiny_engine.update_weights(0, original.items())
