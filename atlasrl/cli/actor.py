@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+
 actor_app = typer.Typer(help="Rollout actor: drives env sessions, generates, streams episodes to the learner.")
 
 
@@ -61,6 +63,12 @@ def actor(
     metrics_port: int = typer.Option(None, help="Prometheus /metrics port (omit to disable)."),
     coordinator: str = typer.Option(None, help="Coordinator address: register, heartbeat, follow run state and assignments."),
     log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
+    tls_cert: Path = TLS_CERT,
+    tls_key: Path = TLS_KEY,
+    tls_ca: Path = TLS_CA,
+    mtls: bool = MTLS,
+    token_file: Path = TOKEN_FILE,
+    insecure: bool = INSECURE,
 ):
     """Run a rollout actor against env servers and a learner."""
     if ctx.invoked_subcommand is not None:
@@ -71,6 +79,7 @@ def actor(
     from atlasrl.rpc import ServerConfig
 
     log.setup(log_level)
+    apply_security("actor", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
     cfg = _config(envs=envs, learner=learner, memory=memory, model=model, engine=engine, num_envs=num_envs,
                   group_size=group_size, action_mode=action_mode, env_id=env, env_config=env_config, no_image=no_image,
                   temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+
 
 def register(app: typer.Typer) -> None:
     @app.command("coordinator")
@@ -17,6 +19,12 @@ def register(app: typer.Typer) -> None:
         max_staleness: int = typer.Option(4, help="Actors lagging more policy versions than this wait."),
         history_interval_s: float = typer.Option(2.0, help="Sampling period of the progress history."),
         log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
+        tls_cert: Path = TLS_CERT,
+        tls_key: Path = TLS_KEY,
+        tls_ca: Path = TLS_CA,
+        mtls: bool = MTLS,
+        token_file: Path = TOKEN_FILE,
+        insecure: bool = INSECURE,
     ):
         """Run the coordinator role."""
         from pydantic import ValidationError
@@ -26,6 +34,7 @@ def register(app: typer.Typer) -> None:
         from atlasrl.rpc import ServerConfig
 
         log.setup(log_level)
+        apply_security("coordinator", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
         try:
             cfg = CoordinatorConfig(server=ServerConfig(host=host, port=port, metrics_port=metrics_port), state_dir=state_dir,
                                     lease_ttl_s=lease_ttl_s, max_staleness=max_staleness, history_interval_s=history_interval_s)

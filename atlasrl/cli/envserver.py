@@ -1,7 +1,11 @@
 """`atlasrl envserver`: host many envs behind EnvService (and dm_env_rpc) on one port."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +23,12 @@ def register(app: typer.Typer) -> None:
         coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
         print_port: bool = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests)."),
         log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
+        tls_cert: Path = TLS_CERT,
+        tls_key: Path = TLS_KEY,
+        tls_ca: Path = TLS_CA,
+        mtls: bool = MTLS,
+        token_file: Path = TOKEN_FILE,
+        insecure: bool = INSECURE,
     ):
         """Run the env server role."""
         import asyncio
@@ -29,6 +39,7 @@ def register(app: typer.Typer) -> None:
         from atlasrl.envservers.config import EnvServerConfig, default_workers
 
         log.setup(log_level)
+        apply_security("envserver", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
         device_list = [d for d in devices.split(",") if d.strip()]
         if workers is None:
             workers = len(device_list) if device_list else default_workers()
