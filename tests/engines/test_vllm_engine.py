@@ -24,14 +24,18 @@ pytestmark = pytest.mark.vllm
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def engine():
+def _start(arch):
     if importlib.util.find_spec("vllm") is None:
         msg = "vllm is not importable (build .venv-vllm with scripts/install.sh --vllm)"
         if os.environ.get("ATLASRL_REQUIRE_VLLM") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
-    eng = make_engine(EngineConfig(kind="vllm", model=str(tiny_model_path("qwen2", seed=0)), max_model_len=1024))
+    return make_engine(EngineConfig(kind="vllm", model=str(tiny_model_path(arch, seed=0)), max_model_len=1024))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = _start("qwen2")
     yield eng
     eng.close()
 
@@ -41,9 +45,10 @@ def policies():
     return {s: load_policy(tiny_model_path("qwen2", seed=s)) for s in (0, 1)}
 
 
-def _max_diff(policy, outs, temperature):
-    ref = sample_logprobs(policy, [Sample(o.prompt_ids, o.token_ids, (), o.choice_token_ids) for o in outs],
-                          temperature)
+def _max_diff(policy, outs, temperature, reqs=None):
+    images = [r.images for r in reqs] if reqs else [()] * len(outs)
+    ref = sample_logprobs(policy, [Sample(o.prompt_ids, o.token_ids, im, o.choice_token_ids)
+                                   for o, im in zip(outs, images)], temperature)
     return max(abs(a - b) for o, r in zip(outs, ref) for a, b in zip(o.logprobs, r))
 
 
@@ -98,3 +103,25 @@ def test_bad_updates_and_params_are_refused(engine, policies):
     with pytest.raises(ValueError, match="top_p"):
         engine.generate([GenerationRequest([user("x")])], SamplingParams(top_p=0.9))
     assert engine.generate([], SamplingParams()) == []
+
+
+@pytest.mark.slow
+def test_vl_prompts_logprobs_and_update(engine):
+    """Qwen2.5-VL in vLLM: same prompt ids as our encoder, same log-probs as our M-RoPE recompute."""
+    engine.close()                         # one engine at a time on small machines
+    vl = _start("qwen2.5-vl")
+    try:
+        from atlasrl.models.chat import encode_prompt
+
+        pol = {s: load_policy(tiny_model_path("qwen2.5-vl", seed=s)) for s in (0, 1)}
+        reqs = requests(n_images=1, count=3) + requests(n_images=2, count=2, seed=1)
+        params = SamplingParams(max_tokens=8, temperature=1.0, seed=2)
+        outs = vl.generate(reqs, params)
+        for r, o in zip(reqs, outs):
+            assert o.prompt_ids == encode_prompt(pol[0], r.messages, list(r.images)).input_ids
+        assert _max_diff(pol[0], outs, 1.0, reqs) < TOL
+        vl.update_weights(1, pol[1].model.state_dict().items())     # encoder cache must be dropped too
+        after = vl.generate(reqs, params)
+        assert _max_diff(pol[1], after, 1.0, reqs) < TOL
+    finally:
+        vl.close()

