@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -78,10 +79,11 @@ class Supervisor:
         logf = open(self.logs_dir / f"{spec.name}.log", "ab", buffering=0)
         logf.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start #{spec.restarts}: {' '.join(spec.argv)}\n".encode())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
-        nice = spec.nice
-        spec.proc = await asyncio.create_subprocess_exec(*spec.argv, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                                                         stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
-                                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
+        # `nice` as a command, not preexec_fn: Python code between fork and exec runs gRPC's fork
+        # handlers in the child, which abort ("wakeup_fd ... Check failed") while channels are open.
+        argv = ["nice", "-n", str(spec.nice), *spec.argv] if spec.nice and shutil.which("nice") else spec.argv
+        spec.proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                                                         stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
         logf.close()  # the child holds its own descriptor
         spec.started_at = time.time()
 
