@@ -195,7 +195,7 @@ def decode(t: tensor_pb2.Tensor, *, max_bytes: int = DEFAULT_MAX_BYTES, max_rank
         raw = t.data
     elif t.codec in (tensor_pb2.CODEC_ZSTD, tensor_pb2.CODEC_ZSTD_SHUFFLE):
         raw = _decompress(t.data, nbytes, label)
-        if t.codec == tensor_pb2.CODEC_ZSTD_SHUFFLE:
+        if t.codec == tensor_pb2.CODEC_ZSTD_SHUFFLE and len(raw) == nbytes:   # a wrong length is a SizeError below
             raw = unshuffle(raw, dt.itemsize)
     else:
         raise CompressionError(f"{label} has unknown codec {t.codec}; expected CODEC_RAW, CODEC_ZSTD or CODEC_ZSTD_SHUFFLE")
