@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+
 learner_app = typer.Typer(help="FSDP learner: GRPO/PPO on streamed episodes, weights streamed to actors.", invoke_without_command=True)
 
 
@@ -35,6 +37,12 @@ def learner(
     ready_file: Optional[str] = typer.Option(None, help="Write {port, metrics_port, version} JSON here once serving."),
     config: Optional[Path] = typer.Option(None, help="JSON file with more LearnerConfig fields (flags win)."),
     dry_run: bool = typer.Option(False, help="Write the resolved config and print the torchrun command, run nothing."),
+    tls_cert: Optional[Path] = TLS_CERT,
+    tls_key: Optional[Path] = TLS_KEY,
+    tls_ca: Optional[Path] = TLS_CA,
+    mtls: bool = MTLS,
+    token_file: Optional[Path] = TOKEN_FILE,
+    insecure: bool = INSECURE,
 ):
     """Run the learner: torchrun --standalone --nproc-per-node N -m atlasrl.learner.main."""
     if ctx.invoked_subcommand is not None:
@@ -44,6 +52,9 @@ def learner(
     if not (Path(model) / "config.json").exists():
         raise typer.BadParameter(f"{model} is not a Hugging Face model directory (no config.json)", param_hint="--model")
     from pydantic import ValidationError
+
+    # TLS/tokens: validated here; the torchrun ranks inherit them through the environment.
+    apply_security("learner", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
 
     from atlasrl.learner.config import LearnerConfig
 
@@ -65,7 +76,9 @@ def learner(
     if dry_run:
         typer.echo(" ".join(cmd))
         return
-    env = dict(os.environ)
+    env = dict(os.environ, ATLASRL_ROLE="learner")
+    if insecure:
+        env["ATLASRL_INSECURE"] = "1"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     os.execve(sys.executable, cmd, env)
 

@@ -29,13 +29,19 @@ from atlasrl.v1 import trajectory_pb2, weights_pb2
 log = logging.getLogger("atlasrl.learner")
 
 
+def _tokens_configured() -> bool:
+    from atlasrl.rpc.security import default_security, load_tokens
+
+    return bool(load_tokens(default_security()))
+
+
 class LearnerHost:
     def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int], model_info=None):
         self.cfg = cfg
         self.metrics = LearnerMetrics()
         check = ModelInputCheck(model_info) if model_info is not None else None
         self.buffer = EpisodeBuffer(cfg, vocab_size, check=check)
-        self.weights = WeightServicer(self.metrics, cfg.publish_token)
+        self.weights = WeightServicer(self.metrics, cfg.publish_token, guarded=_tokens_configured())
         self.version = version
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: RpcServer | None = None

@@ -47,9 +47,10 @@ class Published:
 
 
 class WeightServicer:
-    def __init__(self, metrics: LearnerMetrics, publish_token: str | None = None):
+    def __init__(self, metrics: LearnerMetrics, publish_token: str | None = None, guarded: bool = False):
         self.m = metrics
         self.publish_token = publish_token
+        self.guarded = guarded   # the server's token guard admits only the learner role to Publish
         self.latest: Published | None = None
         self._changed = asyncio.Condition()
         self._subscribers = 0
@@ -110,6 +111,8 @@ class WeightServicer:
         return weights_pb2.PublishAck(version=await self.publish(msgs))
 
     def _authorize(self, context) -> None:
+        if self.guarded and not self.publish_token:
+            return   # the RpcServer token guard already checked the caller's role (rpc/security.py)
         if not self.publish_token:
             raise PermissionDenied("remote Publish is disabled on this learner (no publish token configured)")
         md = dict(context.invocation_metadata() or ())
