@@ -16,10 +16,10 @@ import typer
 TLS_CERT = typer.Option(None, "--tls-cert", envvar="ATLASRL_TLS_CERT", help="PEM certificate (server cert; client cert under mTLS).")
 TLS_KEY = typer.Option(None, "--tls-key", envvar="ATLASRL_TLS_KEY", help="PEM private key of --tls-cert.")
 TLS_CA = typer.Option(None, "--tls-ca", envvar="ATLASRL_TLS_CA", help="PEM CA that peers are verified against (turns TLS on for clients).")
-MTLS = typer.Option(False, "--mtls", envvar="ATLASRL_MTLS", is_flag=True, help="Servers require client certificates signed by --tls-ca.")
+MTLS = typer.Option(False, "--mtls", envvar="ATLASRL_MTLS", help="Servers require client certificates signed by --tls-ca.")
 TOKEN_FILE = typer.Option(None, "--token-file", envvar="ATLASRL_TOKEN_FILE",
                           help="Token file (role:token / role:sha256:HEX lines); or set $ATLASRL_TOKENS.")
-INSECURE = typer.Option(False, "--insecure", is_flag=True, help="Allow a non-loopback bind without TLS and tokens (loud warning).")
+INSECURE = typer.Option(False, "--insecure", help="Allow a non-loopback bind without TLS and tokens (loud warning).")
 
 
 def apply_security(role: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, mtls: bool,
