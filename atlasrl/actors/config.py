@@ -81,7 +81,10 @@ class ActorConfig(BaseModel):
     """Episodes per TrajectoryService.Push."""
     max_staleness: int | None = Field(None, ge=0)
     """Versions the actor may lag the learner before pausing; None = the learner's TrajectoryInfo.max_staleness."""
-    info_interval_s: float = Field(2.0, gt=0)
+    max_learner_backlog: int | None = Field(32, ge=0)
+    """Pause while the learner holds this many untrained episodes (TrajectoryInfo.buffered); 0 or None = never.
+    Keeps episodes fresh and, on a shared CPU, leaves the cores to training instead of rollouts nobody trains on."""
+    info_interval_s: float = Field(1.0, gt=0)
     """How often the learner's TrajectoryInfo is polled for the staleness gate."""
     reconnect_backoff_s: float = Field(0.5, gt=0)
     """First wait before reconnecting to a failed env server (doubles up to 8 s)."""

@@ -8,6 +8,8 @@ Generation waits while
   learner's TrajectoryInfo.max_staleness unless the config overrides it): the
   actor waits for newer weights instead of producing episodes the learner would
   reject as stale;
+- the learner already holds ``max_learner_backlog`` untrained episodes: more
+  would only go stale in its buffer (and on a shared CPU steal cores from training);
 - the coordinator's run is paused, or its staleness gate says no.
 (A full trajectory buffer pauses generation too, inside TrajectorySender.put.)
 If the learner cannot be reached, the last known state is used: the bounded
@@ -35,6 +37,7 @@ class FlowGate:
         self.max_staleness = cfg.max_staleness
         self._last_info = 0.0
         self._refresh: asyncio.Task | None = None
+        self.learner_backlog = 0
         self.stop_requested = False
 
     @property
@@ -56,6 +59,7 @@ class FlowGate:
         except Exception as e:  # noqa: BLE001 - learner away: keep the last known state
             log.debug("GetInfo failed: %s", e)
             return
+        self.learner_backlog = int(info.buffered)
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 
@@ -80,6 +84,15 @@ class FlowGate:
             finally:
                 self.m.paused.labels("stale_weights").set(0)
             self.m.version_lag.set(self.lag())
+        bound = self.cfg.max_learner_backlog
+        if bound and self.sender is not None and self.learner_backlog >= bound:
+            self.m.paused.labels("learner_backlog").set(1)
+            try:
+                while self.learner_backlog >= bound and self.sender.connected:
+                    await asyncio.sleep(self.cfg.info_interval_s / 2)
+                    await self._refresh_info()
+            finally:
+                self.m.paused.labels("learner_backlog").set(0)
         reg = self.registration
         if reg is not None:
             reg.policy_version = self.policy.version

@@ -154,3 +154,30 @@ async def test_stale_weights_pause_generation_until_new_weights(tiny_engine, env
     finally:
         await stop_actor(parts)
         tiny_engine.update_weights(0, original.items())
+
+
+async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, env_server, learner):
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=4, info_interval_s=0.2)
+    parts = await start_actor(cfg, engine=tiny_engine)
+    try:
+        run = asyncio.create_task(parts.loop.run(max_episodes=10_000))
+        paused = parts.policy.m.paused.labels("learner_backlog")
+        for _ in range(600):
+            if paused._value.get() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert paused._value.get() == 1, "generation did not pause on the learner's backlog"
+        steps = parts.loop.env_steps
+        await asyncio.sleep(1.0)
+        assert parts.loop.env_steps == steps and learner.buffer.buffered >= 4
+        taken = await asyncio.to_thread(learner.buffer.take, 4, learner.version, 2.0)  # the learner trains
+        assert taken
+        for _ in range(400):
+            if parts.loop.env_steps > steps:
+                break
+            await asyncio.sleep(0.05)
+        assert parts.loop.env_steps > steps
+        parts.loop.stop()
+        await asyncio.wait_for(run, 30)
+    finally:
+        await stop_actor(parts)
