@@ -40,7 +40,7 @@ async def wait_until(pred, timeout=30.0):
 
 
 async def test_restart_after_kill_on_same_port_then_clean_stop(tmp_path):
-    sup = Supervisor(tmp_path / "logs", max_restarts=3, stop_timeout_s=10)
+    sup = Supervisor(tmp_path / "logs", max_restarts=3, stop_timeout_s=30)
     (port,) = free_ports(1)
     await sup.start(child("a", port))
     first_pid = sup.processes["a"].proc.pid
