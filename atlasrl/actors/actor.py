@@ -122,7 +122,12 @@ async def stop_actor(parts: ActorParts, flush_timeout_s: float = 10.0) -> None:
         await parts.memory.flush(timeout=2.0)
         await parts.memory.close()
     if parts.registration is not None:
-        await parts.registration.close()
+        # Deregistering must not hold the exit when the coordinator is gone.
+        closing = asyncio.ensure_future(parts.registration.close())
+        done, _ = await asyncio.wait({closing}, timeout=3.0)
+        if not done:
+            closing.cancel()
+            log.info("deregistration skipped: the coordinator did not answer")
     await parts.server.stop(0)
 
 
@@ -131,16 +136,23 @@ async def run_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *,
     import signal
 
     parts = await start_actor(cfg, server_cfg)
-    loop = asyncio.get_running_loop()
+    run = asyncio.ensure_future(parts.loop.run(max_episodes=max_episodes))
+
+    def on_signal() -> None:
+        parts.loop.stop()  # ends after the current batch ...
+        asyncio.get_running_loop().call_later(2.0, run.cancel)  # ... or sooner if blocked (learner gone)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, parts.loop.stop)
+        asyncio.get_running_loop().add_signal_handler(sig, on_signal)
     reporter = asyncio.create_task(_report(parts)) if parts.registration is not None else None
     try:
-        await parts.loop.run(max_episodes=max_episodes)
+        await run
+    except asyncio.CancelledError:
+        log.info("stopped while waiting (learner or env servers gone)")
     finally:
         if reporter is not None:
             reporter.cancel()
-        await stop_actor(parts)
+        await stop_actor(parts, flush_timeout_s=5.0)
 
 
 async def _report(parts: ActorParts, every_s: float = 1.0) -> None:

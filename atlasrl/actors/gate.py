@@ -63,6 +63,9 @@ class FlowGate:
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 
+    def _stopping(self) -> bool:
+        return self.registration is not None and self.registration.stopping
+
     def lag(self) -> int:
         v = self.learner_version
         return max(0, v - self.policy.version) if v >= 0 else 0
@@ -88,7 +91,7 @@ class FlowGate:
         if bound and self.sender is not None and self.learner_backlog >= bound:
             self.m.paused.labels("learner_backlog").set(1)
             try:
-                while self.learner_backlog >= bound and self.sender.connected:
+                while self.learner_backlog >= bound and self.sender.connected and not self._stopping():
                     await asyncio.sleep(self.cfg.info_interval_s / 2)
                     await self._refresh_info()
             finally:

@@ -101,14 +101,24 @@ class RolloutLoop:
                         return
                     await asyncio.sleep(self._backoff)
                     continue
-                if self.gate is not None:
-                    await self.gate()
-                    if self._stop.is_set():
-                        break
+                if self.gate is not None and not await self._pass_gate():
+                    break
                 await self.policy.maybe_update()
                 await self._turn(active)
         finally:
             await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
+
+    async def _pass_gate(self) -> bool:
+        """Wait for the gate; False when stop() came first (a held gate must not block shutdown)."""
+        gate = asyncio.ensure_future(self.gate())
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({gate, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not gate.done():
+            gate.cancel()
+            return False
+        gate.result()  # re-raise a failing gate
+        return not self._stop.is_set()
 
     async def _turn(self, active: list[Slot]) -> None:
         inputs = [self._turn_input(s) for s in active]

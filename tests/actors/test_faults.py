@@ -178,6 +178,7 @@ async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, en
             await asyncio.sleep(0.05)
         assert parts.loop.env_steps > steps
         parts.loop.stop()
-        await asyncio.wait_for(run, 30)
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
     finally:
         await stop_actor(parts)
