@@ -104,6 +104,15 @@ class FlowGate:
                 if not await reg.wait_running():
                     self.stop_requested = True
                     return
-                await reg.wait_until_fresh()
+                while True:  # the coordinator's staleness gate: keep swapping in weights while it holds us
+                    await self.policy.maybe_update()
+                    reg.policy_version = self.policy.version
+                    try:
+                        await reg.wait_until_fresh(timeout=0.5)
+                        break
+                    except asyncio.TimeoutError:
+                        if reg.stopping:
+                            self.stop_requested = True
+                            return
             finally:
                 self.m.paused.labels("run_paused").set(0)
