@@ -114,9 +114,6 @@ async def faults(run: UpRun) -> None:
 
 
 @pytest.mark.skipif(not all(role_available(r) for r in ROLES), reason="needs every role's CLI")
-@pytest.mark.xfail(strict=False, reason="known actor bug (2026-11-22): an actor restarted after kill -9 while the learner "
-                   "is > max_staleness versions ahead serves but never receives weights nor steps again; passed before "
-                   "that, with the learner only 2 versions ahead")
 async def test_run_survives_kills_of_every_role(tmp_path):
     learner_cfg = tmp_path / "learner.json"
     learner_cfg.write_text(json.dumps({"ckpt_every": 1}))
