@@ -170,10 +170,13 @@ async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, en
         steps = parts.loop.env_steps
         await asyncio.sleep(1.0)
         assert parts.loop.env_steps == steps and learner.buffer.buffered >= 4
-        # The learner catches up: it trains on everything buffered, so the backlog drops below the bound.
-        backlog = learner.buffer.buffered
-        taken = await asyncio.to_thread(learner.buffer.take, backlog, learner.version, 2.0)
-        assert taken and learner.buffer.buffered < 4
+        # The learner catches up: it trains on ready groups until the backlog is below the bound.
+        taken = []
+        while learner.buffer.buffered >= 4:
+            batch = await asyncio.to_thread(learner.buffer.take, 1, learner.version, 2.0)
+            assert batch, "the learner found no ready group in its backlog"
+            taken += batch
+        assert taken
         for _ in range(400):
             if parts.loop.env_steps > steps:
                 break
