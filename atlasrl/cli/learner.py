@@ -10,16 +10,17 @@ from typing import Optional
 
 import typer
 
-from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+from atlasrl.cli.common import RoleOptions, role_options
 
 learner_app = typer.Typer(help="FSDP learner: GRPO/PPO on streamed episodes, weights streamed to actors.", invoke_without_command=True)
 
 
 @learner_app.callback()
+@role_options(log_level=False, sessions=True)
 def learner(
     ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="HF model directory to train (e.g. from `atlasrl model tiny`)."),
-    algo: str = typer.Option("grpo", help="grpo | ppo"),
+    algo: str = typer.Option("grpo", help="grpo | gigpo | ppo"),
     host: str = typer.Option("127.0.0.1", help="Bind address of the Trajectory/Weight services (rank 0)."),
     port: int = typer.Option(50052, help="gRPC port (0 = any free port)."),
     metrics_port: Optional[int] = typer.Option(None, help="Prometheus /metrics port."),
@@ -37,12 +38,8 @@ def learner(
     ready_file: Optional[str] = typer.Option(None, help="Write {port, metrics_port, version} JSON here once serving."),
     config: Optional[Path] = typer.Option(None, help="JSON file with more LearnerConfig fields (flags win)."),
     dry_run: bool = typer.Option(False, help="Write the resolved config and print the torchrun command, run nothing."),
-    tls_cert: Optional[Path] = TLS_CERT,
-    tls_key: Optional[Path] = TLS_KEY,
-    tls_ca: Optional[Path] = TLS_CA,
-    mtls: bool = MTLS,
-    token_file: Optional[Path] = TOKEN_FILE,
-    insecure: bool = INSECURE,
+    *,
+    opts: RoleOptions,
 ):
     """Run the learner: torchrun --standalone --nproc-per-node N -m atlasrl.learner.main."""
     if ctx.invoked_subcommand is not None:
@@ -54,7 +51,7 @@ def learner(
     from pydantic import ValidationError
 
     # TLS/tokens: validated here; the torchrun ranks inherit them through the environment.
-    apply_security("learner", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
+    opts.apply("learner", host=host)
 
     from atlasrl.learner.config import LearnerConfig
 
@@ -62,7 +59,7 @@ def learner(
     fields.update(model=model, algo=algo, host=host, port=port, metrics_port=metrics_port, coordinator=coordinator,
                   ckpt_dir=ckpt_dir, max_staleness=max_staleness, stale_policy=stale_policy, batch_episodes=batch_episodes,
                   lr=lr, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, activation_checkpointing=activation_checkpointing,
-                  max_updates=max_updates, ready_file=ready_file)
+                  max_updates=max_updates, ready_file=ready_file, **opts.session_limits())
     try:
         cfg = LearnerConfig(**fields)
     except ValidationError as e:
@@ -77,7 +74,7 @@ def learner(
         typer.echo(" ".join(cmd))
         return
     env = dict(os.environ, ATLASRL_ROLE="learner")
-    if insecure:
+    if opts.insecure:
         env["ATLASRL_INSECURE"] = "1"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     os.execve(sys.executable, cmd, env)

@@ -111,7 +111,7 @@ class MemorySection(RoleSection):
 class LearnerSection(RoleSection):
     """Learner role."""
 
-    algo: Literal["grpo", "ppo"] = "grpo"
+    algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
     """Policy-gradient algorithm."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes (torchrun, FSDP2)."""

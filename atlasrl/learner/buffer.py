@@ -47,7 +47,7 @@ class EpisodeBuffer:
         self.cfg = cfg
         self.check = check   # optional model-aware check (validation.ModelInputCheck)
         self.vocab_size = vocab_size
-        self.grouped = cfg.algo == "grpo"
+        self.grouped = cfg.algo in ("grpo", "gigpo")
         self._clock = clock
         self._cv = threading.Condition()
         self._groups: OrderedDict[str, _Group] = OrderedDict()

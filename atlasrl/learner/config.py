@@ -13,8 +13,9 @@ class LearnerConfig(BaseModel):
 
     model: str
     """HF model directory to start from (ignored when resuming from a checkpoint, which carries the weights)."""
-    algo: Literal["grpo", "ppo"] = "grpo"
-    """GRPO (group-normalised returns, no critic) or PPO (value head, GAE over turns)."""
+    algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
+    """GRPO (group-normalised returns, no critic), GiGPO (GRPO plus step advantages over shared states, no critic)
+    or PPO (value head, GAE over turns)."""
 
     # --- serving (rank 0) ---
     host: str = "127.0.0.1"
@@ -29,6 +30,10 @@ class LearnerConfig(BaseModel):
     """Rank 0 writes {"port", "metrics_port", "version"} here as JSON once serving (for launchers and tests)."""
     max_message_bytes: int = Field(64 * MiB, ge=4 * MiB, le=1 << 30)
     """gRPC message-size limit on both directions (an episode with images must fit)."""
+    max_sessions_per_client: int | None = Field(None, ge=1)
+    """Live streams (Push, Subscribe, Publish) one client may hold at once; None = unlimited."""
+    session_idle_timeout_s: float | None = Field(None, gt=0)
+    """A client stream (Push, Publish) silent this long ends with DEADLINE_EXCEEDED; None = never."""
 
     # --- buffer ---
     batch_episodes: int = Field(8, ge=1, le=65536)
@@ -74,6 +79,10 @@ class LearnerConfig(BaseModel):
     """Optimizer steps per epoch (episodes split evenly)."""
     grpo_std_normalize: bool = True
     """GRPO: divide by the group's reward std (False = Dr. GRPO, mean-centred only)."""
+    step_adv_weight: float = Field(1.0, ge=0)
+    """GiGPO: weight omega of the step advantage added to the episode advantage."""
+    step_gamma: float = Field(0.95, ge=0, le=1)
+    """GiGPO: discount of the return-to-go compared inside a step group (below 1 favours shorter paths)."""
     gamma: float = Field(1.0, ge=0, le=1)
     """PPO discount between turns."""
     gae_lambda: float = Field(0.95, ge=0, le=1)

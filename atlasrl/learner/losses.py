@@ -3,6 +3,13 @@
 Advantages are per turn (one number for every response token of a turn):
 - GRPO: the episode return R_i, normalised inside its group,
   A_i = (R_i - mean_g R) / (std_g R + eps)  (std optional: Dr. GRPO keeps it off).
+- GiGPO (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent
+  Training"): the GRPO episode advantage plus a step advantage. Turns of one
+  group that acted on the same env state (an "anchor state") form a step group;
+  each turn's discounted return-to-go G_t = sum_k gamma^k r_{t+k} is normalised
+  inside its step group, A = A_episode + omega * (G_t - mean_s G) / (std_s G + eps).
+  It gives every turn its own credit without a critic: in a group playing one
+  map, the turns that stood on the same cell are compared by where they led.
 - PPO: GAE over the turns of an episode, with a value head read at each turn's
   last prompt token: delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1}.
 
@@ -30,6 +37,39 @@ def grpo_advantages(returns: torch.Tensor, group_index: torch.Tensor, std_normal
         return centred
     var = torch.zeros(groups, dtype=returns.dtype).index_add_(0, group_index, centred**2) / (count - 1).clamp_min(1)
     return centred / (var.sqrt()[group_index] + eps)
+
+
+def return_to_go(rewards: list[float], gamma: float) -> list[float]:
+    """G_t = r_t + gamma * G_{t+1} over one episode's turns."""
+    out, acc = [0.0] * len(rewards), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
+def step_group_advantages(rewards: list[list[float]], state_keys: list[list[bytes]], group_index: list[int],
+                          gamma: float, std_normalize: bool = True, eps: float = 1e-6) -> list[list[float]]:
+    """GiGPO step advantages: per episode, per turn; 0 for a turn whose state no other turn of its group shares.
+
+    rewards[e][t] and state_keys[e][t] per turn; group_index[e] the episode's GRPO group.
+    """
+    returns = [return_to_go(r, gamma) for r in rewards]
+    buckets: dict[tuple[int, bytes], list[tuple[int, int]]] = {}
+    for e, keys in enumerate(state_keys):
+        for t, key in enumerate(keys):
+            buckets.setdefault((group_index[e], key), []).append((e, t))
+    out = [[0.0] * len(r) for r in rewards]
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        g = torch.tensor([returns[e][t] for e, t in members], dtype=torch.float64)
+        centred = g - g.mean()
+        if std_normalize:
+            centred = centred / (g.std(unbiased=True) + eps)
+        for (e, t), a in zip(members, centred.tolist()):
+            out[e][t] = a
+    return out
 
 
 def gae_over_turns(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:

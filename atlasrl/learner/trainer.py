@@ -16,6 +16,7 @@ times the world size, since FSDP averages gradients over ranks.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -41,6 +42,13 @@ class TrainBatch:
     episodes: list[bytes]
     weights: list[float]
     lags: list[int]
+
+
+def state_key(turn: trajectory_pb2.TurnRecord) -> bytes:
+    """The env state a turn acted on: the actor's digest, else the prompt itself (history and images included)."""
+    if turn.state_key:
+        return turn.state_key
+    return hashlib.blake2b(b"".join(i.to_bytes(4, "little", signed=True) for i in turn.prompt_ids), digest_size=16).digest()
 
 
 class Trainer:
@@ -85,12 +93,8 @@ class Trainer:
         returns = torch.tensor([sum(t.reward for t in ep.turns) for ep in episodes], dtype=torch.float64)
         mine = shard_episodes([sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns) for ep in episodes], self.world, self.rank)
         seqs = {i: episode_seqs(episodes[i], i, batch.weights[i]) for i in mine}
-        if cfg.algo == "grpo":
-            keys = {g: k for k, g in enumerate(dict.fromkeys(ep.group_id for ep in episodes))}
-            adv = losses.grpo_advantages(returns, torch.tensor([keys[ep.group_id] for ep in episodes]), cfg.grpo_std_normalize)
-            for i in mine:
-                for s in seqs[i]:
-                    s.advantage = float(adv[i])
+        if cfg.algo in ("grpo", "gigpo"):
+            self._group_advantages(episodes, returns, mine, seqs)
         minibatches = self._plan(mine, seqs)
         self._prepass(minibatches)
         if cfg.algo == "ppo":
@@ -108,6 +112,22 @@ class Trainer:
         self.version += 1
         dist.all_reduce(sums)
         return self._summarise(sums, grad_norms, returns, time.perf_counter() - t0)
+
+    def _group_advantages(self, episodes, returns: torch.Tensor, mine: list[int], seqs: dict[int, list[Seq]]) -> None:
+        """GRPO episode advantages on every turn; GiGPO adds the step advantage of each turn's state group."""
+        cfg = self.cfg
+        keys = {g: k for k, g in enumerate(dict.fromkeys(ep.group_id for ep in episodes))}
+        group_index = [keys[ep.group_id] for ep in episodes]
+        adv = losses.grpo_advantages(returns, torch.tensor(group_index), cfg.grpo_std_normalize)
+        step = None
+        if cfg.algo == "gigpo":
+            step = losses.step_group_advantages(
+                [[t.reward for t in ep.turns] for ep in episodes],
+                [[state_key(t) for t in ep.turns] for ep in episodes],
+                group_index, cfg.step_gamma, cfg.grpo_std_normalize)
+        for i in mine:
+            for t, s in enumerate(seqs[i]):
+                s.advantage = float(adv[i]) + (cfg.step_adv_weight * step[i][t] if step is not None else 0.0)
 
     def _plan(self, mine: list[int], seqs: dict[int, list[Seq]]) -> list[list[tuple[dict, bool]]]:
         """Per minibatch, the micro-batches of this rank, padded to the same count on every rank."""

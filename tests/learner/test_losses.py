@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from atlasrl.learner.losses import gae_over_turns, grpo_advantages, kl_k3_sum, policy_loss_sum, value_loss_sum
+from atlasrl.learner.losses import (
+    gae_over_turns, grpo_advantages, kl_k3_sum, policy_loss_sum, return_to_go, step_group_advantages, value_loss_sum,
+)
 
 
 def test_grpo_advantages_hand_worked():
@@ -88,3 +90,20 @@ def test_kl_and_value_loss():
     assert kl_k3_sum(torch.tensor([0.0]), torch.tensor([d]), torch.ones(1)).item() == pytest.approx(2 - d - 1)
     v = value_loss_sum(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([2.0]), torch.ones(1), clip=0.2)
     assert v.item() == pytest.approx(0.5 * max(1.0, 1.8**2))
+
+
+def test_return_to_go_and_gigpo_step_groups_hand_worked():
+    assert return_to_go([0.0, 0.0, 1.0], 0.5) == [0.25, 0.5, 1.0]
+    # Group 0: episodes 0 and 1 both stood on state "s"; episode 1 twice. Episode 2 (group 1) also saw "s".
+    rewards = [[0.0, 1.0], [0.0, 0.0, 1.0], [0.0]]
+    keys = [[b"s", b"t"], [b"s", b"s", b"t"], [b"s"]]
+    adv = step_group_advantages(rewards, keys, [0, 0, 1], gamma=0.5, std_normalize=False)
+    g = [0.5, 0.25, 0.5]                      # returns-to-go of the three turns on "s" in group 0
+    mean = sum(g) / 3
+    assert adv[0][0] == pytest.approx(g[0] - mean) and adv[1][0] == pytest.approx(g[1] - mean)
+    assert adv[1][1] == pytest.approx(g[2] - mean)
+    assert adv[0][1] == pytest.approx(0.0) and adv[1][2] == pytest.approx(0.0)   # "t": equal returns
+    assert adv[2] == [0.0]                    # alone in its group's step group: no step signal
+    normed = step_group_advantages(rewards, keys, [0, 0, 1], gamma=0.5, eps=0.0)
+    std = torch.tensor(g, dtype=torch.float64).std().item()
+    assert normed[1][0] == pytest.approx((g[1] - mean) / std)

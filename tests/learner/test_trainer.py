@@ -93,6 +93,32 @@ def test_update_raises_logprob_of_positive_advantage(tiny_model_dir):
     assert delta[0] > 0 > delta[1] and delta[3] > 0 > delta[2]
 
 
+@pytest.mark.parametrize("algo", ["grpo", "gigpo"])
+def test_gigpo_credits_the_step_where_equal_returns_leave_grpo_blind(tiny_model_dir, algo):
+    """Both episodes of the group succeed (equal returns: GRPO learns nothing); one took a detour at state S.
+
+    GiGPO compares the turns taken at S: the direct action (return-to-go 0.95) beats the detour (0.9025).
+    """
+    S, T = [1, 2, 3, 4], [1, 2, 5, 6]
+    direct, detour = [20], [23]
+    choices = [[20], [23]]
+    eps = [
+        episode([turn(S, direct, choices=choices, logprob=-0.7), turn(T, direct, reward=1.0, choices=choices, logprob=-0.7)],
+                group="g", group_size=2),
+        episode([turn(S, detour, choices=choices, logprob=-0.7), turn(S, direct, choices=choices, logprob=-0.7),
+                 turn(T, direct, reward=1.0, choices=choices, logprob=-0.7)], group="g", group_size=2),
+    ]
+    trainer = Trainer(LearnerConfig(model=tiny_model_dir, algo=algo, lr=3e-3, batch_episodes=2))
+    before = response_logp(trainer, eps)
+    trainer.update(as_batch(eps))
+    delta = response_logp(trainer, eps) - before
+    direct_at_s, detour_at_s = delta[0], delta[2]   # one token per turn: ep0 t0, ep0 t1, then ep1 t0
+    if algo == "grpo":
+        assert abs(direct_at_s) < 1e-6 and abs(detour_at_s) < 1e-6
+    else:
+        assert direct_at_s > 0 > detour_at_s
+
+
 def test_ppo_update_trains_value_head(tiny_model_dir):
     trainer = Trainer(LearnerConfig(model=tiny_model_dir, algo="ppo", lr=1e-2, batch_episodes=4))
     losses = [trainer.update(as_batch(fixed_batch()))["value_loss"] for _ in range(4)]
