@@ -76,7 +76,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
     if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_shaping or cfg.memory_ingest):
         from atlasrl.actors.memory_hints import MemoryAdvisor
 
-        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills)
+        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping)
     policy = Policy(engine, cfg, weights=weights, metrics=m)
     await policy.start()
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)

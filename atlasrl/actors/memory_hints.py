@@ -1,10 +1,17 @@
 """MemoryAdvisor: what the actor asks of the skill memory, and what it gives back.
 
-    advisor = MemoryAdvisor("127.0.0.1:50055", hints="text", max_skills=3)
-    hints = await advisor.hints(spec, first_obs)          # text skills and/or the atlas overlay
-    shaping = await advisor.shape([(episode, next_obs)])  # F = gamma*Phi(s') - Phi(s) per transition
-    advisor.ingest(episode)                               # finished episode -> MemoryService.Ingest (background)
+    advisor = MemoryAdvisor("127.0.0.1:50055", hints="text", max_skills=3, shaping=True)
+    advice = await advisor.episode_start(spec, first_obs)   # one Query per episode
+    advice.hints                                            # text skills and/or the atlas overlay (or None)
+    advice.shape(obs, next_obs)                             # F = gamma*Phi(s') - Phi(s), computed locally
+    advisor.ingest(episode)                                 # finished episode -> MemoryService.Ingest (background)
     await advisor.close()
+
+Shaping uses the potential Phi frozen at the episode's start (the maps of that
+one Query, ``atlasrl.clients.memory.EpisodeShaper``): the shaping terms of an
+episode telescope exactly to gamma^T Phi(s_T) - Phi(s_0), which keeps the
+optimal policy unchanged (Ng et al. 1999) even while the memory's maps move
+with every ingested episode, and a turn costs no RPC.
 
 The memory is advice, never a dependency: if the service is down or does not
 know the family yet, hints are empty and shaping is 0 (counted in metrics), and
@@ -16,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import grpc
 
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.prompts import MemoryHints
-from atlasrl.rpc import make_channel
-from atlasrl.v1 import env_pb2, memory_pb2, memory_pb2_grpc
+from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
+from atlasrl.v1 import env_pb2, memory_pb2
 
 log = logging.getLogger("atlasrl.actors.memory")
 
@@ -37,15 +45,34 @@ def _goal(obs: env_pb2.Observation) -> env_pb2.GridCoord | None:
     return None
 
 
+@dataclass
+class EpisodeAdvice:
+    """What the memory said at an episode's start: prompt hints and the episode's frozen shaper."""
+
+    hints: MemoryHints | None = None
+    shaper: EpisodeShaper | None = None
+
+    def shape(self, obs: env_pb2.Observation, next_obs: env_pb2.Observation) -> float:
+        """Shaping of the turn that led from ``obs`` to ``next_obs`` (0 without a shaper or grid cells)."""
+        if self.shaper is None or not (obs.HasField("agent") and next_obs.HasField("agent")):
+            return 0.0
+        try:
+            return self.shaper((obs.agent.row, obs.agent.col), (next_obs.agent.row, next_obs.agent.col),
+                               terminal=next_obs.terminated or next_obs.truncated)
+        except ValueError:   # a cell outside the atlas grid (env and memory disagree on the grid)
+            return 0.0
+
+
 class MemoryAdvisor:
-    def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, timeout_s: float = 2.0,
-                 ingest_queue: int = 256, ingest_batch: int = 16):
+    def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, shaping: bool = True,
+                 timeout_s: float = 2.0, ingest_queue: int = 256, ingest_batch: int = 16):
         self.address = address
         self.hint_mode = hints
         self.max_skills = max_skills
+        self.shaping = shaping
         self.timeout_s = timeout_s
-        self._channel = make_channel(address)
-        self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
+        self._client = MemoryClient(address, timeout_s=timeout_s)
+        self._stub = self._client.stub
         self._queue: asyncio.Queue[memory_pb2.EpisodeRecord] = asyncio.Queue(ingest_queue)
         self._ingest_batch = ingest_batch
         self._ingester: asyncio.Task | None = None
@@ -53,9 +80,10 @@ class MemoryAdvisor:
         self.ingested = 0
         self.skipped = 0
 
-    async def hints(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> MemoryHints | None:
-        if self.hint_mode == "none":
-            return None
+    async def episode_start(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
+        """One Query for the new episode: its hints and (when shaping) its frozen potential."""
+        if self.hint_mode == "none" and not self.shaping:
+            return EpisodeAdvice()
         goal = _goal(obs)
         want_overlay = self.hint_mode in ("overlay", "both")
         q = memory_pb2.MemoryQuery(
@@ -68,44 +96,22 @@ class MemoryAdvisor:
         if want_overlay and obs.images:
             q.frame.CopyFrom(obs.images[0])
         try:
-            view = await self._stub.Query(q, timeout=self.timeout_s)
+            raw = await self._stub.Query(q, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: the family is new to the memory
                 self.failures += 1
                 log.debug("memory query failed: %s", e.details())
-            return None
-        out = MemoryHints()
-        if self.hint_mode in ("text", "both"):
-            out.skills = [s.text for s in view.skills[: self.max_skills]]
-        if want_overlay and view.HasField("overlay") and view.overlay.data:
-            out.overlay = view.overlay
-        return out
-
-    async def shape(self, transitions: list[tuple[EpisodeBuffer, env_pb2.Observation]]) -> list[float]:
-        """Shaping term per (episode, observation after its latest action)."""
-        batch = memory_pb2.ShapeBatch()
-        for ep, nxt in transitions:
-            prev = ep.last_obs
-            t = batch.transitions.add(
-                family=ep.spec.family, layout_key=ep.first_obs.layout_key, grid_rows=ep.spec.grid_rows,
-                grid_cols=ep.spec.grid_cols, cell=prev.agent, next_cell=nxt.agent,
-                terminal=nxt.terminated or nxt.truncated,
-            )
-            goal = _goal(ep.first_obs)
-            if goal is not None:
-                t.goal.CopyFrom(goal)
-                t.has_goal = True
-        try:
-            res = await self._stub.Shape(batch, timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                self.failures += 1
-                log.debug("memory shape failed: %s", e.details())
-            return [0.0] * len(transitions)
-        if len(res.shaping) != len(transitions):
-            self.failures += 1
-            return [0.0] * len(transitions)
-        return [float(x) for x in res.shaping]
+            return EpisodeAdvice()
+        advice = EpisodeAdvice()
+        if self.hint_mode != "none":
+            advice.hints = MemoryHints()
+            if self.hint_mode in ("text", "both"):
+                advice.hints.skills = [s.text for s in raw.skills[: self.max_skills]]
+            if want_overlay and raw.HasField("overlay") and raw.overlay.data:
+                advice.hints.overlay = raw.overlay
+        if self.shaping and raw.HasField("danger") and raw.HasField("affinity"):
+            advice.shaper = decode_view(raw).shaper()
+        return advice
 
     def ingest(self, episode: EpisodeBuffer) -> None:
         if self._ingester is None:
@@ -144,4 +150,4 @@ class MemoryAdvisor:
                 await self._ingester
             except (asyncio.CancelledError, Exception):
                 pass
-        await self._channel.close()
+        await self._client.close()

@@ -20,6 +20,7 @@ answers again, else on another live server.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -31,10 +32,10 @@ from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.envlink import EnvLink, EnvServerDown
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.groups import SeedSchedule
-from atlasrl.actors.memory_hints import MemoryAdvisor
+from atlasrl.actors.memory_hints import EpisodeAdvice, MemoryAdvisor
 from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.policy import Policy, TurnInput
-from atlasrl.actors.prompts import MemoryHints, PastTurn, PromptBuilder
+from atlasrl.actors.prompts import PastTurn, PromptBuilder
 from atlasrl.rpc.errors import RemoteError
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
@@ -51,7 +52,7 @@ class Slot:
     builder: PromptBuilder | None = None
     episode: EpisodeBuffer | None = None
     history: list[PastTurn] = field(default_factory=list)
-    hints: MemoryHints | None = None
+    advice: EpisodeAdvice = field(default_factory=EpisodeAdvice)
     broken: bool = True  # needs (re)opening
 
 
@@ -147,10 +148,10 @@ class RolloutLoop:
                 else:
                     stepped[slot.index] = obs
         ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
-        shaping = await self._shaping(ok)
         finished = []
-        for (slot, out, obs), shape in zip(ok, shaping):
-            turn = out.to_turn_record(obs, shape * self.cfg.shaping_scale)
+        for slot, out, obs in ok:
+            turn = out.to_turn_record(obs, self._shaping(slot, obs))
+            turn.state_key = state_key(slot.episode.last_obs)
             slot.episode.add_turn(turn, obs)
             slot.history.append(PastTurn(observation=_prev_text(slot), frame=_prev_frame(slot), response=out.text))
             self.env_steps += 1
@@ -164,7 +165,7 @@ class RolloutLoop:
     def _turn_input(self, slot: Slot) -> TurnInput:
         obs = slot.episode.last_obs
         frame = obs.images[0] if obs.images else None
-        prompt = slot.builder.build(slot.history, obs.text, frame, slot.hints)
+        prompt = slot.builder.build(slot.history, obs.text, frame, slot.advice.hints)
         spec = slot.builder.spec
         return TurnInput(prompt=prompt, choices=list(spec.valid_actions), max_actions=max(1, spec.max_actions_per_turn))
 
@@ -175,10 +176,10 @@ class RolloutLoop:
         except EnvServerDown as e:
             return e
 
-    async def _shaping(self, ok) -> list[float]:
-        if self.memory is None or not self.cfg.memory_shaping or not ok:
-            return [0.0] * len(ok)
-        return await self.memory.shape([(s.episode, obs) for s, _, obs in ok])
+    def _shaping(self, slot: Slot, next_obs: env_pb2.Observation) -> float:
+        if not self.cfg.memory_shaping:
+            return 0.0
+        return slot.advice.shape(slot.episode.last_obs, next_obs) * self.cfg.shaping_scale
 
     # -- episodes ------------------------------------------------------------
     async def _finish(self, slot: Slot) -> None:
@@ -210,7 +211,7 @@ class RolloutLoop:
             episode_id=str(uuid.uuid4()), group_id=group_id, seed=seed, group_size=self.seeds.group_size,
             spec=slot.builder.spec, first_obs=obs, max_turns=self.cfg.max_turns,
         )
-        slot.hints = await self.memory.hints(slot.builder.spec, obs) if self.memory is not None else None
+        slot.advice = await self.memory.episode_start(slot.builder.spec, obs) if self.memory is not None else EpisodeAdvice()
 
     def _drop(self, slots: list[Slot], reason: str, err: Exception) -> None:
         for slot in slots:
@@ -275,6 +276,16 @@ class RolloutLoop:
     @property
     def success_rate(self) -> float:
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+def state_key(obs: env_pb2.Observation) -> bytes:
+    """Digest of what the policy sees of an env state (text, agent cell, frames): GiGPO's anchor-state key."""
+    h = hashlib.blake2b(obs.text.encode(), digest_size=16)
+    if obs.HasField("agent"):
+        h.update(b"@%d,%d" % (obs.agent.row, obs.agent.col))
+    for img in obs.images:
+        h.update(img.data)
+    return h.digest()
 
 
 def _noop_observation(last: env_pb2.Observation) -> env_pb2.Observation:
