@@ -1,18 +1,28 @@
-"""Security flags shared by every role CLI, and their translation into the process security default.
+"""Flags every role CLI shares (logging, TLS/mTLS/tokens, per-client session limits) and what they set up.
 
-    def envserver(..., tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY, tls_ca: Path = TLS_CA,
-                  mtls: bool = MTLS, token_file: Path = TOKEN_FILE, insecure: bool = INSECURE):
-        apply_security("envserver", tls_cert, tls_key, tls_ca, mtls, token_file, insecure)
+    @app.command("envserver")
+    @role_options(print_port=True, sessions=True)
+    def envserver(host: str = ..., port: int = ..., *, opts: RoleOptions):
+        opts.apply("envserver", host=host)      # log level + process security default; refuses unsafe binds
+        ServerConfig(host=host, port=port, **opts.session_limits())
+        opts.announce_port(port)                # 'PORT <n>' under --print-port
 
-Tokens are only ever read from a file (--token-file, $ATLASRL_TOKEN_FILE) or
-$ATLASRL_TOKENS, never from an argument: arguments show in `ps`.
+``role_options`` appends the flags to the command's own (same names and help in every role) and
+hands them over as one ``RoleOptions``. Tokens are only ever read from a file (--token-file,
+$ATLASRL_TOKEN_FILE) or $ATLASRL_TOKENS, never from an argument: arguments show in `ps`.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+LOG_LEVEL = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING).")
+PRINT_PORT = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests).")
 TLS_CERT = typer.Option(None, "--tls-cert", envvar="ATLASRL_TLS_CERT", help="PEM certificate (server cert; client cert under mTLS).")
 TLS_KEY = typer.Option(None, "--tls-key", envvar="ATLASRL_TLS_KEY", help="PEM private key of --tls-cert.")
 TLS_CA = typer.Option(None, "--tls-ca", envvar="ATLASRL_TLS_CA", help="PEM CA that peers are verified against (turns TLS on for clients).")
@@ -20,6 +30,76 @@ MTLS = typer.Option(False, "--mtls", envvar="ATLASRL_MTLS", help="Servers requir
 TOKEN_FILE = typer.Option(None, "--token-file", envvar="ATLASRL_TOKEN_FILE",
                           help="Token file (role:token / role:sha256:HEX lines); or set $ATLASRL_TOKENS.")
 INSECURE = typer.Option(False, "--insecure", help="Allow a non-loopback bind without TLS and tokens (loud warning).")
+MAX_SESSIONS = typer.Option(None, help="Live streaming RPCs one client (token, else certificate CN, else address) may hold; "
+                                       "more get RESOURCE_EXHAUSTED (omit: no cap).")
+SESSION_IDLE = typer.Option(None, help="End a client stream that sends nothing for this many seconds with DEADLINE_EXCEEDED "
+                                       "(omit: never).")
+
+# (annotation, option) per flag, in the order they appear in --help, by group.
+_LOGGING = {"log_level": (Optional[str], LOG_LEVEL)}
+_PRINT_PORT = {"print_port": (bool, PRINT_PORT)}
+_SECURITY = {"tls_cert": (Optional[Path], TLS_CERT), "tls_key": (Optional[Path], TLS_KEY), "tls_ca": (Optional[Path], TLS_CA),
+             "mtls": (bool, MTLS), "token_file": (Optional[Path], TOKEN_FILE), "insecure": (bool, INSECURE)}
+_SESSIONS = {"max_sessions_per_client": (Optional[int], MAX_SESSIONS), "session_idle_timeout_s": (Optional[float], SESSION_IDLE)}
+
+
+@dataclass(frozen=True)
+class RoleOptions:
+    """The shared flags of one role command (a flag the role does not offer keeps its default)."""
+
+    log_level: str | None = None
+    print_port: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    mtls: bool = False
+    token_file: Path | None = None
+    insecure: bool = False
+    max_sessions_per_client: int | None = None
+    session_idle_timeout_s: float | None = None
+
+    def apply(self, role: str, host: str | None = None):
+        """Set the log level and make the security flags this process's default (see ``apply_security``)."""
+        from atlasrl import log
+
+        log.setup(self.log_level)
+        return apply_security(role, self.tls_cert, self.tls_key, self.tls_ca, self.mtls, self.token_file, self.insecure,
+                              host=host)
+
+    def session_limits(self) -> dict:
+        """The session flags given, as ``ServerConfig`` fields (flags left out do not override a config file)."""
+        limits = {"max_sessions_per_client": self.max_sessions_per_client, "session_idle_timeout_s": self.session_idle_timeout_s}
+        return {k: v for k, v in limits.items() if v is not None}
+
+    def announce_port(self, port: int) -> None:
+        if self.print_port:
+            print(f"PORT {port}", flush=True)
+
+
+def role_options(*, log_level: bool = True, print_port: bool = False, sessions: bool = False):
+    """Decorator for a Typer command with an ``opts: RoleOptions`` parameter: appends the shared flags
+    (security always; logging, --print-port and the session limits as asked) and passes them in as ``opts``."""
+    flags = {**(_PRINT_PORT if print_port else {}), **(_LOGGING if log_level else {}), **_SECURITY,
+             **(_SESSIONS if sessions else {})}
+    assert set(flags) <= {f.name for f in fields(RoleOptions)}
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        own = [p for name, p in sig.parameters.items() if name != "opts"]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+                  for name, (annotation, option) in flags.items()]
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            return fn(*args, opts=RoleOptions(**{name: kwargs.pop(name) for name in flags}), **kwargs)
+
+        # Typer reads the parameters from the signature and their types from __annotations__.
+        command.__signature__ = sig.replace(parameters=own + shared)
+        command.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "opts"} | {
+            name: annotation for name, (annotation, _) in flags.items()}
+        return command
+
+    return wrap
 
 
 def apply_security(role: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, mtls: bool,

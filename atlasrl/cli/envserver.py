@@ -1,15 +1,14 @@
 """`atlasrl envserver`: host many envs behind EnvService (and dm_env_rpc) on one port."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+from atlasrl.cli.common import RoleOptions, role_options
 
 
 def register(app: typer.Typer) -> None:
     @app.command("envserver")
+    @role_options(print_port=True, sessions=True)
     def envserver(
         env: str = typer.Option("", help="Comma-separated env ids or id prefixes that may be opened, e.g. 'sokoban,frozenlake,maniskill' (empty: all registered)."),
         host: str = typer.Option("127.0.0.1", help="gRPC bind address."),
@@ -21,31 +20,24 @@ def register(app: typer.Typer) -> None:
         idle_timeout: float = typer.Option(None, help="End a stream (and free its envs) after this many seconds without a request."),
         grace: float = typer.Option(5.0, help="On SIGTERM, seconds in-flight requests get to finish."),
         coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
-        print_port: bool = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests)."),
-        log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
-        tls_cert: Path = TLS_CERT,
-        tls_key: Path = TLS_KEY,
-        tls_ca: Path = TLS_CA,
-        mtls: bool = MTLS,
-        token_file: Path = TOKEN_FILE,
-        insecure: bool = INSECURE,
+        *,
+        opts: RoleOptions,
     ):
         """Run the env server role."""
         import asyncio
 
         from pydantic import ValidationError
 
-        from atlasrl import log
         from atlasrl.envservers.config import EnvServerConfig, default_workers
 
-        log.setup(log_level)
-        apply_security("envserver", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
+        opts.apply("envserver", host=host)
         device_list = [d for d in devices.split(",") if d.strip()]
         if workers is None:
             workers = len(device_list) if device_list else default_workers()
         try:
             cfg = EnvServerConfig(envs=env, host=host, port=port, max_envs=max_envs, workers=workers, devices=device_list,
-                                  metrics_port=metrics_port, idle_timeout_s=idle_timeout, grace_s=grace, coordinator=coordinator)
+                                  metrics_port=metrics_port, idle_timeout_s=idle_timeout, grace_s=grace, coordinator=coordinator,
+                                  **opts.session_limits())
         except ValidationError as e:
             raise typer.BadParameter(str(e)) from None
         from atlasrl.envservers.server import check_env_names, serve
@@ -56,8 +48,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(e), param_hint="--env") from None
 
         def ready(server) -> None:
-            if print_port:
-                print(f"PORT {server.rpc.port}", flush=True)
+            opts.announce_port(server.rpc.port)
             typer.echo(f"envserver on {server.address} ({cfg.workers} workers, max {cfg.max_envs} envs"
                        f"{', metrics :' + str(server.metrics_port) if server.metrics_port else ''})", err=True)
 

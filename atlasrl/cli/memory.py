@@ -5,11 +5,12 @@ from pathlib import Path
 
 import typer
 
-from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+from atlasrl.cli.common import RoleOptions, role_options
 
 
 def register(app: typer.Typer) -> None:
     @app.command("memory")
+    @role_options(print_port=True, sessions=True)
     def memory(
         host: str = typer.Option("127.0.0.1", help="gRPC bind address."),
         port: int = typer.Option(50055, help="gRPC port (0 = any free port)."),
@@ -19,26 +20,19 @@ def register(app: typer.Typer) -> None:
         coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
         blend_rate: float = typer.Option(0.5, help="EMA rate eta of the atlas maps per applied episode."),
         gamma: float = typer.Option(0.99, help="Default discount of the shaping term F = gamma*Phi(s') - Phi(s)."),
-        print_port: bool = typer.Option(False, help="Print 'PORT <n>' on stdout once serving (scripts, tests)."),
-        log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
-        tls_cert: Path = TLS_CERT,
-        tls_key: Path = TLS_KEY,
-        tls_ca: Path = TLS_CA,
-        mtls: bool = MTLS,
-        token_file: Path = TOKEN_FILE,
-        insecure: bool = INSECURE,
+        *,
+        opts: RoleOptions,
     ):
         """Run the skill memory role (Reset needs an admin token when tokens are on)."""
         from pydantic import ValidationError
 
-        from atlasrl import log
         from atlasrl.memory.config import AtlasConfig, MemoryConfig, ShapingConfig
         from atlasrl.rpc import ServerConfig
 
-        log.setup(log_level)
-        apply_security("memory", tls_cert, tls_key, tls_ca, mtls, token_file, insecure)
+        opts.apply("memory", host=host)
         try:
-            cfg = MemoryConfig(server=ServerConfig(host=host, port=port, metrics_port=metrics_port), data_dir=data_dir,
+            server = ServerConfig(host=host, port=port, metrics_port=metrics_port, **opts.session_limits())
+            cfg = MemoryConfig(server=server, data_dir=data_dir,
                                snapshot_interval_s=snapshot_interval_s, coordinator=coordinator,
                                atlas=AtlasConfig(blend_rate=blend_rate), shaping=ShapingConfig(gamma=gamma))
         except ValidationError as e:
@@ -46,7 +40,6 @@ def register(app: typer.Typer) -> None:
         from atlasrl.memory.server import main_sync
 
         def ready(server) -> None:
-            if print_port:
-                print(f"PORT {server.rpc.port}", flush=True)
+            opts.announce_port(server.rpc.port)
 
         main_sync(cfg, on_ready=ready)

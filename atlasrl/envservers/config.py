@@ -34,6 +34,10 @@ class EnvServerConfig(BaseModel):
     """Thread-pool size when workers == 0 (envs of different streams step concurrently)."""
     idle_timeout_s: float | None = Field(None, gt=0)
     """A stream with no request for this long is ended and its envs freed; None = never."""
+    max_sessions_per_client: int | None = Field(None, ge=1)
+    """Live streams one client may hold (``ServerConfig.max_sessions_per_client``); None = unlimited."""
+    session_idle_timeout_s: float | None = Field(None, gt=0)
+    """Any client stream silent this long ends with DEADLINE_EXCEEDED (``ServerConfig.session_idle_timeout_s``); None = never."""
     max_message_bytes: int = Field(64 * MiB, ge=1024, le=1 << 30)
     """Largest gRPC message accepted or sent; larger ones fail with RESOURCE_EXHAUSTED."""
     grace_s: float = Field(5.0, ge=0)
@@ -63,6 +67,8 @@ class EnvServerConfig(BaseModel):
             metrics_port=self.metrics_port,
             max_message_bytes=self.max_message_bytes,
             grace_s=self.grace_s,
+            max_sessions_per_client=self.max_sessions_per_client,
+            session_idle_timeout_s=self.session_idle_timeout_s,
         )
 
     def allows(self, env_id: str) -> bool:

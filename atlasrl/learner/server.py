@@ -68,7 +68,8 @@ class LearnerHost:
 
     async def _serve(self) -> None:
         cfg = self.cfg
-        scfg = ServerConfig(host=cfg.host, port=cfg.port, metrics_port=cfg.metrics_port, max_message_bytes=cfg.max_message_bytes)
+        scfg = ServerConfig(host=cfg.host, port=cfg.port, metrics_port=cfg.metrics_port, max_message_bytes=cfg.max_message_bytes,
+                            max_sessions_per_client=cfg.max_sessions_per_client, session_idle_timeout_s=cfg.session_idle_timeout_s)
         self._server = RpcServer(scfg, self.metrics.metrics)
         self._server.add(TrajectoryServicer(self.buffer, self.version, self.metrics), trajectory_pb2.DESCRIPTOR.services_by_name["TrajectoryService"])
         self._server.add(self.weights, weights_pb2.DESCRIPTOR.services_by_name["WeightService"])

@@ -13,6 +13,19 @@ def test_dry_run_writes_resolved_config_and_torchrun_command(tiny_model_dir, tmp
     assert "torch.distributed.run --standalone --nproc-per-node=2 -m atlasrl.learner.main" in r.output
     cfg = json.loads((tmp_path / "learner-config.json").read_text())
     assert (cfg["algo"], cfg["max_staleness"], cfg["coordinator"], cfg["ckpt_dir"]) == ("ppo", 3, "127.0.0.1:50050", str(tmp_path))
+    assert (cfg["max_sessions_per_client"], cfg["session_idle_timeout_s"]) == (None, None)
+
+
+def test_session_flags_reach_the_config_and_an_omitted_flag_keeps_the_config_file(tiny_model_dir, tmp_path):
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"session_idle_timeout_s": 30.0}))
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--ckpt-dir", str(tmp_path), "--config", str(extra),
+                                         "--max-sessions-per-client", "3", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "learner-config.json").read_text())
+    assert (cfg["max_sessions_per_client"], cfg["session_idle_timeout_s"]) == (3, 30.0)
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--max-sessions-per-client", "0", "--dry-run"])
+    assert r.exit_code != 0 and "max_sessions_per_client" in r.output
 
 
 def test_bad_arguments_name_the_problem(tiny_model_dir, tmp_path):
