@@ -5,36 +5,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from atlasrl.metrics import Metrics
-from atlasrl.rpc import InvalidArgument, MalformedRequest, RpcServer, ServerConfig, make_channel, to_status_msg
+from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.v1 import env_pb2, env_pb2_grpc
-
-SERVICE = env_pb2.DESCRIPTOR.services_by_name["EnvService"]
-
-
-class EchoServicer:
-    """Minimal EnvService: ListEnvs echoes, Session answers each request (errors per request)."""
-
-    async def ListEnvs(self, request, context):
-        return env_pb2.ListEnvsResponse(envs=[env_pb2.EnvSpec(env_id="echo")])
-
-    async def Session(self, requests, context):
-        while True:
-            try:
-                req = await requests.__anext__()
-            except StopAsyncIteration:
-                return
-            except MalformedRequest as e:
-                yield env_pb2.EnvResponse(status=to_status_msg(e))
-                continue
-            if req.WhichOneof("payload") == "close":
-                raise InvalidArgument("close is not supported by the echo servicer")
-            yield env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg())
-
+from tests.echo_services import ENV, EchoEnv
 
 @pytest.fixture
 async def server():
     s = RpcServer(ServerConfig(port=0, metrics_port=0, max_message_bytes=64 * 1024), Metrics("test"))
-    s.add(EchoServicer(), SERVICE)
+    s.add(EchoEnv(), ENV)
     await s.start()
     yield s
     await s.stop(0)

@@ -17,7 +17,7 @@ from atlasrl.rpc.security import SecurityError
 from atlasrl.v1 import env_pb2, env_pb2_grpc
 
 from .conftest import client_sec, server_sec, token_of
-from .echo import ENV, EchoEnv
+from tests.echo_services import ENV, EchoEnv
 
 
 def non_loopback_ip() -> str:

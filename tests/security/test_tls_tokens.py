@@ -10,7 +10,7 @@ from atlasrl.v1 import env_pb2, env_pb2_grpc, weights_pb2, weights_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .conftest import client_sec, server_sec, token_of
-from .echo import ENV, WEIGHTS, CountingWeights, EchoEnv
+from tests.echo_services import ENV, WEIGHTS, CountingWeights, EchoEnv
 
 
 async def serve(sec, **cfg):

@@ -1,5 +1,8 @@
-"""A tiny EnvService + WeightService servicer pair for transport tests (the real services have their own tests below)."""
-from atlasrl.rpc import MalformedRequest, to_status_msg
+"""Tiny EnvService and WeightService servicers for transport tests (the shared server helper, security).
+
+The real services have their own tests; these only answer, so a test sees what the transport does.
+"""
+from atlasrl.rpc import InvalidArgument, MalformedRequest, to_status_msg
 from atlasrl.v1 import env_pb2, weights_pb2
 
 ENV = env_pb2.DESCRIPTOR.services_by_name["EnvService"]
@@ -7,6 +10,8 @@ WEIGHTS = weights_pb2.DESCRIPTOR.services_by_name["WeightService"]
 
 
 class EchoEnv:
+    """Minimal EnvService: ListEnvs echoes, Session answers each request (errors per request); counts live sessions."""
+
     def __init__(self):
         self.live = 0
 
@@ -24,12 +29,16 @@ class EchoEnv:
                 except MalformedRequest as e:
                     yield env_pb2.EnvResponse(status=to_status_msg(e))
                     continue
+                if req.WhichOneof("payload") == "close":     # an exception from the handler: the stream ends with its status
+                    raise InvalidArgument("close is not supported by the echo servicer")
                 yield env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg())
         finally:
             self.live -= 1
 
 
 class CountingWeights:
+    """Minimal WeightService: counts published updates."""
+
     def __init__(self):
         self.published = 0
 
