@@ -55,6 +55,12 @@ def list_ids(include_prefixed: bool = True) -> list[str]:
     return ids
 
 
+def prefixes() -> list[str]:
+    """The registered id prefixes ("maniskill" serves "maniskill:<Task>"), listed or not."""
+    _load_builtin()
+    return sorted(_PREFIX)
+
+
 _loaded = False
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger("atlasrl.envserver")
 def check_env_names(cfg: EnvServerConfig) -> None:
     """Fail at start-up on an --env entry that names no registered id or id prefix."""
     ids = registry.list_ids()
-    prefixes = set(getattr(registry, "_PREFIX", {})) | {i.split(":", 1)[0] for i in ids if ":" in i}
+    prefixes = set(registry.prefixes()) | {i.split(":", 1)[0] for i in ids if ":" in i}
     bad = [e for e in cfg.envs if e not in ids and e not in prefixes]
     if bad:
         raise ValueError(f"--env names unknown env ids {bad}; registered: {', '.join(sorted(set(ids) | prefixes))}")

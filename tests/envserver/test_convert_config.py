@@ -59,3 +59,13 @@ def test_config_validation():
     with pytest.raises(ValidationError):
         EnvServerConfig(max_envs=0)
     assert EnvServerConfig(port=0, max_message_bytes=4096).server_config().max_message_bytes == 4096
+
+
+def test_env_names_are_checked_against_ids_and_prefixes():
+    from atlasrl.envservers import registry
+    from atlasrl.envservers.server import check_env_names
+
+    assert "maniskill" in registry.prefixes()      # served as maniskill:<Task>, whether or not mani_skill lists tasks
+    check_env_names(EnvServerConfig(envs=["frozenlake", "maniskill"]))
+    with pytest.raises(ValueError, match=r"unknown env ids \['nosuch'\].*maniskill"):
+        check_env_names(EnvServerConfig(envs=["frozenlake", "nosuch"]))
