@@ -26,8 +26,9 @@ class Metrics:
         self.rpc_latency = self.histogram("rpc_latency_seconds", "RPC handling time (whole stream for streaming RPCs)", ["service", "method"])
         self.rpc_received_bytes = self.counter("rpc_received_bytes_total", "Serialized request bytes received", ["service", "method"])
         self.rpc_messages = self.counter("rpc_received_messages_total", "Request messages received", ["service", "method"])
-        self.build_info = self.gauge("role_info", "Constant 1, labelled with the role", ["role"])
-        self.build_info.labels(role=role).set(1)
+        # Not "role": that is the scrape's target label (docker-free-deploy/prometheus.yml targets).
+        self.build_info = self.gauge("role_info", "Constant 1, labelled with the role", ["process_role"])
+        self.build_info.labels(process_role=role).set(1)
 
     def counter(self, name: str, doc: str, labels: list[str] | tuple[str, ...] = ()) -> Counter:
         return Counter(_name(name, "_total"), doc, list(labels), registry=self.registry)

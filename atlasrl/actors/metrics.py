@@ -26,3 +26,10 @@ class ActorMetrics:
         self.buffered = m.gauge("actor_unacked_episodes", "Episodes waiting for the learner's ack")
         self.weight_updates = m.counter("actor_weight_updates_total", "Weight versions swapped into the engine")
         self.env_reconnects = m.counter("actor_env_reconnects_total", "Env sessions re-opened after a server failure")
+        # Known label values exported at 0 from the start, so rates and ratios exist before the first event.
+        for outcome in ("success", "failure"):
+            self.episodes.labels(outcome)
+        for reason in ("env_server_down", "env_error"):
+            self.dropped.labels(reason)
+        for reason in ("stale_weights", "learner_backlog", "run_paused", "buffer_full"):
+            self.paused.labels(reason)

@@ -35,14 +35,18 @@ class CoordinatorServicer:
         self._started = time.time()
         self._tasks: list[asyncio.Task] = []
         m = metrics
-        self.m_members = m.gauge("coordinator_members", "Members alive, by role", ["role"])
-        self.m_expired = m.counter("coordinator_lease_expirations_total", "Members declared dead for a missed lease", ["role"])
+        # Labels never reuse the scrape's target labels (role, name: the process scraped), which
+        # Prometheus would rename exported_role / exported_name.
+        self.m_members = m.gauge("coordinator_members", "Members alive, by role", ["member_role"])
+        self.m_expired = m.counter("coordinator_lease_expirations_total", "Members declared dead for a missed lease", ["member_role"])
         self.m_version = m.gauge("coordinator_policy_version", "Latest policy version reported by the learner")
         self.m_generation = m.gauge("coordinator_assignment_generation", "Assignment generation")
-        self.m_counter = m.gauge("run_counter", "Global run counters (sums over every member ever registered)", ["name"])
-        self.m_gauge = m.gauge("run_gauge", "Run-wide gauges (mean over alive members reporting them)", ["name"])
+        self.m_counter = m.gauge("run_counter", "Global run counters (sums over every member ever registered)", ["counter"])
+        self.m_gauge = m.gauge("run_gauge", "Run-wide gauges (mean over alive members reporting them)", ["gauge"])
         self.m_lag = m.gauge("coordinator_actor_version_lag", "Policy versions an actor lags behind the learner (from heartbeats)", ["actor"])
         self.m_gate = m.counter("coordinator_staleness_waits_total", "Heartbeats answered may_proceed=false", ["actor"])
+        for role in ROLE_ENUMS:  # exported at 0 from the start: a dashboard shows 0, not "no data"
+            self.m_expired.labels(member_role=role)
 
     # --- lifecycle --------------------------------------------------------------
     def start_background(self) -> None:
@@ -63,7 +67,7 @@ class CoordinatorServicer:
             expired = self.store.expire(time.time(), self.cfg.lease_ttl_s)
             for member in expired:
                 log.warning("lease expired: %s (%s) at %s", member.name, member.role, member.address)
-                self.m_expired.labels(role=member.role).inc()
+                self.m_expired.labels(member_role=member.role).inc()
             if expired:
                 self._reassign()
                 self._notify()
@@ -99,13 +103,13 @@ class CoordinatorServicer:
 
     def _refresh_metrics(self) -> None:
         for role in ROLE_ENUMS:
-            self.m_members.labels(role=role).set(len(self.store.members(role=role)))
+            self.m_members.labels(member_role=role).set(len(self.store.members(role=role)))
         self.m_version.set(self.store.policy_version)
         self.m_generation.set(self.store.generation)
         for k, v in self.store.global_counters().items():
-            self.m_counter.labels(name=k).set(v)
+            self.m_counter.labels(counter=k).set(v)
         for k, v in self.store.global_gauges().items():
-            self.m_gauge.labels(name=k).set(v)
+            self.m_gauge.labels(gauge=k).set(v)
 
     def _member(self, member_id: str) -> Member:
         if not member_id:
@@ -158,9 +162,10 @@ class CoordinatorServicer:
         if member.role == "actor":
             lag = max(0, self.store.policy_version - member.policy_version) if member.policy_version >= 0 else 0
             self.m_lag.labels(actor=member.name).set(lag)
+            gate_waits = self.m_gate.labels(actor=member.name)  # 0 until the gate first holds this actor
             may_proceed = lag <= self.cfg.max_staleness
             if not may_proceed:
-                self.m_gate.labels(actor=member.name).inc()
+                gate_waits.inc()
         return pb.HeartbeatResponse(view=self.view(), may_proceed=may_proceed)
 
     async def Deregister(self, request: pb.DeregisterRequest, context) -> pb.DeregisterResponse:

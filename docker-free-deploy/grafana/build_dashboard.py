@@ -5,7 +5,10 @@
     python docker-free-deploy/grafana/build_dashboard.py --check  # exit 1 if atlasrl.json is stale
 
 Rows: throughput, success, learner, staleness, latencies, errors, membership. Every
-expression uses atlasrl_* metric names; tests/deploy checks each one is defined by a role.
+expression uses atlasrl_* metric names; tests/deploy checks each one is defined by a role,
+and tests/deploy/test_prometheus_live.py runs every one through a real Prometheus scraping a
+live `atlasrl up`. `role` and `name` are the scrape targets' labels (the process scraped);
+error panels fall back to 0 (`or on (...) 0 * ...`) so a healthy run reads 0, not "No data".
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             ("histogram_quantile(0.5, sum by (le) (rate(atlasrl_learner_staleness_versions_bucket[5m])))", "p50"),
             ("histogram_quantile(0.95, sum by (le) (rate(atlasrl_learner_staleness_versions_bucket[5m])))", "p95")]),
         ("Staleness-gate waits / s", "short", [("sum by (actor) (rate(atlasrl_coordinator_staleness_waits_total[1m]))", "{{actor}}"),
-                                               ("atlasrl_actor_generation_paused", "paused {{name}}")]),
+                                               ("atlasrl_actor_generation_paused", "paused {{name}} {{reason}}")]),
         ("Buffered / unacked episodes", "short", [("atlasrl_learner_buffered_episodes", "learner buffer"),
                                                   ("atlasrl_actor_unacked_episodes", "unacked {{name}}")]),
     ]),
@@ -66,14 +69,17 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
     ]),
     ("Errors", [
         ("Failed RPCs / s by role and code", "short", [
-            ('sum by (role, code) (rate(atlasrl_rpc_requests_total{code!="OK"}[1m]))', "{{role}} {{code}}")]),
-        ("Env / memory errors / s", "short", [("sum by (op, code) (rate(atlasrl_env_errors_total[1m]))", "env {{op}} {{code}}"),
-                                              ("sum by (method, code) (rate(atlasrl_memory_errors_total[1m]))", "memory {{method}} {{code}}")]),
+            ('sum by (role, code) (rate(atlasrl_rpc_requests_total{code!="OK"}[1m]))'
+             ' or on (role) 0 * sum by (role) (rate(atlasrl_rpc_requests_total[1m]))', "{{role}} {{code}}")]),
+        ("Env / memory errors / s", "short", [
+            ("sum by (op, code) (rate(atlasrl_env_errors_total[1m])) or on () 0 * count(atlasrl_env_live_envs)", "env {{op}} {{code}}"),
+            ("sum by (method, code) (rate(atlasrl_memory_errors_total[1m])) or on () 0 * count(atlasrl_memory_version)",
+             "memory {{method}} {{code}}")]),
         ("Dropped episodes, reconnects, lease expirations", "short", [
-            ("sum(increase(atlasrl_actor_dropped_episodes_total[5m]))", "dropped episodes (5m)"),
+            ("sum by (reason) (increase(atlasrl_actor_dropped_episodes_total[5m]))", "dropped: {{reason}} (5m)"),
             ("sum(increase(atlasrl_actor_env_reconnects_total[5m]))", "env reconnects (5m)"),
-            ("sum by (role) (increase(atlasrl_coordinator_lease_expirations_total[5m]))", "lease expired {{role}} (5m)")]),
-        ("Members alive by role", "short", [("atlasrl_coordinator_members", "{{role}}"), ("up{job=\"atlasrl\"}", "scrape up {{name}}")]),
+            ("sum by (member_role) (increase(atlasrl_coordinator_lease_expirations_total[5m]))", "lease expired {{member_role}} (5m)")]),
+        ("Members alive by role", "short", [("atlasrl_coordinator_members", "{{member_role}}"), ("up{job=\"atlasrl\"}", "scrape up {{name}}")]),
     ]),
 ]
 

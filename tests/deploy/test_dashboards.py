@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "docker-free-deploy"
 
 
-def defined_metric_names(tmp_path) -> set[str]:
+def role_registries(tmp_path) -> list[Metrics]:
+    """One Metrics registry per role, filled by the role's own metric classes."""
     from atlasrl.coordinator.config import CoordinatorConfig
     from atlasrl.coordinator.service import CoordinatorServicer
     from atlasrl.coordinator.state import StateStore
@@ -34,8 +35,12 @@ def defined_metric_names(tmp_path) -> set[str]:
         m = Metrics(cls)
         getattr(mod, cls)(m)
         registries.append(m)
+    return registries
+
+
+def defined_metric_names(tmp_path) -> set[str]:
     names = set()
-    for m in registries:
+    for m in role_registries(tmp_path):
         for family in text_string_to_metric_families(m.exposition()):
             names.add(family.name)
             if family.type == "counter":
@@ -65,3 +70,16 @@ def test_prometheus_config_scrapes_file_sd_targets():
     job = cfg["scrape_configs"][0]
     assert job["job_name"] == "atlasrl" and job["file_sd_configs"][0]["files"] == ["targets/*.json"]
     assert (DEPLOY / "targets").is_dir()
+
+
+def test_metric_labels_do_not_collide_with_target_labels(tmp_path):
+    """role and name are the scrape targets' labels (prometheus-targets.json, deploy.py targets); a metric
+    label of the same name would be renamed exported_role / exported_name by Prometheus."""
+    targets = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    assert targets["scrape_configs"][0]["relabel_configs"][0]["source_labels"] == ["name"]
+    reserved = {"role", "name", "instance", "job"}
+    clashes = []
+    for m in role_registries(tmp_path):
+        for collector, names in m.registry._collector_to_names.items():  # every metric, with or without children yet
+            clashes += [(name, label) for name in names for label in getattr(collector, "_labelnames", ()) if label in reserved]
+    assert not clashes, f"metric labels that clash with target labels: {sorted(set(clashes))}"
