@@ -12,7 +12,9 @@ writes, one reads), so the event loop never blocks on it. A worker that dies
 fails its in-flight calls with UNAVAILABLE, its envs' later requests get ABORTED,
 and a fresh worker takes its slot for new envs. Workers are daemonic (they die
 with the server even if it never called stop), so an env inside one may start
-helper processes with ``subprocess`` but not with ``multiprocessing``.
+helper processes with ``subprocess`` but not with ``multiprocessing``; and they
+die with it when it is killed outright, even one stuck in an env call
+(``atlasrl.lifeline``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from atlasrl.envservers.host import EnvHost, HostError, Outcome
+from atlasrl.lifeline import die_with_parent
 from atlasrl.rpc.errors import ServiceError
 
 log = logging.getLogger("atlasrl.envserver")
@@ -115,7 +118,8 @@ class ProcessWorker(_Worker):
         self._loop = asyncio.get_running_loop()
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=worker_main, args=(child, self.index, self.device), daemon=True, name=f"atlasrl-envworker-{self.index}")
+        self.proc = ctx.Process(target=worker_main, args=(child, self.index, self.device, os.getpid()), daemon=True,
+                                name=f"atlasrl-envworker-{self.index}")
         with _START_LOCK:  # the child inherits os.environ as it is at exec time
             saved = os.environ.get("CUDA_VISIBLE_DEVICES")
             if self.device is not None:
@@ -200,8 +204,9 @@ class ProcessWorker(_Worker):
             self._on_death(self, exitcode)
 
 
-def worker_main(conn, index: int, device: str | None) -> None:
+def worker_main(conn, index: int, device: str | None, parent_pid: int) -> None:
     """Body of a worker process: serve EnvHost calls from the pipe until told to stop or the parent goes."""
+    die_with_parent(parent_pid)     # even a SIGKILLed server leaves no orphan (the pipe's EOF only ends an idle worker)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     # The parent owns shutdown (SIGTERM -> drain -> "stop"); a group-wide signal must not kill envs mid-drain.

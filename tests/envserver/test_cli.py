@@ -79,6 +79,28 @@ def _running(pid: int) -> bool:
         return False
 
 
+async def test_a_killed_server_takes_a_stuck_worker_with_it(envserver_proc):
+    proc, addr = envserver_proc
+    [worker] = _children(proc.pid)
+    async with EnvClient(addr) as c:
+        h, _ = await c.open("frozenlake", seed=3)
+        await c.reset(h)
+    # A stopped worker stands for one stuck in an env call: it never reads its pipe again, so only the
+    # kernel's parent-death signal can end it (an idle worker also sees the pipe's EOF).
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        proc.kill()
+        proc.wait()
+        for _ in range(600):
+            if not _running(worker):
+                break
+            await asyncio.sleep(0.1)
+        assert not _running(worker), "the env worker outlived its SIGKILLed server"
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
 def test_debug_envs_and_debug_env_against_a_live_server(tmp_path):
     app = build()
     runner = CliRunner()

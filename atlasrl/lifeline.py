@@ -1,0 +1,56 @@
+"""Make a child process die with its parent, even when the parent is SIGKILLed and cleans nothing up.
+
+    die_with_parent(parent_pid)          # first thing in the child; parent_pid = os.getpid() taken in the parent
+
+An env worker notices a dead parent by EOF on its pipe, but only once it reads the pipe again: one
+stuck in an env call (a hung ManiSkill render, a long GPU step) would live on as an orphan holding
+its GPU memory. On Linux, ``PR_SET_PDEATHSIG`` has the kernel send SIGKILL the moment the parent
+exits, whatever the child is doing. (The kernel ties it to the parent *thread* that started the
+child: start children from a thread that lives as long as the process, such as the event loop's.)
+Elsewhere, and as a fallback, a daemon thread polls ``os.getppid()`` and exits the process once it
+has been reparented; that thread needs the GIL, so it cannot end a child stuck in C code.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+log = logging.getLogger("atlasrl")
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits; False where that is not possible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)      # the C library Python itself is linked against
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int, *, poll_s: float = 1.0, death_signal: bool = True) -> None:
+    """Exit this process when ``parent_pid`` is gone (``death_signal=False``: the polling thread only)."""
+    if death_signal:
+        set_parent_death_signal()
+    if os.getppid() != parent_pid:       # the parent died before prctl took effect: no signal will come
+        _exit(parent_pid)
+    threading.Thread(target=_watch, args=(parent_pid, poll_s), name="atlasrl-lifeline", daemon=True).start()
+
+
+def _watch(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    _exit(parent_pid)
+
+
+def _exit(parent_pid: int) -> None:
+    log.error("parent process %d is gone; pid %d exits with it", parent_pid, os.getpid())
+    os._exit(1)
