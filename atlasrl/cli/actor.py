@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from atlasrl.cli.common import INSECURE, MTLS, TLS_CA, TLS_CERT, TLS_KEY, TOKEN_FILE, apply_security
+from atlasrl.cli.common import RoleOptions, role_options
 
 actor_app = typer.Typer(help="Rollout actor: drives env sessions, generates, streams episodes to the learner.")
 
@@ -38,6 +38,7 @@ NO_IMAGE = typer.Option(False, "--no-image", help="Leave the rendered frame out 
 
 
 @actor_app.callback(invoke_without_command=True)
+@role_options()
 def actor(
     ctx: typer.Context,
     envs: str = ENVS,
@@ -63,24 +64,17 @@ def actor(
     port: int = typer.Option(0, help="gRPC port of the health endpoint (0 = any free port)."),
     metrics_port: int = typer.Option(None, help="Prometheus /metrics port (omit to disable)."),
     coordinator: str = typer.Option(None, help="Coordinator address: register, heartbeat, follow run state and assignments."),
-    log_level: str = typer.Option(None, help="Log level (default: ATLASRL_LOG_LEVEL or WARNING)."),
-    tls_cert: Path = TLS_CERT,
-    tls_key: Path = TLS_KEY,
-    tls_ca: Path = TLS_CA,
-    mtls: bool = MTLS,
-    token_file: Path = TOKEN_FILE,
-    insecure: bool = INSECURE,
+    *,
+    opts: RoleOptions,
 ):
     """Run a rollout actor against env servers and a learner."""
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
-    from atlasrl import log
     from atlasrl.rpc import ServerConfig
 
-    log.setup(log_level)
-    apply_security("actor", tls_cert, tls_key, tls_ca, mtls, token_file, insecure, host=host)
+    opts.apply("actor", host=host)
     cfg = _config(envs=envs, learner=learner, memory=memory, model=model, engine=engine, num_envs=num_envs,
                   group_size=group_size, action_mode=action_mode, env_id=env, env_config=env_config, no_image=no_image,
                   temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,
