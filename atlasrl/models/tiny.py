@@ -23,7 +23,7 @@ from typing import Literal
 
 Arch = Literal["qwen2", "qwen2.5-vl"]
 ARCHS: tuple[str, ...] = ("qwen2", "qwen2.5-vl")
-BUILD_FORMAT = 1  # bump when the build recipe changes, so caches are rebuilt
+BUILD_FORMAT = 2  # bump when the build recipe changes, so caches are rebuilt
 
 
 @dataclass(frozen=True)

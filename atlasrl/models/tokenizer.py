@@ -49,8 +49,11 @@ _WORDS = (
     "with without from into onto by for as until all each one two three four five six seven eight "
     "nine zero position current previous history skill memory hint overlay instruction system "
     "assistant user task environment game sokoban frozenlake maniskill puzzle solve solved fail "
-    "failed deadlock timeout slippery lake safe danger path shortest best good bad try again"
+    "failed deadlock timeout slippery lake safe danger path shortest best good bad try again "
+    "frozen edge blocked pushed"
 ).split()
+# Words of the envs' text observations: each must be one token (tiny models read them by position).
+OBSERVATION_WORDS = ["frozen", "edge", "hole", "goal", "wall", "floor", "target", "box", "blocked"]
 
 
 def corpus_lines(seed: int = 0, n_lines: int = 6000) -> list[str]:
@@ -59,7 +62,9 @@ def corpus_lines(seed: int = 0, n_lines: int = 6000) -> list[str]:
     lines = []
     for i in range(n_lines):
         kind = i % 4
-        if kind == 0:
+        if kind == 0 and i % 8 == 0:
+            lines.append("\n".join(f"{a}: {rng.choice(OBSERVATION_WORDS)}" for a in ACTION_WORDS))
+        elif kind == 0:
             words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 16))]
             lines.append(" ".join(words).capitalize() + rng.choice([".", "?", "!", ":"]))
         elif kind == 1:
@@ -108,9 +113,9 @@ def build_tokenizer(vocab_size: int = 2048, seed: int = 0):
 
 
 def check_single_token_actions(tok) -> None:
-    """Choice mode and tiny models rely on each action word being one token."""
-    for word in ACTION_WORDS:
-        for text in (word, " " + word):
-            ids = tok.encode(text, add_special_tokens=False)
-            if len(ids) != 1:
-                raise ValueError(f"action word {text!r} is {len(ids)} tokens ({ids}); enlarge the vocab")
+    """Choice mode and tiny models rely on each action word (and observation word) being one token."""
+    texts = [t for w in ACTION_WORDS for t in (w, " " + w)] + [" " + w for w in OBSERVATION_WORDS]
+    for text in texts:
+        ids = tok.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"word {text!r} is {len(ids)} tokens ({ids}); enlarge the vocab")

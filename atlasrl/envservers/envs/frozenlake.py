@@ -149,8 +149,10 @@ class FrozenLakeEnv(GridTextEnv):
         return rows
 
     def _relative_text(self) -> str:
-        lines = self._neighbour_lines(lambda r, c: NAMES[int(self.tiles[r, c])])
-        lines.append(f"Goal: {offset_phrase(self.agent, self.goal)}.")
+        # The neighbour block goes last: its four lines have a fixed shape, so each move's cell sits at the
+        # same distance from the end of the prompt, where the model answers (easy to attend to by position).
+        lines = [f"Goal: {offset_phrase(self.agent, self.goal)}."]
+        lines += self._neighbour_lines(lambda r, c: NAMES[int(self.tiles[r, c])])
         return "\n".join(lines)
 
     def agent_cell(self) -> tuple[int, int]:
