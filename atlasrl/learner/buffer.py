@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from atlasrl.learner.config import LearnerConfig
-from atlasrl.learner.validation import Malformed, check_versions, validate_episode
+from atlasrl.learner.validation import Malformed, Unacceptable, check_versions, validate_episode
 from atlasrl.v1 import trajectory_pb2
 
 
@@ -67,7 +67,12 @@ class EpisodeBuffer:
         with self._cv:
             if ep.episode_id in self._seen:
                 return "duplicate"
-            check_versions(ep, learner_version, self.cfg.max_staleness, self.cfg.stale_policy == "drop")
+            try:
+                check_versions(ep, learner_version, self.cfg.max_staleness, self.cfg.stale_policy == "drop")
+            except Unacceptable:
+                if self.grouped:
+                    self._shrink_group(ep)
+                raise
             if self._count >= self.cfg.buffer_capacity:
                 raise BufferFull(f"buffer full ({self._count}/{self.cfg.buffer_capacity} episodes)")
             key = ep.group_id if self.grouped else ep.episode_id
@@ -80,6 +85,18 @@ class EpisodeBuffer:
             self._remember(ep.episode_id)
             self._cv.notify_all()
             return "accepted"
+
+    def _shrink_group(self, ep: trajectory_pb2.Episode) -> None:
+        """A member refused on arrival will never come: its group completes without it (not after a timeout)."""
+        group = self._groups.get(ep.group_id)
+        if group is None:
+            group = self._groups[ep.group_id] = _Group(size=max(1, ep.group_size), created=self._clock())
+        group.size -= 1
+        group.dropped += 1
+        self._remember(ep.episode_id)   # a resend is a duplicate, not a second missing member
+        if not group.members and group.size <= 0:
+            del self._groups[ep.group_id]
+        self._cv.notify_all()
 
     def _remember(self, episode_id: str) -> None:
         self._seen[episode_id] = None

@@ -64,6 +64,19 @@ def test_staleness_gate_on_arrival_and_on_take():
     assert [b.episode.turns[0].policy_version for b in batch] == [3, 3] and buf.dropped_stale == 1
 
 
+def test_member_refused_on_arrival_completes_its_group_without_a_timeout():
+    """A stale member is refused for good: its group must not wait group_timeout_s for it (that stalled `up`)."""
+    buf = make(max_staleness=1, group_timeout_s=1e9)
+    buf.add(episode(group="a", group_size=3, version=3), 3)
+    buf.add(episode(group="a", group_size=3, version=3), 3)
+    stale = episode(group="a", group_size=3, version=1)
+    with pytest.raises(Unacceptable, match="stale"):
+        buf.add(stale, 3)
+    assert len(buf.take(2, 3, timeout=0)) == 2
+    assert buf.buffered == 0
+    assert buf.add(stale, 3) == "duplicate"   # a resend does not shrink the next group of that id twice
+
+
 def test_downweight_policy_keeps_stale_with_weight():
     buf = make(algo="ppo", max_staleness=1, stale_policy="downweight", stale_weight=0.5)
     buf.add(episode(version=0), 3)        # lag 3: accepted, weight 0.5 ** 2
