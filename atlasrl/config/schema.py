@@ -37,8 +37,10 @@ class RunSection(Section):
     """Stop early once the rolling training success rate reaches this (0 = never)."""
     seed: int = Field(0, ge=0)
     """Base seed; roles derive theirs from it."""
-    eval_episodes: int = Field(32, ge=0, le=100_000)
+    eval_episodes: int = Field(128, ge=0, le=100_000)
     """Episodes of the held-out eval run before training (random-policy baseline) and after (0 = skip)."""
+    eval_temperature: float = Field(1.0, ge=0, le=10)
+    """Sampling temperature of the eval: 1.0 = the policy as it acts in training, 0 = greedy."""
     eval_seed_start: int = Field(1_000_000_000, ge=0)
     """First held-out env seed of the eval. Training seeds of actor i start at seed * 10^8 + i * 10^6."""
     restart_on_failure: bool = True
@@ -111,13 +113,15 @@ class MemorySection(RoleSection):
 class LearnerSection(RoleSection):
     """Learner role."""
 
-    algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
-    """Policy-gradient algorithm."""
+    algo: Literal["grpo", "gigpo", "ppo"] = "gigpo"
+    """Policy-gradient algorithm. GiGPO by default: its per-turn credit (turns that stood on the same state are
+    compared by where they led) is what lets a multi-turn policy learn within minutes, and what makes the memory's
+    dense shaping count (potential-based shaping telescopes away in a whole-episode return)."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes (torchrun, FSDP2)."""
-    lr: float = Field(1e-4, gt=0, le=1)
+    lr: float = Field(1e-3, gt=0, le=1)
     """AdamW learning rate (the tiny model starts from random weights: higher than for a pretrained VLM)."""
-    batch_episodes: int = Field(8, ge=1, le=1_000_000)
+    batch_episodes: int = Field(16, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
 
 
@@ -126,7 +130,7 @@ class ActorSection(RoleSection):
 
     count: int = Field(1, ge=1, le=1024)
     """Actor processes."""
-    num_envs: int = Field(8, ge=1, le=4096)
+    num_envs: int = Field(16, ge=1, le=4096)
     """Env sessions per actor."""
     group_size: int = Field(4, ge=1, le=1024)
     """GRPO group size."""
@@ -134,6 +138,9 @@ class ActorSection(RoleSection):
     """choice: pick one of the valid actions; free: write the action as text."""
     engine: Literal["transformers", "vllm"] = "transformers"
     """Generation engine."""
+    memory_hints: Literal["none", "text", "overlay", "both"] = "none"
+    """Memory advice in the prompt. none by default: a random-weights tiny model cannot read advice yet (it learns
+    from the memory's reward shaping instead); text/overlay for pretrained VLMs."""
     nice: int = Field(10, ge=0, le=19)
     """CPU priority increment of actor processes: on a small machine the learner should win the cores
     (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""

@@ -31,7 +31,7 @@ def test_yaml_and_round_trip(tmp_path):
 @pytest.mark.parametrize("overrides,words", [
     (["actor.num_envs=0"], "actor.num_envs: Input should be greater than or equal to 1"),
     (["actor.num_env=3"], "actor.num_env: Extra inputs are not permitted"),
-    (["learner.algo=dqn"], "learner.algo: Input should be 'grpo' or 'ppo'"),
+    (["learner.algo=dqn"], "learner.algo: Input should be 'grpo', 'gigpo' or 'ppo'"),
     (["actor.num_envs=6"], "must be a multiple of actor.group_size"),
     (["run.eval_seed_start=5"], "eval seeds must be held out"),
     (["coordinator.lease_ttl_s=-1"], "coordinator.lease_ttl_s: Input should be greater than 0.1"),
