@@ -77,7 +77,30 @@ def learner(
     if opts.insecure:
         env["ATLASRL_INSECURE"] = "1"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    os.execve(sys.executable, cmd, env)
+    raise typer.Exit(_run_torchrun(cmd, env))
+
+
+def _run_torchrun(cmd: list[str], env: dict[str, str]) -> int:
+    """Run torchrun as a child, forwarding SIGTERM/SIGINT; a requested stop exits 0.
+
+    torchrun answers a stop signal by stopping its ranks (they write a final
+    checkpoint) and then raising SignalException, i.e. exit code 1: a supervisor
+    (systemd Restart=on-failure, `atlasrl up`) would take a clean stop for a crash.
+    """
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(cmd, env=env)
+    stopping = []
+
+    def forward(signum, _frame):
+        stopping.append(signum)
+        child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    code = child.wait()
+    return 0 if stopping and code in (0, 1, -signal.SIGTERM, -signal.SIGINT) else code
 
 
 @learner_app.command("export")
