@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from atlasrl.rpc import make_channel
+from atlasrl.rpc import ChannelConfig, make_channel
 from atlasrl.v1 import coordinator_pb2 as pb
 from atlasrl.v1 import coordinator_pb2_grpc
 
@@ -274,17 +274,17 @@ class RoleRegistration:
 class CoordinatorClient:
     """Operator-side calls (status, pause/resume/stop)."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0):
-        self.address, self.timeout = address, timeout_s
+    def __init__(self, address: str, timeout_s: float = 5.0, *, channel_config: ChannelConfig | None = None):
+        self.address, self.timeout, self.channel_config = address, timeout_s, channel_config
 
     async def status(self, *, include_dead: bool = False, history_points: int = 0) -> pb.ClusterStatus:
-        async with make_channel(self.address) as ch:
+        async with make_channel(self.address, self.channel_config) as ch:
             return await coordinator_pb2_grpc.CoordinatorServiceStub(ch).GetStatus(
                 pb.GetStatusRequest(include_dead=include_dead, history_points=history_points), timeout=self.timeout)
 
     async def set_run_state(self, state: str, reason: str = "") -> pb.RunView:
         if state not in RUN_STATES:
             raise ValueError(f"state must be one of {sorted(RUN_STATES)}, got {state!r}")
-        async with make_channel(self.address) as ch:
+        async with make_channel(self.address, self.channel_config) as ch:
             return await coordinator_pb2_grpc.CoordinatorServiceStub(ch).SetRunState(
                 pb.SetRunStateRequest(run_state=RUN_STATES[state], reason=reason), timeout=self.timeout)

@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from atlasrl import codec
-from atlasrl.rpc import make_channel
+from atlasrl.rpc import ChannelConfig, make_channel
 from atlasrl.v1 import env_pb2, memory_pb2, memory_pb2_grpc
 
 Cell = tuple[int, int]
@@ -152,10 +152,10 @@ def decode_view(v: memory_pb2.MemoryView) -> View:
 class MemoryClient:
     """Async client (grpc.aio)."""
 
-    def __init__(self, address: str, timeout_s: float = 30.0):
+    def __init__(self, address: str, timeout_s: float = 30.0, *, channel_config: ChannelConfig | None = None):
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = make_channel(address)
+        self._channel = make_channel(address, channel_config)
         self.stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
     async def __aenter__(self) -> "MemoryClient":

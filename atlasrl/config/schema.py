@@ -53,6 +53,9 @@ class RunSection(Section):
     """Show the live progress display (off: one progress line every few seconds)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of every role (their logs go to <run_dir>/logs/<role>.log)."""
+    secure: bool = False
+    """TLS with client certificates (mTLS) and role-scoped tokens on every role and every connection of the run: a dev
+    CA, certificates and one token file per role are generated into <run_dir>/pki at start. Off: plaintext on loopback."""
 
 
 class ModelSection(Section):

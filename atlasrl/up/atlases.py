@@ -7,7 +7,7 @@ from pathlib import Path
 log = logging.getLogger("atlasrl.up")
 
 
-async def save_atlas_pngs(memory_address: str, out_dir: Path, max_layouts: int = 6) -> list[Path]:
+async def save_atlas_pngs(memory_address: str, out_dir: Path, max_layouts: int = 6, channel_config=None) -> list[Path]:
     """One PNG per family: the most-visited layout atlases plus the family (goal-relative) atlas
     projected onto a layout with the goal in the bottom-right corner."""
     import matplotlib
@@ -18,7 +18,7 @@ async def save_atlas_pngs(memory_address: str, out_dir: Path, max_layouts: int =
     from atlasrl.clients.memory import MemoryClient
 
     written: list[Path] = []
-    async with MemoryClient(memory_address) as mem:
+    async with MemoryClient(memory_address, channel_config=channel_config) as mem:
         stats = await mem.stats()
         families = sorted({a.family for a in stats.atlases})
         for family in families:

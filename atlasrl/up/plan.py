@@ -14,6 +14,7 @@ from atlasrl.config import RunConfig
 from atlasrl.config.schema import ACTOR_SEED_STRIDE, TRAIN_SEED_BLOCK
 from atlasrl.up.ports import free_ports, ports_for
 from atlasrl.up.rundir import RunDir
+from atlasrl.up.security import RunSecurity
 from atlasrl.up.supervisor import RoleProcess
 
 HOST = "127.0.0.1"
@@ -46,8 +47,12 @@ class Plan:
         return [self.coordinator] + [p for stage in self.stages for p in stage]
 
 
-def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
+def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity | None = None) -> Plan:
     c = cfg
+
+    def sec(role: str) -> list[str]:  # run.secure: TLS + mTLS + this role's token file
+        return security.role_flags(role) if security else []
+
     pool = free_ports(2 * (4 + c.envserver.count + c.actor.count))
     coord_port = ports_for(c.coordinator.port, 1, pool)[0]
     coord_addr = f"{HOST}:{coord_port}"
@@ -63,7 +68,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
     coordinator = RoleProcess("coordinator", "coordinator", atlasrl_cmd(
         "coordinator", "--host", HOST, "--port", str(coord_port), *with_metrics("coordinator", c.coordinator.metrics_port, 0),
         "--state-dir", str(rd.coordinator_state), "--lease-ttl-s", str(c.coordinator.lease_ttl_s),
-        "--max-staleness", str(c.coordinator.max_staleness), "--history-interval-s", str(c.coordinator.history_interval_s)),
+        "--max-staleness", str(c.coordinator.max_staleness), "--history-interval-s", str(c.coordinator.history_interval_s),
+        *sec("coordinator")),
         port=coord_port, env=light_env)
     plan = Plan(coordinator, [], metrics, coordinator_address=coord_addr)
     join = ["--coordinator", coord_addr]
@@ -75,7 +81,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
             first_stage.append(RoleProcess(name, "envserver", atlasrl_cmd(
                 "envserver", "--env", c.envserver.env, "--host", HOST, "--port", str(port),
                 *with_metrics(name, c.envserver.metrics_port, i), "--workers", str(c.envserver.workers),
-                "--max-envs", str(c.envserver.max_envs), *join,
+                "--max-envs", str(c.envserver.max_envs), *join, *sec("envserver"),
                 *c.envserver.args), port=port, env=light_env))
             plan.envserver_addresses.append(f"{HOST}:{port}")
     else:
@@ -84,7 +90,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
         port = ports_for(c.memory.port, 1, pool)[0]
         first_stage.append(RoleProcess("memory", "memory", atlasrl_cmd(
             "memory", "--host", HOST, "--port", str(port), *with_metrics("memory", c.memory.metrics_port, 0),
-            "--data-dir", str(rd.memory_data), *join, *c.memory.args), port=port, env=light_env))
+            "--data-dir", str(rd.memory_data), *join, *sec("memory"), *c.memory.args), port=port, env=light_env))
         plan.memory_address = f"{HOST}:{port}"
     elif c.memory.enabled:
         plan.skipped.append("memory")
@@ -94,7 +100,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
             "learner", "--model", model_dir, "--algo", c.learner.algo, "--host", HOST, "--port", str(port),
             *with_metrics("learner", c.learner.metrics_port, 0), "--nproc", str(c.learner.nproc),
             "--ckpt-dir", str(rd.checkpoints), "--max-staleness", str(c.coordinator.max_staleness), "--lr", str(c.learner.lr),
-            "--batch-episodes", str(c.learner.batch_episodes), *join, *c.learner.args), port=port, env=level_env,
+            "--batch-episodes", str(c.learner.batch_episodes), *join, *sec("learner"), *c.learner.args),
+            port=port, env=level_env,
             stop_timeout_s=3 * c.run.stop_timeout_s))  # it writes a final checkpoint on SIGTERM
         plan.learner_address = f"{HOST}:{port}"
     else:
@@ -111,7 +118,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str) -> Plan:
                 "--action-mode", c.actor.action_mode, "--memory-hints", c.actor.memory_hints,
                 "--env", c.envserver.env, *env_config_flags(c),
                 "--seed-start", str(c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE), "--actor-id", name,
-                "--host", HOST, "--port", str(port), *with_metrics(name, c.actor.metrics_port, i), *join, *c.actor.args)
+                "--host", HOST, "--port", str(port), *with_metrics(name, c.actor.metrics_port, i), *join, *sec("actor"),
+                *c.actor.args)
             if plan.learner_address:
                 argv += ["--learner", plan.learner_address]
             if plan.memory_address:

@@ -22,10 +22,11 @@ from atlasrl.config import RunConfig
 from atlasrl.up import display
 from atlasrl.up.atlases import save_atlas_pngs
 from atlasrl.up.evaluation import export_checkpoint, latest_model_dir, run_eval
-from atlasrl.up.plan import Plan, build_plan, role_available
+from atlasrl.up.plan import HOST, Plan, build_plan, role_available
 from atlasrl.up.plots import plot_learning
 from atlasrl.up.progress import curve, from_status, recent_success
 from atlasrl.up.rundir import RunDir
+from atlasrl.up.security import RunSecurity
 from atlasrl.up.supervisor import RoleFailed, Supervisor
 
 log = logging.getLogger("atlasrl.up")
@@ -53,7 +54,11 @@ class UpRun:
         self.cfg = cfg
         self.rd = RunDir.create(cfg)
         self.console = console
-        self.sup = Supervisor(self.rd.logs, max_restarts=cfg.run.max_restarts, stop_timeout_s=cfg.run.stop_timeout_s)
+        # run.secure: every role gets TLS + mTLS + its token; this process's own channels act as admin.
+        self.security = RunSecurity.create(self.rd.root / "pki", HOST) if cfg.run.secure else None
+        self.channels = self.security.channel_config() if self.security else None
+        self.sup = Supervisor(self.rd.logs, max_restarts=cfg.run.max_restarts, stop_timeout_s=cfg.run.stop_timeout_s,
+                              channel_config=self.channels)
         self.plan: Plan | None = None
         self.client: CoordinatorClient | None = None
         self.interrupted = asyncio.Event()
@@ -69,13 +74,13 @@ class UpRun:
         t0 = time.time()
         try:
             model_dir = await ensure_model(self.cfg, self.rd)
-            self.plan = build_plan(self.cfg, self.rd, str(model_dir))
+            self.plan = build_plan(self.cfg, self.rd, str(model_dir), self.security)
             for role in self.plan.skipped:
                 self.sup.note(f"role {role} is not available in this install: running without it")
             self.rd.write_json("processes.json", {p.name: p.argv for p in self.plan.all()})
             self.rd.write_json("prometheus-targets.json", prometheus_targets(self.plan))
             await self.sup.start(self.plan.coordinator)
-            self.client = CoordinatorClient(self.plan.coordinator_address)
+            self.client = CoordinatorClient(self.plan.coordinator_address, channel_config=self.channels)
             await asyncio.gather(*(self.sup.start(p) for p in self.plan.stages[0]))
             self.summary["eval_before"] = await self._eval("before", model_dir)
             if not self.interrupted.is_set():
@@ -112,7 +117,8 @@ class UpRun:
         if self.cfg.run.eval_episodes == 0 or not self.plan.envserver_addresses or not role_available("actor"):
             return None
         task = asyncio.create_task(run_eval(self.cfg, model_dir, self.plan.envserver_addresses,
-                                            self.rd.eval / f"{label}.jsonl", self.rd.logs / f"eval-{label}.log"))
+                                            self.rd.eval / f"{label}.jsonl", self.rd.logs / f"eval-{label}.log",
+                                            env=self.security.tool_env("actor") if self.security else None))
         interrupted = asyncio.create_task(self.interrupted.wait())
         await asyncio.wait({task, interrupted}, return_when=asyncio.FIRST_COMPLETED)
         interrupted.cancel()
@@ -201,7 +207,7 @@ class UpRun:
         if not self.plan.memory_address or "memory" not in self.sup.processes or not self.sup.alive("memory"):
             return
         try:
-            paths = await save_atlas_pngs(self.plan.memory_address, self.rd.plots)
+            paths = await save_atlas_pngs(self.plan.memory_address, self.rd.plots, channel_config=self.channels)
             self.summary["atlas_plots"] = [str(p) for p in paths]
         except Exception as e:  # noqa: BLE001 - plots must not fail the run
             self.sup.note(f"atlas plots failed: {e}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from atlasrl.rpc import make_channel
+from atlasrl.rpc import ChannelConfig, make_channel
 
 log = logging.getLogger("atlasrl.up")
 
@@ -52,12 +52,14 @@ class RoleFailed(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, logs_dir: Path, *, max_restarts: int = 5, stop_timeout_s: float = 15.0, ready_timeout_s: float = 180.0):
+    def __init__(self, logs_dir: Path, *, max_restarts: int = 5, stop_timeout_s: float = 15.0, ready_timeout_s: float = 180.0,
+                 channel_config: ChannelConfig | None = None):
         self.logs_dir = Path(logs_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.max_restarts = max_restarts
         self.stop_timeout_s = stop_timeout_s
         self.ready_timeout_s = ready_timeout_s
+        self.channel_config = channel_config         # health checks (TLS settings of a secure run)
         self.processes: dict[str, RoleProcess] = {}
         self.events: list[tuple[float, str]] = []   # (time, text) for the display and summary
         self.failed = asyncio.Event()               # set when a role exhausted its restarts
@@ -94,7 +96,7 @@ class Supervisor:
             if spec.proc.returncode is not None:
                 raise RoleFailed(f"{spec.name} exited with code {spec.proc.returncode} at start; see {self.log_path(spec.name)}")
             return
-        async with make_channel(f"127.0.0.1:{spec.port}") as ch:
+        async with make_channel(f"127.0.0.1:{spec.port}", self.channel_config) as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 if spec.proc.returncode is not None:
