@@ -8,7 +8,7 @@ Generation waits while
   learner's TrajectoryInfo.max_staleness unless the config overrides it): the
   actor waits for newer weights instead of producing episodes the learner would
   reject as stale;
-- the learner already holds ``max_learner_backlog`` untrained episodes: more
+- the learner already holds ``max_learner_backlog`` untrained episodes in complete groups: more
   would only go stale in its buffer (and on a shared CPU steal cores from training);
 - the coordinator's run is paused, or its staleness gate says no.
 (A full trajectory buffer pauses generation too, inside TrajectorySender.put.)
@@ -59,7 +59,9 @@ class FlowGate:
         except Exception as e:  # noqa: BLE001 - learner away: keep the last known state
             log.debug("GetInfo failed: %s", e)
             return
-        self.learner_backlog = int(info.buffered)
+        # Trainable episodes only: episodes of an incomplete group wait for members this actor is still
+        # playing, and pausing on them would stall both sides until the learner's group timeout.
+        self.learner_backlog = int(info.ready)
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 

@@ -175,6 +175,16 @@ class EpisodeBuffer:
         with self._cv:
             return self._count
 
+    @property
+    def ready(self) -> int:
+        """Buffered episodes in groups ``take`` could hand out now (complete, or timed out with >= 2)."""
+        with self._cv:
+            if not self.grouped:
+                return self._count
+            now = self._clock()
+            return sum(len(g.members) for g in self._groups.values()
+                       if len(g.members) >= g.size or (now - g.created >= self.cfg.group_timeout_s and len(g.members) >= 2))
+
     def state_dict(self) -> dict:
         """Seen ids, waiting episodes (serialized) and counters: restoring it loses and repeats nothing."""
         with self._cv:

@@ -74,4 +74,5 @@ class TrajectoryServicer:
             capacity=cfg.buffer_capacity,
             max_staleness=cfg.max_staleness,
             consumed=self.buffer.consumed,
+            ready=self.buffer.ready,
         )

@@ -157,6 +157,7 @@ async def test_stale_weights_pause_generation_until_new_weights(tiny_engine, env
 
 
 async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, env_server, learner):
+    """The backlog counts trainable episodes only (TrajectoryInfo.ready): incomplete groups never hold the actor."""
     cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=4, info_interval_s=0.2)
     parts = await start_actor(cfg, engine=tiny_engine)
     try:
@@ -169,10 +170,10 @@ async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, en
         assert paused._value.get() == 1, "generation did not pause on the learner's backlog"
         steps = parts.loop.env_steps
         await asyncio.sleep(1.0)
-        assert parts.loop.env_steps == steps and learner.buffer.buffered >= 4
+        assert parts.loop.env_steps == steps and learner.buffer.ready >= 4
         # The learner catches up: it trains on ready groups until the backlog is below the bound.
         taken = []
-        while learner.buffer.buffered >= 4:
+        while learner.buffer.ready >= 4:
             batch = await asyncio.to_thread(learner.buffer.take, 1, learner.version, 2.0)
             assert batch, "the learner found no ready group in its backlog"
             taken += batch

@@ -77,6 +77,17 @@ def test_member_refused_on_arrival_completes_its_group_without_a_timeout():
     assert buf.add(stale, 3) == "duplicate"   # a resend does not shrink the next group of that id twice
 
 
+def test_ready_counts_only_trainable_groups():
+    clock = Clock()
+    buf = make(clock=clock, group_timeout_s=10)
+    for group, n in (("full", 2), ("partial", 1), ("pair", 2)):
+        for _ in range(n):
+            buf.add(episode(group=group, group_size=2 if group != "pair" else 3), 0)
+    assert buf.buffered == 5 and buf.ready == 2        # "partial" and "pair" still wait for members
+    clock.t = 11
+    assert buf.ready == 4                               # timed out: "pair" trains with 2 of 3, a lone one never
+
+
 def test_downweight_policy_keeps_stale_with_weight():
     buf = make(algo="ppo", max_staleness=1, stale_policy="downweight", stale_weight=0.5)
     buf.add(episode(version=0), 3)        # lag 3: accepted, weight 0.5 ** 2
