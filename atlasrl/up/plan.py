@@ -100,7 +100,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             "learner", "--model", model_dir, "--algo", c.learner.algo, "--host", HOST, "--port", str(port),
             *with_metrics("learner", c.learner.metrics_port, 0), "--nproc", str(c.learner.nproc),
             "--ckpt-dir", str(rd.checkpoints), "--max-staleness", str(c.coordinator.max_staleness), "--lr", str(c.learner.lr),
-            "--batch-episodes", str(c.learner.batch_episodes), *join, *sec("learner"), *c.learner.args),
+            "--batch-episodes", str(c.learner.batch_episodes),
+            "--entropy-coef", str(c.learner.entropy_coef), *join, *sec("learner"), *c.learner.args),
             port=port, env=level_env,
             stop_timeout_s=3 * c.run.stop_timeout_s))  # it writes a final checkpoint on SIGTERM
         plan.learner_address = f"{HOST}:{port}"
