@@ -50,9 +50,9 @@ class ServerConfig(BaseModel):
     max_concurrent_streams: int = Field(256, ge=1)
     """HTTP/2 streams allowed at once on one client connection."""
     keepalive_time_s: float = Field(30.0, gt=0)
-    """Ping idle connections this often; a peer that does not answer is dropped."""
+    """Ping a connection after this long without incoming data; a peer that does not answer is dropped with its streams."""
     keepalive_timeout_s: float = Field(10.0, gt=0)
-    """How long to wait for a ping answer before dropping the connection."""
+    """How long to wait for a ping answer before dropping the connection (a frozen peer goes after time + timeout)."""
     grace_s: float = Field(5.0, ge=0)
     """On shutdown, time given to in-flight RPCs to finish."""
     security: SecurityConfig | None = None
