@@ -164,5 +164,7 @@ async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
         reg.counters["episodes"] = loop.finished
         reg.counters["dropped_episodes"] = loop.dropped
         reg.gauges["success_rate"] = loop.success_rate
+        if loop.return_mean == loop.return_mean:   # nan until an episode finished
+            reg.gauges["return_mean"] = loop.return_mean
         reg.policy_version = parts.policy.version
         await asyncio.sleep(every_s)

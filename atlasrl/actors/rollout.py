@@ -85,6 +85,7 @@ class RolloutLoop:
         self.env_steps = 0
         self.tokens = 0
         self._recent: deque[bool] = deque(maxlen=100)
+        self._recent_returns: deque[float] = deque(maxlen=100)
         self._stop = asyncio.Event()
         self._backoff = cfg.reconnect_backoff_s
 
@@ -187,6 +188,7 @@ class RolloutLoop:
         slot.episode = None
         self.finished += 1
         self._recent.append(ep.success)
+        self._recent_returns.append(ep.total_reward)
         self.m.episodes.labels("success" if ep.success else "failure").inc()
         self.m.success_rate.set(sum(self._recent) / len(self._recent))
         if self.memory is not None and self.cfg.memory_ingest:
@@ -272,6 +274,11 @@ class RolloutLoop:
                     continue
             live.append(link)
         return live
+
+    @property
+    def return_mean(self) -> float:
+        """Mean return (env + format + shaping) of the last 100 finished episodes."""
+        return sum(self._recent_returns) / len(self._recent_returns) if self._recent_returns else float("nan")
 
     @property
     def success_rate(self) -> float:

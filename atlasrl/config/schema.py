@@ -126,6 +126,9 @@ class LearnerSection(RoleSection):
     """AdamW learning rate (the tiny model starts from random weights: higher than for a pretrained VLM)."""
     batch_episodes: int = Field(16, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
+    step_gamma: float = Field(0.95, ge=0, le=1)
+    """GiGPO discount of the returns compared per state; also the memory's shaping discount, so that the shaping
+    terms of an episode telescope exactly in those returns (a mismatch pays for lingering near high potential)."""
     entropy_coef: float = Field(0.2, ge=0, le=10)
     """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
     before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps."""

@@ -90,7 +90,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         port = ports_for(c.memory.port, 1, pool)[0]
         first_stage.append(RoleProcess("memory", "memory", atlasrl_cmd(
             "memory", "--host", HOST, "--port", str(port), *with_metrics("memory", c.memory.metrics_port, 0),
-            "--data-dir", str(rd.memory_data), *join, *sec("memory"), *c.memory.args), port=port, env=light_env))
+            "--data-dir", str(rd.memory_data), "--gamma", str(c.learner.step_gamma),  # shaping telescopes in the learner's returns
+            *join, *sec("memory"), *c.memory.args), port=port, env=light_env))
         plan.memory_address = f"{HOST}:{port}"
     elif c.memory.enabled:
         plan.skipped.append("memory")
@@ -101,7 +102,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             *with_metrics("learner", c.learner.metrics_port, 0), "--nproc", str(c.learner.nproc),
             "--ckpt-dir", str(rd.checkpoints), "--max-staleness", str(c.coordinator.max_staleness), "--lr", str(c.learner.lr),
             "--batch-episodes", str(c.learner.batch_episodes),
-            "--entropy-coef", str(c.learner.entropy_coef), *join, *sec("learner"), *c.learner.args),
+            "--entropy-coef", str(c.learner.entropy_coef), "--step-gamma", str(c.learner.step_gamma), *join, *sec("learner"), *c.learner.args),
             port=port, env=level_env,
             stop_timeout_s=3 * c.run.stop_timeout_s))  # it writes a final checkpoint on SIGTERM
         plan.learner_address = f"{HOST}:{port}"

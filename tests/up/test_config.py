@@ -72,3 +72,15 @@ def test_importable_without_torch():
     r = subprocess.run([sys.executable, "-c", "import sys, atlasrl.config, atlasrl.coordinator.server, atlasrl.clients.coordinator;"
                         " assert 'torch' not in sys.modules"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_plan_gives_memory_shaping_the_learners_step_discount(tmp_path):
+    """Shaping telescopes in GiGPO's step returns only when both use one discount."""
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", "learner.step_gamma=0.9"])
+    plan = build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path))
+    argv = {p.name: p.argv for p in plan.all()}
+    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731
+    assert flag("learner", "--step-gamma") == flag("memory", "--gamma") == "0.9"
