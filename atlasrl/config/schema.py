@@ -118,8 +118,8 @@ class LearnerSection(RoleSection):
 
     algo: Literal["grpo", "gigpo", "ppo"] = "gigpo"
     """Policy-gradient algorithm. GiGPO by default: its per-turn credit (turns that stood on the same state are
-    compared by where they led) is what lets a multi-turn policy learn within minutes, and what makes the memory's
-    dense shaping count (potential-based shaping telescopes away in a whole-episode return)."""
+    compared by where they led) is what lets a multi-turn policy learn within minutes (GRPO's one advantage per
+    episode: about half the success in the same time)."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes (torchrun, FSDP2)."""
     lr: float = Field(1e-3, gt=0, le=1)
@@ -129,9 +129,10 @@ class LearnerSection(RoleSection):
     step_gamma: float = Field(0.95, ge=0, le=1)
     """GiGPO discount of the returns compared per state; also the memory's shaping discount, so that the shaping
     terms of an episode telescope exactly in those returns (a mismatch pays for lingering near high potential)."""
-    entropy_coef: float = Field(0.2, ge=0, le=10)
+    entropy_coef: float = Field(0.3, ge=0, le=10)
     """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
-    before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps."""
+    before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
+    (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88)."""
 
 
 class ActorSection(RoleSection):
