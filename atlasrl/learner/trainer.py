@@ -44,6 +44,20 @@ class TrainBatch:
     lags: list[int]
 
 
+def episode_return(ep: trajectory_pb2.Episode, algo: str) -> float:
+    """The return GRPO's episode advantage compares.
+
+    GiGPO leaves the memory's shaping out of it: shaping is discounted with ``step_gamma`` (atlasrl up
+    gives the memory that discount) and telescopes in the step returns-to-go, where GiGPO uses it; in
+    an undiscounted episode sum the same terms add (gamma - 1) * Phi(s_t) per turn, which pays for
+    lingering on low-potential (dangerous) cells (training collapsed to 0.01 success that way). GRPO and
+    PPO keep it: for them the shaping is undiscounted (memory gamma 1) and telescopes in this sum.
+    """
+    if algo == "gigpo":
+        return sum(t.reward - t.shaping_reward for t in ep.turns)
+    return sum(t.reward for t in ep.turns)
+
+
 def state_key(turn: trajectory_pb2.TurnRecord) -> bytes:
     """The env state a turn acted on: the actor's digest, else the prompt itself (history and images included)."""
     if turn.state_key:
@@ -91,10 +105,11 @@ class Trainer:
         cfg = self.cfg
         episodes = [trajectory_pb2.Episode.FromString(b) for b in batch.episodes]
         returns = torch.tensor([sum(t.reward for t in ep.turns) for ep in episodes], dtype=torch.float64)
+        compared = torch.tensor([episode_return(ep, cfg.algo) for ep in episodes], dtype=torch.float64)
         mine = shard_episodes([sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns) for ep in episodes], self.world, self.rank)
         seqs = {i: episode_seqs(episodes[i], i, batch.weights[i]) for i in mine}
         if cfg.algo in ("grpo", "gigpo"):
-            self._group_advantages(episodes, returns, mine, seqs)
+            self._group_advantages(episodes, compared, mine, seqs)
         minibatches = self._plan(mine, seqs)
         self._prepass(minibatches)
         if cfg.algo == "ppo":

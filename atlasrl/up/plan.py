@@ -24,6 +24,12 @@ def atlasrl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "atlasrl.up.launch", *args]
 
 
+def shaping_gamma(c: RunConfig) -> float:
+    """The memory's shaping discount: the one of the learner returns it is added to, so that it telescopes there
+    (GiGPO: the discounted step returns-to-go; GRPO and PPO with gamma 1: the undiscounted episode return)."""
+    return c.learner.step_gamma if c.learner.algo == "gigpo" else 1.0
+
+
 def env_config_flags(cfg: RunConfig) -> list[str]:
     return [a for k, v in cfg.envserver.env_config.items() for a in ("--env-config", f"{k}={v}")]
 
@@ -90,7 +96,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         port = ports_for(c.memory.port, 1, pool)[0]
         first_stage.append(RoleProcess("memory", "memory", atlasrl_cmd(
             "memory", "--host", HOST, "--port", str(port), *with_metrics("memory", c.memory.metrics_port, 0),
-            "--data-dir", str(rd.memory_data), "--gamma", str(c.learner.step_gamma),  # shaping telescopes in the learner's returns
+            "--data-dir", str(rd.memory_data), "--gamma", str(shaping_gamma(c)),
             *join, *sec("memory"), *c.memory.args), port=port, env=light_env))
         plan.memory_address = f"{HOST}:{port}"
     elif c.memory.enabled:

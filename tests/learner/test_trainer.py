@@ -179,3 +179,29 @@ def test_model_input_check_rejects_images_for_text_model_and_token_mismatch(tiny
     vl = load_policy(tiny_model_path("qwen2.5-vl", seed=0), with_model=False)
     with pytest.raises(Malformed, match="0 image tokens in prompt_ids but the 1 images expand to"):
         ModelInputCheck(vl)(ep)
+
+
+def shaped_episode(env_rewards, potentials, gamma=0.95, terminal=True):
+    """Turns with the memory's shaping F_t = gamma * Phi(s_t+1) - Phi(s_t) (Phi = 0 at a terminal state)."""
+    turns = []
+    for t, r in enumerate(env_rewards):
+        nxt = 0.0 if terminal and t == len(env_rewards) - 1 else potentials[t + 1]
+        f = gamma * nxt - potentials[t]
+        tr = turn([1, 2], [20], reward=r + f)
+        tr.env_reward, tr.shaping_reward = r, f
+        turns.append(tr)
+    return episode(turns)
+
+
+def test_gigpo_episode_return_leaves_the_discounted_shaping_out():
+    """Undiscounted, gamma-discounted shaping pays (1 - gamma) * |Phi| per turn spent in danger: an episode that
+    lingers on dangerous cells (Phi -1) and falls into a hole earns more than one that walks through cells the
+    memory likes (Phi +1) and fails the same way. GiGPO's episode return compares env rewards only."""
+    from atlasrl.learner.trainer import episode_return
+
+    lingers = shaped_episode([0, 0, 0, 0, 0], [0, -1, -1, -1, -1])
+    walks = shaped_episode([0, 0, 0, 0, 0], [0, 1, 1, 1, 1])
+    assert episode_return(lingers, "grpo") > episode_return(walks, "grpo")     # the bias GiGPO must not see
+    assert episode_return(lingers, "gigpo") == episode_return(walks, "gigpo") == 0.0
+    wins = shaped_episode([0, 0, 1], [0, 1, 1])
+    assert episode_return(wins, "gigpo") == 1.0 and episode_return(wins, "grpo") == pytest.approx(sum(t.reward for t in wins.turns))
