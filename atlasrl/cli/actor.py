@@ -55,6 +55,8 @@ def actor(
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     context_turns: int = typer.Option(0, help="Earlier turns (observation + action) kept in the prompt."),
     memory_hints: str = typer.Option("text", help="Memory hints in the prompt: none, text, overlay, both."),
+    memory_shaping: bool = typer.Option(True, "--memory-shaping/--no-memory-shaping",
+                                        help="Add the memory's potential-based shaping to each turn's reward."),
     max_buffered: int = typer.Option(256, help="Unacked episodes kept for the learner before generation pauses."),
     max_learner_backlog: int = typer.Option(32, help="Pause while the learner holds this many untrained episodes (0 = never)."),
     seed_start: int = typer.Option(0, help="First training env seed."),
@@ -78,7 +80,7 @@ def actor(
     cfg = _config(envs=envs, learner=learner, memory=memory, model=model, engine=engine, num_envs=num_envs,
                   group_size=group_size, action_mode=action_mode, env_id=env, env_config=env_config, no_image=no_image,
                   temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,
-                  max_buffered_episodes=max_buffered, seed_start=seed_start,
+                  memory_shaping=memory_shaping, max_buffered_episodes=max_buffered, seed_start=seed_start,
                   max_learner_backlog=max_learner_backlog, actor_id=actor_id, coordinator=coordinator)
     from atlasrl.actors.actor import run_actor
 

@@ -111,6 +111,9 @@ class MemorySection(RoleSection):
 
     enabled: bool = True
     """Run the memory service (off: no shaping, no hints)."""
+    shaping: bool = True
+    """Actors add the memory's potential-based shaping to their rewards (off: the memory still ingests episodes,
+    draws its atlases and serves hints)."""
 
 
 class LearnerSection(RoleSection):

@@ -131,7 +131,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             if plan.learner_address:
                 argv += ["--learner", plan.learner_address]
             if plan.memory_address:
-                argv += ["--memory", plan.memory_address]
+                argv += ["--memory", plan.memory_address, "--memory-shaping" if c.memory.shaping else "--no-memory-shaping"]
             actors.append(RoleProcess(name, "actor", argv, port=port, env=level_env, nice=c.actor.nice))
     else:
         plan.skipped.append("actor")

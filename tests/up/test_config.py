@@ -87,3 +87,13 @@ def test_plan_gives_memory_shaping_the_learners_step_discount(tmp_path):
     grpo = load_config(None, [f"run.run_dir={tmp_path / 'grpo'}", "learner.step_gamma=0.9", "learner.algo=grpo"])
     argv = {p.name: p.argv for p in build_plan(grpo, RunDir.create(grpo), model_dir=str(tmp_path)).all()}
     assert flag("memory", "--gamma") == "1.0"   # GRPO's episode return is undiscounted
+
+
+def test_plan_passes_memory_shaping_switch_to_actors(tmp_path):
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    for value, flag in (("true", "--memory-shaping"), ("false", "--no-memory-shaping")):
+        cfg = load_config(None, [f"run.run_dir={tmp_path / value}", f"memory.shaping={value}"])
+        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
+        assert flag in actor.argv and "--memory" in actor.argv
