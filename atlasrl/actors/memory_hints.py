@@ -1,7 +1,7 @@
 """MemoryAdvisor: what the actor asks of the skill memory, and what it gives back.
 
     advisor = MemoryAdvisor("127.0.0.1:50055", hints="text", max_skills=3, shaping=True)
-    advice = await advisor.episode_start(spec, first_obs)   # one Query per episode
+    advice = await advisor.episode_start(spec, first_obs, group_id)   # one Query per GRPO group
     advice.hints                                            # text skills and/or the atlas overlay (or None)
     advice.shape(obs, next_obs)                             # F = gamma*Phi(s') - Phi(s), computed locally
     advisor.ingest(episode)                                 # finished episode -> MemoryService.Ingest (background)
@@ -11,7 +11,10 @@ Shaping uses the potential Phi frozen at the episode's start (the maps of that
 one Query, ``atlasrl.clients.memory.EpisodeShaper``): the shaping terms of an
 episode telescope exactly to gamma^T Phi(s_T) - Phi(s_0), which keeps the
 optimal policy unchanged (Ng et al. 1999) even while the memory's maps move
-with every ingested episode, and a turn costs no RPC.
+with every ingested episode, and a turn costs no RPC. The episodes of one GRPO
+group share one Query (``group_id``): group-relative advantages compare their
+returns, and a Phi that moved between two members' starts would add its drift
+to that comparison as noise (standardised to full size where the env returns tie).
 
 The memory is advice, never a dependency: if the service is down or does not
 know the family yet, hints are empty and shaping is 0 (counted in metrics), and
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
@@ -33,6 +37,7 @@ from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
 from atlasrl.v1 import env_pb2, memory_pb2
 
 log = logging.getLogger("atlasrl.actors.memory")
+GROUPS_REMEMBERED = 4096   # far more groups than run side by side; a group's members start within a few turns
 
 
 def _goal(obs: env_pb2.Observation) -> env_pb2.GridCoord | None:
@@ -79,11 +84,23 @@ class MemoryAdvisor:
         self.failures = 0
         self.ingested = 0
         self.skipped = 0
+        self._groups: OrderedDict[str, asyncio.Future[EpisodeAdvice]] = OrderedDict()
 
-    async def episode_start(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
-        """One Query for the new episode: its hints and (when shaping) its frozen potential."""
+    async def episode_start(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation, group_id: str = "") -> EpisodeAdvice:
+        """The new episode's hints and (when shaping) its frozen potential: one Query per group (per episode
+        without a ``group_id``), so that every member of a group is shaped with the same Phi."""
         if self.hint_mode == "none" and not self.shaping:
             return EpisodeAdvice()
+        if not group_id:
+            return await self._query(spec, obs)
+        advice = self._groups.get(group_id)
+        if advice is None:
+            advice = self._groups[group_id] = asyncio.ensure_future(self._query(spec, obs))
+            while len(self._groups) > GROUPS_REMEMBERED:
+                self._groups.popitem(last=False)
+        return await asyncio.shield(advice)
+
+    async def _query(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
         goal = _goal(obs)
         want_overlay = self.hint_mode in ("overlay", "both")
         q = memory_pb2.MemoryQuery(

@@ -213,7 +213,8 @@ class RolloutLoop:
             episode_id=str(uuid.uuid4()), group_id=group_id, seed=seed, group_size=self.seeds.group_size,
             spec=slot.builder.spec, first_obs=obs, max_turns=self.cfg.max_turns,
         )
-        slot.advice = await self.memory.episode_start(slot.builder.spec, obs) if self.memory is not None else EpisodeAdvice()
+        slot.advice = (await self.memory.episode_start(slot.builder.spec, obs, group_id) if self.memory is not None
+                       else EpisodeAdvice())
 
     def _drop(self, slots: list[Slot], reason: str, err: Exception) -> None:
         for slot in slots:

@@ -30,5 +30,14 @@ async def test_memory_ingest_shaping_and_hints(tiny_engine, env_server, learner)
     turns = [t for ep in eps for t in ep.turns]
     assert any(t.shaping_reward != 0 for t in turns), "memory shaping never reached a reward"
     assert all(abs(t.reward - (t.env_reward + t.format_reward + t.shaping_reward)) < 1e-9 for t in turns)
+    # One frozen Phi per group: every member's shaping telescopes to the same -Phi(s_0) (episodes end terminal or
+    # truncated, where Phi = 0), so shaping adds nothing but the same constant to the returns a group compares.
+    gamma = MemoryConfig().shaping.gamma
+    by_group = {}
+    for ep in eps:
+        by_group.setdefault(ep.group_id, []).append(sum(gamma**k * t.shaping_reward for k, t in enumerate(ep.turns)))
+    assert any(len(v) > 1 for v in by_group.values())
+    for sums in by_group.values():
+        assert max(sums) - min(sums) < 1e-6, sums   # float32 maps
     prompts = [tiny_engine.tokenizer.decode(t.prompt_ids) for t in turns]
     assert any("Memory: " in p for p in prompts), "no text skill reached a prompt"
