@@ -50,7 +50,7 @@ def episode_return(ep: trajectory_pb2.Episode, algo: str) -> float:
     GiGPO leaves the memory's shaping out of it: shaping is discounted with ``step_gamma`` (atlasrl up
     gives the memory that discount) and telescopes in the step returns-to-go, where GiGPO uses it; in
     an undiscounted episode sum the same terms add (gamma - 1) * Phi(s_t) per turn, which pays for
-    lingering on low-potential (dangerous) cells (training collapsed to 0.01 success that way). GRPO and
+    lingering on low-potential (dangerous) cells (with-memory training collapsed that way). GRPO and
     PPO keep it: for them the shaping is undiscounted (memory gamma 1) and telescopes in this sum.
     """
     if algo == "gigpo":
