@@ -105,11 +105,10 @@ class Trainer:
         cfg = self.cfg
         episodes = [trajectory_pb2.Episode.FromString(b) for b in batch.episodes]
         returns = torch.tensor([sum(t.reward for t in ep.turns) for ep in episodes], dtype=torch.float64)
-        compared = torch.tensor([episode_return(ep, cfg.algo) for ep in episodes], dtype=torch.float64)
         mine = shard_episodes([sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns) for ep in episodes], self.world, self.rank)
         seqs = {i: episode_seqs(episodes[i], i, batch.weights[i]) for i in mine}
         if cfg.algo in ("grpo", "gigpo"):
-            self._group_advantages(episodes, compared, mine, seqs)
+            self._group_advantages(episodes, mine, seqs)
         minibatches = self._plan(mine, seqs)
         self._prepass(minibatches)
         if cfg.algo == "ppo":
@@ -128,11 +127,12 @@ class Trainer:
         dist.all_reduce(sums)
         return self._summarise(sums, grad_norms, returns, time.perf_counter() - t0)
 
-    def _group_advantages(self, episodes, returns: torch.Tensor, mine: list[int], seqs: dict[int, list[Seq]]) -> None:
+    def _group_advantages(self, episodes, mine: list[int], seqs: dict[int, list[Seq]]) -> None:
         """GRPO episode advantages on every turn; GiGPO adds the step advantage of each turn's state group."""
         cfg = self.cfg
         keys = {g: k for k, g in enumerate(dict.fromkeys(ep.group_id for ep in episodes))}
         group_index = [keys[ep.group_id] for ep in episodes]
+        returns = torch.tensor([episode_return(ep, cfg.algo) for ep in episodes], dtype=torch.float64)
         adv = losses.grpo_advantages(returns, torch.tensor(group_index), cfg.grpo_std_normalize)
         step = None
         if cfg.algo == "gigpo":
