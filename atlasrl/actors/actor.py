@@ -95,7 +95,8 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
             loop.stop()
 
     links = [EnvLink(a) for a in cfg.envs]
-    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=gate_or_stop, metrics=m)
+    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=gate_or_stop, admit=gate.admit,
+                       metrics=m)
     return ActorParts(loop, policy, sender, memory, reg, server)
 
 

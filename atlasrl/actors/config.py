@@ -61,6 +61,9 @@ class ActorConfig(BaseModel):
     """Put the rendered frame in the prompt; None = yes for vision-language models, no for text-only ones."""
     system_prompt: str = ""
     """Override of the built-in system prompt (empty = built-in, kept short on purpose)."""
+    bare_prompt: bool = False
+    """Leave the system message empty (no role line, no env instruction): the prompt is the observation alone. For
+    models trained from random weights, which read none of that text: on a CPU it is over half of every prompt."""
 
     # -- memory ------------------------------------------------------------
     memory_hints: Literal["none", "text", "overlay", "both"] = "text"
@@ -82,10 +85,13 @@ class ActorConfig(BaseModel):
     max_staleness: int | None = Field(None, ge=0)
     """Versions the actor may lag the learner before pausing; None = the learner's TrajectoryInfo.max_staleness."""
     max_learner_backlog: int | None = Field(32, ge=0)
-    """Pause while the learner holds this many untrained episodes (TrajectoryInfo.buffered); 0 or None = never.
-    Keeps episodes fresh and, on a shared CPU, leaves the cores to training instead of rollouts nobody trains on."""
+    """Start no new GRPO group while this many episodes are untrained (in the learner's buffer, unsent here or being
+    played); 0 or None = never wait. Keeps episodes fresh and, on a shared CPU, leaves the cores to training
+    instead of rollouts nobody trains on. About two learner batches keeps training fed."""
     info_interval_s: float = Field(1.0, gt=0)
     """How often the learner's TrajectoryInfo is polled for the staleness gate."""
+    pacing_poll_s: float = Field(0.1, gt=0)
+    """How often it is polled while slots wait for admission (training frees room between polls)."""
     reconnect_backoff_s: float = Field(0.5, gt=0)
     """First wait before reconnecting to a failed env server (doubles up to 8 s)."""
 

@@ -1,19 +1,26 @@
-"""FlowGate: decides, before each generation batch, whether the actor may generate now.
+"""FlowGate: decides whether the actor may generate now, and whether it may start a new GRPO group.
 
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)
-    await gate()          # returns at once, or waits while the actor must not generate
+    await gate()              # before each generation batch: returns at once, or waits
+    gate.admit(in_flight=12)  # before a finished slot starts a new group: True, or the slot parks
 
-Generation waits while
+Generation (the whole batch) waits while
 - the policy lags the learner by more than ``max_staleness`` versions (the
   learner's TrajectoryInfo.max_staleness unless the config overrides it): the
   actor waits for newer weights instead of producing episodes the learner would
   reject as stale;
-- the learner already holds ``max_learner_backlog`` untrained episodes in complete groups: more
-  would only go stale in its buffer (and on a shared CPU steal cores from training);
 - the coordinator's run is paused, or its staleness gate says no.
 (A full trajectory buffer pauses generation too, inside TrajectorySender.put.)
-If the learner cannot be reached, the last known state is used: the bounded
-buffer, not this gate, handles an absent learner.
+
+Pacing is admission control (as AReaL bounds its rollouts in flight): a new group
+starts only while fewer than ``max_learner_backlog`` episodes are untrained
+anywhere: in the learner's buffer, unsent here, or being played. Episodes already
+started always finish (pausing them mid-way would age their first turns while the
+learner moves on, so long episodes would be the ones refused as stale), and so do
+the groups they belong to (the learner waits for whole groups). Generation then
+runs at the pace training consumes it, at most ~max_learner_backlog/batch versions
+behind, and on a shared CPU it leaves the cores to training.
+If the learner cannot be reached, the last known state is used.
 """
 from __future__ import annotations
 
@@ -37,36 +44,49 @@ class FlowGate:
         self.max_staleness = cfg.max_staleness
         self._last_info = 0.0
         self._refresh: asyncio.Task | None = None
-        self.learner_backlog = 0
+        self.learner_buffered = 0        # TrajectoryInfo.buffered at the latest poll
+        self._accepted_at_poll = 0       # sender.stats.accepted when that poll was sent
         self.stop_requested = False
 
     @property
     def learner_version(self) -> int:
         return self.sender.learner_version if self.sender is not None else -1
 
-    def _kick_refresh(self) -> None:
-        """Poll GetInfo in the background at most every info_interval_s (never stalls a batch)."""
+    def _kick_refresh(self, interval_s: float | None = None) -> None:
+        """Poll GetInfo in the background at most every ``interval_s`` (never stalls a batch)."""
         if self.sender is None or (self._refresh is not None and not self._refresh.done()):
             return
-        if time.monotonic() - self._last_info < self.cfg.info_interval_s:
+        if time.monotonic() - self._last_info < (self.cfg.info_interval_s if interval_s is None else interval_s):
             return
         self._last_info = time.monotonic()
         self._refresh = asyncio.create_task(self._refresh_info())
 
     async def _refresh_info(self) -> None:
+        accepted = self.sender.stats.accepted
         try:
             info = await self.sender.get_info(timeout=2.0)
         except Exception as e:  # noqa: BLE001 - learner away: keep the last known state
             log.debug("GetInfo failed: %s", e)
             return
-        # Trainable episodes only: episodes of an incomplete group wait for members this actor is still
-        # playing, and pausing on them would stall both sides until the learner's group timeout.
-        self.learner_backlog = int(info.ready)
+        self.learner_buffered, self._accepted_at_poll = int(info.buffered), accepted
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 
-    def _stopping(self) -> bool:
-        return self.registration is not None and self.registration.stopping
+    def untrained(self, in_flight: int) -> int:
+        """Episodes of this run not trained yet: in the learner's buffer (as last polled, plus what it acked
+        since), unsent here, or being played. Training since the poll is not seen until the next one."""
+        acked_since = self.sender.stats.accepted - self._accepted_at_poll
+        return self.learner_buffered + acked_since + self.sender.buffered + in_flight
+
+    def admit(self, in_flight: int) -> bool:
+        """Whether a new GRPO group may start now (see the module doc)."""
+        bound = self.cfg.max_learner_backlog
+        if not bound or self.sender is None:
+            return True
+        self._kick_refresh(self.cfg.pacing_poll_s)
+        ok = self.untrained(in_flight) < bound
+        self.m.paused.labels("learner_backlog").set(0 if ok else 1)
+        return ok
 
     def lag(self) -> int:
         v = self.learner_version
@@ -89,15 +109,6 @@ class FlowGate:
             finally:
                 self.m.paused.labels("stale_weights").set(0)
             self.m.version_lag.set(self.lag())
-        bound = self.cfg.max_learner_backlog
-        if bound and self.sender is not None and self.learner_backlog >= bound:
-            self.m.paused.labels("learner_backlog").set(1)
-            try:
-                while self.learner_backlog >= bound and self.sender.connected and not self._stopping():
-                    await asyncio.sleep(self.cfg.info_interval_s / 2)
-                    await self._refresh_info()
-            finally:
-                self.m.paused.labels("learner_backlog").set(0)
         reg = self.registration
         if reg is not None:
             reg.policy_version = self.policy.version

@@ -38,6 +38,11 @@ class SeedSchedule:
             self._queue.extend((gid, seed) for _ in range(self.group_size))
         return self._queue.popleft()
 
+    @property
+    def starts_group(self) -> bool:
+        """Whether next() opens a new group (not a member of one already begun, nor a retry)."""
+        return not self._returned and not self._queue
+
     def give_back(self, group_id: str, seed: int) -> None:
         self._returned.append((group_id, seed))
 

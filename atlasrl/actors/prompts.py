@@ -10,6 +10,8 @@ and a tiny model learns faster from a compact, regular prompt. The instruction
 (from the EnvSpec) is stated once in the system message; each turn shows the
 text observation (and the frame when images are on); earlier turns keep their
 text and lose their frames first (``context_images`` counts the current one).
+``bare=True`` leaves the system message empty (kept, so chat templates do not
+insert a default one): for models trained from random weights.
 """
 from __future__ import annotations
 
@@ -59,13 +61,14 @@ class PromptBuilder:
         context_images: int = 1,
         use_image: bool = True,
         system_prompt: str = "",
+        bare: bool = False,
     ):
         self.spec = spec
         self.action_mode = action_mode
         self.context_turns = context_turns
         self.context_images = context_images if use_image else 0
         self.use_image = use_image
-        self.system = self._system_text(system_prompt)
+        self.system = "" if bare else self._system_text(system_prompt)
 
     def _system_text(self, override: str) -> str:
         if override:

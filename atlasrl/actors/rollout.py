@@ -1,6 +1,6 @@
 """The asyncio rollout loop: many env sessions, one batched generate call per turn.
 
-    loop = RolloutLoop(cfg, policy, links, on_episode=sender.put, memory=hints, gate=gate)
+    loop = RolloutLoop(cfg, policy, links, on_episode=sender.put, memory=hints, gate=gate, admit=gate.admit)
     await loop.run(max_episodes=100)          # or until loop.stop()
 
 Lockstep batches (SEED RL style): every active env session contributes its
@@ -8,6 +8,9 @@ pending turn; the policy generates for all of them in one call; the actions
 go to each env server in one Step request, all servers concurrently; finished
 episodes are handed to ``on_episode`` (awaited: a full trajectory buffer
 pauses generation) and their slots reset with the next seed of the schedule.
+A slot that would start a new GRPO group asks ``admit`` first; refused, it
+parks (sits out the batches) until admission opens, so the actor generates at
+the pace the learner trains.
 Between batches the gate may hold generation (stale weights, paused run) and
 the policy swaps in new weights, so every turn is tagged with the version that
 produced it.
@@ -40,6 +43,7 @@ from atlasrl.rpc.errors import RemoteError
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
 log = logging.getLogger("atlasrl.actors.rollout")
+PARKED_POLL_S = 0.02   # every slot parked: how often admission is asked again
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Slot:
     history: list[PastTurn] = field(default_factory=list)
     advice: EpisodeAdvice = field(default_factory=EpisodeAdvice)
     broken: bool = True  # needs (re)opening
+    parked: bool = False  # open, waiting for admission to start its next episode
 
 
 class RolloutLoop:
@@ -67,6 +72,7 @@ class RolloutLoop:
         on_episode: Callable[[trajectory_pb2.Episode, EpisodeBuffer], Awaitable[None]] | None = None,
         memory: MemoryAdvisor | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
+        admit: Callable[[int], bool] | None = None,
         metrics: ActorMetrics | None = None,
     ):
         if not links:
@@ -78,6 +84,7 @@ class RolloutLoop:
         self.on_episode = on_episode
         self.memory = memory
         self.gate = gate
+        self.admit = admit
         self.m = metrics or ActorMetrics()
         self.slots = [Slot(i) for i in range(cfg.num_envs)]
         self.finished = 0
@@ -97,8 +104,14 @@ class RolloutLoop:
         try:
             while not self._stop.is_set() and (max_episodes is None or self.finished < max_episodes):
                 await self._repair_slots()
+                await self._unpark()
                 active = [s for s in self.slots if s.episode is not None and not s.broken]
                 if not active:
+                    if any(s.parked for s in self.slots):   # paced: wait for the learner to train
+                        if self.gate is not None and not await self._pass_gate():
+                            break
+                        await asyncio.sleep(PARKED_POLL_S)
+                        continue
                     if self.seeds.exhausted and all(s.episode is None for s in self.slots if not s.broken):
                         return
                     await asyncio.sleep(self._backoff)
@@ -196,7 +209,22 @@ class RolloutLoop:
         if self.on_episode is not None:
             await self.on_episode(ep.to_proto(self.cfg.actor_id), ep)
 
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for s in self.slots if s.episode is not None)
+
+    async def _unpark(self) -> None:
+        for slot in self.slots:
+            if slot.parked and not slot.broken:
+                await self._start_episode(slot)
+                if slot.parked:
+                    return       # still refused: the rest wait too (admission is in arrival order)
+
     async def _start_episode(self, slot: Slot) -> None:
+        slot.parked = False
+        if self.admit is not None and self.seeds.starts_group and not self.admit(self.in_flight):
+            slot.episode, slot.parked = None, True
+            return
         nxt = self.seeds.next()
         if nxt is None:
             slot.episode = None
@@ -261,7 +289,7 @@ class RolloutLoop:
             slot.builder = PromptBuilder(
                 spec, action_mode=self.cfg.action_mode, context_turns=self.cfg.context_turns,
                 context_images=self.cfg.context_images, use_image=self.cfg.use_image,
-                system_prompt=self.cfg.system_prompt,
+                system_prompt=self.cfg.system_prompt, bare=self.cfg.bare_prompt,
             )
             await self._start_episode(slot)
 

@@ -35,6 +35,7 @@ ENV = typer.Option("frozenlake", "--env", help="Env id opened on every env serve
 ENV_CONFIG = typer.Option(None, "--env-config", help="Env setting key=value (repeatable), on top of text_mode=relative, max_actions_per_turn=1.")
 ACTION_MODE = typer.Option("choice", help="choice: pick one valid action (tiny models); free: <think>..</think><answer>..</answer>.")
 NO_IMAGE = typer.Option(False, "--no-image", help="Leave the rendered frame out of the prompt (default: in it for vision-language models only).")
+BARE_PROMPT = typer.Option(False, "--bare-prompt", help="Empty system message (no role line, no instruction): for models trained from random weights.")
 
 
 @actor_app.callback(invoke_without_command=True)
@@ -52,13 +53,15 @@ def actor(
     env: str = ENV,
     env_config: list[str] = ENV_CONFIG,
     no_image: bool = NO_IMAGE,
+    bare_prompt: bool = BARE_PROMPT,
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     context_turns: int = typer.Option(0, help="Earlier turns (observation + action) kept in the prompt."),
     memory_hints: str = typer.Option("text", help="Memory hints in the prompt: none, text, overlay, both."),
     memory_shaping: bool = typer.Option(True, "--memory-shaping/--no-memory-shaping",
                                         help="Add the memory's potential-based shaping to each turn's reward."),
     max_buffered: int = typer.Option(256, help="Unacked episodes kept for the learner before generation pauses."),
-    max_learner_backlog: int = typer.Option(32, help="Pause while the learner holds this many untrained episodes (0 = never)."),
+    max_learner_backlog: int = typer.Option(32, help="Start no new GRPO group while this many episodes are untrained: "
+                                            "in the learner's buffer, unsent or being played (0 = never wait)."),
     seed_start: int = typer.Option(0, help="First training env seed."),
     actor_id: str = typer.Option(None, help="Actor id (default: random)."),
     max_episodes: int = typer.Option(None, help="Stop after this many episodes (default: run until stopped)."),
@@ -79,7 +82,7 @@ def actor(
     opts.apply("actor", host=host)
     cfg = _config(envs=envs, learner=learner, memory=memory, model=model, engine=engine, num_envs=num_envs,
                   group_size=group_size, action_mode=action_mode, env_id=env, env_config=env_config, no_image=no_image,
-                  temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,
+                  bare_prompt=bare_prompt, temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,
                   memory_shaping=memory_shaping, max_buffered_episodes=max_buffered, seed_start=seed_start,
                   max_learner_backlog=max_learner_backlog, actor_id=actor_id, coordinator=coordinator)
     from atlasrl.actors.actor import run_actor
@@ -99,6 +102,7 @@ def eval_cmd(
     env: str = ENV,
     env_config: list[str] = ENV_CONFIG,
     no_image: bool = NO_IMAGE,
+    bare_prompt: bool = BARE_PROMPT,
     temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy)."),
     context_turns: int = typer.Option(0, help="Earlier turns (observation + action) kept in the prompt."),
     confidence: float = typer.Option(0.95, help="Confidence level of the Wilson interval."),
@@ -112,7 +116,8 @@ def eval_cmd(
 
     log.setup(log_level)
     cfg = _config(envs=envs, model=model, engine=engine, num_envs=num_envs, action_mode=action_mode, env_id=env,
-                  env_config=env_config, no_image=no_image, temperature=temperature, context_turns=context_turns,
+                  env_config=env_config, no_image=no_image, bare_prompt=bare_prompt, temperature=temperature,
+                  context_turns=context_turns,
                   actor_id=None, group_size=1, seed_start=seed_start)
     if not cfg.envs:
         raise typer.BadParameter("--envs is required")

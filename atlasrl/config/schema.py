@@ -154,6 +154,10 @@ class ActorSection(RoleSection):
     memory_hints: Literal["none", "text", "overlay", "both"] = "none"
     """Memory advice in the prompt. none by default: a random-weights tiny model cannot read advice yet (it learns
     from the memory's reward shaping instead); text/overlay for pretrained VLMs."""
+    bare_prompt: bool | None = None
+    """Empty system message (no role line, no env instruction), the observation alone. None = on for the tiny
+    random-weights model (model.path unset), which reads none of that text and spends half its CPU on it, off for a
+    checkpoint at model.path."""
     nice: int = Field(10, ge=0, le=19)
     """CPU priority increment of actor processes: on a small machine the learner should win the cores
     (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
@@ -161,6 +165,10 @@ class ActorSection(RoleSection):
 
 class RunConfig(Section):
     """Everything `atlasrl up` needs, one section per role."""
+
+    def bare_prompt(self) -> bool:
+        """actor.bare_prompt resolved: None = on for the tiny random-weights model only."""
+        return self.model.path is None if self.actor.bare_prompt is None else self.actor.bare_prompt
 
     run: RunSection = Field(default_factory=RunSection)
     model: ModelSection = Field(default_factory=ModelSection)

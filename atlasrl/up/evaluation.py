@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from atlasrl.config import RunConfig
-from atlasrl.up.plan import atlasrl_cmd, env_config_flags
+from atlasrl.up.plan import atlasrl_cmd, env_config_flags, prompt_flags
 
 
 def latest_model_dir(root: Path) -> Path | None:
@@ -40,7 +40,7 @@ async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: 
     ``env``: extra environment of the child (run.secure: its TLS/token settings, `actor eval` has no such flags)."""
     argv = atlasrl_cmd("actor", "eval", "--envs", ",".join(envs), "--model", str(model_dir), "--engine", cfg.actor.engine,
                        "--episodes", str(cfg.run.eval_episodes), "--seed-start", str(cfg.run.eval_seed_start),
-                       "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), "--action-mode", cfg.actor.action_mode,
+                       "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), *prompt_flags(cfg),
                        "--temperature", str(cfg.run.eval_temperature), "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out))
     with open(log_path, "ab") as logf:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=logf,

@@ -34,6 +34,11 @@ def env_config_flags(cfg: RunConfig) -> list[str]:
     return [a for k, v in cfg.envserver.env_config.items() for a in ("--env-config", f"{k}={v}")]
 
 
+def prompt_flags(cfg: RunConfig) -> list[str]:
+    """Prompt options shared by the training actors and the held-out eval (both must build the same prompts)."""
+    return ["--action-mode", cfg.actor.action_mode, *(["--bare-prompt"] if cfg.bare_prompt() else [])]
+
+
 def role_available(role: str) -> bool:
     return importlib.util.find_spec(f"atlasrl.cli.{role}") is not None
 
@@ -123,7 +128,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             argv = atlasrl_cmd(
                 "actor", "--envs", ",".join(plan.envserver_addresses), "--model", model_dir,
                 "--engine", c.actor.engine, "--num-envs", str(c.actor.num_envs), "--group-size", str(c.actor.group_size),
-                "--action-mode", c.actor.action_mode, "--memory-hints", c.actor.memory_hints,
+                *prompt_flags(c), "--memory-hints", c.actor.memory_hints,
                 "--env", c.envserver.env, *env_config_flags(c),
                 "--seed-start", str(c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE), "--actor-id", name,
                 "--host", HOST, "--port", str(port), *with_metrics(name, c.actor.metrics_port, i), *join, *sec("actor"),

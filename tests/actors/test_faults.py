@@ -156,33 +156,37 @@ async def test_stale_weights_pause_generation_until_new_weights(tiny_engine, env
         tiny_engine.update_weights(0, original.items())
 
 
-async def test_learner_backlog_pauses_generation_until_it_trains(tiny_engine, env_server, learner):
-    """The backlog counts trainable episodes only (TrajectoryInfo.ready): incomplete groups never hold the actor."""
-    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=4, info_interval_s=0.2)
+async def test_learner_backlog_paces_new_groups_until_it_trains(tiny_engine, env_server, learner):
+    """Admission control: no new group starts while max_learner_backlog episodes are untrained (learner buffer +
+    unsent + in play); episodes already started finish (none is held mid-way), and training reopens admission."""
+    bound = 4
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=bound,
+                       info_interval_s=0.2, pacing_poll_s=0.05)
     parts = await start_actor(cfg, engine=tiny_engine)
     try:
         run = asyncio.create_task(parts.loop.run(max_episodes=10_000))
         paused = parts.policy.m.paused.labels("learner_backlog")
         for _ in range(600):
-            if paused._value.get() == 1:
+            if all(s.parked for s in parts.loop.slots):
                 break
             await asyncio.sleep(0.05)
-        assert paused._value.get() == 1, "generation did not pause on the learner's backlog"
-        steps = parts.loop.env_steps
+        assert all(s.parked and s.episode is None for s in parts.loop.slots), "the actor never stopped admitting"
+        assert paused._value.get() == 1
+        await asyncio.sleep(0.5)   # let the last pushes land
+        steps, started = parts.loop.env_steps, parts.loop.finished
         await asyncio.sleep(1.0)
-        assert parts.loop.env_steps == steps and learner.buffer.ready >= 4
-        # The learner catches up: it trains on ready groups until the backlog is below the bound.
-        taken = []
-        while learner.buffer.ready >= 4:
-            batch = await asyncio.to_thread(learner.buffer.take, 1, learner.version, 2.0)
-            assert batch, "the learner found no ready group in its backlog"
-            taken += batch
+        assert parts.loop.env_steps == steps
+        # At most the bound, plus the rest of the last group admitted (its members always finish).
+        assert bound <= learner.buffer.buffered + parts.sender.buffered <= bound + cfg.group_size - 1
+        assert learner.buffer.ready == learner.buffer.buffered, "a group was left incomplete"
+        # The learner trains on what it holds: admission reopens and generation goes on.
+        taken = await asyncio.to_thread(learner.buffer.take, learner.buffer.ready, learner.version, 2.0)
         assert taken
         for _ in range(400):
             if parts.loop.env_steps > steps:
                 break
             await asyncio.sleep(0.05)
-        assert parts.loop.env_steps > steps
+        assert parts.loop.env_steps > steps and parts.loop.finished >= started
         parts.loop.stop()
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)

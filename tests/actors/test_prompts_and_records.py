@@ -58,6 +58,12 @@ def test_free_mode_system_prompt_names_format_and_actions():
     assert "<answer>" in b.system and "Up, Down, Left, Right" in b.system
 
 
+def test_bare_prompt_keeps_an_empty_system_message_and_the_observation():
+    p = PromptBuilder(SPEC, context_turns=0, use_image=False, bare=True).build([], "Up: hole", None)
+    # An empty system message, not none: chat templates insert a default one when it is missing.
+    assert p.messages == [{"role": "system", "content": ""}, {"role": "user", "content": "Up: hole"}]
+
+
 def test_seed_schedule_groups_and_give_back():
     s = SeedSchedule("a", group_size=3, seed_start=10)
     got = [s.next() for _ in range(4)]

@@ -97,3 +97,17 @@ def test_plan_passes_memory_shaping_switch_to_actors(tmp_path):
         cfg = load_config(None, [f"run.run_dir={tmp_path / value}", f"memory.shaping={value}"])
         actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
         assert flag in actor.argv and "--memory" in actor.argv
+
+
+def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(tmp_path):
+    from atlasrl.up.evaluation import run_eval  # noqa: F401 - eval builds its argv from the same prompt_flags
+    from atlasrl.up.plan import build_plan, prompt_flags
+    from atlasrl.up.rundir import RunDir
+
+    cases = (([], True), ([f"model.path={tmp_path}"], False), ([f"model.path={tmp_path}", "actor.bare_prompt=true"], True),
+             (["actor.bare_prompt=false"], False))
+    for i, (sets, bare) in enumerate(cases):
+        cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
+        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
+        assert ("--bare-prompt" in actor.argv) is bare, sets
+        assert ("--bare-prompt" in prompt_flags(cfg)) is bare
