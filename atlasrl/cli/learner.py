@@ -35,6 +35,8 @@ def learner(
     kl_coef: float = typer.Option(0.0, help="k3 KL to the initial policy (0 = no reference model)."),
     step_gamma: float = typer.Option(0.95, min=0.0, max=1.0, help="GiGPO: discount of the return-to-go compared in a step group."),
     entropy_coef: float = typer.Option(0.0, min=0.0, help="Entropy bonus (keeps exploring states where the policy would turn deterministic too early)."),
+    entropy_coef_final: Optional[float] = typer.Option(None, min=0.0, help="Entropy bonus reached after --entropy-decay-updates, linearly (default: no decay)."),
+    entropy_decay_updates: int = typer.Option(1000, min=1, help="Updates over which the entropy bonus decays to --entropy-coef-final."),
     activation_checkpointing: bool = typer.Option(False, help="Recompute decoder-layer activations in backward."),
     max_updates: Optional[int] = typer.Option(None, help="Stop after this many updates."),
     ready_file: Optional[str] = typer.Option(None, help="Write {port, metrics_port, version} JSON here once serving."),
@@ -60,7 +62,8 @@ def learner(
     fields = json.loads(config.read_text()) if config else {}
     fields.update(model=model, algo=algo, host=host, port=port, metrics_port=metrics_port, coordinator=coordinator,
                   ckpt_dir=ckpt_dir, max_staleness=max_staleness, stale_policy=stale_policy, batch_episodes=batch_episodes,
-                  lr=lr, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, entropy_coef=entropy_coef, step_gamma=step_gamma, activation_checkpointing=activation_checkpointing,
+                  lr=lr, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, entropy_coef=entropy_coef,
+                  entropy_coef_final=entropy_coef_final, entropy_decay_updates=entropy_decay_updates, step_gamma=step_gamma, activation_checkpointing=activation_checkpointing,
                   max_updates=max_updates, ready_file=ready_file, **opts.session_limits())
     try:
         cfg = LearnerConfig(**fields)

@@ -136,6 +136,12 @@ class LearnerSection(RoleSection):
     """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
     before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
     (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88)."""
+    entropy_coef_final: float | None = Field(0.05, ge=0, le=10)
+    """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). The bonus
+    that keeps the policy exploring early also caps it later: at 0.3 it keeps ~1 move in 5 away from the goal and
+    some into holes (held-out success plateaued near 0.87 in `atlasrl up`)."""
+    entropy_decay_updates: int = Field(600, ge=1, le=10_000_000)
+    """Updates of that decay (the default run makes ~750 in its 600 s)."""
 
 
 class ActorSection(RoleSection):

@@ -67,7 +67,11 @@ class LearnerConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0)
     """Weight of the k3 KL to the frozen reference policy (0 = no reference model is kept)."""
     entropy_coef: float = Field(0.0, ge=0)
-    """Entropy bonus."""
+    """Entropy bonus (at the start, see entropy_decay_updates)."""
+    entropy_coef_final: float | None = Field(None, ge=0)
+    """Entropy bonus reached after entropy_decay_updates updates, linearly; None = entropy_coef throughout."""
+    entropy_decay_updates: int = Field(1000, ge=1)
+    """Updates over which the entropy bonus goes from entropy_coef to entropy_coef_final (then stays there)."""
     behav_imp_weight_cap: float | None = Field(5.0, gt=1)
     """AReaL decoupled PPO: cap on pi_prox / pi_behaviour (the stale-sample correction); None disables the correction."""
     recompute_proximal: bool = True
@@ -133,6 +137,13 @@ class LearnerConfig(BaseModel):
         if self.minibatches > self.batch_episodes:
             raise ValueError(f"minibatches ({self.minibatches}) must be <= batch_episodes ({self.batch_episodes})")
         return self
+
+    def entropy_coef_at(self, version: int) -> float:
+        """The entropy bonus of the update that makes ``version + 1``."""
+        if self.entropy_coef_final is None:
+            return self.entropy_coef
+        done = min(1.0, version / self.entropy_decay_updates)
+        return self.entropy_coef + done * (self.entropy_coef_final - self.entropy_coef)
 
     @property
     def upper_clip(self) -> float:

@@ -210,7 +210,7 @@ class Trainer:
             pg, diag = losses.policy_loss_sum(logp, dev("prox_logp"), dev("behav_logp"), dev("advantage"), weight,
                                               cfg.clip_eps, cfg.upper_clip, cfg.behav_imp_weight_cap)
             ent = (entropy * weight).sum()
-            loss = pg - cfg.entropy_coef * ent
+            loss = pg - cfg.entropy_coef_at(self.version) * ent
             kl = torch.zeros((), device=self.device)
             if self.ref is not None:
                 kl = losses.kl_k3_sum(logp, dev("ref_logp"), weight)
@@ -250,6 +250,7 @@ class Trainer:
             "tokens": s["tokens"] / self.cfg.ppo_epochs,
             "tokens_per_second": s["tokens"] / seconds,
             "reward_mean": float(returns.mean()) if returns.numel() else 0.0,
+            "entropy_coef": self.cfg.entropy_coef_at(self.version - 1),
             "seconds": seconds,
         }
 

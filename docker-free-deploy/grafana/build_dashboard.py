@@ -37,7 +37,8 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
     ("Learner", [
         ("Loss", "short", [("atlasrl_learner_loss", "loss"), ("atlasrl_learner_policy_loss", "policy"),
                            ("atlasrl_learner_value_loss", "value")]),
-        ("KL and entropy", "short", [("atlasrl_learner_kl", "k3 KL to reference"), ("atlasrl_learner_entropy", "entropy")]),
+        ("KL and entropy", "short", [("atlasrl_learner_kl", "k3 KL to reference"), ("atlasrl_learner_entropy", "entropy"),
+                                     ("atlasrl_learner_entropy_coef", "entropy bonus")]),
         ("Gradient norm", "short", [("atlasrl_learner_grad_norm", "grad norm")]),
         ("Policy version", "short", [("atlasrl_learner_policy_version", "learner"), ("atlasrl_actor_policy_version", "{{name}}"),
                                      ("atlasrl_coordinator_policy_version", "coordinator")]),

@@ -35,3 +35,14 @@ def test_bad_arguments_name_the_problem(tiny_model_dir, tmp_path):
     assert r.exit_code != 0 and "algo" in r.output
     r = CliRunner().invoke(learner_app, ["export", "--ckpt", str(tmp_path), "--out", str(tmp_path / "o")], env={"COLUMNS": "400"})
     assert r.exit_code != 0 and "no complete checkpoint" in r.output
+
+
+def test_entropy_decay_flags_reach_the_config_and_the_bonus_decays_linearly(tiny_model_dir, tmp_path):
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--ckpt-dir", str(tmp_path), "--entropy-coef", "0.3",
+                                         "--entropy-coef-final", "0.05", "--entropy-decay-updates", "100", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    from atlasrl.learner.config import LearnerConfig
+
+    cfg = LearnerConfig(**json.loads((tmp_path / "learner-config.json").read_text()))
+    assert [round(cfg.entropy_coef_at(v), 6) for v in (0, 50, 100, 5000)] == [0.3, 0.175, 0.05, 0.05]
+    assert cfg.model_copy(update={"entropy_coef_final": None}).entropy_coef_at(5000) == 0.3

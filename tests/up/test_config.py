@@ -111,3 +111,16 @@ def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(t
         actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
         assert ("--bare-prompt" in actor.argv) is bare, sets
         assert ("--bare-prompt" in prompt_flags(cfg)) is bare
+
+
+def test_plan_passes_the_entropy_decay_to_the_learner(tmp_path):
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    for i, (sets, flags) in enumerate(((["learner.entropy_decay_updates=400"], ["--entropy-coef-final", "0.05", "--entropy-decay-updates", "400"]),
+                                       (["learner.entropy_coef_final=null"], []))):
+        cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
+        learner = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "learner")
+        got = [a for k, a in enumerate(learner.argv) if a.startswith("--entropy-") and a != "--entropy-coef"
+               or k and learner.argv[k - 1] in ("--entropy-coef-final", "--entropy-decay-updates")]
+        assert got == flags, sets
