@@ -97,7 +97,8 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
                             num_envs=a.num_envs, group_size=a.group_size, action_mode=a.action_mode,
                             memory_hints="none", use_image=False, bare_prompt=cfg.bare_prompt(), seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
-    trainer = Trainer(LearnerConfig(model=model, algo=lc.algo, lr=lc.lr, batch_episodes=lc.batch_episodes,
+    trainer = Trainer(LearnerConfig(model=model, algo=lc.algo, lr=lc.lr, lr_final=lc.lr_final, lr_decay_updates=lc.lr_decay_updates,
+                                    batch_episodes=lc.batch_episodes,
                                     entropy_coef=lc.entropy_coef, entropy_coef_final=lc.entropy_coef_final,
                                     entropy_decay_updates=lc.entropy_decay_updates, step_gamma=lc.step_gamma, seed=seed))
     groups: dict[str, list[bytes]] = collections.defaultdict(list)

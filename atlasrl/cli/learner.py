@@ -31,6 +31,8 @@ def learner(
     stale_policy: str = typer.Option("drop", help="drop | downweight episodes over --max-staleness."),
     batch_episodes: int = typer.Option(8, min=1, help="Train once this many episodes (whole groups) arrived."),
     lr: float = typer.Option(1e-5, help="AdamW learning rate."),
+    lr_final: Optional[float] = typer.Option(None, help="Learning rate reached after --lr-decay-updates, linearly (default: no decay)."),
+    lr_decay_updates: int = typer.Option(1000, min=1, help="Updates over which the learning rate decays to --lr-final."),
     micro_batch_tokens: int = typer.Option(4096, help="Token budget of one micro-batch."),
     kl_coef: float = typer.Option(0.0, help="k3 KL to the initial policy (0 = no reference model)."),
     step_gamma: float = typer.Option(0.95, min=0.0, max=1.0, help="GiGPO: discount of the return-to-go compared in a step group."),
@@ -62,7 +64,7 @@ def learner(
     fields = json.loads(config.read_text()) if config else {}
     fields.update(model=model, algo=algo, host=host, port=port, metrics_port=metrics_port, coordinator=coordinator,
                   ckpt_dir=ckpt_dir, max_staleness=max_staleness, stale_policy=stale_policy, batch_episodes=batch_episodes,
-                  lr=lr, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, entropy_coef=entropy_coef,
+                  lr=lr, lr_final=lr_final, lr_decay_updates=lr_decay_updates, micro_batch_tokens=micro_batch_tokens, kl_coef=kl_coef, entropy_coef=entropy_coef,
                   entropy_coef_final=entropy_coef_final, entropy_decay_updates=entropy_decay_updates, step_gamma=step_gamma, activation_checkpointing=activation_checkpointing,
                   max_updates=max_updates, ready_file=ready_file, **opts.session_limits())
     try:

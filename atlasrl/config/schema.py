@@ -127,6 +127,11 @@ class LearnerSection(RoleSection):
     """Training processes (torchrun, FSDP2)."""
     lr: float = Field(1e-3, gt=0, le=1)
     """AdamW learning rate (the tiny model starts from random weights: higher than for a pretrained VLM)."""
+    lr_final: float | None = Field(1e-4, gt=0, le=1)
+    """Learning rate reached after lr_decay_updates, linearly (None = lr throughout; CleanRL anneals to 0). At a
+    constant 1e-3 the tiny policy kept jittering late in the run (training success 0.70-0.93 between minutes)."""
+    lr_decay_updates: int = Field(700, ge=1, le=10_000_000)
+    """Updates of that decay (the default run makes ~750 in its 600 s)."""
     batch_episodes: int = Field(16, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
     step_gamma: float = Field(0.95, ge=0, le=1)
@@ -136,12 +141,12 @@ class LearnerSection(RoleSection):
     """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
     before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
     (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88)."""
-    entropy_coef_final: float | None = Field(0.05, ge=0, le=10)
-    """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). The bonus
-    that keeps the policy exploring early also caps it later: at 0.3 it keeps ~1 move in 5 away from the goal and
-    some into holes (held-out success plateaued near 0.87 in `atlasrl up`)."""
+    entropy_coef_final: float | None = Field(None, ge=0, le=10)
+    """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). Not by
+    default: decaying 0.3 -> 0.05 over 600 updates turned the tiny policy deterministic below ~0.14 (token entropy
+    0.25 -> 0.05 within 10 updates) and it collapsed into loops (held-out 0.49 against 0.84 at a constant 0.3)."""
     entropy_decay_updates: int = Field(600, ge=1, le=10_000_000)
-    """Updates of that decay (the default run makes ~750 in its 600 s)."""
+    """Updates of that decay."""
 
 
 class ActorSection(RoleSection):

@@ -55,7 +55,11 @@ class LearnerConfig(BaseModel):
 
     # --- optimisation ---
     lr: float = Field(1e-5, gt=0)
-    """AdamW learning rate."""
+    """AdamW learning rate (at the start, see lr_decay_updates)."""
+    lr_final: float | None = Field(None, gt=0)
+    """Learning rate reached after lr_decay_updates updates, linearly; None = lr throughout."""
+    lr_decay_updates: int = Field(1000, ge=1)
+    """Updates over which the learning rate goes from lr to lr_final (then stays there)."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0)
@@ -140,11 +144,19 @@ class LearnerConfig(BaseModel):
 
     def entropy_coef_at(self, version: int) -> float:
         """The entropy bonus of the update that makes ``version + 1``."""
-        if self.entropy_coef_final is None:
-            return self.entropy_coef
-        done = min(1.0, version / self.entropy_decay_updates)
-        return self.entropy_coef + done * (self.entropy_coef_final - self.entropy_coef)
+        return _linear(self.entropy_coef, self.entropy_coef_final, version, self.entropy_decay_updates)
+
+    def lr_at(self, version: int) -> float:
+        """The learning rate of the update that makes ``version + 1``."""
+        return _linear(self.lr, self.lr_final, version, self.lr_decay_updates)
 
     @property
     def upper_clip(self) -> float:
         return self.clip_eps if self.clip_eps_high is None else self.clip_eps_high
+
+
+def _linear(start: float, end: float | None, step: int, span: int) -> float:
+    """``start`` moved linearly to ``end`` over ``span`` steps, then ``end``; ``start`` throughout when end is None."""
+    if end is None:
+        return start
+    return start + min(1.0, step / span) * (end - start)

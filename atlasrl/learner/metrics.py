@@ -30,6 +30,7 @@ class LearnerMetrics:
                 ("kl", "k3 KL to the reference policy"),
                 ("entropy", "Mean token entropy"),
                 ("entropy_coef", "Entropy bonus of the last update (it may decay over updates)"),
+                ("lr", "Learning rate of the last update (it may decay over updates)"),
                 ("grad_norm", "Gradient norm before clipping"),
                 ("clipfrac", "Fraction of tokens whose ratio was clipped"),
                 ("approx_kl", "Approximate KL(proximal || current), (r - 1) - log r"),

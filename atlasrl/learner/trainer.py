@@ -230,6 +230,8 @@ class Trainer:
                 sums += torch.tensor(vals, dtype=torch.float64)
         norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
         grad_norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.version)
         self.optimizer.step()
         return sums
 
@@ -251,6 +253,7 @@ class Trainer:
             "tokens_per_second": s["tokens"] / seconds,
             "reward_mean": float(returns.mean()) if returns.numel() else 0.0,
             "entropy_coef": self.cfg.entropy_coef_at(self.version - 1),
+            "lr": self.cfg.lr_at(self.version - 1),
             "seconds": seconds,
         }
 

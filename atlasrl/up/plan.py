@@ -39,10 +39,14 @@ def prompt_flags(cfg: RunConfig) -> list[str]:
     return ["--action-mode", cfg.actor.action_mode, *(["--bare-prompt"] if cfg.bare_prompt() else [])]
 
 
-def entropy_decay_flags(c: RunConfig) -> list[str]:
-    if c.learner.entropy_coef_final is None:
-        return []
-    return ["--entropy-coef-final", str(c.learner.entropy_coef_final), "--entropy-decay-updates", str(c.learner.entropy_decay_updates)]
+def decay_flags(c: RunConfig) -> list[str]:
+    """The learner's linear schedules (learning rate, entropy bonus), where the config sets an end value."""
+    out = []
+    if c.learner.lr_final is not None:
+        out += ["--lr-final", str(c.learner.lr_final), "--lr-decay-updates", str(c.learner.lr_decay_updates)]
+    if c.learner.entropy_coef_final is not None:
+        out += ["--entropy-coef-final", str(c.learner.entropy_coef_final), "--entropy-decay-updates", str(c.learner.entropy_decay_updates)]
+    return out
 
 
 def role_available(role: str) -> bool:
@@ -119,7 +123,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             *with_metrics("learner", c.learner.metrics_port, 0), "--nproc", str(c.learner.nproc),
             "--ckpt-dir", str(rd.checkpoints), "--max-staleness", str(c.coordinator.max_staleness), "--lr", str(c.learner.lr),
             "--batch-episodes", str(c.learner.batch_episodes),
-            "--entropy-coef", str(c.learner.entropy_coef), *entropy_decay_flags(c), "--step-gamma", str(c.learner.step_gamma), *join, *sec("learner"), *c.learner.args),
+            "--entropy-coef", str(c.learner.entropy_coef), *decay_flags(c), "--step-gamma", str(c.learner.step_gamma), *join, *sec("learner"), *c.learner.args),
             port=port, env=level_env,
             stop_timeout_s=3 * c.run.stop_timeout_s))  # it writes a final checkpoint on SIGTERM
         plan.learner_address = f"{HOST}:{port}"

@@ -37,7 +37,7 @@ def test_bad_arguments_name_the_problem(tiny_model_dir, tmp_path):
     assert r.exit_code != 0 and "no complete checkpoint" in r.output
 
 
-def test_entropy_decay_flags_reach_the_config_and_the_bonus_decays_linearly(tiny_model_dir, tmp_path):
+def test_decay_flags_reach_the_config_and_the_schedules_are_linear(tiny_model_dir, tmp_path):
     r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--ckpt-dir", str(tmp_path), "--entropy-coef", "0.3",
                                          "--entropy-coef-final", "0.05", "--entropy-decay-updates", "100", "--dry-run"])
     assert r.exit_code == 0, r.output
@@ -46,3 +46,8 @@ def test_entropy_decay_flags_reach_the_config_and_the_bonus_decays_linearly(tiny
     cfg = LearnerConfig(**json.loads((tmp_path / "learner-config.json").read_text()))
     assert [round(cfg.entropy_coef_at(v), 6) for v in (0, 50, 100, 5000)] == [0.3, 0.175, 0.05, 0.05]
     assert cfg.model_copy(update={"entropy_coef_final": None}).entropy_coef_at(5000) == 0.3
+    assert cfg.lr_at(5000) == cfg.lr   # no --lr-final: constant
+    r = CliRunner().invoke(learner_app, ["--model", tiny_model_dir, "--ckpt-dir", str(tmp_path), "--lr", "1e-3",
+                                         "--lr-final", "1e-4", "--lr-decay-updates", "10", "--dry-run"])
+    cfg = LearnerConfig(**json.loads((tmp_path / "learner-config.json").read_text()))
+    assert [round(cfg.lr_at(v), 8) for v in (0, 5, 10, 99)] == [1e-3, 5.5e-4, 1e-4, 1e-4]

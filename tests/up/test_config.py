@@ -113,14 +113,16 @@ def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(t
         assert ("--bare-prompt" in prompt_flags(cfg)) is bare
 
 
-def test_plan_passes_the_entropy_decay_to_the_learner(tmp_path):
+def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
     from atlasrl.up.plan import build_plan
     from atlasrl.up.rundir import RunDir
 
-    for i, (sets, flags) in enumerate(((["learner.entropy_decay_updates=400"], ["--entropy-coef-final", "0.05", "--entropy-decay-updates", "400"]),
-                                       (["learner.entropy_coef_final=null"], []))):
+    cases = (([], ["--lr-final", "0.0001", "--lr-decay-updates", "700"]),
+             (["learner.lr_final=null", "learner.entropy_coef_final=0.1", "learner.entropy_decay_updates=400"],
+              ["--entropy-coef-final", "0.1", "--entropy-decay-updates", "400"]))
+    for i, (sets, flags) in enumerate(cases):
         cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
-        learner = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "learner")
-        got = [a for k, a in enumerate(learner.argv) if a.startswith("--entropy-") and a != "--entropy-coef"
-               or k and learner.argv[k - 1] in ("--entropy-coef-final", "--entropy-decay-updates")]
+        argv = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "learner").argv
+        named = ("--lr-final", "--lr-decay-updates", "--entropy-coef-final", "--entropy-decay-updates")
+        got = [a for k, a in enumerate(argv) if a in named or (k and argv[k - 1] in named)]
         assert got == flags, sets
