@@ -93,6 +93,16 @@ def test_update_raises_logprob_of_positive_advantage(tiny_model_dir):
     assert delta[0] > 0 > delta[1] and delta[3] > 0 > delta[2]
 
 
+def test_updates_follow_the_lr_and_entropy_schedules(tiny_model_dir):
+    trainer = Trainer(LearnerConfig(model=tiny_model_dir, lr=1e-3, lr_final=1e-4, lr_decay_updates=2,
+                                    entropy_coef=0.3, entropy_coef_final=0.1, entropy_decay_updates=2, batch_episodes=4))
+    seen = []
+    for _ in range(3):
+        stats = trainer.update(as_batch(fixed_batch()))
+        seen.append((round(trainer.optimizer.param_groups[0]["lr"], 8), round(stats["lr"], 8), round(stats["entropy_coef"], 6)))
+    assert seen == [(1e-3, 1e-3, 0.3), (5.5e-4, 5.5e-4, 0.2), (1e-4, 1e-4, 0.1)]
+
+
 @pytest.mark.parametrize("algo", ["grpo", "gigpo"])
 def test_gigpo_credits_the_step_where_equal_returns_leave_grpo_blind(tiny_model_dir, algo):
     """Both episodes of the group succeed (equal returns: GRPO learns nothing); one took a detour at state S.
