@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -33,8 +34,10 @@ VARIANTS = {"with memory": ["memory.enabled=true"], "without memory": ["memory.e
 
 
 async def one_run(variant: str, seed: int, args, runs_dir: Path) -> dict:
+    run_dir = runs_dir / f"{variant.split()[0]}-seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)   # a fresh run: an old directory would be resumed
     overrides = [f"run.seed={seed}", f"run.duration_s={args.duration}", f"run.target_success={args.target}",
-                 "run.eval_episodes=0", "run.display=false", f"run.run_dir={runs_dir / f'{variant.split()[0]}-seed{seed}'}",
+                 "run.eval_episodes=0", "run.display=false", f"run.run_dir={run_dir}",
                  f"run.name=ablation-{variant.split()[0]}-{seed}", *VARIANTS[variant], *args.set]
     run = UpRun(load_config(None, overrides))
     t0 = time.time()

@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
         lease_ttl_s: float = typer.Option(10.0, help="Members silent this long are declared dead."),
         max_staleness: int = typer.Option(4, help="Actors lagging more policy versions than this wait."),
         history_interval_s: float = typer.Option(2.0, help="Sampling period of the progress history."),
+        reopen_stopped: bool = typer.Option(False, "--reopen-stopped",
+                                            help="Set a run its last launch left STOPPING back to RUNNING (a new launch on the same state)."),
         *,
         opts: RoleOptions,
     ):
@@ -32,7 +34,8 @@ def register(app: typer.Typer) -> None:
         try:
             server = ServerConfig(host=host, port=port, metrics_port=metrics_port, **opts.session_limits())
             cfg = CoordinatorConfig(server=server, state_dir=state_dir,
-                                    lease_ttl_s=lease_ttl_s, max_staleness=max_staleness, history_interval_s=history_interval_s)
+                                    lease_ttl_s=lease_ttl_s, max_staleness=max_staleness, history_interval_s=history_interval_s,
+                                    reopen_stopped=reopen_stopped)
         except ValidationError as e:
             raise typer.BadParameter(str(e)) from None
         from atlasrl.coordinator.server import main

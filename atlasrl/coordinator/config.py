@@ -23,5 +23,8 @@ class CoordinatorConfig(BaseModel):
     """Actors acting with weights more than this many versions behind the learner must wait."""
     history_interval_s: float = Field(2.0, gt=0.05, le=3600)
     """How often global counters and gauges are sampled into the history table (progress curves)."""
+    reopen_stopped: bool = False
+    """A run its last launch left STOPPING is set RUNNING at start: a deliberate new launch on the same state
+    (`atlasrl up --run-dir` resuming). Off, STOPPING stays final and new members are refused."""
     restart_grace_s: float = Field(0.0, ge=0, le=3600)
     """After a restart, members loaded from the database get this long (plus one lease) to heartbeat again."""

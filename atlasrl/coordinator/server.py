@@ -20,6 +20,8 @@ class CoordinatorServer:
     def __init__(self, cfg: CoordinatorConfig):
         self.cfg = cfg
         self.store = StateStore(cfg.state_dir / DB_NAME)
+        if cfg.reopen_stopped and self.store.run_state == "stopping":
+            self.store.set_run_state("running")
         self.metrics = Metrics("coordinator")
         self.servicer = CoordinatorServicer(cfg, self.store, self.metrics)
         self.rpc = RpcServer(cfg.server, self.metrics)

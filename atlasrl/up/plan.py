@@ -90,6 +90,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         "coordinator", "--host", HOST, "--port", str(coord_port), *with_metrics("coordinator", c.coordinator.metrics_port, 0),
         "--state-dir", str(rd.coordinator_state), "--lease-ttl-s", str(c.coordinator.lease_ttl_s),
         "--max-staleness", str(c.coordinator.max_staleness), "--history-interval-s", str(c.coordinator.history_interval_s),
+        "--reopen-stopped",   # resuming a run directory is a new launch: the last one ended STOPPING
         *sec("coordinator")),
         port=coord_port, env=light_env)
     plan = Plan(coordinator, [], metrics, coordinator_address=coord_addr)

@@ -52,6 +52,30 @@ async def test_restarted_coordinator_loses_no_state_and_members_carry_on(tmp_pat
         await second.stop(0)
 
 
+async def test_a_stopped_run_is_final_unless_a_new_launch_reopens_it(tmp_path, make_cfg):
+    """`atlasrl up --run-dir` on a finished run: the last launch left STOPPING, which refuses new members."""
+    first = CoordinatorServer(make_cfg(tmp_path))
+    port = await first.start()
+    await CoordinatorClient(f"127.0.0.1:{port}").set_run_state("stopping")
+    await first.stop(0)
+    for reopen, state in ((False, pb.RUN_STATE_STOPPING), (True, pb.RUN_STATE_RUNNING)):
+        server = CoordinatorServer(make_cfg(tmp_path, reopen_stopped=reopen))
+        port = await server.start()
+        try:
+            assert (await CoordinatorClient(f"127.0.0.1:{port}").status()).view.run_state == state
+        finally:
+            await server.stop(0)
+    reg = RoleRegistration(f"127.0.0.1:{port}", role="actor", capacity=2, heartbeat_s=0.1)
+    server = CoordinatorServer(make_cfg(tmp_path, port=port))   # reopened and kept RUNNING: new members welcome
+    await server.start()
+    try:
+        await reg.start()
+        assert reg.member_id
+    finally:
+        await reg.close()
+        await server.stop(0)
+
+
 async def test_reregistration_after_expiry_counts_nothing_twice(coordinator):
     reg = RoleRegistration(coordinator.address, role="actor", capacity=1, heartbeat_s=0.1)
     await reg.start()

@@ -126,3 +126,12 @@ def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
         named = ("--lr-final", "--lr-decay-updates", "--entropy-coef-final", "--entropy-decay-updates")
         got = [a for k, a in enumerate(argv) if a in named or (k and argv[k - 1] in named)]
         assert got == flags, sets
+
+
+def test_up_reopens_a_run_its_last_launch_stopped(tmp_path):
+    """Reusing a run directory resumes it: the coordinator, whose state the last launch left STOPPING, reopens it."""
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    cfg = load_config(None, [f"run.run_dir={tmp_path}"])
+    assert "--reopen-stopped" in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).coordinator.argv
