@@ -126,13 +126,10 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
            "seconds": round(time.monotonic() - t0, 1)}
     for temperature in (1.0, 0.0):
         ecfg = actor_cfg.model_copy(update={"temperature": temperature})
-        path = Path(f"/tmp/atlasrl-probe-{os.getpid()}-eval.jsonl")
         report = await evaluate(ecfg, Policy(engine, ecfg), [EnvLink(server.address)], episodes=eval_episodes,
-                                seed_start=EVAL_SEED_START, jsonl=path)
-        causes = collections.Counter(json.loads(line)["terminal_cause"] or "none" for line in path.read_text().splitlines())
-        path.unlink()
+                                seed_start=EVAL_SEED_START)
         out[f"eval_t{temperature:g}"] = round(report.success_rate, 3)
-        out[f"causes_t{temperature:g}"] = dict(causes)
+        out[f"causes_t{temperature:g}"] = report.causes
     await server.stop(0)
     dist.destroy_process_group()
     return out

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 
@@ -50,11 +51,14 @@ class EvalReport:
     mean_return: float
     dropped: int
     seed_start: int
+    causes: dict[str, int] = field(default_factory=dict)   # episodes per terminal cause ("success", "hole", ...)
 
     def summary(self) -> str:
+        causes = ", ".join(f"{k} {v}" for k, v in sorted(self.causes.items(), key=lambda kv: -kv[1]))
         return (f"success {self.successes}/{self.episodes} = {self.success_rate:.3f} "
                 f"({self.confidence:.0%} Wilson CI [{self.ci_low:.3f}, {self.ci_high:.3f}]), "
-                f"mean turns {self.mean_turns:.2f}, mean return {self.mean_return:.3f}, dropped {self.dropped}")
+                f"mean turns {self.mean_turns:.2f}, mean return {self.mean_return:.3f}, dropped {self.dropped}"
+                + (f"; ended by: {causes}" if causes else ""))
 
 
 async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start: int, jsonl: str | Path | None = None,
@@ -86,6 +90,7 @@ async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start
         mean_turns=sum(r["turns"] for r in records) / n if n else 0.0,
         mean_return=sum(r["return"] for r in records) / n if n else 0.0,
         dropped=loop.dropped, seed_start=seed_start,
+        causes=dict(Counter(r["terminal_cause"] or "none" for r in records)),
     )
 
 

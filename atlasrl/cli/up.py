@@ -54,8 +54,11 @@ def register(app: typer.Typer) -> None:
 def summary_text(s: dict) -> str:
     def rate(key):
         r = s.get(key) or {}
-        return f"{r['success_rate']:.2f} [{r.get('ci_low', 0):.2f}, {r.get('ci_high', 1):.2f}] over {r.get('episodes', '?')} episodes" \
-            if "success_rate" in r else "not run"
+        if "success_rate" not in r:
+            return "not run"
+        fails = ", ".join(f"{k} {v}" for k, v in sorted((r.get("causes") or {}).items(), key=lambda kv: -kv[1]) if k != "success")
+        return (f"{r['success_rate']:.2f} [{r.get('ci_low', 0):.2f}, {r.get('ci_high', 1):.2f}] over {r.get('episodes', '?')} episodes"
+                + (f" (failed: {fails})" if fails else ""))
     c = s.get("counters") or {}
     lines = [f"run directory: {s['run_dir']}",
              f"stopped: {s.get('stop_reason', s.get('error', '?'))} after {s.get('wall_s', 0):.0f}s",

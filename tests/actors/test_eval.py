@@ -18,6 +18,8 @@ async def test_eval_plays_each_seed_once(tiny_engine, env_server, tmp_path):
     assert report.episodes == 10 and report.successes == sum(r["success"] for r in rows)
     assert (report.ci_low, report.ci_high) == wilson_interval(report.successes, 10)
     assert report.ci_low <= report.success_rate <= report.ci_high
+    from collections import Counter
+    assert report.causes == Counter(r["terminal_cause"] or "none" for r in rows) and sum(report.causes.values()) == 10
     assert all(1 <= r["turns"] <= 6 and len(r["actions"]) == r["turns"] for r in rows)
     # Greedy and same seeds: a second evaluation gives the same episodes.
     again = await evaluate(cfg, Policy(tiny_engine, cfg), [EnvLink(env_server.address)], episodes=10, seed_start=5000)

@@ -39,3 +39,13 @@ def test_gauges_carried_forward_after_members_stop():
     samples = from_status(hist)
     assert samples[-1].gauges == {"actor.success_rate": 0.5, "learner.loss": 0.5}
     assert recent_success(samples, 64) == (0.5, 70)
+
+
+def test_summary_names_how_the_held_out_episodes_failed():
+    from atlasrl.cli.up import summary_text
+
+    report = {"success_rate": 0.875, "ci_low": 0.8, "ci_high": 0.92, "episodes": 128,
+              "causes": {"success": 112, "hole": 15, "timeout": 1}}
+    text = summary_text({"run_dir": "r", "eval_before": {"success_rate": 0.08, "episodes": 128}, "eval_after": report})
+    assert "0.88 [0.80, 0.92] over 128 episodes (failed: hole 15, timeout 1)" in text
+    assert "before training (initial random-weights policy): 0.08 [0.00, 1.00] over 128 episodes\n" in text + "\n"
