@@ -95,7 +95,8 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     a, lc = cfg.actor, cfg.learner
     actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=cfg.envserver.env, env_config=env_config,
                             num_envs=a.num_envs, group_size=a.group_size, action_mode=a.action_mode,
-                            memory_hints="none", use_image=False, bare_prompt=cfg.bare_prompt(), seed_start=seed_start)
+                            memory_hints="none", use_image=False, bare_prompt=cfg.bare_prompt(),
+                            context_turns=a.context_turns, seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
     trainer = Trainer(LearnerConfig(model=model, algo=lc.algo, lr=lc.lr, lr_final=lc.lr_final, lr_decay_updates=lc.lr_decay_updates,
                                     batch_episodes=lc.batch_episodes,

@@ -165,6 +165,10 @@ class ActorSection(RoleSection):
     memory_hints: Literal["none", "text", "overlay", "both"] = "none"
     """Memory advice in the prompt. none by default: a random-weights tiny model cannot read advice yet (it learns
     from the memory's reward shaping instead); text/overlay for pretrained VLMs."""
+    context_turns: int = Field(1, ge=0, le=64)
+    """Earlier turns (observation + answer) in each prompt, in training and held-out eval alike. One lets the
+    memoryless tiny policy see where it came from, which detours and loop escapes need (seed 0, 600 s: held-out
+    0.94 / 0.89 on 512 other maps, against 0.87 / 0.87 with none)."""
     bare_prompt: bool | None = None
     """Empty system message (no role line, no env instruction), the observation alone. None = on for the tiny
     random-weights model (model.path unset), which reads none of that text and spends half its CPU on it, off for a

@@ -36,7 +36,8 @@ def env_config_flags(cfg: RunConfig) -> list[str]:
 
 def prompt_flags(cfg: RunConfig) -> list[str]:
     """Prompt options shared by the training actors and the held-out eval (both must build the same prompts)."""
-    return ["--action-mode", cfg.actor.action_mode, *(["--bare-prompt"] if cfg.bare_prompt() else [])]
+    return ["--action-mode", cfg.actor.action_mode, "--context-turns", str(cfg.actor.context_turns),
+            *(["--bare-prompt"] if cfg.bare_prompt() else [])]
 
 
 def decay_flags(c: RunConfig) -> list[str]:

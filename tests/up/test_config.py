@@ -111,6 +111,8 @@ def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(t
         actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
         assert ("--bare-prompt" in actor.argv) is bare, sets
         assert ("--bare-prompt" in prompt_flags(cfg)) is bare
+        turns = prompt_flags(cfg)[prompt_flags(cfg).index("--context-turns") + 1]
+        assert turns == "1" and actor.argv[actor.argv.index("--context-turns") + 1] == turns
 
 
 def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
