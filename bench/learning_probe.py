@@ -98,10 +98,9 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
                             memory_hints="none", use_image=False, bare_prompt=cfg.bare_prompt(),
                             context_turns=a.context_turns, seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
-    trainer = Trainer(LearnerConfig(model=model, algo=lc.algo, lr=lc.lr, lr_final=lc.lr_final, lr_decay_updates=lc.lr_decay_updates,
-                                    batch_episodes=lc.batch_episodes,
-                                    entropy_coef=lc.entropy_coef, entropy_coef_final=lc.entropy_coef_final,
-                                    entropy_decay_updates=lc.entropy_decay_updates, step_gamma=lc.step_gamma, seed=seed))
+    # Every training setting `atlasrl up` models (algo, lr and its decay, batch, entropy, step_gamma), not its ports.
+    training = {k: v for k, v in lc.model_dump().items() if k in LearnerConfig.model_fields and k not in ("port", "metrics_port")}
+    trainer = Trainer(LearnerConfig(model=model, seed=seed, **training))
     groups: dict[str, list[bytes]] = collections.defaultdict(list)
     ready: list[bytes] = []
     recent: collections.deque[bool] = collections.deque(maxlen=200)
