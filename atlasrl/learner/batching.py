@@ -5,7 +5,9 @@ Each turn of an episode becomes one sequence ``prompt_ids + response_ids``
 with the loss only on response tokens whose ``loss_mask`` is 1. The tensors
 (padding, positions incl. M-RoPE, pixel values, choice masks) are built by
 ``atlasrl.models.logprobs.build_batch``, the layout the actor's distribution is
-defined with.
+defined with. Turns that need the same logits (a group's episodes on one state,
+whatever action each took: ``share_key``) share one model row, and packing
+counts model rows, so duplicates are put next to each other.
 Episodes are split across ranks whole (PPO's GAE needs all turns of an
 episode), balanced by token count, the same way on every rank.
 """
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from atlasrl import codec
-from atlasrl.models.logprobs import Sample, build_batch
+from atlasrl.models.logprobs import Sample, build_batch, share_key
 from atlasrl.v1 import trajectory_pb2
 
 
@@ -42,6 +44,9 @@ class Seq:
     @property
     def response(self) -> list[int]:
         return self.input_ids[self.prompt_len :]
+
+    def sample(self) -> Sample:
+        return Sample(self.input_ids[: self.prompt_len], self.response, images=self.images, choices=self.choices)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -82,19 +87,26 @@ def padded_len(seqs: list[Seq]) -> int:
     return max(s.prompt_len for s in seqs) + max(len(s.response) for s in seqs)
 
 
-def pack_micro_batches(seqs: list[Seq], token_budget: int) -> list[list[Seq]]:
-    """Group sequences (one temperature per group) so rows x padded row <= token_budget.
+def pack_micro_batches(seqs: list[Seq], token_budget: int, share: bool = True) -> list[list[Seq]]:
+    """Group sequences (one temperature per group) so model rows x padded row <= token_budget.
 
+    Sorted by prompt length, then prompt, so turns that can share a row land in the same micro-batch.
     A sequence longer than the budget goes alone.
     """
     batches: list[list[Seq]] = []
     for temp in sorted({s.temperature for s in seqs}):
         cur: list[Seq] = []
-        for s in sorted((s for s in seqs if s.temperature == temp), key=len, reverse=True):
-            if cur and (len(cur) + 1) * padded_len(cur + [s]) > token_budget:
+        keys: set[tuple] = set()
+        group = sorted((s for s in seqs if s.temperature == temp),
+                       key=lambda s: (-s.prompt_len, s.input_ids[: s.prompt_len], -len(s)))
+        for s in group:
+            key = share_key(s.sample()) if share else id(s)
+            rows = len(keys) + (key not in keys)
+            if cur and rows * padded_len(cur + [s]) > token_budget:
                 batches.append(cur)
-                cur = []
+                cur, keys = [], set()
             cur.append(s)
+            keys.add(key)
         if cur:
             batches.append(cur)
     return batches
@@ -105,7 +117,7 @@ def dummy_seq() -> Seq:
     return Seq([0, 0], 1, [0.0], [0], 1.0, None, episode=-1, turn=0, weight=0.0)
 
 
-def collate(seqs: list[Seq], policy) -> dict:
+def collate(seqs: list[Seq], policy, share: bool = True) -> dict:
     """A micro-batch: the shared teacher-forcing batch plus (B, R) training tensors.
 
     ``policy`` is an ``atlasrl.models.load.Policy`` (pad id, VL image processor);
@@ -114,8 +126,7 @@ def collate(seqs: list[Seq], policy) -> dict:
     temps = {s.temperature for s in seqs}
     if len(temps) != 1:
         raise ValueError(f"a micro-batch mixes temperatures {sorted(temps)}")
-    samples = [Sample(s.input_ids[: s.prompt_len], s.response, images=s.images, choices=s.choices) for s in seqs]
-    tf = build_batch(policy, samples)
+    tf = build_batch(policy, [s.sample() for s in seqs], share=share)
     B, R = tf.response_ids.shape
     behav = torch.zeros(B, R)
     mask = torch.zeros(B, R)

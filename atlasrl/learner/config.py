@@ -102,7 +102,10 @@ class LearnerConfig(BaseModel):
 
     # --- execution ---
     micro_batch_tokens: int = Field(4096, ge=16)
-    """Token budget of one micro-batch (padded rows x longest row)."""
+    """Token budget of one micro-batch (padded model rows x longest row)."""
+    share_rows: bool = True
+    """Turns whose log-probs need the same logits (same prompt and images; in choice mode whatever action was
+    taken) run as one model row. Exact; off only to measure what it saves (bench/learner.py)."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in backward (less memory, ~30% more compute)."""
     bf16: bool | None = None

@@ -65,6 +65,8 @@ class PolicyModel(nn.Module):
         if "h" in captured:
             last_prompt = int(batch.logits_index[0])          # column S - 1
             values = self.value_head(captured["h"][:, last_prompt]).squeeze(-1).float()
+            if batch.row_map is not None:
+                values = values[batch.row_map]                 # shared rows share a prompt, hence a value
         # Fresh tensors, not views: FSDP2 hooks the outputs for backward.
         return logp.clone(), entropy.clone(), None if values is None else values.clone()
 

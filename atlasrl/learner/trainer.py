@@ -148,7 +148,7 @@ class Trainer:
         """Per minibatch, the micro-batches of this rank, padded to the same count on every rank."""
         cfg = self.cfg
         groups = [[s for k, i in enumerate(mine) if k % cfg.minibatches == m for s in seqs[i]] for m in range(cfg.minibatches)]
-        packed = [pack_micro_batches(g, cfg.micro_batch_tokens) for g in groups]
+        packed = [pack_micro_batches(g, cfg.micro_batch_tokens, share=cfg.share_rows) for g in groups]
         counts = torch.tensor([len(p) for p in packed], dtype=torch.long)
         dist.all_reduce(counts, op=dist.ReduceOp.MAX)
         plan = []
@@ -159,7 +159,7 @@ class Trainer:
         return plan
 
     def _collate(self, seqs: list[Seq]) -> dict:
-        return collate(seqs, self.info)
+        return collate(seqs, self.info, share=self.cfg.share_rows)
 
     def _forward(self, model: PolicyModel, mb: dict, want_values: bool = False):
         return model(mb["tf"].to(self.device), mb["temperature"], want_values=want_values)
@@ -226,7 +226,7 @@ class Trainer:
                 live = float((weight > 0).sum())
                 vals = [loss.item() / self.world, pg.item() * tok_norm / self.world, kl.item(), ent.item(),
                         diag["clipfrac"].item(), diag["approx_kl"].item(), diag["behav_weight_mean"].item(),
-                        vloss.item(), live, len(mb["seqs"]), float(mb["tf"].attention_mask.sum())]
+                        vloss.item(), live, len(mb["seqs"]), float(sum(len(s) for s in mb["seqs"]))]
                 sums += torch.tensor(vals, dtype=torch.float64)
         norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
         grad_norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))

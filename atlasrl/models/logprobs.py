@@ -18,9 +18,18 @@ response starting at the same column, so the model's own ``logits_to_keep``
 picks the response logits and nothing else (memory ~ B * R * vocab) while the
 forward stays the model's top-level ``forward`` (FSDP's root hooks run).
 Positions: atlasrl.models.positions (M-RoPE with image grids for Qwen-VL).
+
+Shared rows (``build_batch(..., share=True)``, what the learner uses): samples
+whose log-probs need the same logits (``share_key``: same prompt, images and
+response up to its last open position) run through the model once and the
+logits are gathered back per sample (``row_map``). Exact, not an approximation:
+in choice mode a position the trie leaves one token open has log-prob 0 and
+entropy 0 whatever the logits, so a GRPO group's turns on one state share one
+forward whichever action each took (about half the learner's rows on FrozenLake).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -58,6 +67,7 @@ class TeacherForcedBatch:
     choice_rows: torch.Tensor | None = None     # (N,) row of each constrained position
     choice_cols: torch.Tensor | None = None     # (N,) response column of it
     choice_allowed: torch.Tensor | None = None  # (N, K) allowed token ids (padded by repetition)
+    row_map: torch.Tensor | None = None         # (B,) model row of each sample when rows are shared (U < B rows)
 
     def model_inputs(self) -> dict:
         kw = dict(input_ids=self.input_ids, attention_mask=self.attention_mask,
@@ -73,19 +83,41 @@ class TeacherForcedBatch:
         return self
 
 
-def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = "cpu") -> TeacherForcedBatch:
-    """Pad, position and mask a batch; raises ValueError naming the bad sample."""
+def share_key(s: Sample) -> tuple:
+    """What a sample's log-probs depend on: prompt, images and the response up to its last open position.
+
+    Free mode: every position is open, so the key is the prompt and the response but its last token. Choice
+    mode: positions where the trie allows one token only (an action's tail, the end token) are not open.
+    A sample the trie rejects keys on its whole response (build_batch then names the problem).
+    """
+    r = list(s.response_ids)
+    last_open = len(r) - 1
+    if s.choices is not None:
+        try:
+            opened = [i for i, a in enumerate(allowed_per_position(s.choices, r)) if len(a) > 1]
+            last_open = opened[-1] if opened else 0
+        except ValueError:
+            last_open = len(r)
+    images = tuple(hashlib.blake2b(np.ascontiguousarray(im).tobytes() + repr(np.shape(im)).encode(),
+                                   digest_size=16).digest() for im in s.images)
+    return tuple(s.prompt_ids), tuple(r[:max(last_open, 0)]), images
+
+
+def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = "cpu",
+                share: bool = False) -> TeacherForcedBatch:
+    """Pad, position and mask a batch; raises ValueError naming the bad sample.
+
+    ``share``: samples with equal ``share_key`` get one model row (``row_map``); the response and choice
+    tensors stay per sample.
+    """
     if not samples:
         raise ValueError("empty batch")
     vocab = policy.vocab_size
     S = max(len(s.prompt_ids) for s in samples)
     R = max(len(s.response_ids) for s in samples)
     B, pad = len(samples), policy.pad_token_id
-    ids = torch.full((B, S + R), pad, dtype=torch.long)
-    mask = torch.zeros((B, S + R), dtype=torch.long)
     resp = torch.full((B, R), pad, dtype=torch.long)
     resp_mask = torch.zeros((B, R))
-    images: list[np.ndarray] = []
     rows, cols, allowed = [], [], []
     for b, s in enumerate(samples):
         p, r = list(s.prompt_ids), list(s.response_ids)
@@ -93,12 +125,9 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
             raise ValueError(f"sample {b}: empty prompt or response")
         if vocab is not None and (min(p + r) < 0 or max(p + r) >= vocab):
             raise ValueError(f"sample {b}: token id outside the vocabulary [0, {vocab})")
-        ids[b, S - len(p):S + len(r)] = torch.tensor(p + r)
-        mask[b, S - len(p):S + len(r)] = 1
         resp[b, :len(r)] = torch.tensor(r)
         resp_mask[b, :len(r)] = 1
         _check_image_tokens(policy, b, p + r, s.images)
-        images.extend(s.images)
         if s.choices is not None:
             try:
                 per_pos = allowed_per_position(s.choices, r)
@@ -106,6 +135,23 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
                 raise ValueError(f"sample {b}: {e}") from None
             for i, a in enumerate(per_pos):
                 rows.append(b), cols.append(i), allowed.append(a)
+    row_map = list(range(B))
+    if share:
+        first: dict[tuple, int] = {}
+        row_map = [first.setdefault(share_key(s), len(first)) for s in samples]
+    reps: list[int] = []       # first sample of each model row (rows are numbered in order of first appearance)
+    for b, u in enumerate(row_map):
+        if u == len(reps):
+            reps.append(b)
+    U = len(reps)
+    ids = torch.full((U, S + R), pad, dtype=torch.long)
+    mask = torch.zeros((U, S + R), dtype=torch.long)
+    images: list[np.ndarray] = []
+    for u, b in enumerate(reps):
+        p, r = list(samples[b].prompt_ids), list(samples[b].response_ids)
+        ids[u, S - len(p):S + len(r)] = torch.tensor(p + r)
+        mask[u, S - len(p):S + len(r)] = 1
+        images.extend(samples[b].images)
     pixel_values, grid = encode_images(policy.image_processor, images) if images else (None, None)
     try:
         positions = prompt_positions(ids, mask, policy.is_vl, policy.image_token_id, grid, policy.spatial_merge_size)
@@ -115,6 +161,7 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
         input_ids=ids, attention_mask=mask, position_ids=positions, response_ids=resp,
         response_mask=resp_mask, logits_index=torch.arange(S - 1, S + R - 1),
         pixel_values=pixel_values, image_grid_thw=grid,
+        row_map=torch.tensor(row_map) if U < B else None,
     )
     if rows:
         k = max(len(a) for a in allowed)
@@ -152,7 +199,9 @@ def constrain_choices(scaled: torch.Tensor, batch: TeacherForcedBatch) -> torch.
 def response_logprobs(model, batch: TeacherForcedBatch, temperature: float = 1.0,
                       with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, R) log-probs of the response tokens (differentiable), and optionally entropies."""
-    logits = model(**batch.model_inputs()).logits                         # (B, R, V)
+    logits = model(**batch.model_inputs()).logits                         # (U, R, V)
+    if batch.row_map is not None:
+        logits = logits[batch.row_map]                                     # (B, R, V)
     scaled = constrain_choices(logits.float() / effective_temperature(temperature), batch)
     lse = torch.logsumexp(scaled, dim=-1)
     logp = (scaled.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - lse) * batch.response_mask

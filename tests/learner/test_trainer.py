@@ -7,6 +7,7 @@ from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches, 
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
 from atlasrl.models.load import load_policy
+from atlasrl.models.logprobs import share_key
 from atlasrl.learner.trainer import TrainBatch, Trainer
 
 from .helpers import episode, turn
@@ -65,11 +66,38 @@ def test_recomputed_logprobs_equal_plain_forward(tiny_model_dir):
             assert torch.all(logp[mb["tf"].response_mask == 0] == 0)
 
 
+def model_rows(m):
+    return len({share_key(s.sample()) for s in m})
+
+
 def test_micro_batches_respect_token_budget():
     seqs = [s for i, ep in enumerate(fixed_batch() * 3) for s in episode_seqs(ep, i, 1.0)]
-    mbs = pack_micro_batches(seqs, token_budget=24)
+    mbs = pack_micro_batches(seqs, token_budget=24, share=False)
     assert sum(len(m) for m in mbs) == len(seqs)
     assert all(len(m) * padded_len(m) <= 24 and len({s.temperature for s in m}) == 1 for m in mbs)
+    # shared: the budget counts model rows, and turns that share one are packed together
+    shared = pack_micro_batches(seqs, token_budget=24)
+    assert sorted(map(id, (s for m in shared for s in m))) == sorted(map(id, seqs))
+    assert all(model_rows(m) * padded_len(m) <= 24 and len({s.temperature for s in m}) == 1 for m in shared)
+    assert sum(model_rows(m) for m in shared) == model_rows(seqs) == 4   # 2 groups x (first turn, choice turn)
+    assert len(shared) < len(mbs)
+
+
+@pytest.mark.parametrize("algo", ["gigpo", "ppo"])
+def test_shared_rows_train_exactly_like_one_row_per_turn(tiny_model_dir, algo):
+    """A group's turns on one state share a model row whatever action each took; the update is the same."""
+    eps = fixed_batch() * 2
+    runs = []
+    for share in (False, True):
+        trainer = Trainer(LearnerConfig(model=tiny_model_dir, algo=algo, lr=3e-3, batch_episodes=8, share_rows=share))
+        stats = [trainer.update(as_batch(eps)) for _ in range(2)]
+        runs.append((stats, dict(trainer.full_tensors(torch.float32))))
+    (plain, w_plain), (shared, w_shared) = runs
+    for a, b in zip(plain, shared):
+        for key in ("loss", "policy_loss", "entropy", "value_loss", "tokens", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    for name, t in w_plain.items():
+        torch.testing.assert_close(w_shared[name], t, rtol=1e-4, atol=1e-5)
 
 
 def response_logp(trainer, eps):

@@ -7,7 +7,7 @@ import torch
 
 from atlasrl.models.chat import encode_prompt, user
 from atlasrl.models.choice import choice_token_ids
-from atlasrl.models.logprobs import Sample, build_batch, response_logprobs, sample_logprobs
+from atlasrl.models.logprobs import Sample, build_batch, response_logprobs, sample_logprobs, share_key
 from atlasrl.models.positions import mm_token_type_ids
 
 
@@ -113,6 +113,56 @@ def test_gradients_and_entropy(text_policy):
     assert float(logp[1, 1]) == pytest.approx(0.0, abs=1e-6)
     assert batch.response_mask[1].tolist() == [1.0, 1.0] + [0.0] * (batch.response_mask.shape[1] - 2)
     assert float(logp[1, 2]) == 0.0 and float(ent[1, 2]) == 0.0
+
+
+def _logp_ent_grad(policy, samples, share):
+    batch = build_batch(policy, samples, share=share)
+    policy.model.zero_grad()
+    logp, ent = response_logprobs(policy.model, batch, 0.8, with_entropy=True)
+    (logp.sum() + 0.3 * ent.sum()).backward()
+    grads = {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+    policy.model.zero_grad()
+    return batch, logp.detach(), ent.detach(), grads
+
+
+def test_shared_rows_are_exact(text_policy):
+    """Samples needing the same logits run as one row; log-probs, entropies and gradients are unchanged."""
+    end = text_policy.eos_token_ids[0]
+    p1, p2 = _prompt(text_policy, "Pick one").input_ids, _prompt(text_policy, "Another state").input_ids
+    choices = choice_token_ids(text_policy.tokenizer, ["Up", "Down", "Left", "Left, Left"], end)
+    up, left2 = _resp(text_policy, "Up"), _resp(text_policy, "Up Down")
+    samples = [
+        Sample(p1, choices[0], choices=choices), Sample(p1, choices[1], choices=choices),   # one state, two actions
+        Sample(p1, choices[3], choices=choices), Sample(p1, choices[0], choices=choices),
+        Sample(p2, choices[1], choices=choices),                                          # another state
+        Sample(p1, up), Sample(p1, up[:-1] + [up[0]]),                                    # free: differ in the last token
+        Sample(p1, left2),                                                                # free: longer response
+        Sample(p1, choices[2], choices=choices),
+    ]
+    # "Left" and "Left, Left" leave the position after "Left" open: they need the logits there, from one row
+    assert share_key(samples[0]) == share_key(samples[1]) == share_key(samples[3]) != share_key(samples[2])
+    assert share_key(samples[2]) == share_key(samples[8])
+    assert share_key(samples[5]) == share_key(samples[6]) != share_key(samples[7])
+    plain, lp0, ent0, g0 = _logp_ent_grad(text_policy, samples, share=False)
+    shared, lp1, ent1, g1 = _logp_ent_grad(text_policy, samples, share=True)
+    assert plain.row_map is None and plain.input_ids.shape[0] == 9
+    assert shared.input_ids.shape[0] == 5 and shared.row_map.tolist() == [0, 0, 1, 0, 2, 3, 3, 4, 1]
+    torch.testing.assert_close(lp1, lp0, rtol=0, atol=2e-6)
+    torch.testing.assert_close(ent1, ent0, rtol=0, atol=2e-6)
+    assert g0.keys() == g1.keys()
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-6)
+
+
+def test_shared_rows_keep_images_apart(vl_policy, frames):
+    p = _prompt(vl_policy, "Where?", frames[:1]).input_ids
+    r = _resp(vl_policy, "Up")
+    samples = [Sample(p, r, frames[:1]), Sample(p, r, [255 - frames[0]]), Sample(p, r, [frames[0].copy()])]
+    batch = build_batch(vl_policy, samples, share=True)
+    assert batch.row_map.tolist() == [0, 1, 0] and batch.image_grid_thw.shape[0] == 2
+    with torch.no_grad():
+        got, _ = response_logprobs(vl_policy.model, batch)
+    np.testing.assert_allclose(got.tolist(), sample_logprobs(vl_policy, samples), atol=2e-5)
 
 
 def test_bad_samples_name_the_problem(text_policy, vl_policy, frames):
