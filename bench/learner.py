@@ -1,10 +1,15 @@
-"""Learner bench: tokens/s with 1 vs 2 FSDP processes on CPU, and weight streaming vs a raw TCP socket.
+"""Learner bench: tokens/s with 1 vs 2 FSDP processes on CPU, shared model rows on GRPO groups,
+and weight streaming vs a raw TCP socket.
 
     .venv/bin/python bench/learner.py [--updates 4] [--episodes 16] [--stream-mib 64]
 
 Prints a table and one JSON line. Ratios are against baselines measured in the
-same run (1 process; a raw loopback socket moving the same bytes), so they are
-comparable across machines even when absolute numbers are not.
+same run (1 process; one model row per turn; a raw loopback socket moving the
+same bytes), so they are comparable across machines even when absolute numbers are not.
+
+The shared-rows batch is shaped like FrozenLake's choice-mode groups: 4 episodes
+per map, the same first 3 states in all of them, pairs until turn 6, each its own
+way after; every turn picks one of 4 one-token actions at random.
 """
 from __future__ import annotations
 
@@ -25,20 +30,11 @@ MiB = 1 << 20
 
 
 # ---------------------------------------------------------------- training
-def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: int, updates: int, out: str) -> None:
+def _free_episodes(episodes: int) -> list:
     import torch
 
-    torch.set_num_threads(1)   # one thread per rank in both runs: 1 vs 2 processes = 1 vs 2 cores
-    import torch.distributed as dist
-
-    from atlasrl.learner.config import LearnerConfig
-    from atlasrl.learner.main import publish
-    from atlasrl.learner.trainer import TrainBatch, Trainer
     from atlasrl.v1 import trajectory_pb2
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    cfg = LearnerConfig(model=model_dir, batch_episodes=episodes, lr=1e-4, micro_batch_tokens=1024)
-    trainer = Trainer(cfg, rank, world)
     g = torch.Generator().manual_seed(0)
     eps = []
     for k in range(episodes):
@@ -47,6 +43,50 @@ def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: i
         turn = trajectory_pb2.TurnRecord(prompt_ids=prompt, response_ids=response, logprobs=[-7.0] * 32, loss_mask=[1] * 32,
                                          reward=float(k % 4), temperature=1.0, action_mode=trajectory_pb2.ACTION_MODE_FREE)
         eps.append(trajectory_pb2.Episode(episode_id=f"e{k}", group_id=f"g{k // 4}", group_size=4, turns=[turn]))
+    return eps
+
+
+def _group_episodes(episodes: int, turns: int = 8, prompt_len: int = 64) -> list:
+    """Choice-mode GRPO groups of 4 whose episodes share their first states (see the module docstring)."""
+    import random
+
+    from atlasrl.v1 import trajectory_pb2
+
+    rng = random.Random(0)
+    end = 1
+    choices = [[t, end] for t in (20, 21, 22, 23)]
+    eps = []
+    for k in range(episodes):
+        group, member = k // 4, k % 4
+        ep = trajectory_pb2.Episode(episode_id=f"e{k}", group_id=f"g{group}", group_size=4)
+        for t in range(turns):
+            branch = 0 if t < 3 else member // 2 if t < 6 else member
+            state = random.Random(f"{group}/{t}/{branch}")
+            action = rng.choice(choices)
+            turn = ep.turns.add(prompt_ids=[state.randrange(10, 1000) for _ in range(prompt_len)], response_ids=action,
+                                logprobs=[-1.4, 0.0], loss_mask=[1, 1], reward=float(member % 2 and t == turns - 1),
+                                temperature=1.0, action_mode=trajectory_pb2.ACTION_MODE_CHOICE)
+            for c in choices:
+                turn.choices.add(ids=c)
+        eps.append(ep)
+    return eps
+
+
+def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: int, updates: int, out: str,
+                  kind: str = "free", share: bool = True) -> None:
+    import torch
+
+    torch.set_num_threads(1)   # one thread per rank in both runs: 1 vs 2 processes = 1 vs 2 cores
+    import torch.distributed as dist
+
+    from atlasrl.learner.config import LearnerConfig
+    from atlasrl.learner.main import publish
+    from atlasrl.learner.trainer import TrainBatch, Trainer
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    cfg = LearnerConfig(model=model_dir, batch_episodes=episodes, lr=1e-4, micro_batch_tokens=1024, share_rows=share)
+    trainer = Trainer(cfg, rank, world)
+    eps = _free_episodes(episodes) if kind == "free" else _group_episodes(episodes)
     batch = TrainBatch([e.SerializeToString() for e in eps], [1.0] * episodes, [0] * episodes)
     trainer.update(batch)                      # warm-up (allocations, first all-gathers)
     dist.barrier()
@@ -67,12 +107,13 @@ def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: i
     dist.destroy_process_group()
 
 
-def bench_training(model_dir: str, world: int, episodes: int, updates: int) -> dict:
+def bench_training(model_dir: str, world: int, episodes: int, updates: int, kind: str = "free", share: bool = True) -> dict:
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "out.json")
-        mp.spawn(_train_worker, args=(world, os.path.join(d, "store"), model_dir, episodes, updates, out), nprocs=world, join=True)
+        mp.spawn(_train_worker, args=(world, os.path.join(d, "store"), model_dir, episodes, updates, out, kind, share),
+                 nprocs=world, join=True)
         return json.load(open(out))
 
 
@@ -158,6 +199,8 @@ def main() -> None:
     model_dir = str(tiny_model_path("qwen2", hidden=args.hidden, layers=2))
     one = bench_training(model_dir, 1, args.episodes, args.updates)
     two = bench_training(model_dir, 2, args.episodes, args.updates)
+    per_turn = bench_training(model_dir, 1, args.episodes, args.updates, kind="groups", share=False)
+    shared = bench_training(model_dir, 1, args.episodes, args.updates, kind="groups", share=True)
     payload = os.urandom(args.stream_mib * MiB)
     grpc_s, encode_s = bench_grpc_stream(payload)
     raw_s = bench_raw_socket(payload)
@@ -165,6 +208,8 @@ def main() -> None:
     rows = [
         ("train tokens/s, 1 process (gloo, CPU)", f"{one['tokens_per_s']:.0f}", "1.00x"),
         ("train tokens/s, 2 processes (FSDP2)", f"{two['tokens_per_s']:.0f}", f"{two['tokens_per_s'] / one['tokens_per_s']:.2f}x"),
+        ("update s, choice-mode groups, one model row per turn", f"{per_turn['update_s']:.3f}", "1.00x"),
+        ("update s, choice-mode groups, shared rows", f"{shared['update_s']:.3f}", f"{per_turn['update_s'] / shared['update_s']:.2f}x faster"),
         (f"gather+bf16 of tiny model ({one['params'] / 1e6:.2f}M params), 1 proc", f"{one['gather_s'] * 1e3:.1f} ms", f"cpu {one['gather_cpu_s'] * 1e3:.1f} ms"),
         ("gather+bf16 of tiny model, 2 procs", f"{two['gather_s'] * 1e3:.1f} ms", f"cpu {two['gather_cpu_s'] * 1e3:.1f} ms"),
         (f"weight stream {args.stream_mib} MiB over gRPC, MB/s", f"{mb / grpc_s:.0f}", f"{raw_s / grpc_s:.2f}x of raw"),
@@ -179,6 +224,8 @@ def main() -> None:
         "bench": "learner", "cpus": os.cpu_count(),
         "tokens_per_s_1proc": round(one["tokens_per_s"], 1), "tokens_per_s_2proc": round(two["tokens_per_s"], 1),
         "speedup_2proc": round(two["tokens_per_s"] / one["tokens_per_s"], 3),
+        "group_update_s_per_turn_rows": round(per_turn["update_s"], 4), "group_update_s_shared_rows": round(shared["update_s"], 4),
+        "shared_rows_speedup": round(per_turn["update_s"] / shared["update_s"], 3),
         "gather_ms_1proc": round(one["gather_s"] * 1e3, 2), "gather_ms_2proc": round(two["gather_s"] * 1e3, 2),
         "gather_cpu_ms_1proc": round(one["gather_cpu_s"] * 1e3, 2), "gather_cpu_ms_2proc": round(two["gather_cpu_s"] * 1e3, 2),
         "grpc_stream_MBps": round(mb / grpc_s, 1), "raw_socket_MBps": round(mb / raw_s, 1),
