@@ -67,6 +67,17 @@ class ChoiceTrie:
         node = self._node(prefix)
         return [] if node is None else sorted(k for k in node if k != "end")
 
+    def forced_tail(self, prefix: Sequence[int]) -> list[int] | None:
+        """The tokens that must follow ``prefix`` to complete its choice when no position left is open, else None."""
+        node, tail = self._node(prefix), []
+        while node is not None and "end" not in node:
+            if len(node) != 1:
+                return None
+            tok = next(iter(node))
+            tail.append(tok)
+            node = node[tok]
+        return None if node is None else tail
+
     def index(self, seq: Sequence[int]) -> int | None:
         """Index (into the choices as given) of the complete choice ``seq``, else None."""
         node = self._node(seq)

@@ -64,6 +64,39 @@ def test_choice_mode_samples_the_documented_distribution(text_engine):
     assert (np.abs(counts - n * probs) < 4.5 * sigma).all(), (counts, n * probs)
 
 
+def test_equal_prompts_prefill_once_and_sample_apart(text_engine):
+    """A GRPO group's rows on one state share the prefill; each still samples its own action."""
+    reqs = [GenerationRequest([user("Same state")], choices=ACTIONS) for _ in range(8)]
+    reqs.append(GenerationRequest([user("Another state")], choices=ACTIONS))
+    calls = []
+    hook = text_engine.policy.model.register_forward_hook(lambda m, args, kwargs, out: calls.append(kwargs["input_ids"].shape),
+                                                          with_kwargs=True)
+    before = text_engine.stats["prefill_tokens"]
+    try:
+        outs = text_engine.generate(reqs, SamplingParams(temperature=2.0, seed=2))
+    finally:
+        hook.remove()
+    assert text_engine.stats["prefill_tokens"] - before == len(outs[0].prompt_ids) + len(outs[-1].prompt_ids)
+    # one-token actions: the end token is the only one left after them, appended without a second forward
+    assert calls == [(2, max(len(outs[0].prompt_ids), len(outs[-1].prompt_ids)))]
+    assert len({o.choice_index for o in outs[:8]}) > 1
+    for o, ref in zip(outs, _recompute(text_engine.policy, reqs, outs, 2.0)):
+        assert o.finish_reason == "stop" and o.logprobs[-1] == 0.0
+        np.testing.assert_allclose(o.logprobs, ref, atol=TOL)
+
+
+def test_equal_text_with_other_images_is_not_shared(vl_engine):
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (56, 56, 3), dtype=np.uint8) for _ in range(2)]
+    reqs = [GenerationRequest([user("Where?", images=1)], [f], choices=ACTIONS) for f in (frames[0], frames[1], frames[0])]
+    before = vl_engine.stats["prefill_tokens"]
+    outs = vl_engine.generate(reqs, SamplingParams(temperature=1.0, seed=1))
+    assert outs[0].prompt_ids == outs[1].prompt_ids
+    assert vl_engine.stats["prefill_tokens"] - before == 2 * len(outs[0].prompt_ids)
+    for o, ref in zip(outs, _recompute(vl_engine.policy, reqs, outs, 1.0)):
+        np.testing.assert_allclose(o.logprobs, ref, atol=TOL)
+
+
 def _one_per_choice(outs, k):
     """A generation for every choice index (forcing the missing ones by hand)."""
     by_index = {}

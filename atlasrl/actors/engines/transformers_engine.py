@@ -6,9 +6,16 @@ atlasrl.models.positions so padding never shifts a token's position, M-RoPE for
 Qwen-VL). Each step: tempered logits -> choice mask (choice rows) ->
 log-softmax (the log-prob returned) -> top-p -> sample. See base.py for the
 log-prob contract.
+
+Two savings that change no distribution: equal prompts (a GRPO group's episodes
+on one state) are prefilled once and their cache copied per row, each row then
+sampling on its own; and once every unfinished choice row has a single way left
+to complete its choice (an action's tail, the end token), those tokens are
+appended with log-prob 0 (the only allowed token) without another forward.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +42,11 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish: str | None = None
+
+
+def _prompt_key(prompt: EncodedPrompt) -> tuple:
+    pixels = b"" if prompt.pixel_values is None else prompt.pixel_values.detach().cpu().numpy().tobytes()
+    return tuple(prompt.input_ids), hashlib.blake2b(pixels, digest_size=16).digest()
 
 
 class TransformersEngine(Engine):
@@ -77,14 +89,17 @@ class TransformersEngine(Engine):
 
     def _run_batch(self, rows: list[_Row], params: SamplingParams, gen: torch.Generator) -> None:
         model, policy, device = self.policy.model, self.policy, self.config.device
-        S = max(len(r.prompt.input_ids) for r in rows)
-        ids = torch.full((len(rows), S), policy.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), S), dtype=torch.long)
-        for b, r in enumerate(rows):
+        first: dict[tuple, int] = {}
+        row_map = [first.setdefault(_prompt_key(r.prompt), len(first)) for r in rows]
+        unique = [rows[row_map.index(u)] for u in range(len(first))]
+        S = max(len(r.prompt.input_ids) for r in unique)
+        ids = torch.full((len(unique), S), policy.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(unique), S), dtype=torch.long)
+        for b, r in enumerate(unique):
             n = len(r.prompt.input_ids)
             ids[b, S - n:] = torch.tensor(r.prompt.input_ids)
             mask[b, S - n:] = 1
-        vision = [r.prompt for r in rows if r.prompt.pixel_values is not None]
+        vision = [r.prompt for r in unique if r.prompt.pixel_values is not None]
         grid = torch.cat([p.image_grid_thw for p in vision]) if vision else None
         pos = prompt_positions(ids, mask, policy.is_vl, policy.image_token_id, grid, policy.spatial_merge_size)
         kw = {}
@@ -94,10 +109,15 @@ class TransformersEngine(Engine):
         ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kw)
         self.stats["prefill_tokens"] += int(mask.sum())
+        logits, cache = out.logits, out.past_key_values
+        if len(unique) < len(rows):                     # one cache row per request from here on
+            index = torch.tensor(row_map, device=device)
+            logits, mask, pos = logits.index_select(0, index), mask.index_select(0, index), pos.index_select(-2, index)
+            cache.reorder_cache(index)
         temp = effective_temperature(params.temperature)
         last_pos = pos[..., -1:]
         for step in range(max(r.budget for r in rows)):
-            scaled = out.logits[:, -1, :].float() / temp
+            scaled = logits[:, -1, :].float() / temp
             allowed = [r.trie.allowed(r.tokens) if r.trie and r.finish is None else None for r in rows]
             scaled = mask_to_allowed(scaled, allowed)
             tokens, logps = sample_tokens(scaled, params.temperature == 0, params.top_p, gen)
@@ -106,15 +126,29 @@ class TransformersEngine(Engine):
                     r.tokens.append(int(tokens[b]))
                     r.logprobs.append(float(logps[b]))
                     r.finish = self._finished(r, params)
-            if all(r.finish for r in rows):
+            if all(r.finish for r in rows) or self._complete_forced(rows):
                 break
             self.stats["generated_tokens"] += sum(1 for r in rows if r.finish is None)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             last_pos = next_positions(last_pos)
             out = model(input_ids=tokens.unsqueeze(-1).to(device), attention_mask=mask, position_ids=last_pos,
-                        past_key_values=out.past_key_values, use_cache=True)
+                        past_key_values=cache, use_cache=True)
+            logits, cache = out.logits, out.past_key_values
         for r in rows:
             r.finish = r.finish or "length"
+
+    def _complete_forced(self, rows: list[_Row]) -> bool:
+        """Finish every unfinished row whose choice has one way left to complete; False (no change) otherwise."""
+        tails = [r.trie.forced_tail(r.tokens) if r.trie is not None else None for r in rows if r.finish is None]
+        if any(t is None for t in tails):
+            return False
+        for r in (r for r in rows if r.finish is None):
+            tail = r.trie.forced_tail(r.tokens)
+            r.tokens += tail
+            r.logprobs += [0.0] * len(tail)            # the only allowed token: log 1
+            self.stats["generated_tokens"] += len(tail)
+            r.finish = "stop"
+        return True
 
     def _finished(self, r: _Row, params: SamplingParams) -> str | None:
         if r.trie is not None:
