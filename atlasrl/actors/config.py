@@ -87,7 +87,7 @@ class ActorConfig(BaseModel):
     max_learner_backlog: int | None = Field(32, ge=0)
     """Start no new GRPO group while this many episodes are untrained (in the learner's buffer, unsent here or being
     played); 0 or None = never wait. Keeps episodes fresh and, on a shared CPU, leaves the cores to training
-    instead of rollouts nobody trains on. About two learner batches keeps training fed."""
+    instead of rollouts nobody trains on. One or two learner batches: `atlasrl up` passes one (fresher episodes)."""
     info_interval_s: float = Field(1.0, gt=0)
     """How often the learner's TrajectoryInfo is polled for the staleness gate."""
     pacing_poll_s: float = Field(0.1, gt=0)

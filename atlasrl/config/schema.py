@@ -131,7 +131,7 @@ class LearnerSection(RoleSection):
     """Learning rate reached after lr_decay_updates, linearly (None = lr throughout; CleanRL anneals to 0). At a
     constant 1e-3 the tiny policy kept jittering late in the run (training success 0.70-0.93 between minutes)."""
     lr_decay_updates: int = Field(700, ge=1, le=10_000_000)
-    """Updates of that decay (the default run makes ~750 in its 600 s)."""
+    """Updates of that decay (the default run makes ~1,200 in its 600 s: lr is at its floor for the second half)."""
     batch_episodes: int = Field(16, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
     step_gamma: float = Field(0.95, ge=0, le=1)
@@ -140,7 +140,9 @@ class LearnerSection(RoleSection):
     entropy_coef: float = Field(0.3, ge=0, le=10)
     """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
     before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
-    (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88)."""
+    (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88). 0.2 in `atlasrl up`
+    (one learner batch admitted): 0.91 for seeds 0 and 2, but seed 1 turned deterministic by update ~200 (token
+    entropy 0.13) and its training success fell from 0.56 to 0.2-0.45 for the rest of the run."""
     entropy_coef_final: float | None = Field(None, ge=0, le=10)
     """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). Not by
     default: decaying 0.3 -> 0.05 over 600 updates turned the tiny policy deterministic below ~0.14 (token entropy
@@ -169,6 +171,11 @@ class ActorSection(RoleSection):
     """Earlier turns (observation + answer) in each prompt, in training and held-out eval alike. One lets the
     memoryless tiny policy see where it came from, which detours and loop escapes need (seed 0, 600 s: held-out
     0.94 / 0.89 on 512 other maps, against 0.87 / 0.87 with none)."""
+    max_learner_backlog: int | None = Field(None, ge=0, le=1_000_000)
+    """Each actor starts no new GRPO group while this many episodes are untrained (learner buffer, unsent, being
+    played); None = learner.batch_episodes, 0 = never wait. One learner batch keeps training near on-policy: with two
+    batches (32) the episodes trained lag ~2 policy versions instead of 1, and seed 2's training success stalled at
+    0.6-0.75 (held-out 0.66) where one batch reached 0.94 by 180 s (held-out 0.95)."""
     bare_prompt: bool | None = None
     """Empty system message (no role line, no env instruction), the observation alone. None = on for the tiny
     random-weights model (model.path unset), which reads none of that text and spends half its CPU on it, off for a
@@ -180,6 +187,11 @@ class ActorSection(RoleSection):
 
 class RunConfig(Section):
     """Everything `atlasrl up` needs, one section per role."""
+
+    def max_learner_backlog(self) -> int:
+        """actor.max_learner_backlog resolved: None = one learner batch."""
+        b = self.actor.max_learner_backlog
+        return self.learner.batch_episodes if b is None else b
 
     def bare_prompt(self) -> bool:
         """actor.bare_prompt resolved: None = on for the tiny random-weights model only."""

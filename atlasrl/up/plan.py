@@ -140,7 +140,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             argv = atlasrl_cmd(
                 "actor", "--envs", ",".join(plan.envserver_addresses), "--model", model_dir,
                 "--engine", c.actor.engine, "--num-envs", str(c.actor.num_envs), "--group-size", str(c.actor.group_size),
-                *prompt_flags(c), "--memory-hints", c.actor.memory_hints,
+                "--max-learner-backlog", str(c.max_learner_backlog()), *prompt_flags(c), "--memory-hints", c.actor.memory_hints,
                 "--env", c.envserver.env, *env_config_flags(c),
                 "--seed-start", str(c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE), "--actor-id", name,
                 "--host", HOST, "--port", str(port), *with_metrics(name, c.actor.metrics_port, i), *join, *sec("actor"),

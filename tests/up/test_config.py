@@ -115,6 +115,20 @@ def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(t
         assert turns == "1" and actor.argv[actor.argv.index("--context-turns") + 1] == turns
 
 
+def test_actor_backlog_is_one_learner_batch_unless_set(tmp_path):
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    cases = (([], "16"), (["learner.batch_episodes=32"], "32"), (["actor.max_learner_backlog=0"], "0"),
+             (["actor.max_learner_backlog=48"], "48"))
+    for i, (sets, backlog) in enumerate(cases):
+        cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
+        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
+        assert actor.argv[actor.argv.index("--max-learner-backlog") + 1] == backlog, sets
+    with pytest.raises(ConfigError, match="actor.max_learner_backlog"):
+        load_config(None, [f"run.run_dir={tmp_path / 'bad'}", "actor.max_learner_backlog=-1"])
+
+
 def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
     from atlasrl.up.plan import build_plan
     from atlasrl.up.rundir import RunDir
