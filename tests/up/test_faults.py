@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from atlasrl.config import load_config
+from atlasrl.learner import checkpoint
 from atlasrl.up.plan import role_available
 from atlasrl.up.run import UpRun
 
@@ -85,9 +86,11 @@ async def faults(run: UpRun) -> None:
     await progress_after(after.counters["actor.env_steps"])
 
     # Learner: kill -9, restarted, resumes from its last checkpoint (policy version does not restart at 0).
-    ckpts = sorted(run.rd.checkpoints.glob("step-*"))
-    assert ckpts, "the learner wrote no checkpoint"
-    saved = int(json.loads((ckpts[-1] / "meta.json").read_text()).get("version", ckpts[-1].name.split("-")[1]))
+    # The newest complete checkpoint's version, from its name: with ckpt_every=1 a directory is replaced within
+    # a second or so, and the newest one may still be being written.
+    newest = checkpoint.latest(run.rd.checkpoints)
+    assert newest is not None, "the learner wrote no complete checkpoint"
+    saved = int(newest.name.split("-")[1])
     sup.signal("learner", signal.SIGKILL)
     async def learner_back():
         return sup.processes["learner"].restarts >= 1 and sup.alive("learner")
