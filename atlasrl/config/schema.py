@@ -174,7 +174,7 @@ class ActorSection(RoleSection):
     max_learner_backlog: int | None = Field(None, ge=0, le=1_000_000)
     """Each actor starts no new GRPO group while this many episodes are untrained (learner buffer, unsent, being
     played); None = learner.batch_episodes, 0 = never wait. One learner batch keeps training near on-policy: with two
-    batches (32) the episodes trained lag ~2 policy versions instead of 1, and seed 2's training success stalled at
+    batches (32) the episodes trained may lag 2 policy versions instead of 1, and seed 2's training success stalled at
     0.6-0.75 (held-out 0.66) where one batch reached 0.94 by 180 s (held-out 0.95)."""
     bare_prompt: bool | None = None
     """Empty system message (no role line, no env instruction), the observation alone. None = on for the tiny
