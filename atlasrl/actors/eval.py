@@ -54,11 +54,16 @@ class EvalReport:
     causes: dict[str, int] = field(default_factory=dict)   # episodes per terminal cause ("success", "hole", ...)
 
     def summary(self) -> str:
-        causes = ", ".join(f"{k} {v}" for k, v in sorted(self.causes.items(), key=lambda kv: -kv[1]))
+        causes = causes_text(self.causes)
         return (f"success {self.successes}/{self.episodes} = {self.success_rate:.3f} "
                 f"({self.confidence:.0%} Wilson CI [{self.ci_low:.3f}, {self.ci_high:.3f}]), "
                 f"mean turns {self.mean_turns:.2f}, mean return {self.mean_return:.3f}, dropped {self.dropped}"
                 + (f"; ended by: {causes}" if causes else ""))
+
+
+def causes_text(causes: dict[str, int], skip: tuple[str, ...] = ()) -> str:
+    """'hole 8, timeout 1': episodes per terminal cause, most frequent first, leaving out ``skip``."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(causes.items(), key=lambda kv: -kv[1]) if k not in skip)
 
 
 async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start: int, jsonl: str | Path | None = None,

@@ -52,11 +52,13 @@ def register(app: typer.Typer) -> None:
 
 
 def summary_text(s: dict) -> str:
+    from atlasrl.actors.eval import causes_text
+
     def rate(key):
         r = s.get(key) or {}
         if "success_rate" not in r:
             return "not run"
-        fails = ", ".join(f"{k} {v}" for k, v in sorted((r.get("causes") or {}).items(), key=lambda kv: -kv[1]) if k != "success")
+        fails = causes_text(r.get("causes") or {}, skip=("success",))
         return (f"{r['success_rate']:.2f} [{r.get('ci_low', 0):.2f}, {r.get('ci_high', 1):.2f}] over {r.get('episodes', '?')} episodes"
                 + (f" (failed: {fails})" if fails else ""))
     c = s.get("counters") or {}

@@ -142,7 +142,7 @@ class LearnerSection(RoleSection):
     before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
     (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88). 0.2 in `atlasrl up`
     (one learner batch admitted): 0.91 for seeds 0 and 2, but seed 1 turned deterministic by update ~200 (token
-    entropy 0.13) and its training success fell from 0.56 to 0.2-0.45 for the rest of the run."""
+    entropy 0.13) and its training success fell from 0.56 to 0.2-0.45 until it was stopped at 430 s."""
     entropy_coef_final: float | None = Field(None, ge=0, le=10)
     """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). Not by
     default: decaying 0.3 -> 0.05 over 600 updates turned the tiny policy deterministic below ~0.14 (token entropy

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +103,18 @@ def share_key(s: Sample) -> tuple:
     return tuple(s.prompt_ids), tuple(r[:max(last_open, 0)]), images
 
 
+def shared_rows(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
+    """(row of each item, first item of each row): equal keys share a row, rows numbered by first appearance."""
+    row_of: dict[Hashable, int] = {}
+    row_map, firsts = [], []
+    for i, key in enumerate(keys):
+        if key not in row_of:
+            row_of[key] = len(firsts)
+            firsts.append(i)
+        row_map.append(row_of[key])
+    return row_map, firsts
+
+
 def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = "cpu",
                 share: bool = False) -> TeacherForcedBatch:
     """Pad, position and mask a batch; raises ValueError naming the bad sample.
@@ -135,14 +147,7 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
                 raise ValueError(f"sample {b}: {e}") from None
             for i, a in enumerate(per_pos):
                 rows.append(b), cols.append(i), allowed.append(a)
-    row_map = list(range(B))
-    if share:
-        first: dict[tuple, int] = {}
-        row_map = [first.setdefault(share_key(s), len(first)) for s in samples]
-    reps: list[int] = []       # first sample of each model row (rows are numbered in order of first appearance)
-    for b, u in enumerate(row_map):
-        if u == len(reps):
-            reps.append(b)
+    row_map, reps = shared_rows([share_key(s) for s in samples] if share else range(B))
     U = len(reps)
     ids = torch.full((U, S + R), pad, dtype=torch.long)
     mask = torch.zeros((U, S + R), dtype=torch.long)

@@ -29,7 +29,7 @@ from atlasrl.actors.engines.sampling import mask_to_allowed, sample_tokens
 from atlasrl.models.chat import EncodedPrompt, encode_prompt
 from atlasrl.models.choice import ChoiceTrie, choice_token_ids
 from atlasrl.models.load import load_policy
-from atlasrl.models.logprobs import effective_temperature
+from atlasrl.models.logprobs import effective_temperature, shared_rows
 from atlasrl.models.names import to_module_name
 from atlasrl.models.positions import next_positions, prompt_positions
 
@@ -89,9 +89,8 @@ class TransformersEngine(Engine):
 
     def _run_batch(self, rows: list[_Row], params: SamplingParams, gen: torch.Generator) -> None:
         model, policy, device = self.policy.model, self.policy, self.config.device
-        first: dict[tuple, int] = {}
-        row_map = [first.setdefault(_prompt_key(r.prompt), len(first)) for r in rows]
-        unique = [rows[row_map.index(u)] for u in range(len(first))]
+        row_map, firsts = shared_rows([_prompt_key(r.prompt) for r in rows])
+        unique = [rows[i] for i in firsts]
         S = max(len(r.prompt.input_ids) for r in unique)
         ids = torch.full((len(unique), S), policy.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(unique), S), dtype=torch.long)
@@ -139,11 +138,11 @@ class TransformersEngine(Engine):
 
     def _complete_forced(self, rows: list[_Row]) -> bool:
         """Finish every unfinished row whose choice has one way left to complete; False (no change) otherwise."""
-        tails = [r.trie.forced_tail(r.tokens) if r.trie is not None else None for r in rows if r.finish is None]
+        open_rows = [r for r in rows if r.finish is None]
+        tails = [r.trie.forced_tail(r.tokens) if r.trie is not None else None for r in open_rows]
         if any(t is None for t in tails):
             return False
-        for r in (r for r in rows if r.finish is None):
-            tail = r.trie.forced_tail(r.tokens)
+        for r, tail in zip(open_rows, tails):
             r.tokens += tail
             r.logprobs += [0.0] * len(tail)            # the only allowed token: log 1
             self.stats["generated_tokens"] += len(tail)
