@@ -160,9 +160,14 @@ class Supervisor:
         names = order or list(reversed(self.processes))
         for name in names:
             await self._stop_one(self.processes[name])
-        for t in self._watchers.values():
+        # Every process has exited: let each watcher record its exit code (it returns at once while stopping)
+        # before cancelling the ones still asleep in a restart backoff.
+        watchers = list(self._watchers.values())
+        if watchers:
+            await asyncio.wait(watchers, timeout=1.0)
+        for t in watchers:
             t.cancel()
-        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        await asyncio.gather(*watchers, return_exceptions=True)
 
     async def stop_all_of(self, names: list[str]) -> None:
         """Stop these processes for good (no restart), in the given order; the others keep running."""
