@@ -91,6 +91,7 @@ def actor(
 
 
 @actor_app.command("eval")
+@role_options()
 def eval_cmd(
     envs: str = ENVS,
     model: str = MODEL,
@@ -107,14 +108,13 @@ def eval_cmd(
     context_turns: int = typer.Option(0, help="Earlier turns (observation + action) kept in the prompt."),
     confidence: float = typer.Option(0.95, help="Confidence level of the Wilson interval."),
     out: Path = typer.Option(None, help="Write one JSON line per episode here."),
-    log_level: str = typer.Option(None, help="Log level."),
+    *,
+    opts: RoleOptions,
 ):
     """Evaluate a model on held-out seeds (env's own success), with a Wilson confidence interval."""
     import asyncio
 
-    from atlasrl import log
-
-    log.setup(log_level)
+    opts.apply("actor")
     cfg = _config(envs=envs, model=model, engine=engine, num_envs=num_envs, action_mode=action_mode, env_id=env,
                   env_config=env_config, no_image=no_image, bare_prompt=bare_prompt, temperature=temperature,
                   context_turns=context_turns,

@@ -163,3 +163,13 @@ def _linear(start: float, end: float | None, step: int, span: int) -> float:
     if end is None:
         return start
     return start + min(1.0, step / span) * (end - start)
+
+
+STEP_RETURN_ALGOS = ("gigpo",)
+"""Algorithms whose memory shaping telescopes in discounted step returns-to-go (``step_gamma``), not in the episode sum."""
+
+
+def shaping_discount(algo: str, step_gamma: float) -> float:
+    """The discount the memory must shape with so that its potential-based rewards telescope in the return
+    ``algo`` trains on: GiGPO's step returns-to-go use ``step_gamma``; GRPO's episode sum and PPO (gamma 1) none."""
+    return step_gamma if algo in STEP_RETURN_ALGOS else 1.0

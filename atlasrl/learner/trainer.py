@@ -27,7 +27,7 @@ from torch.distributed.tensor import DTensor
 
 from atlasrl.learner import losses
 from atlasrl.learner.batching import Seq, collate, dummy_seq, episode_seqs, pack_micro_batches, shard_episodes
-from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.config import STEP_RETURN_ALGOS, LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
 from atlasrl.models.load import load_policy
 from atlasrl.v1 import trajectory_pb2
@@ -53,7 +53,7 @@ def episode_return(ep: trajectory_pb2.Episode, algo: str) -> float:
     lingering on low-potential (dangerous) cells (with-memory training collapsed that way). GRPO and
     PPO keep it: for them the shaping is undiscounted (memory gamma 1) and telescopes in this sum.
     """
-    if algo == "gigpo":
+    if algo in STEP_RETURN_ALGOS:
         return sum(t.reward - t.shaping_reward for t in ep.turns)
     return sum(t.reward for t in ep.turns)
 

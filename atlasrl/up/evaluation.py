@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 from atlasrl.config import RunConfig
@@ -34,18 +33,17 @@ async def export_checkpoint(checkpoints: Path, out: Path, log_path: Path, timeou
 
 
 async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: Path, log_path: Path,
-                   timeout_s: float = 600.0, env: dict[str, str] | None = None) -> dict | None:
+                   timeout_s: float = 600.0, role_flags: list[str] | None = None) -> dict | None:
     """Episodes on seeds [eval_seed_start, +eval_episodes) at run.eval_temperature; the report dict or None on failure.
 
-    ``env``: extra environment of the child (run.secure: its TLS/token settings, `actor eval` has no such flags)."""
+    ``role_flags``: the shared role flags (run.secure: the actor's TLS and token settings)."""
     argv = atlasrl_cmd("actor", "eval", "--envs", ",".join(envs), "--model", str(model_dir), "--engine", cfg.actor.engine,
                        "--episodes", str(cfg.run.eval_episodes), "--seed-start", str(cfg.run.eval_seed_start),
                        "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), *prompt_flags(cfg),
-                       "--temperature", str(cfg.run.eval_temperature), "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out))
+                       "--temperature", str(cfg.run.eval_temperature), "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out), *(role_flags or []))
     with open(log_path, "ab") as logf:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=logf,
-                                                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
-                                                    env={**os.environ, **env} if env else None)
+                                                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:
             stdout, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
         except (asyncio.TimeoutError, asyncio.CancelledError) as e:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from atlasrl.config import RunConfig
 from atlasrl.config.schema import ACTOR_SEED_STRIDE, TRAIN_SEED_BLOCK
+from atlasrl.learner.config import shaping_discount
 from atlasrl.up.ports import free_ports, ports_for
 from atlasrl.up.rundir import RunDir
 from atlasrl.up.security import RunSecurity
@@ -25,9 +26,8 @@ def atlasrl_cmd(*args: str) -> list[str]:
 
 
 def shaping_gamma(c: RunConfig) -> float:
-    """The memory's shaping discount: the one of the learner returns it is added to, so that it telescopes there
-    (GiGPO: the discounted step returns-to-go; GRPO and PPO with gamma 1: the undiscounted episode return)."""
-    return c.learner.step_gamma if c.learner.algo == "gigpo" else 1.0
+    """The memory's shaping discount: the learner's, so that the shaping telescopes in the returns it trains on."""
+    return shaping_discount(c.learner.algo, c.learner.step_gamma)
 
 
 def env_config_flags(cfg: RunConfig) -> list[str]:

@@ -118,7 +118,7 @@ class UpRun:
             return None
         task = asyncio.create_task(run_eval(self.cfg, model_dir, self.plan.envserver_addresses,
                                             self.rd.eval / f"{label}.jsonl", self.rd.logs / f"eval-{label}.log",
-                                            env=self.security.tool_env("actor") if self.security else None))
+                                            role_flags=self.security.role_flags("actor") if self.security else None))
         interrupted = asyncio.create_task(self.interrupted.wait())
         await asyncio.wait({task, interrupted}, return_when=asyncio.FIRST_COMPLETED)
         interrupted.cancel()

@@ -3,7 +3,6 @@
     sec = RunSecurity.create(run_dir / "pki", host="127.0.0.1")   # `atlasrl certs init` into the run directory
     argv += sec.role_flags("envserver")    # --tls-cert --tls-key --tls-ca --mtls --token-file pki/tokens/envserver.tokens
     CoordinatorClient(addr, channel_config=sec.channel_config())   # the up process: client certificate + admin token
-    env = sec.tool_env("actor")            # children without security flags (`atlasrl actor eval`): ATLASRL_* variables
 
 Each role gets exactly the flags of a secure multi-host deployment (README, Security), so `up` exercises
 that path; only paths travel on command lines and in the environment, never token contents.
@@ -35,12 +34,6 @@ class RunSecurity:
         """The shared role CLI flags (cli/common.role_options): TLS with client certificates and this role's token."""
         return ["--tls-cert", str(self.pki / "server.pem"), "--tls-key", str(self.pki / "server-key.pem"),
                 "--tls-ca", str(self.pki / "ca.pem"), "--mtls", "--token-file", str(self.token_file(role))]
-
-    def tool_env(self, role: str) -> dict[str, str]:
-        """The same settings as environment variables (read by ``rpc.security.default_security``), with the tool certificate."""
-        return {"ATLASRL_TLS_CERT": str(self.pki / "client.pem"), "ATLASRL_TLS_KEY": str(self.pki / "client-key.pem"),
-                "ATLASRL_TLS_CA": str(self.pki / "ca.pem"), "ATLASRL_MTLS": "1",
-                "ATLASRL_TOKEN_FILE": str(self.token_file(role)), "ATLASRL_ROLE": role}
 
     def channel_config(self, role: str = "admin") -> ChannelConfig:
         """Channels of the up process itself: health checks, status, run state (admin only), memory atlases."""
