@@ -18,6 +18,9 @@ from pathlib import Path
 
 OUT = Path(__file__).with_name("atlasrl.json")
 W, H = 12, 8  # panel width (of 24) and height
+# Status codes that answer the caller's request as it was (bad input, an unknown name such as a family the
+# memory has not seen yet, a stale version, no access, cancelled by the caller): the service is working.
+CALLER_CODES = "INVALID_ARGUMENT|NOT_FOUND|ALREADY_EXISTS|FAILED_PRECONDITION|OUT_OF_RANGE|PERMISSION_DENIED|UNAUTHENTICATED|CANCELLED"
 
 ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
     ("Throughput", [
@@ -69,13 +72,18 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             ("histogram_quantile(0.99, sum by (le) (rate(atlasrl_learner_weight_publish_seconds_bucket[5m])))", "publish p99")]),
     ]),
     ("Errors", [
-        ("Failed RPCs / s by role and code", "short", [
-            ('sum by (role, code) (rate(atlasrl_rpc_requests_total{code!="OK"}[1m]))'
+        ("Failed RPCs / s by role and code (server side)", "short", [
+            (f'sum by (role, code) (rate(atlasrl_rpc_requests_total{{code!~"OK|{CALLER_CODES}"}}[1m]))'
              ' or on (role) 0 * sum by (role) (rate(atlasrl_rpc_requests_total[1m]))', "{{role}} {{code}}")]),
-        ("Env / memory errors / s", "short", [
+        ("Refused requests / s by role and code (the caller's: bad input, unknown name, stale, no access)", "short", [
+            (f'sum by (role, code) (rate(atlasrl_rpc_requests_total{{code=~"{CALLER_CODES}"}}[1m]))'
+             ' or on (role) 0 * sum by (role) (rate(atlasrl_rpc_requests_total[1m]))', "{{role}} {{code}}")]),
+        ("Env / memory errors / s (memory: a family it has not seen yet is NOT_FOUND, not a failure)", "short", [
             ("sum by (op, code) (rate(atlasrl_env_errors_total[1m])) or on () 0 * count(atlasrl_env_live_envs)", "env {{op}} {{code}}"),
-            ("sum by (method, code) (rate(atlasrl_memory_errors_total[1m])) or on () 0 * count(atlasrl_memory_version)",
-             "memory {{method}} {{code}}")]),
+            (f'sum by (method, code) (rate(atlasrl_memory_errors_total{{code!~"{CALLER_CODES}"}}[1m]))'
+             " or on () 0 * count(atlasrl_memory_version)", "memory {{method}} {{code}}"),
+            (f'sum by (method, code) (rate(atlasrl_memory_errors_total{{code=~"{CALLER_CODES}"}}[1m]))'
+             " or on () 0 * count(atlasrl_memory_version)", "memory refused {{method}} {{code}}")]),
         ("Dropped episodes, reconnects, lease expirations", "short", [
             ("sum by (reason) (increase(atlasrl_actor_dropped_episodes_total[5m]))", "dropped: {{reason}} (5m)"),
             ("sum(increase(atlasrl_actor_env_reconnects_total[5m]))", "env reconnects (5m)"),
