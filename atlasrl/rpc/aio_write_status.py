@@ -54,8 +54,10 @@ async def _write_keeping_status(self, request) -> None:
 
 
 def needed() -> bool:
-    """True while grpcio's write still overwrites the status unconditionally (the code this module replaces)."""
-    return "set_internal_error" in _original_write.__code__.co_names
+    """True while grpcio's write still overwrites the status unconditionally (the code this module replaces)
+    and the module internals the copy uses are where it expects them."""
+    internals = ("_RPC_ALREADY_FINISHED_DETAILS", "_RPC_HALF_CLOSED_DETAILS", "_common")
+    return "set_internal_error" in _original_write.__code__.co_names and all(hasattr(_call, n) for n in internals)
 
 
 def install() -> bool:
