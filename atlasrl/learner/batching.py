@@ -40,6 +40,7 @@ class Seq:
     advantage: float = 0.0
     ret: float = 0.0                 # PPO value target
     old_value: float = 0.0
+    _share_key: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def response(self) -> list[int]:
@@ -47,6 +48,12 @@ class Seq:
 
     def sample(self) -> Sample:
         return Sample(self.input_ids[: self.prompt_len], self.response, images=self.images, choices=self.choices)
+
+    def share_key(self) -> tuple:
+        """``share_key`` of this turn, computed once: packing and collate both need it."""
+        if self._share_key is None:
+            self._share_key = share_key(self.sample())
+        return self._share_key
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -100,7 +107,7 @@ def pack_micro_batches(seqs: list[Seq], token_budget: int, share: bool = True) -
         group = sorted((s for s in seqs if s.temperature == temp),
                        key=lambda s: (-s.prompt_len, s.input_ids[: s.prompt_len], -len(s)))
         for s in group:
-            key = share_key(s.sample()) if share else id(s)
+            key = s.share_key() if share else id(s)
             rows = len(keys) + (key not in keys)
             if cur and rows * padded_len(cur + [s]) > token_budget:
                 batches.append(cur)
@@ -126,7 +133,7 @@ def collate(seqs: list[Seq], policy, share: bool = True) -> dict:
     temps = {s.temperature for s in seqs}
     if len(temps) != 1:
         raise ValueError(f"a micro-batch mixes temperatures {sorted(temps)}")
-    tf = build_batch(policy, [s.sample() for s in seqs], share=share)
+    tf = build_batch(policy, [s.sample() for s in seqs], share=share, keys=[s.share_key() for s in seqs] if share else None)
     B, R = tf.response_ids.shape
     behav = torch.zeros(B, R)
     mask = torch.zeros(B, R)

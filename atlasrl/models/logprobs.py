@@ -116,12 +116,14 @@ def shared_rows(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
 
 
 def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = "cpu",
-                share: bool = False) -> TeacherForcedBatch:
+                share: bool = False, keys: Sequence[Hashable] | None = None) -> TeacherForcedBatch:
     """Pad, position and mask a batch; raises ValueError naming the bad sample.
 
     ``share``: samples with equal ``share_key`` get one model row (``row_map``); the response and choice
-    tensors stay per sample.
+    tensors stay per sample. ``keys``: the samples' ``share_key``s when the caller has them already.
     """
+    if keys is not None and len(keys) != len(samples):
+        raise ValueError(f"{len(keys)} share keys for {len(samples)} samples")
     if not samples:
         raise ValueError("empty batch")
     vocab = policy.vocab_size
@@ -147,7 +149,9 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
                 raise ValueError(f"sample {b}: {e}") from None
             for i, a in enumerate(per_pos):
                 rows.append(b), cols.append(i), allowed.append(a)
-    row_map, reps = shared_rows([share_key(s) for s in samples] if share else range(B))
+    if share and keys is None:
+        keys = [share_key(s) for s in samples]
+    row_map, reps = shared_rows(keys if share else range(B))
     U = len(reps)
     ids = torch.full((U, S + R), pad, dtype=torch.long)
     mask = torch.zeros((U, S + R), dtype=torch.long)
