@@ -147,6 +147,10 @@ def test_shared_rows_are_exact(text_policy):
     shared, lp1, ent1, g1 = _logp_ent_grad(text_policy, samples, share=True)
     assert plain.row_map is None and plain.input_ids.shape[0] == 9
     assert shared.input_ids.shape[0] == 5 and shared.row_map.tolist() == [0, 0, 1, 0, 2, 3, 3, 4, 1]
+    given = build_batch(text_policy, samples, share=True, keys=[share_key(s) for s in samples])   # keys the caller has
+    assert given.row_map.tolist() == shared.row_map.tolist() and torch.equal(given.input_ids, shared.input_ids)
+    with pytest.raises(ValueError, match="8 share keys for 9 samples"):
+        build_batch(text_policy, samples, share=True, keys=[share_key(s) for s in samples[1:]])
     torch.testing.assert_close(lp1, lp0, rtol=0, atol=2e-6)
     torch.testing.assert_close(ent1, ent0, rtol=0, atol=2e-6)
     assert g0.keys() == g1.keys()
