@@ -4,7 +4,7 @@ grpcio's asyncio client (1.85 and earlier; grpc/grpc#36066, fix proposed in
 grpc/grpc#43486) turns a failed send into ``INTERNAL: Internal error from Core``
 whenever the failed write is processed before the status the server already sent.
 A server that ends a client-streaming or bidi call early (a bad token, a message
-it refuses, a stale version) then reaches about 1 in 100 callers as INTERNAL
+it refuses, a stale version) then reaches 1 to 5 in 100 callers as INTERNAL
 instead of, say, PERMISSION_DENIED, so the caller cannot tell a refusal from a
 broken server. The sync API reports the server's status here.
 

@@ -25,11 +25,6 @@ def atlasrl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "atlasrl.up.launch", *args]
 
 
-def shaping_gamma(c: RunConfig) -> float:
-    """The memory's shaping discount: the learner's, so that the shaping telescopes in the returns it trains on."""
-    return shaping_discount(c.learner.algo, c.learner.step_gamma)
-
-
 def env_config_flags(cfg: RunConfig) -> list[str]:
     return [a for k, v in cfg.envserver.env_config.items() for a in ("--env-config", f"{k}={v}")]
 
@@ -113,7 +108,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         port = ports_for(c.memory.port, 1, pool)[0]
         first_stage.append(RoleProcess("memory", "memory", atlasrl_cmd(
             "memory", "--host", HOST, "--port", str(port), *with_metrics("memory", c.memory.metrics_port, 0),
-            "--data-dir", str(rd.memory_data), "--gamma", str(shaping_gamma(c)),
+            "--data-dir", str(rd.memory_data), "--gamma", str(shaping_discount(c.learner.algo, c.learner.step_gamma)),
             *join, *sec("memory"), *c.memory.args), port=port, env=light_env))
         plan.memory_address = f"{HOST}:{port}"
     elif c.memory.enabled:
