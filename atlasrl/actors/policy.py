@@ -9,7 +9,9 @@
 Weights arrive in the background and only the newest version is kept; the swap
 happens in ``maybe_update``, which the rollout loop calls between generate
 calls, so a batch is never generated with mixed weights and every turn carries
-the version that produced it (``Generation.version``).
+the version that produced it (``Generation.version``). The swap runs as its own
+task: a caller that stops waiting (the staleness gate polls with a timeout)
+neither loses the version nor cancels its copy still queued for a worker thread.
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ class Policy:
         self.params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, stop=stop)
         self._latest = None             # newest WeightVersion received, not yet applied
         self._arrived = asyncio.Event()
+        self._swap: asyncio.Task | None = None   # the swap in progress (outlives a cancelled caller)
         self._task: asyncio.Task | None = None
         self.m.policy_version.set(engine.version)
 
@@ -99,6 +102,8 @@ class Policy:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._swapping:   # let a copy in progress finish before the engine goes
+            await asyncio.gather(self._swap, return_exceptions=True)
 
     async def _receive_weights(self) -> None:
         async for wv in self.weights.versions():
@@ -109,18 +114,37 @@ class Policy:
     async def wait_for_version_above(self, version: int) -> None:
         """Block until a version newer than ``version`` is loaded (the staleness gate)."""
         while self.engine.version <= version:
-            if self._latest is not None:
+            if self._latest is not None or self._swapping:
                 await self.maybe_update()
                 continue
             self._arrived.clear()
             await self._arrived.wait()
 
+    @property
+    def _swapping(self) -> bool:
+        return self._swap is not None and not self._swap.done()
+
     async def maybe_update(self) -> bool:
-        """Swap in the newest received version, if any; True when weights changed."""
-        wv, self._latest = self._latest, None
-        if wv is None or wv.version <= self.engine.version:
-            return False
-        await asyncio.to_thread(self.engine.update_weights, wv.version, wv.to_torch())
+        """Swap in the newest received version, if any; True when weights changed.
+
+        Cancelling the caller does not cancel the swap: a cancelled ``to_thread``
+        whose work item had not reached a thread yet would drop it, and the
+        subscriber never resends a version it delivered, so the actor would wait
+        for weights forever."""
+        if not self._swapping:
+            wv, self._latest = self._latest, None
+            if wv is None or wv.version <= self.engine.version:
+                return False
+            self._swap = asyncio.create_task(self._apply(wv), name=f"weights-v{wv.version}")
+            self._swap.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged in _apply
+        return await asyncio.shield(self._swap)
+
+    async def _apply(self, wv) -> bool:
+        try:
+            await asyncio.to_thread(self.engine.update_weights, wv.version, wv.to_torch())
+        except Exception:
+            log.exception("loading weight version %d failed", wv.version)
+            raise
         self.m.weight_updates.inc()
         self.m.policy_version.set(wv.version)
         log.info("weights updated to version %d", wv.version)

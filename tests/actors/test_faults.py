@@ -6,7 +6,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,6 +16,7 @@ from atlasrl.actors.actor import start_actor, stop_actor
 from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.policy import Policy
 from atlasrl.actors.rollout import RolloutLoop
+from atlasrl.clients.weights import WeightSubscriber
 
 from .conftest import actor_config, model_vocab
 from .learner_endpoint import LearnerEndpoint
@@ -153,6 +156,38 @@ async def test_stale_weights_pause_generation_until_new_weights(tiny_engine, env
         await asyncio.wait_for(run, 30)
     finally:
         await stop_actor(parts)
+        tiny_engine.update_weights(0, original.items())
+
+
+async def test_a_caller_giving_up_on_a_swap_does_not_lose_the_version(tiny_engine, learner):
+    """The staleness gate waits for weights with a timeout. When it gives up while the swap's copy is still
+    queued for a worker thread, the copy must still run: the subscriber never resends a version it delivered.
+    (A cancelled ``to_thread`` drops a queued work item; CI hit this as an actor stuck on stale weights.)"""
+    cfg = actor_config(envs=["unused:1"], learner=learner.address)
+    original = {k: v.detach().clone() for k, v in tiny_engine.policy.model.named_parameters()}
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(1))   # one worker thread, which the test keeps busy
+    busy = threading.Event()
+    occupied = loop.run_in_executor(None, busy.wait)
+    policy = Policy(tiny_engine, cfg, weights=WeightSubscriber(learner.address, after_version=0))
+    await policy.start()
+    try:
+        await learner.publish(3, {k: v.numpy() for k, v in original.items()})
+        for _ in range(400):
+            if policy.weights.last_version == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert policy.weights.last_version == 3, "the version never arrived"
+        with pytest.raises(asyncio.TimeoutError):   # gives up while the copy waits for the thread
+            await asyncio.wait_for(policy.wait_for_version_above(0), 0.3)
+        assert tiny_engine.version == 0
+        busy.set()
+        await asyncio.wait_for(policy.wait_for_version_above(0), 30)
+        assert tiny_engine.version == 3 and policy.m.weight_updates._value.get() == 1
+    finally:
+        busy.set()
+        await occupied
+        await policy.close()
         tiny_engine.update_weights(0, original.items())
 
 
