@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -87,27 +88,41 @@ def learner(
     raise typer.Exit(_run_torchrun(cmd, env))
 
 
+STOPPED_CODES = (0, 1, -signal.SIGINT, -signal.SIGABRT, -signal.SIGTERM)
+"""torchrun's exit codes that mean "stopped as asked" once a stop signal was forwarded:
+0, SignalException (1), killed by SIGINT/SIGTERM, or its agent's abort at exit (SIGABRT)."""
+
+
 def _run_torchrun(cmd: list[str], env: dict[str, str]) -> int:
     """Run torchrun as a child, forwarding SIGTERM/SIGINT; a requested stop exits 0.
 
     torchrun answers a stop signal by stopping its ranks (they write a final
     checkpoint) and then raising SignalException, i.e. exit code 1: a supervisor
     (systemd Restart=on-failure, `atlasrl up`) would take a clean stop for a crash.
+    Sometimes its agent then aborts on the way out, after the ranks are gone
+    ("terminate called without an active exception", SIGABRT; seen in 1 of 4
+    `up` stops here), so that counts as a requested stop too.
     """
-    import signal
     import subprocess
 
-    child = subprocess.Popen(cmd, env=env)
-    stopping = []
+    stopping: list[int] = []
+    early: list[int] = []        # signals that came before the child could be sent one
+    child: subprocess.Popen | None = None
 
     def forward(signum, _frame):
         stopping.append(signum)
-        child.send_signal(signum)
+        if child is None:
+            early.append(signum)
+        else:
+            child.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):   # before the child starts: no stop is missed
         signal.signal(sig, forward)
+    child = subprocess.Popen(cmd, env=env)
+    if early:
+        child.send_signal(early[-1])
     code = child.wait()
-    return 0 if stopping and code in (0, 1, -signal.SIGTERM, -signal.SIGINT) else code
+    return 0 if stopping and code in STOPPED_CODES else code
 
 
 @learner_app.command("export")
