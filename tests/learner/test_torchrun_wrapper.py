@@ -23,28 +23,28 @@ STAND_INS = {
 }
 
 
-def wrapper(tmp_path: Path, on_sigterm: str, then: str = "time.sleep(60)") -> tuple[subprocess.Popen, Path]:
+def wrapper(tmp_path: Path, on_sigterm: str, then: str = "time.sleep(60)") -> subprocess.Popen:
     ready = tmp_path / "ready"
     child = "; ".join(filter(None, ["import os, signal, sys, time", on_sigterm, f"open({str(ready)!r}, 'w').close()", then]))
-    code = ("import sys; from atlasrl.cli.learner import _run_torchrun; "
-            f"sys.exit(_run_torchrun([sys.executable, '-c', {child!r}], dict(__import__('os').environ)))")
+    code = ("import os, sys; from atlasrl.cli.learner import _run_torchrun; "
+            f"sys.exit(_run_torchrun([sys.executable, '-c', {child!r}], dict(os.environ)))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert time.monotonic() < deadline, "the stand-in never started"
         time.sleep(0.05)
-    return proc, ready
+    return proc
 
 
 @pytest.mark.parametrize("how", sorted(STAND_INS))
 def test_a_forwarded_stop_exits_0(tmp_path, how):
-    proc, _ = wrapper(tmp_path, STAND_INS[how])
+    proc = wrapper(tmp_path, STAND_INS[how])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
 
 
 @pytest.mark.parametrize("then, code", [("sys.exit(3)", 3), ("os.abort()", 256 - signal.SIGABRT)])
 def test_a_crash_without_a_stop_keeps_its_code(tmp_path, then, code):
-    proc, _ = wrapper(tmp_path, "", then)
+    proc = wrapper(tmp_path, "", then)
     assert proc.wait(30) == code
