@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.exit("usage: python -m atlasrl.learner.main CONFIG.json  (normally started by `atlasrl learner`)")
+    from atlasrl.lifeline import die_with_parent
+    die_with_parent(os.getppid())  # torchrun's agent killed: this rank goes too (no orphan keeps a GPU)
     alog.setup()
     with open(argv[0]) as f:
         cfg = LearnerConfig.model_validate_json(f.read())
