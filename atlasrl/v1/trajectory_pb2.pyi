@@ -103,12 +103,14 @@ class PushAck(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., acked_ids: _Optional[_Iterable[str]] = ..., rejected: _Optional[_Iterable[_Union[RejectedEpisode, _Mapping]]] = ..., learner_version: _Optional[int] = ...) -> None: ...
 
 class RejectedEpisode(_message.Message):
-    __slots__ = ("episode_id", "status")
+    __slots__ = ("episode_id", "status", "reason")
     EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     episode_id: str
     status: _common_pb2.Status
-    def __init__(self, episode_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, episode_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TrajectoryInfoRequest(_message.Message):
     __slots__ = ()
