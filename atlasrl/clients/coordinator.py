@@ -13,7 +13,7 @@ Usage from any role with a ``--coordinator ADDR`` flag (inside its asyncio loop)
     reg.policy_version = 17            # learner: version just published; actor: version it acts with
     reg.report_error("env crashed")    # shows up in `atlasrl status`
     ...
-    await reg.close()                  # deregisters
+    await reg.close()                  # deregisters (one try, at most close_timeout_s: a dead coordinator never holds an exit)
 
 Actors additionally::
 
@@ -32,6 +32,13 @@ Standard names (the `atlasrl up` display, plots and `atlasrl status` read these)
     gauges (latest floats):      loss, kl, entropy, grad_norm, lr (learner); return_mean,
                                  success_rate, steps_per_s (actor); atlas_cells (memory)
 
+Stopping never waits on the coordinator: ``close()`` sends one last heartbeat and the Deregister
+without retries, all within ``close_timeout_s`` (2 s); and a SIGTERM/SIGINT that arrives while
+``start()`` (or ``start_in_thread()``, called from the main thread) is still retrying the registration
+abandons it: start returns unregistered (``registered`` False, no heartbeats, close does nothing), and
+the role's own handler for that signal runs as usual. (Only a Python-level handler is chained; where
+the signal keeps its default action the process simply dies.)
+
 If the member's lease expired (a long stall) the next heartbeat gets NOT_FOUND and
 the helper registers again; the new member reports only what the old one had not
 already reported, so nothing is counted twice. A restarted coordinator keeps member
@@ -41,7 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import signal
 import threading
 from dataclasses import dataclass, field
 
@@ -69,10 +78,14 @@ class EnvAssignment:
     memory_address: str = ""
 
 
+class RegistrationAbandoned(RuntimeError):
+    """A call through a registration that start() abandoned (the process was asked to stop)."""
+
+
 class RoleRegistration:
     def __init__(self, coordinator: str, *, role: str, name: str = "", address: str = "", metrics_address: str = "",
                  capacity: int = 0, capabilities: list[str] | tuple[str, ...] = (), heartbeat_s: float | None = None,
-                 rpc_timeout_s: float = 5.0):
+                 rpc_timeout_s: float = 5.0, close_timeout_s: float = 2.0):
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
         self.coordinator = coordinator
@@ -88,6 +101,8 @@ class RoleRegistration:
         self.error_count = 0
         self._heartbeat_s = heartbeat_s
         self._timeout = rpc_timeout_s
+        self._close_timeout = close_timeout_s
+        self.abandoned = False            # start() gave up registering: a stop signal came first
         self._base: dict[str, int] = {}   # totals already credited to earlier member ids of this process
         self._acked: dict[str, int] = {}  # totals the coordinator acknowledged for the current member id
         self._changed: asyncio.Event | None = None
@@ -96,31 +111,62 @@ class RoleRegistration:
         self._stub = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._registering: asyncio.Future | None = None
+        self._start_loop: asyncio.AbstractEventLoop | None = None   # the loop start() runs on
 
     # --- lifecycle --------------------------------------------------------------
+    @property
+    def registered(self) -> bool:
+        return bool(self.member_id)
+
     async def start(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+        """Register (retrying while the coordinator is unreachable), then heartbeat and watch in the background.
+
+        A SIGTERM/SIGINT while still registering abandons it: returns unregistered (see the module doc)."""
         self._changed = asyncio.Event()
         self._channel = make_channel(self.coordinator)
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
-        await asyncio.wait_for(self._register(), register_timeout_s)
+        self._start_loop = asyncio.get_running_loop()
+        registering = self._registering = asyncio.ensure_future(asyncio.wait_for(self._register(), register_timeout_s))
+        with _on_stop_signals(self._abandon):
+            if self.abandoned:                    # start_in_thread: the signal came before this loop ran
+                registering.cancel()
+            try:
+                await registering
+            except (asyncio.CancelledError, RegistrationAbandoned):
+                if not self.abandoned:
+                    raise
+            finally:
+                self._registering = None
+        if self.abandoned:
+            log.warning("stop requested while registering with %s: continuing unregistered", self.coordinator)
+            self.member_id = ""
+            return self
         self._tasks = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._watch_loop())]
         return self
 
     async def close(self) -> None:
+        """Stop heartbeating and leave: one last heartbeat (final counters) and Deregister, each tried once,
+        together bounded by ``close_timeout_s``; a coordinator that is gone costs at most that."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._stub is not None and self.member_id:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._close_timeout
             try:
-                await self._send_heartbeat()
-                await self._stub.Deregister(pb.DeregisterRequest(member_id=self.member_id), timeout=self._timeout)
+                r = await self._stub.Heartbeat(self._heartbeat_request(), timeout=max(0.05, deadline - loop.time()))
+                self.may_proceed = r.may_proceed
+                await self._stub.Deregister(pb.DeregisterRequest(member_id=self.member_id),
+                                            timeout=max(0.05, deadline - loop.time()))
             except grpc.aio.AioRpcError as e:
-                log.warning("deregister failed: %s", e.details())
+                log.warning("deregister failed (left without it): %s %s", e.code().name, e.details())
         if self._channel is not None:
             await self._channel.close()
 
     def start_in_thread(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
-        """Run the helper on its own event loop in a daemon thread; returns once registered."""
+        """Run the helper on its own event loop in a daemon thread; returns once registered (or abandoned:
+        a SIGTERM/SIGINT while registering, when called from the main thread)."""
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -136,14 +182,28 @@ class RoleRegistration:
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="coordinator-registration", daemon=True)
-        self._thread.start()
-        started.wait()
+        # start() runs in the thread, where no signal handler can be set: chain them here, in the caller's.
+        with _on_stop_signals(self._abandon):
+            self._thread.start()
+            started.wait()                 # interrupted by signals: their handlers run, then it waits on
         if failure:
             raise failure[0]
         return self
 
+    def _abandon(self) -> None:
+        """From a signal handler (main thread): give up the registration in progress."""
+        self.abandoned = True
+        loop = self._start_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):   # the loop is closed: start() is over anyway
+                loop.call_soon_threadsafe(self._cancel_registering)
+
+    def _cancel_registering(self) -> None:
+        if self._registering is not None:
+            self._registering.cancel()
+
     def close_in_thread(self, timeout: float = 10.0) -> None:
-        if self._loop is None:
+        if self._loop is None or self._loop.is_closed():
             return
         asyncio.run_coroutine_threadsafe(self.close(), self._loop).result(timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -200,6 +260,8 @@ class RoleRegistration:
         """Unary call with retries while the coordinator is unreachable (restart), re-registering on NOT_FOUND."""
         delay = 0.1
         while True:
+            if self.abandoned:
+                raise RegistrationAbandoned("not registered: the process was asked to stop while registering")
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as e:
@@ -269,6 +331,37 @@ class RoleRegistration:
             if self.stopping:
                 return
             await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _on_stop_signals(callback):
+    """While inside: SIGTERM/SIGINT also call ``callback()``, then the handler that was installed.
+
+    Only in the main thread (where Python runs signal handlers) and only over a Python-level handler:
+    a signal left at its default action ends the process anyway, an ignored one stays ignored. An
+    asyncio handler (loop.add_signal_handler) keeps working: the loop learns of the signal through its
+    wakeup fd, whatever the Python-level handler is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    installed: dict[int, tuple] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def chained(signum, frame, previous=previous):
+            callback()
+            previous(signum, frame)
+
+        installed[sig] = (previous, chained)
+        signal.signal(sig, chained)
+    try:
+        yield
+    finally:
+        for sig, (previous, chained) in installed.items():
+            if signal.getsignal(sig) is chained:   # unless someone replaced it meanwhile
+                signal.signal(sig, previous)
 
 
 class CoordinatorClient:
