@@ -9,6 +9,16 @@ exits, whatever the child is doing. (The kernel ties it to the parent *thread* t
 child: start children from a thread that lives as long as the process, such as the event loop's.)
 Elsewhere, and as a fallback, a daemon thread polls ``os.getppid()`` and exits the process once it
 has been reparented; that thread needs the GIL, so it cannot end a child stuck in C code.
+
+A child that is not Python (or must not run Python between fork and exec: gRPC's fork handlers) is
+started through the exec entry instead, which arms the signal and then replaces itself with the
+command (the death signal survives ``execve`` of a non-setuid program)::
+
+    argv = lifeline_argv(os.getpid(), ["nice", "-n", "5", "python", "-m", ...])
+    # = [python, -m, atlasrl.lifeline, --parent, PID, --, nice, -n, 5, python, -m, ...]
+
+Only the kernel signal covers that case (no thread survives the exec): on a platform without
+``PR_SET_PDEATHSIG`` the command runs unprotected.
 """
 from __future__ import annotations
 
@@ -51,6 +61,35 @@ def _watch(parent_pid: int, poll_s: float) -> None:
     _exit(parent_pid)
 
 
+def lifeline_argv(parent_pid: int, argv: list[str]) -> list[str]:
+    """``argv`` run so that it gets SIGKILL when ``parent_pid`` (the process that starts it) exits."""
+    return [sys.executable, "-m", "atlasrl.lifeline", "--parent", str(parent_pid), "--", *argv]
+
+
+def exec_with_lifeline(parent_pid: int, argv: list[str]) -> None:
+    """Arm the parent-death signal, check the parent is still ``parent_pid``, then exec ``argv`` (never returns)."""
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:       # the parent died before prctl took effect: no signal will come
+        _exit(parent_pid)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        sys.stderr.write(f"atlasrl.lifeline: cannot run {argv[0]}: {e}\n")
+        os._exit(127)
+
+
+def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
+    usage = "usage: python -m atlasrl.lifeline --parent PID -- COMMAND [ARGS...]"
+    if len(args) < 4 or args[0] != "--parent" or args[2] != "--" or not args[1].isdigit():
+        sys.exit(usage)
+    exec_with_lifeline(int(args[1]), args[3:])
+
+
 def _exit(parent_pid: int) -> None:
     log.error("parent process %d is gone; pid %d exits with it", parent_pid, os.getpid())
     os._exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -118,7 +118,11 @@ def _run_torchrun(cmd: list[str], env: dict[str, str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):   # before the child starts: no stop is missed
         signal.signal(sig, forward)
-    child = subprocess.Popen(cmd, env=env)
+    from atlasrl.lifeline import lifeline_argv
+
+    # Through the lifeline exec: torchrun gets SIGKILL if this process dies uncleanly (SIGKILL, crash);
+    # its ranks in turn die with torchrun (atlasrl.learner.main arms the same signal).
+    child = subprocess.Popen(lifeline_argv(os.getpid(), cmd), env=env)
     if early:
         child.send_signal(early[-1])
     code = child.wait()

@@ -9,7 +9,9 @@ Each child runs in its own session (process group) so a terminal Ctrl-C reaches 
 the supervisor, which then stops children in order; stragglers are killed with their
 whole group (torchrun's workers included). One log file per process, appended across
 restarts. A child that exits while the supervisor is not stopping is restarted on the
-same ports with exponential backoff, at most ``max_restarts`` times.
+same ports with exponential backoff, at most ``max_restarts`` times. Every child is started
+through ``atlasrl.lifeline``'s exec entry, so it dies with the supervisor even when the supervisor
+is SIGKILLed (Linux parent-death signal).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from atlasrl.lifeline import lifeline_argv
 from atlasrl.rpc import ChannelConfig, make_channel
 
 log = logging.getLogger("atlasrl.up")
@@ -84,6 +87,9 @@ class Supervisor:
         # `nice` as a command, not preexec_fn: Python code between fork and exec runs gRPC's fork
         # handlers in the child, which abort ("wakeup_fd ... Check failed") while channels are open.
         argv = ["nice", "-n", str(spec.nice), *spec.argv] if spec.nice and shutil.which("nice") else spec.argv
+        # Through the lifeline exec (also a command): the kernel SIGKILLs the role if this process dies,
+        # even SIGKILLed with no chance to stop anything (the role's own children see to theirs).
+        argv = lifeline_argv(os.getpid(), argv)
         spec.proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                                                          stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
         logf.close()  # the child holds its own descriptor
