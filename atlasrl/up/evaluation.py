@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 from atlasrl.config import RunConfig
+from atlasrl.lifeline import lifeline_argv
 from atlasrl.up.plan import atlasrl_cmd, env_config_flags, prompt_flags
 
 
@@ -22,7 +24,9 @@ async def export_checkpoint(checkpoints: Path, out: Path, log_path: Path, timeou
         return None
     argv = atlasrl_cmd("learner", "export", "--ckpt", str(checkpoints), "--out", str(out))
     with open(log_path, "ab") as logf:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=logf, stdin=asyncio.subprocess.DEVNULL)
+        # lifeline: dies with `atlasrl up` even if that is SIGKILLed
+        proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), argv), stdout=logf, stderr=logf,
+                                                    stdin=asyncio.subprocess.DEVNULL)
         try:
             code = await asyncio.wait_for(proc.wait(), timeout_s)
         except asyncio.TimeoutError:
@@ -42,7 +46,7 @@ async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: 
                        "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), *prompt_flags(cfg),
                        "--temperature", str(cfg.run.eval_temperature), "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out), *(role_flags or []))
     with open(log_path, "ab") as logf:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=logf,
+        proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), argv), stdout=asyncio.subprocess.PIPE, stderr=logf,
                                                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:
             stdout, _ = await asyncio.wait_for(proc.communicate(), timeout_s)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
 
 from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.config import RunConfig
+from atlasrl.lifeline import lifeline_argv
 from atlasrl.up import display
 from atlasrl.up.atlases import save_atlas_pngs
 from atlasrl.up.evaluation import export_checkpoint, latest_model_dir, run_eval
@@ -40,7 +43,8 @@ async def ensure_model(cfg: RunConfig, rd: RunDir) -> Path:
     code = ("import sys; from atlasrl.models.tiny import tiny_model_path; "
             f"print(tiny_model_path(arch={cfg.model.arch!r}, seed={cfg.run.seed}))")
     with open(rd.logs / "model.log", "ab") as logf:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=logf)
+        proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), [sys.executable, "-c", code]),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=logf)
         stdout, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RoleFailed(f"building the tiny model failed; see {rd.logs / 'model.log'}")
@@ -71,6 +75,10 @@ class UpRun:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
+        # A closed terminal or a dropped ssh session is a clean stop too, unless started with SIGHUP ignored (nohup).
+        hangup = signal.getsignal(signal.SIGHUP) != signal.SIG_IGN
+        if hangup:
+            loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         t0 = time.time()
         try:
             model_dir = await ensure_model(self.cfg, self.rd)
@@ -100,8 +108,8 @@ class UpRun:
         finally:
             await self._collect_status()
             await self.sup.stop_all()
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hangup else ())):
+                loop.remove_signal_handler(sig)
         self.summary.update(self._outcome(time.time() - t0))
         self._plots()
         self.rd.write_json("summary.json", self.summary)
@@ -112,6 +120,12 @@ class UpRun:
             self.sup.stop_timeout_s = 1.0
         self.interrupted.set()
         self.sup.note("interrupted: stopping cleanly (Ctrl-C again to hurry)")
+
+    def _on_hangup(self) -> None:
+        """SIGHUP: stop as on Ctrl-C. A terminal that hung up fails every write with EIO (the display, the
+        closing summary): point such outputs at /dev/null first, so the stop itself runs to the end."""
+        _detach_hung_up_outputs()
+        self._on_signal()
 
     async def _eval(self, label: str, model_dir) -> dict | None:
         if self.cfg.run.eval_episodes == 0 or not self.plan.envserver_addresses or not role_available("actor"):
@@ -249,6 +263,21 @@ def prometheus_targets(plan: Plan) -> list[dict]:
     roles = {p.name: p.role for p in plan.all()}
     return [{"targets": [address], "labels": {"role": roles.get(name, name), "name": name}}
             for name, address in sorted(plan.metrics_targets.items())]
+
+
+def _detach_hung_up_outputs() -> None:
+    """Redirect stdout/stderr to /dev/null where they are a terminal that hung up (a character device
+    that no longer answers as a tty); pipes, files and a live terminal are left alone."""
+    devnull = None
+    for fd in (1, 2):
+        try:
+            if stat.S_ISCHR(os.fstat(fd).st_mode) and not os.isatty(fd):
+                devnull = os.open(os.devnull, os.O_WRONLY) if devnull is None else devnull
+                os.dup2(devnull, fd)
+        except OSError:
+            pass
+    if devnull is not None:
+        os.close(devnull)
 
 
 def _finite(v):
