@@ -13,6 +13,15 @@ episodes; the learner deduplicates on ``episode_id``, so nothing is lost or
 counted twice. While the learner is unreachable the buffer fills up to
 ``max_buffered`` and then ``put`` blocks, which pauses the actor's generation
 until the learner is back.
+
+Every episode put() ends in exactly one outcome, counted by the sender's ledger
+(``spool``, see atlasrl/actors/spool.py): acked, refused (with the learner's
+reason) or lost (the sender closed before an ack). With an ``EpisodeSpool`` the
+ledger is an SQLite file that survives a killed actor: episodes it left unacked
+are queued first when the next one starts, and re-sent. Without one the counts
+live in memory only. Refusals are logged as a summary, not one line each: the
+first of each reason with its message, then at most one line per
+``refusal_log_interval_s`` with the count per reason since the previous line.
 """
 from __future__ import annotations
 
@@ -20,10 +29,12 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
+from atlasrl.actors.spool import EpisodeLedger
+from atlasrl.log import ReasonSummary
 from atlasrl.rpc import ChannelConfig, make_channel
 from atlasrl.v1 import trajectory_pb2, trajectory_pb2_grpc
 
@@ -34,12 +45,36 @@ log = logging.getLogger("atlasrl.clients.trajectory")
 class SenderStats:
     """Counters since start (all episodes, not bytes)."""
 
-    queued: int = 0        # put() calls accepted into the buffer
+    queued: int = 0        # put() calls accepted into the buffer (new episodes, recorded as generated)
     accepted: int = 0      # acked as newly added by the learner
     duplicates: int = 0    # acked as already received (a retried send)
-    rejected: int = 0      # refused for good (malformed, too stale)
+    rejected: int = 0      # refused for good (malformed, too stale), all reasons
     push_failures: int = 0  # Push RPCs that failed and were retried
     pushes: int = 0        # Push RPCs that returned an ack
+    acked: int = 0         # episodes settled by an ack (accepted or duplicate), each counted once
+    refused_by_reason: dict[str, int] = field(default_factory=dict)  # rejected, per RejectedEpisode.reason
+    unattributed_refusals: int = 0  # rejections without an episode id (a message the learner could not parse)
+    resent: int = 0        # episodes an earlier (killed or stopped) sender left unacked, taken from the spool
+    lost: int = 0          # episodes never acked nor refused (closed before the ack, or lost by a killed sender)
+    lost_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+_FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+
+
+def refusal_reason(rej: trajectory_pb2.RejectedEpisode) -> str:
+    """RejectedEpisode.reason, or for learners that send none, derived from the status code."""
+    reason = getattr(rej, "reason", "")
+    if reason:
+        return reason
+    if not rej.episode_id:
+        return "unparseable"
+    if rej.status.code == _INVALID_ARGUMENT:
+        return "invalid"
+    if rej.status.code == _FAILED_PRECONDITION:
+        return "unknown_version" if "newer than" in rej.status.message else "stale"
+    return "other"
 
 
 class TrajectorySender:
@@ -53,6 +88,8 @@ class TrajectorySender:
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
         channel_config: ChannelConfig | None = None,
+        spool: EpisodeLedger | None = None,
+        refusal_log_interval_s: float = 10.0,
     ):
         if max_buffered < 1 or batch_size < 1:
             raise ValueError("max_buffered and batch_size must be >= 1")
@@ -75,9 +112,18 @@ class TrajectorySender:
         self._channel = None
         self._stub: trajectory_pb2_grpc.TrajectoryServiceStub | None = None
         self._closing = False
+        self.spool = spool if spool is not None else EpisodeLedger()
+        """Episode accounting (the sender closes it): an EpisodeSpool file, or in-memory counts."""
+        self._refusals = ReasonSummary(log, "learner refused episodes", every_s=refusal_log_interval_s)
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> "TrajectorySender":
+        # Episodes an earlier incarnation left unacked go first (the learner drops those it already holds).
+        for ep in self.spool.recovered:
+            self._pending.setdefault(ep.episode_id, ep)
+        self.stats.resent += len(self.spool.recovered)
+        self.spool.recovered = []
+        self._sync_lost()
         self._channel = make_channel(self.target, self._channel_config)
         self._stub = trajectory_pb2_grpc.TrajectoryServiceStub(self._channel)
         self._task = asyncio.create_task(self._deliver_forever(), name="trajectory-sender")
@@ -89,8 +135,12 @@ class TrajectorySender:
             try:
                 await self.flush(flush_timeout_s)
             except asyncio.TimeoutError:
-                log.warning("closing with %d unacked episodes", len(self._pending))
-        self._closing = True
+                log.warning("closing with %d unacked episodes (%s)", len(self._pending),
+                            "kept in the spool for the next start" if self.spool.durable and self.spool.keep_payloads
+                            else "counted lost: actor_stopped")
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -99,6 +149,10 @@ class TrajectorySender:
                 pass
         if self._channel is not None:
             await self._channel.close()
+        self._refusals.flush()
+        # Still unacked: kept in the spool for the next start, or counted lost (actor_stopped).
+        self.spool.close(list(self._pending))
+        self._sync_lost()
 
     async def __aenter__(self):
         return await self.start()
@@ -124,7 +178,7 @@ class TrajectorySender:
             await self._changed.wait_for(lambda: not self.full or self._closing)
             if self._closing:
                 raise RuntimeError("TrajectorySender is closed")
-            if episode.episode_id not in self._pending:
+            if episode.episode_id not in self._pending and self.spool.generated(episode):
                 self._pending[episode.episode_id] = episode
                 self.stats.queued += 1
             self._changed.notify_all()
@@ -179,11 +233,23 @@ class TrajectorySender:
         self.stats.duplicates += ack.duplicates
         self.learner_version = ack.learner_version
         async with self._changed:
-            for eid in ack.acked_ids:
-                self._pending.pop(eid, None)
+            acked = [eid for eid in ack.acked_ids if self._pending.pop(eid, None) is not None]
+            self.spool.acked(acked)
+            self.stats.acked += len(acked)
             for rej in ack.rejected:
+                reason = refusal_reason(rej)
                 if self._pending.pop(rej.episode_id, None) is not None:
+                    self.spool.refused(rej.episode_id, reason)
                     self.stats.rejected += 1
-                    log.warning("learner rejected episode %s: %s", rej.episode_id, rej.status.message)
+                    self.stats.refused_by_reason[reason] = self.stats.refused_by_reason.get(reason, 0) + 1
+                elif rej.episode_id:
+                    continue  # refused again after a resend: settled already
+                else:
+                    self.stats.unattributed_refusals += 1
+                self._refusals.add(reason, f"episode {rej.episode_id or '<unparsed>'}: {rej.status.message}")
             self._changed.notify_all()
         return not any(ep.episode_id in self._pending for ep in batch)
+
+    def _sync_lost(self) -> None:
+        self.stats.lost_by_reason = self.spool.by_reason("lost")
+        self.stats.lost = sum(self.stats.lost_by_reason.values())
