@@ -19,6 +19,7 @@ from atlasrl.actors.config import ActorConfig, resolve_images
 from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
+from atlasrl.actors.spool import OUTCOMES
 from atlasrl.actors.rollout import RolloutLoop
 from atlasrl.rpc import RpcServer, ServerConfig
 
@@ -71,7 +72,15 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         from atlasrl.clients.trajectory import TrajectorySender
         from atlasrl.clients.weights import WeightSubscriber
 
-        sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch).start()
+        from atlasrl.actors.spool import open_ledger
+
+        if cfg.spool_dir and "actor_id" not in cfg.model_fields_set:
+            log.warning("--spool-dir with a random actor id (%s): a restarted actor will not find this spool; "
+                        "pass --actor-id", cfg.actor_id)
+        spool = await asyncio.to_thread(open_ledger, cfg.spool_dir, cfg.actor_id, keep_payloads=cfg.spool,
+                                        observer=m.count_episodes)
+        sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch,
+                                        spool=spool).start()
         weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version)
     if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_shaping or cfg.memory_ingest):
         from atlasrl.actors.memory_hints import MemoryAdvisor
@@ -164,6 +173,9 @@ async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
         reg.counters["tokens"] = loop.tokens
         reg.counters["episodes"] = loop.finished
         reg.counters["dropped_episodes"] = loop.dropped
+        if parts.sender is not None:  # delivery accounting of this process (atlasrl/actors/spool.py)
+            for outcome in OUTCOMES:
+                reg.counters[f"episodes_{outcome}"] = parts.sender.spool.total(outcome)
         reg.gauges["success_rate"] = loop.success_rate
         if loop.return_mean == loop.return_mean:   # nan until an episode finished
             reg.gauges["return_mean"] = loop.return_mean

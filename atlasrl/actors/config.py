@@ -94,6 +94,14 @@ class ActorConfig(BaseModel):
     """How often it is polled while slots wait for admission (training frees room between polls)."""
     reconnect_backoff_s: float = Field(0.5, gt=0)
     """First wait before reconnecting to a failed env server (doubles up to 8 s)."""
+    spool_dir: str | None = None
+    """Directory of the episode spool, ``<spool_dir>/<actor_id>.sqlite``: one row per episode generated, with its
+    outcome (acked, refused with the learner's reason, lost), kept across restarts of this actor id, so unacked
+    episodes of a killed actor are re-sent (or counted lost). None = counts in memory only: the unacked episodes
+    of a killed actor are then accounted nowhere. Needs a stable actor_id (see atlasrl/actors/spool.py)."""
+    spool: bool = True
+    """With a spool_dir: keep each unacked episode's payload and re-send it after a restart (the learner drops
+    repeats by episode_id). False = ids only: episodes unacked at a restart or stop are counted lost."""
 
     @field_validator("envs", mode="before")
     @classmethod

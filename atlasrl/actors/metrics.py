@@ -1,6 +1,7 @@
 """The actor's Prometheus metrics (one ``Metrics("actor")`` registry per actor)."""
 from __future__ import annotations
 
+from atlasrl.actors.spool import LOSS_REASONS, REFUSAL_REASONS
 from atlasrl.metrics import Metrics
 
 GEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -26,6 +27,12 @@ class ActorMetrics:
         self.buffered = m.gauge("actor_unacked_episodes", "Episodes waiting for the learner's ack")
         self.weight_updates = m.counter("actor_weight_updates_total", "Weight versions swapped into the engine")
         self.env_reconnects = m.counter("actor_env_reconnects_total", "Env sessions re-opened after a server failure")
+        # Delivery accounting (atlasrl/actors/spool.py). Not actor_episodes_total: that one counts finished
+        # episodes by success/failure, and dashboards divide its success by its sum.
+        self.episode_outcomes = m.counter(
+            "actor_episode_outcomes_total", "Episodes handed to the learner, by outcome: generated, then one of acked, "
+            "refused (reason: the learner's) or lost (reason: actor_stopped, actor_restarted, unreadable); resent = taken back "
+            "from the spool after a restart", ["outcome", "reason"])
         # Known label values exported at 0 from the start, so rates and ratios exist before the first event.
         for outcome in ("success", "failure"):
             self.episodes.labels(outcome)
@@ -33,3 +40,13 @@ class ActorMetrics:
             self.dropped.labels(reason)
         for reason in ("stale_weights", "learner_backlog", "run_paused", "buffer_full"):
             self.paused.labels(reason)
+        for outcome in ("generated", "acked", "resent"):
+            self.episode_outcomes.labels(outcome, "")
+        for reason in REFUSAL_REASONS:
+            self.episode_outcomes.labels("refused", reason)
+        for reason in LOSS_REASONS:
+            self.episode_outcomes.labels("lost", reason)
+
+    def count_episodes(self, outcome: str, reason: str, n: int) -> None:
+        """The spool's observer: n episodes reached an outcome."""
+        self.episode_outcomes.labels(outcome, reason).inc(n)

@@ -63,7 +63,12 @@ def actor(
     max_learner_backlog: int = typer.Option(32, help="Start no new GRPO group while this many episodes are untrained: "
                                             "in the learner's buffer, unsent or being played (0 = never wait)."),
     seed_start: int = typer.Option(0, help="First training env seed."),
-    actor_id: str = typer.Option(None, help="Actor id (default: random)."),
+    actor_id: str = typer.Option(None, help="Actor id (default: random; keep it stable across restarts with --spool-dir)."),
+    spool_dir: str = typer.Option(None, help="Episode spool directory: <DIR>/<actor-id>.sqlite records every episode's "
+                                  "outcome (acked, refused, lost) across restarts (omit: counts in memory only, "
+                                  "a killed actor's unacked episodes are unaccounted)."),
+    spool: bool = typer.Option(True, "--spool/--no-spool", help="With --spool-dir: keep unacked episodes and re-send "
+                               "them after a restart (--no-spool: ids only, unacked ones are counted lost)."),
     max_episodes: int = typer.Option(None, help="Stop after this many episodes (default: run until stopped)."),
     host: str = typer.Option("127.0.0.1", help="Bind address of the actor's health endpoint."),
     port: int = typer.Option(0, help="gRPC port of the health endpoint (0 = any free port)."),
@@ -84,7 +89,8 @@ def actor(
                   group_size=group_size, action_mode=action_mode, env_id=env, env_config=env_config, no_image=no_image,
                   bare_prompt=bare_prompt, temperature=temperature, context_turns=context_turns, memory_hints=memory_hints,
                   memory_shaping=memory_shaping, max_buffered_episodes=max_buffered, seed_start=seed_start,
-                  max_learner_backlog=max_learner_backlog, actor_id=actor_id, coordinator=coordinator)
+                  max_learner_backlog=max_learner_backlog, actor_id=actor_id, coordinator=coordinator,
+                  spool_dir=spool_dir, spool=spool)
     from atlasrl.actors.actor import run_actor
 
     asyncio.run(run_actor(cfg, ServerConfig(host=host, port=port, metrics_port=metrics_port), max_episodes=max_episodes))

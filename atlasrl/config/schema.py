@@ -184,6 +184,11 @@ class ActorSection(RoleSection):
     nice: int = Field(10, ge=0, le=19)
     """CPU priority increment of actor processes: on a small machine the learner should win the cores
     (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
+    spool: bool = True
+    """Keep each actor's unacked episodes in <run_dir>/spool/<actor>.sqlite and re-send them when the actor is
+    restarted (the learner drops repeats). Off: the spool records episode ids and outcomes only, and episodes
+    unacked when an actor dies are counted lost (reason actor_restarted). Either way every episode's outcome
+    (acked, refused, lost) is in that file."""
 
 
 class RunConfig(Section):

@@ -138,6 +138,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
                 "--max-learner-backlog", str(c.max_learner_backlog()), *prompt_flags(c), "--memory-hints", c.actor.memory_hints,
                 "--env", c.envserver.env, *env_config_flags(c),
                 "--seed-start", str(c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE), "--actor-id", name,
+                "--spool-dir", str(rd.root / "spool"), "--spool" if c.actor.spool else "--no-spool",
                 "--host", HOST, "--port", str(port), *with_metrics(name, c.actor.metrics_port, i), *join, *sec("actor"),
                 *c.actor.args)
             if plan.learner_address:
