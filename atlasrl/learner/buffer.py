@@ -9,6 +9,10 @@ grouped by ``group_id`` (GRPO) or stand alone (PPO); ``take`` hands out whole
 groups in arrival order once they are complete (or timed out with >= 2 members).
 Staleness is checked twice: on arrival, and again when taken (the learner may
 have moved on while the episode waited).
+
+With a ledger (``learner/ledger.py``), every outcome is also written to disk before
+``add`` returns: accepted episodes with their bytes, refusals and later drops with
+their reason. The caller acknowledges an episode only after ``add`` returned.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from atlasrl.learner.config import LearnerConfig
-from atlasrl.learner.validation import Malformed, Unacceptable, check_versions, validate_episode
+from atlasrl.learner.ledger import EpisodeLedger
+from atlasrl.learner.validation import MAX_ID_CHARS, Malformed, Unacceptable, check_versions, validate_episode
 from atlasrl.v1 import trajectory_pb2
 
 
@@ -43,8 +48,11 @@ class _Group:
 
 
 class EpisodeBuffer:
-    def __init__(self, cfg: LearnerConfig, vocab_size: int, clock=time.monotonic, check=None):
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, clock=time.monotonic, check=None,
+                 ledger: EpisodeLedger | None = None, on_drop=None):
         self.cfg = cfg
+        self.ledger = ledger
+        self.on_drop = on_drop   # (reason, n): accepted episodes given up on (metrics)
         self.check = check   # optional model-aware check (validation.ModelInputCheck)
         self.vocab_size = vocab_size
         self.grouped = cfg.algo in ("grpo", "gigpo")
@@ -59,22 +67,31 @@ class EpisodeBuffer:
 
     # ---- producer side -------------------------------------------------
     def add(self, ep: trajectory_pb2.Episode, learner_version: int) -> str:
-        validate_episode(ep, vocab_size=self.vocab_size, max_seq_tokens=self.cfg.max_seq_tokens, need_group=self.grouped)
-        if self.grouped and ep.group_size < 1:
-            raise Malformed("group_size is 0; GRPO needs the expected group size")
-        if self.check is not None:
-            self.check(ep)
+        try:
+            validate_episode(ep, vocab_size=self.vocab_size, max_seq_tokens=self.cfg.max_seq_tokens, need_group=self.grouped)
+            if self.grouped and ep.group_size < 1:
+                raise Malformed("group_size is 0; GRPO needs the expected group size")
+            if self.check is not None:
+                self.check(ep)
+        except Malformed:
+            if self.ledger is not None and 0 < len(ep.episode_id) <= MAX_ID_CHARS:
+                self.ledger.refuse(ep.episode_id, ep.actor_id[:MAX_ID_CHARS], ep.group_id[:MAX_ID_CHARS], "invalid")
+            raise
         with self._cv:
-            if ep.episode_id in self._seen:
+            if self._known(ep.episode_id):
                 return "duplicate"
             try:
                 check_versions(ep, learner_version, self.cfg.max_staleness, self.cfg.stale_policy == "drop")
-            except Unacceptable:
+            except Unacceptable as e:
                 if self.grouped:
                     self._shrink_group(ep)
+                if self.ledger is not None:
+                    self.ledger.refuse(ep.episode_id, ep.actor_id, ep.group_id, e.reason)
                 raise
             if self._count >= self.cfg.buffer_capacity:
                 raise BufferFull(f"buffer full ({self._count}/{self.cfg.buffer_capacity} episodes)")
+            if self.ledger is not None:  # on disk before anyone acknowledges it
+                self.ledger.accept(ep.episode_id, ep.actor_id, ep.group_id, ep.SerializeToString())
             key = ep.group_id if self.grouped else ep.episode_id
             now = self._clock()
             group = self._groups.get(key)
@@ -97,6 +114,9 @@ class EpisodeBuffer:
         if not group.members and group.size <= 0:
             del self._groups[ep.group_id]
         self._cv.notify_all()
+
+    def _known(self, episode_id: str) -> bool:
+        return episode_id in self._seen or (self.ledger is not None and self.ledger.known(episode_id))
 
     def _remember(self, episode_id: str) -> None:
         self._seen[episode_id] = None
@@ -144,7 +164,7 @@ class EpisodeBuffer:
         return batch
 
     def _apply_staleness(self, key: str, g: _Group, version: int) -> None:
-        keep = []
+        keep, dropped = [], []
         for b in g.members:
             lag = version - min(t.policy_version for t in b.episode.turns)
             b.lag = lag
@@ -155,12 +175,15 @@ class EpisodeBuffer:
                 b.weight = self.cfg.stale_weight**over
             else:
                 self.dropped_stale += 1
+                dropped.append(b.episode.episode_id)
                 self._count -= 1
                 g.size -= 1          # it arrived; the group will not get it again
                 g.dropped += 1
                 continue
             keep.append(b)
         g.members = keep
+        if dropped:
+            self._dropped(dropped, "dropped_stale")
         if not keep and (g.size <= 0 or not self.grouped):
             del self._groups[key]
 
@@ -168,6 +191,15 @@ class EpisodeBuffer:
         g = self._groups.pop(key)
         self._count -= len(g.members)
         self.dropped_incomplete += len(g.members)
+        self._dropped([b.episode.episode_id for b in g.members], "incomplete_group")
+
+    def _dropped(self, episode_ids: list[str], reason: str) -> None:
+        if not episode_ids:
+            return
+        if self.ledger is not None:
+            self.ledger.drop(episode_ids, reason)
+        if self.on_drop is not None:
+            self.on_drop(reason, len(episode_ids))
 
     # ---- introspection and checkpointing -------------------------------
     @property
@@ -197,19 +229,29 @@ class EpisodeBuffer:
                 "dropped_incomplete": self.dropped_incomplete,
             }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, pending: list[bytes] | None = None) -> None:
+        """Restore a checkpoint's buffer state; ``pending`` (from the ledger) replaces its waiting episodes."""
         with self._cv:
             self._groups.clear()
             self._seen = OrderedDict((i, None) for i in state["seen"])
             self._count = 0
-            now = self._clock()
-            for raw in state["pending"]:
-                ep = trajectory_pb2.Episode.FromString(raw)
-                key = ep.group_id if self.grouped else ep.episode_id
-                g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now))
-                g.members.append(Buffered(ep, now))
-                self._count += 1
+            self._restore_pending(state["pending"] if pending is None else pending)
             self.consumed = state["consumed"]
             self.dropped_stale = state["dropped_stale"]
             self.dropped_incomplete = state["dropped_incomplete"]
             self._cv.notify_all()
+
+    def restore_pending(self, pending: list[bytes]) -> None:
+        """Put episodes back that were acknowledged but not trained in the surviving lineage (ledger.restore)."""
+        with self._cv:
+            self._restore_pending(pending)
+            self._cv.notify_all()
+
+    def _restore_pending(self, pending: list[bytes]) -> None:
+        now = self._clock()
+        for raw in pending:
+            ep = trajectory_pb2.Episode.FromString(raw)
+            key = ep.group_id if self.grouped else ep.episode_id
+            g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now))
+            g.members.append(Buffered(ep, now))
+            self._count += 1

@@ -134,6 +134,9 @@ class LearnerConfig(BaseModel):
     """Save every this many updates (and at shutdown)."""
     ckpt_keep: int = Field(2, ge=1)
     """Checkpoints kept."""
+    ledger: bool = True
+    """With ckpt_dir: keep the episode ledger (ckpt_dir/ledger.sqlite). An episode is acknowledged only once it is
+    on disk, so a learner crash loses none and re-trains none, and a restart never reuses a published version."""
 
     @model_validator(mode="after")
     def _check(self) -> "LearnerConfig":

@@ -27,6 +27,7 @@ from atlasrl import log as alog
 from atlasrl.clients.weights import TensorBlob, encode_version
 from atlasrl.learner import checkpoint
 from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.ledger import LEDGER_FILE, EpisodeLedger, next_version
 from atlasrl.learner.server import LearnerHost
 from atlasrl.learner.trainer import TrainBatch, Trainer
 from atlasrl.v1 import tensor_pb2
@@ -46,6 +47,8 @@ def publish(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> f
     dtype, wire = WIRE[cfg.wire_dtype]
     blobs = [tensor_blob(name, t, wire) for name, t in trainer.full_tensors(dtype) if t is not None]
     if host is not None:
+        if host.ledger is not None:  # lineage first: a version actors may have seen is never reused
+            host.ledger.publishing(trainer.version)
         host.publish(encode_version(trainer.version, blobs, cfg.chunk_bytes))
         seconds = time.perf_counter() - t0
         host.metrics.publish_seconds.observe(seconds)
@@ -76,10 +79,23 @@ def run(cfg: LearnerConfig) -> None:
     stop = StopFlag()
     trainer = Trainer(cfg, rank, world, device)
     restored = checkpoint.load(trainer, cfg.ckpt_dir) if cfg.ckpt_dir else None
-    host = LearnerHost(cfg, trainer.vocab_size, version=lambda: trainer.version, model_info=trainer.info) if rank == 0 else None
+    ledger = EpisodeLedger(os.path.join(cfg.ckpt_dir, LEDGER_FILE)) if rank == 0 and cfg.ckpt_dir and cfg.ledger else None
+    restored_version = trainer.version
+    resume = [next_version(restored_version, ledger.published_version()) if ledger is not None else restored_version]
+    dist.broadcast_object_list(resume, src=0, group=ctrl)   # every rank schedules lr/entropy by the same version
+    trainer.version = resume[0]
+    host = LearnerHost(cfg, trainer.vocab_size, version=lambda: trainer.version, model_info=trainer.info,
+                       ledger=ledger) if rank == 0 else None
     if host is not None:
+        pending = ledger.restore(restored_version) if ledger is not None else None
         if restored and restored.get("buffer"):
-            host.buffer.load_state_dict(restored["buffer"])
+            host.buffer.load_state_dict(restored["buffer"], pending=pending)
+        elif pending:
+            host.buffer.restore_pending(pending)
+        if ledger is not None and (pending or trainer.version != restored_version):
+            log.warning("resumed from checkpoint version %d as version %d (published up to %d); %d acknowledged "
+                        "episodes waiting again", restored_version, trainer.version, ledger.published_version(),
+                        len(pending or ()))
         host.start()
     publish(trainer, host, cfg)
     reg = register(cfg, host, world, trainer.version) if host is not None and cfg.coordinator else None
@@ -90,7 +106,7 @@ def run(cfg: LearnerConfig) -> None:
     updates, saved, clean = 0, trainer.version, False
     try:
         while True:
-            msg = [None]
+            msg, batch_ids = [None], []
             if rank == 0:
                 run_stopping = reg is not None and reg.stopping      # `atlasrl up` / operator asked to stop
                 if stop.set or run_stopping or (cfg.max_updates is not None and updates >= cfg.max_updates):
@@ -98,6 +114,7 @@ def run(cfg: LearnerConfig) -> None:
                 else:
                     batch = host.buffer.take(cfg.batch_episodes, trainer.version, timeout=cfg.idle_poll_s)
                     host.metrics.buffered.set(host.buffer.buffered)
+                    batch_ids = [b.episode.episode_id for b in batch or ()]
                     msg = ["idle"] if batch is None else [TrainBatch([b.episode.SerializeToString() for b in batch],
                                                                      [b.weight for b in batch], [b.lag for b in batch])]
             dist.broadcast_object_list(msg, src=0, group=ctrl)
@@ -107,29 +124,41 @@ def run(cfg: LearnerConfig) -> None:
                 continue
             stats = trainer.update(msg[0])
             updates += 1
+            if host is not None and host.ledger is not None:  # before this version can be checkpointed
+                host.ledger.trained(batch_ids, trainer.version)
             stats["publish_seconds"] = publish(trainer, host, cfg)
             if host is not None:
                 _record(host, msg[0], stats)
             if reg is not None:
                 reg.counters["samples_trained"] += len(msg[0].episodes)
+                reg.counters["episodes_trained"] += len(msg[0].episodes)
                 reg.counters["tokens_trained"] += int(stats["tokens"])
                 reg.gauges.update({k: stats[k] for k in ("loss", "kl", "entropy", "grad_norm", "clipfrac", "approx_kl")})
                 reg.gauges["lr"] = cfg.lr
                 reg.policy_version = trainer.version
             if cfg.ckpt_dir and trainer.version % cfg.ckpt_every == 0:
-                checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+                save_checkpoint(trainer, host, cfg)
                 saved = trainer.version
         clean = True
     finally:
         # Only after a clean stop: an error mid-update leaves a half-applied step (and, with several
         # ranks, peers blocked in a collective), which must not become the checkpoint to resume from.
         if clean and cfg.ckpt_dir and saved != trainer.version:
-            checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+            save_checkpoint(trainer, host, cfg)
         if reg is not None:
             reg.close_in_thread()
         if host is not None:
             host.stop()
+            if host.ledger is not None:
+                host.ledger.close()
         dist.destroy_process_group()
+
+
+def save_checkpoint(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> None:
+    """Collective: every rank writes its shards; then the ledger may forget the bytes of what it covers."""
+    checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
+    if host is not None and host.ledger is not None:
+        host.ledger.checkpointed(trainer.version)
 
 
 def register(cfg: LearnerConfig, host: LearnerHost, world: int, version: int):
@@ -147,6 +176,7 @@ def _record(host: LearnerHost, batch: TrainBatch, stats: dict[str, float]) -> No
     m = host.metrics
     m.record_update(stats)
     m.updates.inc()
+    m.trained.inc(len(batch.episodes))
     m.consumed.inc(len(batch.episodes))
     m.tokens.inc(stats["tokens"])
     for lag in batch.lags:

@@ -11,6 +11,10 @@ class LearnerMetrics:
     def __init__(self, metrics: Metrics | None = None):
         m = self.metrics = metrics or Metrics("learner")
         self.episodes = m.counter("learner_episodes_received_total", "Pushed episodes by outcome", ["outcome"])
+        self.refused = m.counter("learner_episodes_refused_total", "Episodes refused for good, by reason (on arrival: "
+                                 "invalid, stale, unknown_version, unparseable; from the buffer: dropped_stale, incomplete_group)",
+                                 ["reason"])
+        self.trained = m.counter("learner_episodes_trained_total", "Episodes used by an optimizer update")
         self.buffered = m.gauge("learner_buffered_episodes", "Episodes waiting in the buffer")
         self.consumed = m.counter("learner_samples_consumed_total", "Episodes trained on")
         self.tokens = m.counter("learner_tokens_trained_total", "Tokens (prompt+response) through forward/backward")

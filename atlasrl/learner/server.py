@@ -19,6 +19,7 @@ from typing import Callable
 
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
+from atlasrl.learner.ledger import EpisodeLedger
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.trajectory_service import TrajectoryServicer
 from atlasrl.learner.validation import ModelInputCheck
@@ -36,11 +37,14 @@ def _tokens_configured() -> bool:
 
 
 class LearnerHost:
-    def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int], model_info=None):
+    def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int], model_info=None,
+                 ledger: EpisodeLedger | None = None):
         self.cfg = cfg
         self.metrics = LearnerMetrics()
         check = ModelInputCheck(model_info) if model_info is not None else None
-        self.buffer = EpisodeBuffer(cfg, vocab_size, check=check)
+        self.ledger = ledger
+        self.buffer = EpisodeBuffer(cfg, vocab_size, check=check, ledger=ledger,
+                                    on_drop=lambda reason, n: self.metrics.refused.labels(reason).inc(n))
         self.weights = WeightServicer(self.metrics, cfg.publish_token, guarded=_tokens_configured())
         self.version = version
         self._loop: asyncio.AbstractEventLoop | None = None

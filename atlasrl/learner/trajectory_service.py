@@ -6,6 +6,9 @@ rejected for good (``rejected`` with INVALID_ARGUMENT for malformed data and
 FAILED_PRECONDITION for staleness / unknown versions), or - when the buffer is
 full - nothing, so the actor keeps it and resends later. A message that does
 not even parse is rejected with an empty episode_id and the stream goes on.
+Every rejection carries a ``reason`` for episode accounting; the log gets the
+first of each reason and then one summary line per interval, not one per episode.
+With a ledger, an acknowledged episode is already on disk (``EpisodeBuffer.add``).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import logging
 from typing import Callable
 
 from atlasrl.learner.buffer import BufferFull, EpisodeBuffer
+from atlasrl.log import ReasonSummary
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.validation import Malformed, Unacceptable
 from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, to_status_msg
@@ -26,6 +30,7 @@ class TrajectoryServicer:
         self.buffer = buffer
         self.version = version
         self.m = metrics
+        self.refusals = ReasonSummary(log, "refused episodes", level=logging.INFO)
 
     async def Push(self, requests, context) -> trajectory_pb2.PushAck:
         ack = trajectory_pb2.PushAck()
@@ -35,7 +40,7 @@ class TrajectoryServicer:
             except StopAsyncIteration:
                 break
             except MalformedRequest as e:
-                self._reject(ack, "", e, "malformed")
+                self._reject(ack, "", e, "malformed", "unparseable")
                 continue
             self._ingest(ep, ack)
         ack.learner_version = self.version()
@@ -46,10 +51,10 @@ class TrajectoryServicer:
         try:
             outcome = self.buffer.add(ep, self.version())
         except Malformed as e:
-            self._reject(ack, ep.episode_id, InvalidArgument(f"episode {ep.episode_id!r}: {e}"), "invalid")
+            self._reject(ack, ep.episode_id, InvalidArgument(f"episode {ep.episode_id!r}: {e}"), "invalid", "invalid")
             return
         except Unacceptable as e:
-            self._reject(ack, ep.episode_id, FailedPrecondition(f"episode {ep.episode_id!r}: {e}"), "unacceptable")
+            self._reject(ack, ep.episode_id, FailedPrecondition(f"episode {ep.episode_id!r}: {e}"), "unacceptable", e.reason)
             return
         except BufferFull:
             self.m.episodes.labels("deferred").inc()
@@ -61,10 +66,11 @@ class TrajectoryServicer:
         ack.acked_ids.append(ep.episode_id)
         self.m.episodes.labels(outcome).inc()
 
-    def _reject(self, ack: trajectory_pb2.PushAck, episode_id: str, exc: Exception, outcome: str) -> None:
-        ack.rejected.add(episode_id=episode_id, status=to_status_msg(exc))
+    def _reject(self, ack: trajectory_pb2.PushAck, episode_id: str, exc: Exception, outcome: str, reason: str) -> None:
+        ack.rejected.add(episode_id=episode_id, status=to_status_msg(exc), reason=reason)
         self.m.episodes.labels(outcome).inc()
-        log.info("rejected episode %r: %s", episode_id, exc)
+        self.m.refused.labels(reason).inc()
+        self.refusals.add(reason, str(exc))
 
     async def GetInfo(self, request, context) -> trajectory_pb2.TrajectoryInfo:
         cfg = self.buffer.cfg

@@ -25,6 +25,11 @@ class Malformed(EpisodeRejected):
 class Unacceptable(EpisodeRejected):
     """Well-formed but not trainable now: too stale, or made by a version the learner never published."""
 
+    def __init__(self, message: str, reason: str = "stale"):
+        super().__init__(message)
+        self.reason = reason
+        """For episode accounting (RejectedEpisode.reason): "stale" or "unknown_version"."""
+
 
 def validate_episode(ep: trajectory_pb2.Episode, *, vocab_size: int, max_seq_tokens: int, need_group: bool) -> None:
     """Raise ``Malformed`` naming the first problem; return None for a well-formed episode."""
@@ -140,9 +145,10 @@ def check_versions(ep: trajectory_pb2.Episode, learner_version: int, max_stalene
     if newest > learner_version:
         raise Unacceptable(
             f"policy_version {newest} is newer than the learner's version {learner_version}; "
-            "it was not produced from weights this learner published"
+            "it was not produced from weights this learner published", reason="unknown_version"
         )
     lag = learner_version - oldest
     if drop_stale and lag > max_staleness:
-        raise Unacceptable(f"episode is {lag} versions stale (policy_version {oldest}, learner {learner_version}); max_staleness={max_staleness}")
+        raise Unacceptable(f"episode is {lag} versions stale (policy_version {oldest}, learner {learner_version}); "
+                           f"max_staleness={max_staleness}", reason="stale")
     return lag

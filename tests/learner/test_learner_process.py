@@ -158,3 +158,54 @@ def test_train_from_pushed_episodes_restart_and_export(tiny_model_dir, tmp_path)
     assert set(streamed) <= set(exported)
     for name, arr in streamed.items():
         assert np.array_equal(exported[name].astype(ml_dtypes.bfloat16).view(np.uint16), arr.view(np.uint16)), name
+
+
+def test_crash_loses_no_acknowledged_episode_retrains_none_and_never_reuses_a_version(tiny_model_dir, tmp_path):
+    """SIGKILL the learner (wrapper, torchrun and rank) one update after its last checkpoint, then restart it.
+
+    The update after the checkpoint died with the process: its episodes train again (once, in the surviving
+    lineage), an acknowledged episode still waiting for its group survives, the restored weights come back
+    under a version above every published one, and episodes of the dead version are accepted.
+    """
+    import sqlite3
+
+    import psutil
+
+    ckpt, ready = tmp_path / "ckpt", tmp_path / "ready.json"
+    cfg = tmp_path / "learner.json"
+    cfg.write_text(json.dumps({"ckpt_every": 2}))
+    flags = ("--config", str(cfg), "--max-staleness", "10")   # no episode here is refused as stale
+    proc, info = start_learner(tiny_model_dir, ckpt, ready, *flags)
+    lone = group("e", 0)
+    try:
+        addr = f"127.0.0.1:{info['port']}"
+        seen = asyncio.run(push_and_watch(addr, [group("a", 0), group("b", 0), group("c", 0), lone[:1]], until_version=3))
+        assert max(seen) == 3
+        assert (ckpt / "step-00000002" / "COMPLETE").exists() and not (ckpt / "step-00000003").exists()
+        tree = [proc, *psutil.Process(proc.pid).children(recursive=True)]
+        for p in tree:
+            p.kill()
+        psutil.wait_procs([psutil.Process(p.pid) for p in tree[1:] if psutil.pid_exists(p.pid)], timeout=30)
+    finally:
+        proc.kill()
+    proc, info = start_learner(tiny_model_dir, ckpt, ready, *flags)
+    try:
+        assert info["version"] == 4, info    # checkpoint 2 restored; 3 was published, so its weights are now 4
+        addr = f"127.0.0.1:{info['port']}"
+        # c (rolled back) trains again -> 5, then e completes with its second member -> 6, then f (made by the
+        # dead version 3: accepted, it is an old version now, not an unknown one) -> 7
+        seen = asyncio.run(push_and_watch(addr, [lone[1:], group("f", 3)], until_version=7))
+        assert max(seen) == 7   # (the watcher may connect after c already trained into 5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    finally:
+        proc.kill()
+    db = sqlite3.connect(ckpt / "ledger.sqlite")
+    states = dict(db.execute("SELECT state, COUNT(*) FROM episodes GROUP BY state"))
+    assert states == {"trained": 10}, states     # groups a, b, c, e, f
+    live = dict(db.execute("SELECT episode_id, COUNT(*) FROM train_events WHERE rolled_back=0 GROUP BY episode_id"))
+    assert len(live) == 10 and set(live.values()) == {1}          # every episode trained once in the lineage
+    rolled = db.execute("SELECT COUNT(*), MIN(update_version), MAX(update_version) FROM train_events "
+                        "WHERE rolled_back=1").fetchone()
+    assert rolled == (2, 3, 3)                                     # group c's update of version 3 was lost
+    assert db.execute("SELECT value FROM meta WHERE key='published_version'").fetchone()[0] == "7"
