@@ -107,7 +107,7 @@ class Policy:
 
     async def _receive_weights(self) -> None:
         async for wv in self.weights.versions():
-            if wv.version > self.engine.version:
+            if wv.version > self.engine.version or wv.lineage_reset:
                 self._latest = wv
                 self._arrived.set()
 
@@ -133,7 +133,7 @@ class Policy:
         for weights forever."""
         if not self._swapping:
             wv, self._latest = self._latest, None
-            if wv is None or wv.version <= self.engine.version:
+            if wv is None or (wv.version <= self.engine.version and not wv.lineage_reset):
                 return False
             self._swap = asyncio.create_task(self._apply(wv), name=f"weights-v{wv.version}")
             self._swap.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged in _apply

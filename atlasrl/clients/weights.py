@@ -78,6 +78,9 @@ class WeightVersion:
     version: int
     manifest: weights_pb2.WeightManifest
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    lineage_reset: bool = False
+    """The learner's versions went back (it restarted without its checkpoints): take this one although it is
+    not newer than what the subscriber held."""
 
     def to_torch(self) -> list[tuple[str, "object"]]:
         """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
@@ -210,6 +213,7 @@ class WeightSubscriber:
             stub = weights_pb2_grpc.WeightServiceStub(ch)
             while True:
                 asm = VersionAssembler(self.expected)
+                reset = await self._lineage_reset(stub)
                 req = weights_pb2.SubscribeRequest(subscriber_id=self.subscriber_id, after_version=self.last_version)
                 try:
                     async for msg in stub.Subscribe(req):
@@ -217,6 +221,7 @@ class WeightSubscriber:
                         if wv is not None:
                             backoff = self.backoff_initial_s
                             self.last_version = wv.version
+                            wv.lineage_reset, reset = reset, False
                             yield wv
                     if not self.reconnect:
                         return
@@ -227,6 +232,26 @@ class WeightSubscriber:
                     log.info("weight stream from %s broke (%s); resubscribing after version %d", self.target, e, self.last_version)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
+
+    async def _lineage_reset(self, stub) -> bool:
+        """Before (re)subscribing: has the learner's latest version gone below ours? Then start over from it.
+
+        A learner that restarts from its checkpoints never reuses a version number (its ledger keeps the
+        lineage), but one that restarts without them begins again at 0: asking for versions after ours
+        would wait until it caught up, while it refuses every episode of ours as made by an unknown version.
+        """
+        if self.last_version < 0:
+            return False
+        try:
+            latest = await stub.GetLatest(weights_pb2.GetLatestRequest(), timeout=5.0)
+        except grpc.aio.AioRpcError:
+            return False   # nothing published yet, or unreachable: Subscribe will wait or fail as before
+        if latest.version >= self.last_version:
+            return False
+        log.warning("the learner at %s serves version %d, below our %d: it restarted without its lineage; "
+                    "taking its weights", self.target, latest.version, self.last_version)
+        self.last_version = -1
+        return True
 
     async def get_latest(self, timeout: float = 5.0) -> weights_pb2.WeightManifest:
         async with make_channel(self.target, self.channel_config) as ch:

@@ -11,6 +11,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 from atlasrl.actors.actor import start_actor, stop_actor
 from atlasrl.actors.envlink import EnvLink
@@ -227,3 +228,35 @@ async def test_learner_backlog_paces_new_groups_until_it_trains(tiny_engine, env
         await asyncio.gather(run, return_exceptions=True)
     finally:
         await stop_actor(parts)
+
+
+async def test_a_learner_restarted_without_its_lineage_is_followed_down(tiny_engine):
+    """A learner that restarts without checkpoints counts again from 0. The actor held version 9: asking only for
+    newer versions would wait until the learner caught up, while the learner refuses every version-9 episode as
+    made by weights it never published. The subscriber notices the lower version and takes its weights."""
+    cfg = actor_config(envs=["unused:1"])
+    original = {k: v.detach().clone() for k, v in tiny_engine.policy.model.named_parameters()}
+    first = await LearnerEndpoint().start()
+    port = int(first.address.rsplit(":", 1)[1])
+    policy = Policy(tiny_engine, cfg, weights=WeightSubscriber(first.address, backoff_max_s=0.2))
+    await policy.start()
+    second = None
+    try:
+        await first.publish(9, {k: v.numpy() for k, v in original.items()})
+        await asyncio.wait_for(policy.wait_for_version_above(8), 30)
+        await first.server.stop(0)
+        second = await LearnerEndpoint(port=port).start()
+        await second.publish(2, {k: (v + 1).numpy() for k, v in original.items()})
+        for _ in range(400):
+            await policy.maybe_update()
+            if tiny_engine.version == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert tiny_engine.version == 2, "the actor still acts with the dead lineage's version 9"
+        name, value = next(iter(original.items()))
+        assert torch.equal(dict(tiny_engine.policy.model.named_parameters())[name].detach(), (value + 1).to(value.dtype))
+    finally:
+        await policy.close()
+        if second is not None:
+            await second.server.stop(0)
+        tiny_engine.update_weights(0, original.items())
