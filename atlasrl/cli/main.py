@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "atlasrl.cli.debug",
     "atlasrl.cli.coordinator",
     "atlasrl.cli.status",
+    "atlasrl.cli.accounting",
     "atlasrl.cli.config",
     "atlasrl.cli.up",
     "atlasrl.cli.memory",

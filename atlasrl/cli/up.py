@@ -67,6 +67,13 @@ def summary_text(s: dict) -> str:
              f"env steps {c.get('actor.env_steps', 0):,}, episodes {c.get('actor.episodes', 0):,}, policy version {s.get('policy_version', '-')}",
              f"held-out eval before training (initial random-weights policy): {rate('eval_before')}",
              f"held-out eval after training:                                 {rate('eval_after')}"]
+    a = s.get("accounting")
+    if a:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in a["outcomes"].items() if ":" in k)
+        lines.append(f"episodes: {a['generated']:,} generated = {a['trained']:,} trained + {a['refused']:,} refused + "
+                     f"{a['lost']:,} lost + {a['waiting']:,} waiting + {a['unsent']:,} unsent"
+                     + (f" ({reasons})" if reasons else "")
+                     + ("" if a["balanced"] else f"; NOT balanced, violations {a['violations']}"))
     restarts = {k: v for k, v in (s.get("restarts") or {}).items() if v}
     if restarts:
         lines.append(f"restarts: {restarts}")

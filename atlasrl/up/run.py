@@ -23,6 +23,7 @@ from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.config import RunConfig
 from atlasrl.lifeline import lifeline_argv
 from atlasrl.up import display
+from atlasrl.up.accounting import reconcile, run_files
 from atlasrl.up.atlases import save_atlas_pngs
 from atlasrl.up.evaluation import export_checkpoint, latest_model_dir, run_eval
 from atlasrl.up.plan import HOST, Plan, build_plan, role_available
@@ -111,6 +112,7 @@ class UpRun:
             for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hangup else ())):
                 loop.remove_signal_handler(sig)
         self.summary.update(self._outcome(time.time() - t0))
+        self.summary["accounting"] = self._accounting()
         self._plots()
         self.rd.write_json("summary.json", self.summary)
         return self.summary
@@ -245,6 +247,17 @@ class UpRun:
             rate, n = recent_success(from_status(st.history), 64)
             out["training_success_recent"] = _finite(rate)
         return out
+
+    def _accounting(self) -> dict | None:
+        """Every episode's outcome, from the actors' spools and the learner's ledger (everything has stopped)."""
+        spools, ledger = run_files(self.rd.root)
+        if not spools:
+            return None
+        try:
+            return reconcile(spools, ledger).as_dict()
+        except Exception as e:  # noqa: BLE001 - the accounting must not fail the run's summary
+            self.sup.note(f"episode accounting failed: {e}")
+            return None
 
     def _plots(self) -> None:
         if self.last_status is None:
