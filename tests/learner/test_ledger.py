@@ -146,3 +146,27 @@ async def test_rejections_carry_a_reason_and_the_log_is_summarised(tmp_path, cap
         ack = await svc.Push(stream(), None)
     assert [r.reason for r in ack.rejected] == ["stale"] * 50
     assert len([r for r in caplog.records if "refused" in r.getMessage()]) <= 2   # not one line per episode
+
+
+async def test_a_cut_upload_keeps_what_arrived_and_the_resend_adds_only_the_rest(tmp_path):
+    """A Push stream cut after 3 of 5 episodes (connection lost): the 3 are on disk, the caller got no ack and
+    resends all 5; the learner acknowledges the 3 as duplicates and adds the 2, once each."""
+    buf, ledger = restart(tmp_path / "ledger.sqlite")
+    svc = TrajectoryServicer(buf, lambda: 0, LearnerMetrics())
+    eps = [episode([turn([1], [2 + i], version=0)], group=f"g{i}", group_size=1) for i in range(5)]
+
+    async def cut():
+        for e in eps[:3]:
+            yield e
+        raise ConnectionResetError("stream cut")
+
+    async def whole():
+        for e in eps:
+            yield e
+
+    with pytest.raises(ConnectionResetError):
+        await svc.Push(cut(), None)
+    assert ledger.counts()["buffered"] == 3
+    ack = await svc.Push(whole(), None)
+    assert (ack.accepted, ack.duplicates, len(ack.acked_ids)) == (2, 3, 5)
+    assert ledger.counts()["buffered"] == 5 and buf.buffered == 5
