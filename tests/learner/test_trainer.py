@@ -96,8 +96,11 @@ def test_shared_rows_train_exactly_like_one_row_per_turn(tiny_model_dir, algo):
     for a, b in zip(plain, shared):
         for key in ("loss", "policy_loss", "entropy", "value_loss", "tokens", "grad_norm"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    # Adam divides by sqrt(v): on a coordinate whose gradient is ~0, float rounding that differs between the two
+    # packings is magnified up to a fraction of lr (seen: 1.7e-5 on one of 32 elements with lr 3e-3 on this CPU).
+    # A real difference between the packings moves losses and weights by far more than 1 % of lr.
     for name, t in w_plain.items():
-        torch.testing.assert_close(w_shared[name], t, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(w_shared[name], t, rtol=1e-4, atol=1e-2 * 3e-3)
 
 
 def response_logp(trainer, eps):
