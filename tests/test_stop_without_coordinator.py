@@ -173,3 +173,25 @@ def test_learner_stops_while_still_registering(tmp_path, model_dir):
     if not role_available("learner"):
         pytest.skip("learner is not available in this install")
     assert run_case("learner", tmp_path, register_first=False, model=model_dir) < GRACE_S
+
+
+@pytest.mark.slow
+def test_learner_stopped_while_loading_does_not_wait_for_a_dead_coordinator(tmp_path, model_dir):
+    """SIGTERM while the rank is still starting (imports, model, checkpoint), with no coordinator to register
+    with: a stop noted before the registration began must skip it, not retry Register for a minute."""
+    import psutil
+
+    if not role_available("learner"):
+        pytest.skip("learner is not available in this install")
+    (coord_port, role_port), log = free_ports(2), tmp_path / "learner.log"
+    proc = launch("learner", *role_flags("learner", tmp_path, [role_port], None, model_dir),
+                  "--coordinator", f"127.0.0.1:{coord_port}", log=log)
+    try:
+        def rank_started():
+            return any("atlasrl.learner.main" in " ".join(c.cmdline()) for c in psutil.Process(proc.pid).children(recursive=True))
+        wait_until(rank_started, 120, "the learner's rank to start", [proc])
+        time.sleep(5)       # inside the rank's start-up (here: ~4 s after it started it serves and registers; without
+        #                     the fix, a stop at this point waited 60 s for the dead coordinator)
+        assert stop_time(proc, log) < GRACE_S
+    finally:
+        kill(proc)

@@ -98,7 +98,9 @@ def run(cfg: LearnerConfig) -> None:
                         len(pending or ()))
         host.start()
     publish(trainer, host, cfg)
-    reg = register(cfg, host, world, trainer.version) if host is not None and cfg.coordinator else None
+    # A stop that came while the model loaded: leave without registering (the coordinator may be gone, and
+    # registering retries until it answers; a stop *during* registration abandons it, clients/coordinator.py).
+    reg = register(cfg, host, world, trainer.version) if host is not None and cfg.coordinator and not stop.set else None
     if host is not None:
         host.write_ready_file()
         print(f"learner serving on {cfg.host}:{host.port} metrics={host.metrics_port} version={trainer.version} "
