@@ -120,6 +120,10 @@ def run(cfg: LearnerConfig) -> None:
                     msg = ["idle"] if batch is None else [TrainBatch([b.episode.SerializeToString() for b in batch],
                                                                      [b.weight for b in batch], [b.lag for b in batch])]
             dist.broadcast_object_list(msg, src=0, group=ctrl)
+            if reg is not None:   # refusals come without updates too (a flood of stale episodes)
+                for reason, n in list(host.metrics.refused_counts.items()):
+                    reg.counters[f"episodes_refused_{reason}"] = n
+                reg.counters["episodes_refused"] = sum(host.metrics.refused_counts.values())
             if msg[0] == "stop":
                 break
             if msg[0] == "idle":

@@ -1,6 +1,8 @@
 """The learner's Prometheus metrics (rank 0), named as CleanRL logs its diagnostics."""
 from __future__ import annotations
 
+import collections
+
 from atlasrl.metrics import Metrics
 
 STALENESS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
@@ -14,6 +16,7 @@ class LearnerMetrics:
         self.refused = m.counter("learner_episodes_refused_total", "Episodes refused for good, by reason (on arrival: "
                                  "invalid, stale, unknown_version, unparseable; from the buffer: dropped_stale, incomplete_group)",
                                  ["reason"])
+        self.refused_counts: collections.Counter[str] = collections.Counter()
         self.trained = m.counter("learner_episodes_trained_total", "Episodes used by an optimizer update")
         self.buffered = m.gauge("learner_buffered_episodes", "Episodes waiting in the buffer")
         self.consumed = m.counter("learner_samples_consumed_total", "Episodes trained on")
@@ -44,6 +47,11 @@ class LearnerMetrics:
                 ("advantage_std", "Std of token advantages in the last batch"),
             ]
         }
+
+    def count_refused(self, reason: str, n: int = 1) -> None:
+        """An episode refused for good (any thread): Prometheus, and ``refused_counts`` for the coordinator."""
+        self.refused.labels(reason).inc(n)
+        self.refused_counts[reason] += n
 
     def record_update(self, stats: dict[str, float]) -> None:
         for k, v in stats.items():

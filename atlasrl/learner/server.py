@@ -44,7 +44,7 @@ class LearnerHost:
         check = ModelInputCheck(model_info) if model_info is not None else None
         self.ledger = ledger
         self.buffer = EpisodeBuffer(cfg, vocab_size, check=check, ledger=ledger,
-                                    on_drop=lambda reason, n: self.metrics.refused.labels(reason).inc(n))
+                                    on_drop=self.metrics.count_refused)
         self.weights = WeightServicer(self.metrics, cfg.publish_token, guarded=_tokens_configured())
         self.version = version
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -69,7 +69,7 @@ class TrajectoryServicer:
     def _reject(self, ack: trajectory_pb2.PushAck, episode_id: str, exc: Exception, outcome: str, reason: str) -> None:
         ack.rejected.add(episode_id=episode_id, status=to_status_msg(exc), reason=reason)
         self.m.episodes.labels(outcome).inc()
-        self.m.refused.labels(reason).inc()
+        self.m.count_refused(reason)
         self.refusals.add(reason, str(exc))
 
     async def GetInfo(self, request, context) -> trajectory_pb2.TrajectoryInfo:
