@@ -132,7 +132,8 @@ class LearnerSection(RoleSection):
     constant 1e-3 the tiny policy kept jittering late in the run (training success 0.70-0.93 between minutes)."""
     lr_decay_updates: int = Field(700, ge=1, le=10_000_000)
     """Updates of that decay. The default run makes ~1,000-1,200 in its 600 s, so lr is at its floor for the
-    second half; decaying over 1,200 scored 0.90 / 0.91 / 0.80 on seeds 0-2 against 0.93 / 0.91 / 0.95 (README)."""
+    second half; decaying over 1,200 scored 0.90 / 0.91 / 0.80 on seeds 0-2 against 0.93 / 0.91 / 0.95
+    (docs/results/2026-12-06-frozenlake-default-run.md)."""
     batch_episodes: int = Field(16, ge=1, le=1_000_000)
     """Train once this many episodes (whole groups) arrived."""
     step_gamma: float = Field(0.95, ge=0, le=1)

@@ -38,7 +38,7 @@ class ServerConfig(BaseModel):
     """How a role's gRPC server listens. Every role builds its server from one of these."""
 
     host: str = "127.0.0.1"
-    """Bind address. Loopback by default; see the security section of the README before binding others."""
+    """Bind address. Loopback by default; see docs/security.md before binding others."""
     port: int = Field(0, ge=0, le=65535)
     """TCP port; 0 picks a free one (tests)."""
     metrics_host: str = "127.0.0.1"

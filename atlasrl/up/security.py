@@ -4,7 +4,7 @@
     argv += sec.role_flags("envserver")    # --tls-cert --tls-key --tls-ca --mtls --token-file pki/tokens/envserver.tokens
     CoordinatorClient(addr, channel_config=sec.channel_config())   # the up process: client certificate + admin token
 
-Each role gets exactly the flags of a secure multi-host deployment (README, Security), so `up` exercises
+Each role gets exactly the flags of a secure multi-host deployment (docs/security.md), so `up` exercises
 that path; only paths travel on command lines and in the environment, never token contents.
 """
 from __future__ import annotations

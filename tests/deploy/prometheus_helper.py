@@ -43,7 +43,7 @@ def find_prometheus() -> tuple[str, str]:
 
 def scrape_config(tmp_path: Path, targets_file: Path, scrape_interval: str = "1s") -> Path:
     """docker-free-deploy/prometheus.yml copied into tmp_path with ``targets_file`` linked as targets/up.json
-    (the README's recipe for `atlasrl up`); only the intervals change, so rates fill within seconds."""
+    (docs/monitoring.md's recipe for `atlasrl up`); only the intervals change, so rates fill within seconds."""
     cfg = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     cfg["global"]["scrape_interval"] = cfg["global"]["evaluation_interval"] = scrape_interval
     (job,) = cfg["scrape_configs"]

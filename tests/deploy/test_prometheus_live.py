@@ -2,7 +2,7 @@
 
 `atlasrl up` (every role a real process, real learner) writes <run_dir>/prometheus-targets.json;
 a real `prometheus` binary scrapes it with docker-free-deploy/prometheus.yml, the file linked
-into targets/ as the README says (only the intervals shortened). Every PromQL expression of
+into targets/ as docs/monitoring.md says (only the intervals shortened). Every PromQL expression of
 every panel of the Grafana dashboard then goes through /api/v1/query: each must be accepted
 and, once the learner has trained, return data (throughput, success, loss/KL, staleness,
 latencies; error panels read 0 rather than "No data"). Skips without the binary unless
