@@ -1,4 +1,4 @@
-"""A client stream the server ends early reports the server's status (atlasrl.rpc.aio_write_status).
+"""A client stream the server ends early reports the server's status (atlasrl.rpc.grpc_compat).
 
 Unpatched grpcio 1.85.3 answered 15 of 300 such calls (64 messages of 64 KiB)
 with INTERNAL "Internal error from Core" on this machine, and 19 of 500 of the
@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from atlasrl.metrics import Metrics
-from atlasrl.rpc import RpcServer, ServerConfig, aio_write_status, make_channel
+from atlasrl.rpc import RpcServer, ServerConfig, grpc_compat, make_channel
 from atlasrl.rpc.errors import PermissionDenied
 from atlasrl.v1 import weights_pb2, weights_pb2_grpc
 from tests.echo_services import WEIGHTS, CountingWeights
@@ -40,7 +40,7 @@ async def test_early_refusal_reaches_every_client_stream_as_sent(server):
     msgs = updates()
     codes = []
     async with make_channel(server.address) as ch:
-        assert grpc.aio._call._StreamRequestMixin._write is aio_write_status._write_keeping_status   # make_channel put it in place
+        assert grpc.aio._call._StreamRequestMixin._write is grpc_compat._write_keeping_status   # make_channel put it in place
         stub = weights_pb2_grpc.WeightServiceStub(ch)
         for _ in range(CALLS):
             with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -62,7 +62,17 @@ async def test_reader_writer_style_gets_the_status_too(server):
 
 
 def test_install_is_idempotent_and_reversible():
-    assert aio_write_status.install() and aio_write_status.install()
-    aio_write_status.uninstall()
-    assert grpc.aio._call._StreamRequestMixin._write is aio_write_status._original_write
-    assert aio_write_status.install()
+    assert grpc_compat.install() and grpc_compat.install()
+    grpc_compat.uninstall()
+    assert grpc.aio._call._StreamRequestMixin._write is grpc_compat._original_write
+    assert grpc_compat.install()
+
+
+def test_every_grpcio_patch_is_pinned_to_this_grpcio():
+    """A grpcio upgrade fails here on purpose: re-check each patch's issue (fixed upstream? does the copied code
+    still match what it replaces?), then move ``written_for``."""
+    for name, patch in grpc_compat.PATCHES.items():
+        assert patch.written_for == grpc_compat.grpc_minor(), (
+            f"grpcio is {grpc.__version__} but the patch {name!r} was written for {patch.written_for}: "
+            f"re-check {patch.issue} and atlasrl/rpc/grpc_compat.py")
+        assert patch.needed(), f"{name}: the grpcio code it replaces changed; re-check {patch.issue}"

@@ -7,13 +7,13 @@ Explicit message-size limits and keepalive match the server side. TLS (when a
 CA is configured), the client certificate (mTLS) and the bearer token come from
 ``cfg.security`` or the process default (``atlasrl.rpc.security``). A client
 stream the server ends early reports the server's status, not grpcio's INTERNAL
-(``atlasrl.rpc.aio_write_status``).
+(``atlasrl.rpc.grpc_compat``).
 """
 from __future__ import annotations
 
 import grpc
 
-from atlasrl.rpc import aio_write_status
+from atlasrl.rpc import grpc_compat
 from atlasrl.rpc.config import ChannelConfig
 from atlasrl.rpc.options import channel_options
 from atlasrl.rpc.security import channel_credentials, default_security, load_tokens
@@ -28,7 +28,7 @@ def make_channel(target: str, cfg: ChannelConfig | None = None, *, aio: bool = T
     creds = channel_credentials(sec)
     token = load_tokens(sec).client_token(sec.client_role)
     if aio:
-        aio_write_status.install()
+        grpc_compat.install_all()
         from atlasrl.rpc.auth import aio_token_interceptors
 
         interceptors = aio_token_interceptors(token) if token else None

@@ -1,4 +1,14 @@
-"""Keep the server's status when a client-stream write fails because the server ended the call.
+"""Every patch atlasrl makes to grpcio's private API, in one place, each pinned to the grpcio it was written for.
+
+    PATCHES                     # name -> Patch(written_for, issue, install, needed)
+    install_all()               # make_channel calls it: every atlasrl client gets every patch
+
+A patch reaches into grpcio internals that a release may change. ``Patch.written_for`` is the grpcio
+major.minor it was checked against; tests/test_rpc_stream_status.py fails on any other version, so an upgrade
+makes someone re-check the issue (is it fixed upstream? does the copy still match the code it replaces?)
+and move the pin, instead of silently running a stale copy of grpcio's code.
+
+## aio_write_status: keep the server's status when a client-stream write fails because the server ended the call
 
 grpcio's asyncio client (1.85 and earlier; grpc/grpc#36066, fix proposed in
 grpc/grpc#43486) turns a failed send into ``INTERNAL: Internal error from Core``
@@ -18,6 +28,10 @@ INTERNAL, which is what keeps waiters from hanging (grpc/grpc#34148).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
 
 from grpc._cython import cygrpc
 from grpc.aio import _call
@@ -73,3 +87,26 @@ def install() -> bool:
 def uninstall() -> None:
     """Restore grpcio's own write (tests compare both)."""
     _call._StreamRequestMixin._write = _original_write
+
+
+@dataclass(frozen=True)
+class Patch:
+    written_for: str              # grpcio major.minor the patch was checked against
+    issue: str                    # why it exists; where to look on an upgrade
+    install: Callable[[], bool]
+    needed: Callable[[], bool]
+
+
+PATCHES: dict[str, Patch] = {
+    "aio_write_status": Patch("1.85", "https://github.com/grpc/grpc/issues/36066 (fix proposed: grpc/grpc#43486)",
+                              install, needed),
+}
+
+
+def grpc_minor() -> str:
+    return ".".join(grpc.__version__.split(".")[:2])
+
+
+def install_all() -> dict[str, bool]:
+    """Install every patch still needed; returns name -> whether it is in place."""
+    return {name: p.install() for name, p in PATCHES.items()}
