@@ -1,4 +1,4 @@
-"""EnvClient: drive many envs of one env server over a single pipelined Session stream.
+"""EnvClient: the one client of the env server's ``EnvService.Session`` stream.
 
     async with EnvClient("127.0.0.1:50051") as envs:
         handle, spec = await envs.open("frozenlake", {"size": "4"}, seed=3)
@@ -7,6 +7,9 @@
         r = results[0]                                   # StepResult: .observation or .error
         obs = r.unwrap()                                 # raises RemoteError if this action failed
         await envs.close([handle])
+
+The actor's rollout loop, the tests (the compliance suite included), the
+benches and ``atlasrl debug env`` all use this class.
 
 Concurrency: any number of coroutines may call the client at once; each call
 writes its request immediately (pipelining) and awaits its own response. The
@@ -17,15 +20,29 @@ for throughput; keep several steps in flight to hide the round trip.
 Errors: a failed request raises ``RemoteError`` (code + message from the server);
 a failed action inside a batch is returned as ``StepResult.error`` so the other
 envs' results are kept. When the stream breaks (server gone, idle timeout,
-shutdown) every pending and later call raises ``EnvStreamClosed`` with the gRPC
-status that ended it.
+shutdown, a request unanswered for ``request_timeout_s``, a response that breaks
+the protocol) every pending and later call raises ``EnvStreamClosed`` with the
+status that ended it, and ``down`` is true.
+
+Reconnecting: ``reconnect()`` waits up to ``connect_timeout_s`` for the server
+to answer (else raises ``EnvStreamClosed`` UNAVAILABLE) and opens a fresh
+stream on a fresh channel. The server closed the old stream's envs with it, so
+the caller reopens its sessions (the actor moves them to another server while
+this one stays unreachable).
+
+Images: with ``decode_images=True`` (the default) each observation's images are
+decoded on arrival, through the codec's guards (a lying tensor raises
+``atlasrl.codec.CodecError`` there). With ``decode_images=False`` (the actor,
+which forwards the encoded frames into prompts and episodes) nothing is decoded
+unless ``.images`` is read; ``.proto`` is the observation as received.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import grpc
@@ -36,52 +53,99 @@ from atlasrl import codec
 from atlasrl.rpc import ChannelConfig, RemoteError, make_channel, raise_for_status
 from atlasrl.v1 import env_pb2, env_pb2_grpc
 
+log = logging.getLogger("atlasrl.clients.env")
+
+_CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+_DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+
 
 class EnvStreamClosed(RemoteError):
-    """The Session stream ended; no request on it can be answered any more."""
+    """The Session stream ended; no request on it can be answered any more (its env handles are gone)."""
 
 
-@dataclass
 class EnvObservation:
-    """A decoded ``atlasrl.v1.Observation``."""
+    """An ``atlasrl.v1.Observation`` as received (``proto``), with Python views of its fields.
 
-    images: list[np.ndarray]           # uint8 (H, W, 3); images[0] is the primary camera
-    text: str
-    reward: float
-    terminated: bool
-    truncated: bool
-    success: bool
-    info: dict[str, Any]
-    agent: tuple[int, int]
-    entities: list[env_pb2.Entity]
-    step: int
-    layout_key: str
-    proto: env_pb2.Observation = field(repr=False)  # as received (forward images without re-encoding)
+    Scalars read through to the proto; ``images`` (decoded numpy arrays, uint8 (H, W, 3),
+    ``images[0]`` the primary camera) and ``info`` (a dict) are converted on first use and kept.
+    """
 
-    @property
-    def done(self) -> bool:
-        return self.terminated or self.truncated
+    __slots__ = ("proto", "_images", "_info")
+
+    def __init__(self, proto: env_pb2.Observation):
+        self.proto = proto
+        self._images: list[np.ndarray] | None = None
+        self._info: dict[str, Any] | None = None
 
     @classmethod
     def from_proto(cls, obs: env_pb2.Observation, decode_images: bool = True) -> "EnvObservation":
-        """Decode (images through the codec's guards: a lying tensor raises ``atlasrl.codec.CodecError``)."""
-        return cls(
-            images=[codec.decode(t) for t in obs.images] if decode_images else [],
-            text=obs.text,
-            reward=obs.reward,
-            terminated=obs.terminated,
-            truncated=obs.truncated,
-            success=obs.success,
-            info=json_format.MessageToDict(obs.info),
-            agent=(obs.agent.row, obs.agent.col),
-            entities=list(obs.entities),
-            step=obs.step,
-            layout_key=obs.layout_key,
-            proto=obs,
-        )
+        """Wrap; with ``decode_images`` decode the images now (a lying tensor raises ``atlasrl.codec.CodecError``)."""
+        o = cls(obs)
+        if decode_images:
+            o._images = [codec.decode(t) for t in obs.images]
+        return o
+
+    @property
+    def images(self) -> list[np.ndarray]:
+        if self._images is None:
+            self._images = [codec.decode(t) for t in self.proto.images]
+        return self._images
+
+    @property
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = json_format.MessageToDict(self.proto.info)
+        return self._info
+
+    @property
+    def text(self) -> str:
+        return self.proto.text
+
+    @property
+    def reward(self) -> float:
+        return self.proto.reward
+
+    @property
+    def terminated(self) -> bool:
+        return self.proto.terminated
+
+    @property
+    def truncated(self) -> bool:
+        return self.proto.truncated
+
+    @property
+    def success(self) -> bool:
+        return self.proto.success
+
+    @property
+    def done(self) -> bool:
+        return self.proto.terminated or self.proto.truncated
+
+    @property
+    def agent(self) -> tuple[int, int]:
+        return (self.proto.agent.row, self.proto.agent.col)
+
+    @property
+    def entities(self) -> list[env_pb2.Entity]:
+        return list(self.proto.entities)
+
+    @property
+    def step(self) -> int:
+        return self.proto.step
+
+    @property
+    def layout_key(self) -> str:
+        return self.proto.layout_key
+
+    def __repr__(self) -> str:
+        return (f"EnvObservation(step={self.step}, reward={self.reward}, terminated={self.terminated}, "
+                f"truncated={self.truncated}, success={self.success}, agent={self.agent}, "
+                f"images={len(self.proto.images)}, text={self.text!r})")
 
 
-@dataclass
+@dataclass(slots=True)
 class StepResult:
     handle: int
     observation: EnvObservation | None = None
@@ -93,18 +157,71 @@ class StepResult:
         return self.observation  # type: ignore[return-value]
 
 
+class _Stream:
+    """One Session call: its FIFO of pending requests, its reader, and the error that ended it."""
+
+    def __init__(self, call, target: str):
+        self.call = call
+        self.target = target
+        self.pending: deque[tuple[int, asyncio.Future]] = deque()
+        self.closed: EnvStreamClosed | None = None
+        self.half_closed = False  # the client ended its side: the server ending the stream is expected
+        self.reader = asyncio.ensure_future(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                resp = await self.call.read()
+                if resp is grpc.aio.EOF:
+                    if self.half_closed:
+                        self.fail(EnvStreamClosed(_CANCELLED, "client closed the stream"))
+                    else:
+                        self.fail(EnvStreamClosed(_UNAVAILABLE, "server ended the stream"))
+                    return
+                if not self.pending:
+                    self.fail(EnvStreamClosed(_INTERNAL, f"unexpected response {resp.request_id}"))
+                    return
+                rid, fut = self.pending[0]
+                if resp.request_id != rid:
+                    self.fail(EnvStreamClosed(_INTERNAL, f"response {resp.request_id} arrived while waiting for {rid}"))
+                    return
+                self.pending.popleft()
+                if not fut.done():  # a caller that timed out or was cancelled left its future done
+                    fut.set_result(resp)
+        except grpc.aio.AioRpcError as e:
+            self.fail(EnvStreamClosed(e.code().value[0], e.details() or e.code().name))
+        except asyncio.CancelledError:  # this task cancelled, or the read of a call that fail() cancelled
+            self.fail(EnvStreamClosed(_CANCELLED, "client closed the stream"))
+            if asyncio.current_task().cancelling():
+                raise
+        except Exception as e:  # noqa: BLE001 - any read failure means the stream is gone
+            self.fail(EnvStreamClosed(_INTERNAL, f"{type(e).__name__}: {e}"))
+
+    def fail(self, err: EnvStreamClosed) -> None:
+        """End the stream (first error wins) and fail every pending request with it."""
+        if self.closed is None:
+            self.closed = err
+            if err.code != _CANCELLED:
+                log.warning("env server %s stream failed: %s", self.target, err)
+            self.call.cancel()
+        while self.pending:
+            _, fut = self.pending.popleft()
+            if not fut.done():
+                fut.set_exception(self.closed)
+
+
 class EnvClient:
-    def __init__(self, target: str, *, channel_config: ChannelConfig | None = None, decode_images: bool = True):
+    def __init__(self, target: str, *, channel_config: ChannelConfig | None = None, decode_images: bool = True,
+                 request_timeout_s: float | None = 120.0, connect_timeout_s: float = 2.0):
         self.target = target
         self.decode_images = decode_images
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._channel_config = channel_config
         self._channel = None
-        self._call = None
+        self._stream: _Stream | None = None
         self._ids = itertools.count(1)
-        self._pending: deque[tuple[int, asyncio.Future]] = deque()
-        self._write_lock = asyncio.Lock()
-        self._reader: asyncio.Task | None = None
-        self._closed: EnvStreamClosed | None = None
+        self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per stream; write order == FIFO order
 
     async def __aenter__(self) -> "EnvClient":
         await self.connect()
@@ -113,27 +230,45 @@ class EnvClient:
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
-    async def connect(self) -> None:
-        """Open the channel and the Session stream."""
+    @property
+    def down(self) -> bool:
+        """No usable stream: never connected, or the stream ended (``reconnect()`` opens a fresh one)."""
+        return self._stream is None or self._stream.closed is not None
+
+    async def connect(self, wait_ready: bool = False) -> None:
+        """Open a channel and a Session stream, replacing any previous one (whose handles are gone).
+
+        With ``wait_ready``, first wait up to ``connect_timeout_s`` for the server to answer; raises
+        ``EnvStreamClosed`` (UNAVAILABLE) if it does not. Without, an unreachable server shows as the
+        first request failing with ``EnvStreamClosed``.
+        """
+        await self._discard(EnvStreamClosed(_CANCELLED, "client reconnected"))
         self._channel = make_channel(self.target, self._channel_config)
-        self._call = env_pb2_grpc.EnvServiceStub(self._channel).Session()
-        self._reader = asyncio.ensure_future(self._read_loop())
+        if wait_ready:
+            try:
+                await asyncio.wait_for(self._channel.channel_ready(), self.connect_timeout_s)
+            except (asyncio.TimeoutError, grpc.aio.AioRpcError) as e:
+                await self._discard(None)
+                raise EnvStreamClosed(_UNAVAILABLE, f"env server {self.target} is unreachable "
+                                      f"({type(e).__name__} within {self.connect_timeout_s:g} s)") from None
+        self._stream = _Stream(env_pb2_grpc.EnvServiceStub(self._channel).Session(), self.target)
+
+    async def reconnect(self) -> None:
+        """A fresh stream after the old one broke (server died or restarted); raises EnvStreamClosed if unreachable."""
+        await self.connect(wait_ready=True)
 
     async def aclose(self) -> None:
         """End the stream (the server closes this stream's envs) and the channel."""
-        if self._call is not None and self._closed is None:
-            try:
-                await self._call.done_writing()
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError):
-                pass
-        if self._reader is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
-                self._reader.cancel()
-        self._fail_all(EnvStreamClosed(grpc.StatusCode.CANCELLED.value[0], "client closed the stream"))
-        if self._channel is not None:
-            await self._channel.close()
+        s = self._stream
+        if s is not None:
+            if s.closed is None:
+                s.half_closed = True
+                try:
+                    await s.call.done_writing()
+                except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError, RuntimeError):
+                    pass
+            await asyncio.wait({s.reader}, timeout=5.0)  # the server closes the stream's envs, then ends it
+        await self._discard(EnvStreamClosed(_CANCELLED, "client closed the stream"), keep_stream=True)
 
     # --- API ----------------------------------------------------------------------------
     async def list_envs(self) -> list[env_pb2.EnvSpec]:
@@ -160,71 +295,78 @@ class EnvClient:
         """One result per action, in order. Errors of single actions are in ``StepResult.error``."""
         pairs = list(actions.items()) if isinstance(actions, Mapping) else list(actions)
         req = env_pb2.StepRequest(actions=[env_pb2.Action(handle=h, text=t) for h, t in pairs], strict=strict)
-        resp = await self.request(env_pb2.EnvRequest(step=req))
+        stream, resp = await self._roundtrip(env_pb2.EnvRequest(step=req))
+        results = resp.step.results
+        if len(results) != len(pairs):  # which actions were applied is unknown: the stream's sessions are lost
+            stream.fail(EnvStreamClosed(_INTERNAL, f"env server {self.target} answered {len(results)} of {len(pairs)} actions"))
+            raise stream.closed
+        decode = self.decode_images
         out = []
-        for r in resp.step.results:
+        for r in results:
             if r.status.code:
                 out.append(StepResult(r.handle, error=RemoteError(r.status.code, r.status.message)))
             else:
-                out.append(StepResult(r.handle, EnvObservation.from_proto(r.observation, self.decode_images)))
+                out.append(StepResult(r.handle, EnvObservation.from_proto(r.observation, decode)))
         return out
 
     async def step_one(self, handle: int, text: str, strict: bool = False) -> EnvObservation:
         return (await self.step([(handle, text)], strict))[0].unwrap()
 
     async def close(self, handles: Iterable[int]) -> int:
+        """Close these envs on the server (the stream stays open); ``aclose()`` ends the client."""
         resp = await self.request(env_pb2.EnvRequest(close=env_pb2.CloseRequest(handles=list(handles))))
         return resp.close.closed
 
     async def request(self, req: env_pb2.EnvRequest) -> env_pb2.EnvResponse:
         """Send one request (its request_id is assigned here) and await its response; raises RemoteError."""
-        if self._call is None:
-            await self.connect()
-        fut = asyncio.get_running_loop().create_future()
-        async with self._write_lock:  # write order == FIFO order of pending futures
-            if self._closed is not None:
-                raise self._closed
-            req.request_id = next(self._ids)
-            self._pending.append((req.request_id, fut))
-            try:
-                await self._call.write(req)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-                pass  # the reader sees the stream end and fails the future with its status
-        resp = await fut
-        raise_for_status(resp.status)
-        return resp
+        return (await self._roundtrip(req))[1]
 
     # --- internals ----------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                resp = await self._call.read()
-                if resp is grpc.aio.EOF:
-                    self._fail_all(EnvStreamClosed(grpc.StatusCode.UNAVAILABLE.value[0], "server ended the stream"))
-                    return
-                if not self._pending:
-                    self._fail_all(EnvStreamClosed(grpc.StatusCode.INTERNAL.value[0], f"unexpected response {resp.request_id}"))
-                    return
-                rid, fut = self._pending.popleft()
-                if resp.request_id != rid:
-                    self._fail_all(EnvStreamClosed(grpc.StatusCode.INTERNAL.value[0], f"response {resp.request_id} arrived while waiting for {rid}"))
-                    fut.cancel()
-                    return
-                if not fut.done():
-                    fut.set_result(resp)
-        except grpc.aio.AioRpcError as e:
-            self._fail_all(EnvStreamClosed(e.code().value[0], e.details() or e.code().name))
-        except asyncio.CancelledError:
-            self._fail_all(EnvStreamClosed(grpc.StatusCode.CANCELLED.value[0], "client closed the stream"))
-            raise
+    async def _roundtrip(self, req: env_pb2.EnvRequest) -> tuple[_Stream, env_pb2.EnvResponse]:
+        if self._stream is None:
+            await self.connect()
+        s = self._stream
+        fut = asyncio.get_running_loop().create_future()
+        async with self._write_lock:
+            if s.closed is not None:
+                raise s.closed
+            req.request_id = rid = next(self._ids)
+            s.pending.append((rid, fut))
+            try:
+                await s.call.write(req)
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                pass  # the reader sees the stream end and fails the future with its status
+        if self.request_timeout_s is None:
+            resp = await fut
+        else:
+            try:
+                async with asyncio.timeout(self.request_timeout_s):
+                    resp = await fut
+            except TimeoutError:
+                # Responses come in order: one that never comes blocks every later one, so the stream is lost.
+                s.fail(EnvStreamClosed(_DEADLINE, f"env server {self.target} did not answer request {rid} "
+                                       f"within {self.request_timeout_s:g} s"))
+                raise s.closed from None
+        raise_for_status(resp.status)
+        return s, resp
 
-    def _fail_all(self, err: EnvStreamClosed) -> None:
-        if self._closed is None:
-            self._closed = err
-        while self._pending:
-            _, fut = self._pending.popleft()
-            if not fut.done():
-                fut.set_exception(self._closed)
+    async def _discard(self, err: EnvStreamClosed | None, keep_stream: bool = False) -> None:
+        """Fail and drop the current stream and channel."""
+        s = self._stream
+        if s is not None:
+            if err is not None:
+                s.fail(err)
+            if not s.reader.done():
+                s.reader.cancel()
+                try:
+                    await s.reader
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+            if not keep_stream:
+                self._stream = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
 
 
 def _str(v: Any) -> str:
