@@ -34,6 +34,7 @@ import grpc
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
+from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import env_pb2, memory_pb2
 
 log = logging.getLogger("atlasrl.actors.memory")
@@ -139,6 +140,7 @@ class MemoryAdvisor:
         self._queue.put_nowait(episode.to_memory_record())
 
     async def _ingest_forever(self) -> None:
+        backoff = Backoff(0.5, 5.0)
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < self._ingest_batch:
@@ -148,11 +150,12 @@ class MemoryAdvisor:
                 self.ingested += summary.accepted + summary.duplicates
                 for r in summary.rejected:
                     log.warning("memory rejected episode %s: %s", r.episode_id, r.status.message)
+                backoff.reset()
             except grpc.aio.AioRpcError as e:
                 self.failures += 1
                 self.skipped += len(batch)
                 log.info("memory ingest failed (%s); %d episodes skipped", e.code().name, len(batch))
-                await asyncio.sleep(1.0)
+                await backoff.sleep()
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until the ingest queue drained (tests, shutdown)."""

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from atlasrl.rpc import ChannelConfig, make_channel
+from atlasrl.rpc.retry import Backoff, retryable
 from atlasrl.v1 import coordinator_pb2 as pb
 from atlasrl.v1 import coordinator_pb2_grpc
 
@@ -65,7 +66,6 @@ log = logging.getLogger("atlasrl.clients.coordinator")
 ROLES = {"envserver": pb.ROLE_ENVSERVER, "actor": pb.ROLE_ACTOR, "learner": pb.ROLE_LEARNER,
          "memory": pb.ROLE_MEMORY, "other": pb.ROLE_OTHER}
 RUN_STATES = {"running": pb.RUN_STATE_RUNNING, "paused": pb.RUN_STATE_PAUSED, "stopping": pb.RUN_STATE_STOPPING}
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
 @dataclass
@@ -258,7 +258,7 @@ class RoleRegistration:
 
     async def _call(self, make_call):
         """Unary call with retries while the coordinator is unreachable (restart), re-registering on NOT_FOUND."""
-        delay = 0.1
+        backoff = Backoff(0.1, 2.0)
         while True:
             if self.abandoned:
                 raise RegistrationAbandoned("not registered: the process was asked to stop while registering")
@@ -268,10 +268,9 @@ class RoleRegistration:
                 if e.code() == grpc.StatusCode.NOT_FOUND and self.member_id:
                     log.warning("coordinator forgot member %s (%s); registering again", self.member_id, e.details())
                     await self._reregister()
-                elif e.code() not in _RETRYABLE:
+                elif not retryable(e):
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
     async def _register(self) -> None:
         self.member_id = ""
@@ -321,16 +320,18 @@ class RoleRegistration:
             await asyncio.sleep(self._heartbeat_s)
 
     async def _watch_loop(self) -> None:
+        backoff = Backoff(0.5, 2.0)
         while True:
             try:
                 async for view in self._stub.Watch(pb.WatchRequest(member_id=self.member_id)):
                     self._set_view(view)
+                    backoff.reset()
             except grpc.aio.AioRpcError as e:
-                if e.code() not in _RETRYABLE:
+                if not retryable(e):
                     log.warning("watch failed: %s %s", e.code().name, e.details())
             if self.stopping:
                 return
-            await asyncio.sleep(0.5)
+            await backoff.sleep()
 
 
 @contextlib.contextmanager

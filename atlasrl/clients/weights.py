@@ -28,6 +28,7 @@ import numpy as np
 
 from atlasrl import codec
 from atlasrl.rpc import ChannelConfig, make_channel
+from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import weights_pb2, weights_pb2_grpc
 
 log = logging.getLogger("atlasrl.clients.weights")
@@ -208,7 +209,7 @@ class WeightSubscriber:
         self.errors = 0
 
     async def versions(self) -> AsyncIterator[WeightVersion]:
-        backoff = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         async with make_channel(self.target, self.channel_config) as ch:
             stub = weights_pb2_grpc.WeightServiceStub(ch)
             while True:
@@ -219,7 +220,7 @@ class WeightSubscriber:
                     async for msg in stub.Subscribe(req):
                         wv = asm.feed(msg)
                         if wv is not None:
-                            backoff = self.backoff_initial_s
+                            backoff.reset()
                             self.last_version = wv.version
                             wv.lineage_reset, reset = reset, False
                             yield wv
@@ -230,8 +231,7 @@ class WeightSubscriber:
                     if not self.reconnect:
                         raise
                     log.info("weight stream from %s broke (%s); resubscribing after version %d", self.target, e, self.last_version)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                await backoff.sleep()
 
     async def _lineage_reset(self, stub) -> bool:
         """Before (re)subscribing: has the learner's latest version gone below ours? Then start over from it.
