@@ -10,6 +10,8 @@ Usage from any role with a ``--coordinator ADDR`` flag (inside its asyncio loop)
     await reg.start()                  # registers (retries until the coordinator answers), then heartbeats
     reg.counters["env_steps"] += 1     # cumulative totals; sent with the next heartbeat
     reg.gauges["loss"] = 0.42          # latest values
+    # or let the helper ask: RoleRegistration(..., report=fill) calls fill(reg) before every heartbeat
+    # (and the last one at close), so a role needs no reporting loop of its own
     reg.policy_version = 17            # learner: version just published; actor: version it acts with
     reg.report_error("env crashed")    # shows up in `atlasrl status`
     ...
@@ -53,6 +55,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 import grpc
 
@@ -85,7 +88,8 @@ class RegistrationAbandoned(RuntimeError):
 class RoleRegistration:
     def __init__(self, coordinator: str, *, role: str, name: str = "", address: str = "", metrics_address: str = "",
                  capacity: int = 0, capabilities: list[str] | tuple[str, ...] = (), heartbeat_s: float | None = None,
-                 rpc_timeout_s: float = 5.0, close_timeout_s: float = 2.0):
+                 rpc_timeout_s: float = 5.0, close_timeout_s: float = 2.0,
+                 report: Callable[["RoleRegistration"], None] | None = None):
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
         self.coordinator = coordinator
@@ -102,6 +106,7 @@ class RoleRegistration:
         self._heartbeat_s = heartbeat_s
         self._timeout = rpc_timeout_s
         self._close_timeout = close_timeout_s
+        self._report = report   # fills counters/gauges from the role's own state before every heartbeat
         self.abandoned = False            # start() gave up registering: a stop signal came first
         self._base: dict[str, int] = {}   # totals already credited to earlier member ids of this process
         self._acked: dict[str, int] = {}  # totals the coordinator acknowledged for the current member id
@@ -295,6 +300,11 @@ class RoleRegistration:
 
     def _heartbeat_request(self) -> pb.HeartbeatRequest:
         # Rebuilt on every attempt: after a re-registration the member id and the counter base both change.
+        if self._report is not None:
+            try:
+                self._report(self)
+            except Exception:  # noqa: BLE001 - a broken report must not stop the heartbeats that keep the lease
+                log.exception("report for the coordinator failed")
         counters = {k: int(v) - self._base.get(k, 0) for k, v in list(self.counters.items())}
         return pb.HeartbeatRequest(member_id=self.member_id, policy_version=self.policy_version, counters=counters,
                                    gauges=dict(self.gauges), last_error=self.last_error, error_count=self.error_count)

@@ -103,12 +103,9 @@ async def serve(cfg: EnvServerConfig, on_ready=None) -> None:
     if on_ready:
         on_ready(server)
     registration = await _register(cfg, server) if cfg.coordinator else None
-    reporter = asyncio.ensure_future(_report_loop(registration, server)) if registration else None
     try:
         await server.wait()
     finally:
-        if reporter is not None:
-            reporter.cancel()
         if registration is not None:
             await registration.close()
         await server.stop()
@@ -119,14 +116,13 @@ async def _register(cfg: EnvServerConfig, server: EnvServer):
 
     metrics = f"{cfg.server_config().metrics_host}:{server.metrics_port}" if server.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="envserver", name=f"envserver-{server.rpc.port}", address=server.address,
-                           metrics_address=metrics, capacity=cfg.max_envs, capabilities=cfg.envs or registry.list_ids())
+                           metrics_address=metrics, capacity=cfg.max_envs, capabilities=cfg.envs or registry.list_ids(),
+                           report=lambda r: _report(r, server))
     await reg.start()
     return reg
 
 
-async def _report_loop(reg, server: EnvServer, every_s: float = 1.0) -> None:
+def _report(reg, server: EnvServer) -> None:
     """Heartbeats carry cumulative env steps and the live env count."""
-    while True:
-        reg.counters["env_steps"] = server.manager.steps_total
-        reg.gauges["live_envs"] = float(server.manager.live)
-        await asyncio.sleep(every_s)
+    reg.counters["env_steps"] = server.manager.steps_total
+    reg.gauges["live_envs"] = float(server.manager.live)

@@ -77,17 +77,11 @@ async def run(cfg: MemoryConfig, on_ready=None) -> None:
     server.rpc.stop_on_signals()
     if on_ready:
         on_ready(server)
-    registration, reporter = None, None
-    if cfg.coordinator:
-        registration = await _register(cfg, server)
-        reporter = asyncio.ensure_future(_report_loop(registration, server))
+    registration = await _register(cfg, server) if cfg.coordinator else None
     try:
         await server.rpc.wait()
     finally:
-        if reporter is not None:
-            reporter.cancel()
         if registration is not None:
-            _report(registration, server)
             await registration.close()
         await server.stop()
 
@@ -98,9 +92,8 @@ async def _register(cfg: MemoryConfig, server: MemoryServer):
 
     metrics = f"{cfg.server.metrics_host}:{server.metrics_port}" if server.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="memory", name=f"memory-{server.rpc.port}", address=server.address,
-                           metrics_address=metrics)
+                           metrics_address=metrics, report=lambda r: _report(r, server))
     await reg.start()
-    _report(reg, server)
     return reg
 
 
@@ -112,12 +105,6 @@ def _report(reg, server: MemoryServer) -> None:
     reg.gauges["atlas_cells"] = float(sum(int((a.visits > 0).sum()) for a in server.state.layouts.values()))
     reg.gauges["memory_version"] = float(server.state.version)
     reg.gauges["memory_layout_atlases"] = float(len(server.state.layouts))
-
-
-async def _report_loop(reg, server: MemoryServer, every_s: float = 1.0) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        _report(reg, server)
 
 
 def main_sync(cfg: MemoryConfig, on_ready=None) -> None:

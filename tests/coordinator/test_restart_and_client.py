@@ -141,3 +141,27 @@ async def test_thread_mode_for_sync_roles(coordinator):
     assert view_version == 9 and assignment.learner_address == "127.0.0.1:7100"
     st = await CoordinatorClient(coordinator.address).status(include_dead=True)
     assert st.counters["learner.samples_trained"] == 64 and not st.members[0].alive
+
+
+async def test_report_hook_fills_every_heartbeat_and_the_last_one(coordinator):
+    """A role hands the helper a report function instead of running a reporting loop of its own: it is called
+    before every heartbeat, and before the final one at close, so the coordinator ends with the last count."""
+    steps = {"n": 0}
+
+    def fill(reg):
+        reg.counters["env_steps"] = steps["n"]
+
+    reg = RoleRegistration(coordinator.address, role="envserver", heartbeat_s=0.1, report=fill)
+    await reg.start()
+    client = CoordinatorClient(coordinator.address)
+    steps["n"] = 7
+    async def seen(n):
+        st = await client.status(include_dead=True)
+        return st.counters.get("envserver.env_steps") == n
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await seen(7):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    steps["n"] = 9
+    await reg.close()               # no heartbeat in between can have carried 9: only the closing one
+    assert await seen(9)
