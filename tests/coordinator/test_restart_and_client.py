@@ -151,7 +151,7 @@ async def test_report_hook_fills_every_heartbeat_and_the_last_one(coordinator):
     def fill(reg):
         reg.counters["env_steps"] = steps["n"]
 
-    reg = RoleRegistration(coordinator.address, role="envserver", heartbeat_s=0.1, report=fill)
+    reg = RoleRegistration(coordinator.address, role="envserver", address="127.0.0.1:7001", heartbeat_s=0.1, report=fill)
     await reg.start()
     client = CoordinatorClient(coordinator.address)
     steps["n"] = 7
