@@ -75,10 +75,9 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
 
     from atlasrl.actors.config import ActorConfig
     from atlasrl.actors.engines import EngineConfig, make_engine
-    from atlasrl.actors.envlink import EnvLink
     from atlasrl.actors.eval import evaluate
     from atlasrl.actors.policy import Policy
-    from atlasrl.actors.rollout import RolloutLoop
+    from atlasrl.actors.rollout import RolloutLoop, env_clients
     from atlasrl.envservers.config import EnvServerConfig
     from atlasrl.envservers.server import EnvServer
     from atlasrl.learner.config import LearnerConfig
@@ -120,13 +119,13 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
             if time.monotonic() - t0 > seconds:
                 loop.stop()
 
-    loop = RolloutLoop(actor_cfg, Policy(engine, actor_cfg), [EnvLink(server.address)], on_episode=on_episode)
+    loop = RolloutLoop(actor_cfg, Policy(engine, actor_cfg), env_clients([server.address]), on_episode=on_episode)
     await loop.run()
     out = {"seed": seed, "updates": trainer.version, "env_steps": env_steps, "train_success": sum(recent) / max(1, len(recent)),
            "seconds": round(time.monotonic() - t0, 1)}
     for temperature in (1.0, 0.0):
         ecfg = actor_cfg.model_copy(update={"temperature": temperature})
-        report = await evaluate(ecfg, Policy(engine, ecfg), [EnvLink(server.address)], episodes=eval_episodes,
+        report = await evaluate(ecfg, Policy(engine, ecfg), env_clients([server.address]), episodes=eval_episodes,
                                 seed_start=EVAL_SEED_START)
         out[f"eval_t{temperature:g}"] = round(report.success_rate, 3)
         out[f"causes_t{temperature:g}"] = report.causes

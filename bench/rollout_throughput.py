@@ -27,20 +27,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atlasrl.actors.config import ActorConfig  # noqa: E402
-from atlasrl.actors.envlink import EnvServerDown  # noqa: E402
+from atlasrl.clients.env import EnvObservation, EnvStreamClosed, StepResult  # noqa: E402
 from atlasrl.actors.groups import SeedSchedule  # noqa: E402
 
 ENV_CONFIG = {"text_mode": "relative", "max_actions_per_turn": "1", "size": "4"}
 
 
 class LocalLink:
-    """EnvLink over envs in this process: same protos as the env server sends, no transport."""
+    """An EnvClient over envs in this process: same protos as the env server sends, no transport."""
 
     def __init__(self):
         from atlasrl.envservers import registry
 
         self.registry = registry
-        self.address = "in-process"
+        self.target = "in-process"
         self.down = False
         self.envs = {}
 
@@ -58,14 +58,14 @@ class LocalLink:
     async def reset(self, handle, seed=None):
         from atlasrl.envservers.convert import observation_to_proto
 
-        return observation_to_proto(self.envs[handle].text_reset(seed=seed))[0]
+        return EnvObservation(observation_to_proto(self.envs[handle].text_reset(seed=seed))[0])
 
     async def step(self, actions):
         from atlasrl.envservers.convert import observation_to_proto
 
-        return [observation_to_proto(self.envs[h].text_step(t))[0] for h, t in actions]
+        return [StepResult(h, EnvObservation(observation_to_proto(self.envs[h].text_step(t))[0])) for h, t in actions]
 
-    async def close(self):
+    async def aclose(self):
         pass
 
 
@@ -114,7 +114,7 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
     loop.stop()
     try:
         await asyncio.wait_for(task, 30)
-    except (asyncio.TimeoutError, EnvServerDown):
+    except (asyncio.TimeoutError, EnvStreamClosed):
         task.cancel()
     return {"env_steps_per_s": (s1 - s0) / (t1 - t0), "tokens_per_s": (k1 - k0) / (t1 - t0), "steps": s1 - s0,
             "seconds": t1 - t0, "dropped": loop.dropped}
@@ -153,7 +153,7 @@ async def bare_loop(engine, num_envs: int, batches: int) -> dict:
 
 async def main_async(args) -> dict:
     from atlasrl.actors.engines import EngineConfig, make_engine
-    from atlasrl.actors.envlink import EnvLink
+    from atlasrl.actors.rollout import env_clients
     from atlasrl.models.tiny import tiny_model_path
 
     engine = make_engine(EngineConfig(model=str(tiny_model_path(args.arch)), seed=0))
@@ -166,8 +166,8 @@ async def main_async(args) -> dict:
     try:
         modes = {
             "local": lambda: run_loop(cfg, engine, [LocalLink()], args.batches),
-            "grpc-1": lambda: run_loop(cfg.model_copy(update={"envs": addrs[:1]}), engine, [EnvLink(addrs[0])], args.batches),
-            "grpc-2": lambda: run_loop(cfg.model_copy(update={"envs": addrs}), engine, [EnvLink(a) for a in addrs], args.batches),
+            "grpc-1": lambda: run_loop(cfg.model_copy(update={"envs": addrs[:1]}), engine, env_clients(addrs[:1]), args.batches),
+            "grpc-2": lambda: run_loop(cfg.model_copy(update={"envs": addrs}), engine, env_clients(addrs), args.batches),
         }
         if args.arch == "qwen2":
             modes = {"bare": lambda: bare_loop(engine, args.num_envs, args.batches), **modes}

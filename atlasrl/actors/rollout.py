@@ -1,6 +1,6 @@
 """The asyncio rollout loop: many env sessions, one batched generate call per turn.
 
-    loop = RolloutLoop(cfg, policy, links, on_episode=sender.put, memory=hints, gate=gate, admit=gate.admit)
+    loop = RolloutLoop(cfg, policy, env_clients(cfg.envs), on_episode=sender.put, memory=hints, gate=gate, admit=gate.admit)
     await loop.run(max_episodes=100)          # or until loop.stop()
 
 Lockstep batches (SEED RL style): every active env session contributes its
@@ -29,17 +29,18 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
+
+import grpc
 
 from atlasrl.actors.config import ActorConfig
-from atlasrl.actors.envlink import EnvLink, EnvServerDown
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.groups import SeedSchedule
 from atlasrl.actors.memory_hints import EpisodeAdvice, MemoryAdvisor
 from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.policy import Policy, TurnInput
 from atlasrl.actors.prompts import PastTurn, PromptBuilder
-from atlasrl.rpc.errors import RemoteError
+from atlasrl.clients.env import EnvClient, EnvStreamClosed
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
 log = logging.getLogger("atlasrl.actors.rollout")
@@ -51,7 +52,7 @@ class Slot:
     """One env session the actor drives."""
 
     index: int
-    link: EnvLink | None = None
+    link: EnvClient | None = None
     handle: int = 0
     builder: PromptBuilder | None = None
     episode: EpisodeBuffer | None = None
@@ -66,7 +67,7 @@ class RolloutLoop:
         self,
         cfg: ActorConfig,
         policy: Policy,
-        links: list[EnvLink],
+        links: list[EnvClient],
         *,
         seeds: SeedSchedule | None = None,
         on_episode: Callable[[trajectory_pb2.Episode, EpisodeBuffer], Awaitable[None]] | None = None,
@@ -121,7 +122,7 @@ class RolloutLoop:
                 await self.policy.maybe_update()
                 await self._turn(active)
         finally:
-            await asyncio.gather(*(link.close() for link in self.links), return_exceptions=True)
+            await asyncio.gather(*(link.aclose() for link in self.links), return_exceptions=True)
 
     async def _pass_gate(self) -> bool:
         """Wait for the gate; False when stop() came first (a held gate must not block shutdown)."""
@@ -153,14 +154,14 @@ class RolloutLoop:
             by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
         results = await asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
         for pairs, res in zip(by_link.values(), results):
-            if isinstance(res, EnvServerDown):
+            if isinstance(res, EnvStreamClosed):
                 self._drop([s for s, _ in pairs], "env_server_down", res)
                 continue
-            for (slot, _), obs in zip(pairs, res):
-                if isinstance(obs, RemoteError):  # this session broke; the others on the server are fine
-                    self._drop([slot], "env_error", obs)
+            for (slot, _), r in zip(pairs, res):
+                if r.error is not None:  # this session broke; the others on the server are fine
+                    self._drop([slot], "env_error", r.error)
                 else:
-                    stepped[slot.index] = obs
+                    stepped[slot.index] = r.observation.proto
         ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
         finished = []
         for slot, out, obs in ok:
@@ -187,7 +188,7 @@ class RolloutLoop:
         link = pairs[0][0].link
         try:
             return await link.step([(s.handle, text) for s, text in pairs])
-        except EnvServerDown as e:
+        except EnvStreamClosed as e:
             return e
 
     def _shaping(self, slot: Slot, next_obs: env_pb2.Observation) -> float:
@@ -231,8 +232,8 @@ class RolloutLoop:
             return
         group_id, seed = nxt
         try:
-            obs = await slot.link.reset(slot.handle, seed)
-        except EnvServerDown as e:
+            obs = (await slot.link.reset(slot.handle, seed)).proto
+        except EnvStreamClosed as e:
             self.seeds.give_back(group_id, seed)
             self._mark_broken([slot], e)
             return
@@ -257,7 +258,7 @@ class RolloutLoop:
         for slot in slots:
             slot.broken = True
         if slots and slots[0].link is not None:
-            log.warning("env server %s failed (%s); %d sessions will be reopened", slots[0].link.address, err, len(slots))
+            log.warning("env server %s failed (%s); %d sessions will be reopened", slots[0].link.target, err, len(slots))
 
     # -- (re)opening sessions -----------------------------------------------
     async def _repair_slots(self) -> None:
@@ -268,7 +269,7 @@ class RolloutLoop:
         for slot in broken:
             if slot.link is not None and slot.link.down:
                 self._drop([s for s in self.slots if s.link is slot.link and not s.broken], "env_server_down",
-                           EnvServerDown(slot.link.address))
+                           EnvStreamClosed(grpc.StatusCode.UNAVAILABLE.value[0], f"env server {slot.link.target} is down"))
         broken = [s for s in self.slots if s.broken]
         live = await self._live_links()
         if not live:
@@ -280,7 +281,7 @@ class RolloutLoop:
             link = preferred if preferred in live else live[slot.index % len(live)]
             try:
                 slot.handle, spec = await link.open(self.cfg.env_id, self.cfg.env_config, seed=None)
-            except EnvServerDown as e:
+            except EnvStreamClosed as e:
                 self._mark_broken([slot], e)
                 continue
             if slot.link is not None:
@@ -293,13 +294,13 @@ class RolloutLoop:
             )
             await self._start_episode(slot)
 
-    async def _live_links(self) -> list[EnvLink]:
+    async def _live_links(self) -> list[EnvClient]:
         live = []
         for link in self.links:
             if link.down:
                 try:
                     await link.reconnect()
-                except EnvServerDown:
+                except EnvStreamClosed:
                     continue
             live.append(link)
         return live
@@ -312,6 +313,11 @@ class RolloutLoop:
     @property
     def success_rate(self) -> float:
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+def env_clients(addresses: Iterable[str]) -> list[EnvClient]:
+    """The actor's env clients, one per server: frames are not decoded (prompts and episodes carry them as received)."""
+    return [EnvClient(a, decode_images=False) for a in addresses]
 
 
 def state_key(obs: env_pb2.Observation) -> bytes:

@@ -23,7 +23,7 @@ async def test_actor_follows_the_coordinator(tiny_engine, env_server, learner, t
     parts = None
     try:
         parts = await start_actor(actor_config(coordinator=coord.address), engine=tiny_engine)
-        assert [link.address for link in parts.loop.links] == [env_server.address]
+        assert [link.target for link in parts.loop.links] == [env_server.address]
         assert parts.sender is not None and parts.sender.target == learner.address
         run = asyncio.create_task(parts.loop.run(max_episodes=10_000))
         from atlasrl.actors.actor import _report

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from atlasrl.actors.actor import start_actor, stop_actor
-from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.policy import Policy
-from atlasrl.actors.rollout import RolloutLoop
+from atlasrl.actors.rollout import RolloutLoop, env_clients
 from atlasrl.clients.weights import WeightSubscriber
 
 from .conftest import actor_config, model_vocab
@@ -58,14 +57,14 @@ async def test_env_server_killed_mid_episode_drops_and_moves(tiny_engine, env_se
             reported.append(ep_proto)
 
         gate = HoldGate()
-        loop = RolloutLoop(cfg, Policy(tiny_engine, cfg), [EnvLink(a) for a in cfg.envs], on_episode=collect, gate=gate)
+        loop = RolloutLoop(cfg, Policy(tiny_engine, cfg), env_clients(cfg.envs), on_episode=collect, gate=gate)
         run = asyncio.create_task(loop.run(max_episodes=24))
         while loop.finished < 4:
             await asyncio.sleep(0.01)
         gate.open.clear()
         await asyncio.wait_for(gate.waiting.wait(), 30)
         # Frozen between batches: these episodes are mid-flight on the server about to die.
-        doomed_slots = [s for s in loop.slots if s.link.address == doomed and s.episode is not None]
+        doomed_slots = [s for s in loop.slots if s.link.target == doomed and s.episode is not None]
         doomed_ids = {s.episode.episode_id for s in doomed_slots}
         doomed_groups = {(s.episode.group_id, s.episode.seed) for s in doomed_slots}
         assert doomed_ids and all(s.episode.turns or True for s in doomed_slots)
@@ -82,7 +81,7 @@ async def test_env_server_killed_mid_episode_drops_and_moves(tiny_engine, env_se
     assert not doomed_ids & set(ids), "an episode of the dead server was reported"
     assert loop.dropped == len(doomed_ids)
     assert len(reported) - before >= 4, "rollouts did not continue on the surviving server"
-    assert all(s.link.address == env_server.address for s in loop.slots), "sessions were not moved"
+    assert all(s.link.target == env_server.address for s in loop.slots), "sessions were not moved"
     assert loop.m.dropped.labels("env_server_down")._value.get() == len(doomed_ids)
     # Every reported episode is whole, and a dropped episode's seed was replayed for its group.
     for ep in reported:
