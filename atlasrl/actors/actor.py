@@ -16,11 +16,10 @@ import logging
 from dataclasses import dataclass
 
 from atlasrl.actors.config import ActorConfig, resolve_images
-from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.spool import OUTCOMES
-from atlasrl.actors.rollout import RolloutLoop
+from atlasrl.actors.rollout import RolloutLoop, env_clients
 from atlasrl.rpc import RpcServer, ServerConfig
 
 log = logging.getLogger("atlasrl.actor")
@@ -103,9 +102,8 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         if gate.stop_requested:  # the coordinator set the run to STOPPING
             loop.stop()
 
-    links = [EnvLink(a) for a in cfg.envs]
-    loop = RolloutLoop(cfg, policy, links, on_episode=deliver, memory=memory, gate=gate_or_stop, admit=gate.admit,
-                       metrics=m)
+    loop = RolloutLoop(cfg, policy, env_clients(cfg.envs), on_episode=deliver, memory=memory, gate=gate_or_stop,
+                       admit=gate.admit, metrics=m)
     return ActorParts(loop, policy, sender, memory, reg, server)
 
 
