@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from atlasrl.actors.config import ActorConfig, resolve_images
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
-from atlasrl.actors.spool import OUTCOMES
+from atlasrl.clients.spool import OUTCOMES
 from atlasrl.actors.rollout import RolloutLoop, env_clients
 from atlasrl.rpc import RpcServer, ServerConfig
 
@@ -71,7 +71,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         from atlasrl.clients.trajectory import TrajectorySender
         from atlasrl.clients.weights import WeightSubscriber
 
-        from atlasrl.actors.spool import open_ledger
+        from atlasrl.clients.spool import open_ledger
 
         if cfg.spool_dir and "actor_id" not in cfg.model_fields_set:
             log.warning("--spool-dir with a random actor id (%s): a restarted actor will not find this spool; "
@@ -171,7 +171,7 @@ async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
         reg.counters["tokens"] = loop.tokens
         reg.counters["episodes"] = loop.finished
         reg.counters["dropped_episodes"] = loop.dropped
-        if parts.sender is not None:  # delivery accounting of this process (atlasrl/actors/spool.py)
+        if parts.sender is not None:  # delivery accounting of this process (atlasrl/clients/spool.py)
             for outcome in OUTCOMES:
                 reg.counters[f"episodes_{outcome}"] = parts.sender.spool.total(outcome)
         reg.gauges["success_rate"] = loop.success_rate

@@ -98,7 +98,7 @@ class ActorConfig(BaseModel):
     """Directory of the episode spool, ``<spool_dir>/<actor_id>.sqlite``: one row per episode generated, with its
     outcome (acked, refused with the learner's reason, lost), kept across restarts of this actor id, so unacked
     episodes of a killed actor are re-sent (or counted lost). None = counts in memory only: the unacked episodes
-    of a killed actor are then accounted nowhere. Needs a stable actor_id (see atlasrl/actors/spool.py)."""
+    of a killed actor are then accounted nowhere. Needs a stable actor_id (see atlasrl/clients/spool.py)."""
     spool: bool = True
     """With a spool_dir: keep each unacked episode's payload and re-send it after a restart (the learner drops
     repeats by episode_id). False = ids only: episodes unacked at a restart or stop are counted lost."""

@@ -1,7 +1,7 @@
 """The actor's Prometheus metrics (one ``Metrics("actor")`` registry per actor)."""
 from __future__ import annotations
 
-from atlasrl.actors.spool import LOSS_REASONS, REFUSAL_REASONS
+from atlasrl.clients.spool import LOSS_REASONS, REFUSAL_REASONS
 from atlasrl.metrics import Metrics
 
 GEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -27,7 +27,7 @@ class ActorMetrics:
         self.buffered = m.gauge("actor_unacked_episodes", "Episodes waiting for the learner's ack")
         self.weight_updates = m.counter("actor_weight_updates_total", "Weight versions swapped into the engine")
         self.env_reconnects = m.counter("actor_env_reconnects_total", "Env sessions re-opened after a server failure")
-        # Delivery accounting (atlasrl/actors/spool.py). Not actor_episodes_total: that one counts finished
+        # Delivery accounting (atlasrl/clients/spool.py). Not actor_episodes_total: that one counts finished
         # episodes by success/failure, and dashboards divide its success by its sum.
         self.episode_outcomes = m.counter(
             "actor_episode_outcomes_total", "Episodes handed to the learner, by outcome: generated, then one of acked, "

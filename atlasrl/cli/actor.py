@@ -136,9 +136,9 @@ def eval_cmd(
 
 async def _eval(cfg, episodes, seed_start, out, confidence):
     from atlasrl.actors.actor import build_engine
-    from atlasrl.actors.envlink import EnvLink
     from atlasrl.actors.eval import evaluate
     from atlasrl.actors.policy import Policy
+    from atlasrl.actors.rollout import env_clients
 
     import asyncio
 
@@ -147,8 +147,7 @@ async def _eval(cfg, episodes, seed_start, out, confidence):
     cfg = resolve_images(cfg)
     engine = await asyncio.to_thread(build_engine, cfg)
     try:
-        links = [EnvLink(a) for a in cfg.envs]
-        return await evaluate(cfg, Policy(engine, cfg), links, episodes=episodes, seed_start=seed_start, jsonl=out,
+        return await evaluate(cfg, Policy(engine, cfg), env_clients(cfg.envs), episodes=episodes, seed_start=seed_start, jsonl=out,
                               confidence=confidence)
     finally:
         engine.close()

@@ -15,7 +15,7 @@ counted twice. While the learner is unreachable the buffer fills up to
 until the learner is back.
 
 Every episode put() ends in exactly one outcome, counted by the sender's ledger
-(``spool``, see atlasrl/actors/spool.py): acked, refused (with the learner's
+(``spool``, see atlasrl/clients/spool.py): acked, refused (with the learner's
 reason) or lost (the sender closed before an ack). With an ``EpisodeSpool`` the
 ledger is an SQLite file that survives a killed actor: episodes it left unacked
 are queued first when the next one starts, and re-sent. Without one the counts
@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import grpc
 
-from atlasrl.actors.spool import EpisodeLedger
+from atlasrl.clients.spool import EpisodeLedger
 from atlasrl.log import ReasonSummary
 from atlasrl.rpc import ChannelConfig, make_channel
+from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import trajectory_pb2, trajectory_pb2_grpc
 
 log = logging.getLogger("atlasrl.clients.trajectory")
@@ -202,7 +202,7 @@ class TrajectorySender:
 
     # -- delivery ----------------------------------------------------------
     async def _deliver_forever(self) -> None:
-        backoff = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
@@ -213,18 +213,16 @@ class TrajectorySender:
                 self.stats.push_failures += 1
                 self.connected = False
                 self.last_error = f"{e.code().name}: {e.details()}"
-                log.info("push of %d episodes failed (%s); retrying in %.2fs", len(batch), self.last_error, backoff)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, self.backoff_max_s)
+                delay = await backoff.sleep()
+                log.info("push of %d episodes failed (%s); retried after %.2fs", len(batch), self.last_error, delay)
                 continue
             self.connected = True
             if await self._apply_ack(ack, batch):
-                backoff = self.backoff_initial_s
+                backoff.reset()
             else:
                 # The learner neither acked nor rejected some episodes (its buffer is
                 # full): keep them and offer them again after a growing pause.
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                await backoff.sleep()
 
     async def _apply_ack(self, ack: trajectory_pb2.PushAck, batch: list[trajectory_pb2.Episode]) -> bool:
         """Forget what the ack settled; True when every episode of the batch was settled."""

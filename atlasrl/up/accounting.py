@@ -4,7 +4,7 @@
     print(acc.table())          # generated = trained + refused + lost + waiting + unsent, and any violation
     acc.balanced, acc.violations
 
-The actors' spools (``actors/spool.py``, one SQLite file per actor) know what was generated and what an actor
+The actors' spools (``clients/spool.py``, one SQLite file per actor) know what was generated and what an actor
 lost; the learner's ledger (``learner/ledger.py``) knows what arrived and what it trained or refused. Both are
 read here as plain SQLite files (a run's ops tool, like `atlasrl status`: no role imports the other's code),
 so on several hosts copy the files next to each other and run ``atlasrl accounting`` on them.

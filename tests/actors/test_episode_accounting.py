@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from atlasrl.actors.spool import EpisodeSpool
+from atlasrl.clients.spool import EpisodeSpool
 from atlasrl.clients.trajectory import TrajectorySender, refusal_reason
 from atlasrl.metrics import Metrics
 from atlasrl.rpc import MalformedRequest, RpcServer, ServerConfig
@@ -205,7 +205,7 @@ async def test_summary_logs_one_line_per_interval(sender_log):
 
 CHILD = r"""
 import asyncio, sys, uuid
-from atlasrl.actors.spool import EpisodeSpool
+from atlasrl.clients.spool import EpisodeSpool
 from atlasrl.clients.trajectory import TrajectorySender
 from atlasrl.v1 import trajectory_pb2
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from atlasrl.actors.spool import EpisodeLedger, EpisodeSpool, open_ledger
+from atlasrl.clients.spool import EpisodeLedger, EpisodeSpool, open_ledger
 from atlasrl.v1 import trajectory_pb2
 
 

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from atlasrl.actors.spool import EpisodeSpool
+from atlasrl.clients.spool import EpisodeSpool
 from atlasrl.learner.ledger import EpisodeLedger
 from atlasrl.up.accounting import reconcile
 from atlasrl.v1 import trajectory_pb2

@@ -40,7 +40,7 @@ from typing import Callable, Iterable
 
 from atlasrl.v1 import trajectory_pb2
 
-log = logging.getLogger("atlasrl.actors.spool")
+log = logging.getLogger("atlasrl.clients.spool")
 
 OUTCOMES = ("generated", "acked", "refused", "lost", "resent")
 STATES = ("pending", "acked", "refused", "lost")
