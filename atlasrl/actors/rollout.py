@@ -41,6 +41,7 @@ from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.policy import Policy, TurnInput
 from atlasrl.actors.prompts import PastTurn, PromptBuilder
 from atlasrl.clients.env import EnvClient, EnvStreamClosed
+from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
 log = logging.getLogger("atlasrl.actors.rollout")
@@ -95,7 +96,8 @@ class RolloutLoop:
         self._recent: deque[bool] = deque(maxlen=100)
         self._recent_returns: deque[float] = deque(maxlen=100)
         self._stop = asyncio.Event()
-        self._backoff = cfg.reconnect_backoff_s
+        self._backoff = Backoff(cfg.reconnect_backoff_s, max(8.0, cfg.reconnect_backoff_s))
+        self._idle_s = cfg.reconnect_backoff_s   # wait before the next repair while no env server answers
 
     def stop(self) -> None:
         self._stop.set()
@@ -115,7 +117,7 @@ class RolloutLoop:
                         continue
                     if self.seeds.exhausted and all(s.episode is None for s in self.slots if not s.broken):
                         return
-                    await asyncio.sleep(self._backoff)
+                    await asyncio.sleep(self._idle_s)
                     continue
                 if self.gate is not None and not await self._pass_gate():
                     break
@@ -273,9 +275,10 @@ class RolloutLoop:
         broken = [s for s in self.slots if s.broken]
         live = await self._live_links()
         if not live:
-            self._backoff = min(self._backoff * 2, 8.0)
+            self._idle_s = self._backoff.next_delay()
             return
-        self._backoff = self.cfg.reconnect_backoff_s
+        self._backoff.reset()
+        self._idle_s = self.cfg.reconnect_backoff_s
         for slot in broken:
             preferred = self.links[slot.index % len(self.links)]
             link = preferred if preferred in live else live[slot.index % len(live)]
