@@ -26,8 +26,8 @@ import http.client
 import io
 import json
 import multiprocessing as mp
-import random
 import os
+import random
 import socket
 import statistics
 import time

@@ -19,8 +19,8 @@ from atlasrl.actors.config import ActorConfig, resolve_images
 from atlasrl.actors.envlink import EnvLink
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
-from atlasrl.actors.spool import OUTCOMES
 from atlasrl.actors.rollout import RolloutLoop
+from atlasrl.actors.spool import OUTCOMES
 from atlasrl.rpc import RpcServer, ServerConfig
 
 log = logging.getLogger("atlasrl.actor")
@@ -69,10 +69,9 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         engine = await asyncio.to_thread(build_engine, cfg)
     sender = weights = memory = None
     if cfg.learner:
+        from atlasrl.actors.spool import open_ledger
         from atlasrl.clients.trajectory import TrajectorySender
         from atlasrl.clients.weights import WeightSubscriber
-
-        from atlasrl.actors.spool import open_ledger
 
         if cfg.spool_dir and "actor_id" not in cfg.model_fields_set:
             log.warning("--spool-dir with a random actor id (%s): a restarted actor will not find this spool; "

@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 TRAIN_SEED_BLOCK = 100_000_000  # training seeds of run.seed s: [s * block, (s + 1) * block)
 ACTOR_SEED_STRIDE = 1_000_000    # actor i starts at s * block + i * stride
 

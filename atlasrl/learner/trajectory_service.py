@@ -16,9 +16,9 @@ import logging
 from typing import Callable
 
 from atlasrl.learner.buffer import BufferFull, EpisodeBuffer
-from atlasrl.log import ReasonSummary
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.validation import Malformed, Unacceptable
+from atlasrl.log import ReasonSummary
 from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, to_status_msg
 from atlasrl.v1 import trajectory_pb2
 

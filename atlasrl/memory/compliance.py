@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from atlasrl import codec
-from atlasrl.clients.memory import MemoryClient, episode_record, transition, trajectory_transitions
+from atlasrl.clients.memory import MemoryClient, episode_record, trajectory_transitions, transition
 from atlasrl.rpc import make_channel
 from atlasrl.v1 import memory_pb2, memory_pb2_grpc
 

@@ -23,8 +23,15 @@ from atlasrl.memory.shaping import potential, shaping_terms
 from atlasrl.memory.snapshotter import Snapshotter
 from atlasrl.memory.state import MemoryState
 from atlasrl.metrics import Metrics
+from atlasrl.rpc import (
+    FailedPrecondition,
+    InvalidArgument,
+    MalformedRequest,
+    NotFound,
+    ResourceExhausted,
+    to_status_msg,
+)
 from atlasrl.rpc.errors import status_of
-from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, NotFound, ResourceExhausted, to_status_msg
 from atlasrl.v1 import env_pb2, memory_pb2
 
 SOURCE_ENUM = {"layout": memory_pb2.ATLAS_SOURCE_LAYOUT, "blended": memory_pb2.ATLAS_SOURCE_BLENDED,

@@ -75,7 +75,6 @@ def load_image_processor(path: str | Path):
 def load_model(path: str | Path, dtype: str = "float32", device: str = "cpu", attn: str = "sdpa"):
     import torch
     from transformers import AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()         # "Loading weights" bars on every load

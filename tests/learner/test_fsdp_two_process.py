@@ -8,8 +8,8 @@ import torch.multiprocessing as mp
 from atlasrl.learner.batching import collate, episode_seqs
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel
-from atlasrl.models.load import load_policy
 from atlasrl.learner.trainer import TrainBatch, Trainer
+from atlasrl.models.load import load_policy
 
 from .fsdp_worker import full_grads, train_on_fixed_batch
 from .helpers import episode, turn

@@ -10,7 +10,12 @@ import pytest
 
 from atlasrl.clients.trajectory import TrajectorySender
 from atlasrl.clients.weights import (
-    TensorBlob, VersionAssembler, WeightStreamError, WeightSubscriber, encode_version, publish_remote,
+    TensorBlob,
+    VersionAssembler,
+    WeightStreamError,
+    WeightSubscriber,
+    encode_version,
+    publish_remote,
 )
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig

@@ -2,9 +2,9 @@
 import pytest
 
 from atlasrl.envservers import registry
+from atlasrl.envservers.base import EnvConfigError
 from atlasrl.envservers.maniskill import probe, tasks
 from atlasrl.envservers.maniskill.config import ManiSkillConfig
-from atlasrl.envservers.base import EnvConfigError
 
 pytestmark = pytest.mark.maniskill
 

@@ -35,8 +35,8 @@ async def _env(tmp: Path):
 
 async def _memory(tmp: Path):
     from atlasrl.memory.config import MemoryConfig
-    from atlasrl.rpc import ServerConfig
     from atlasrl.memory.server import MemoryServer
+    from atlasrl.rpc import ServerConfig
 
     s = MemoryServer(MemoryConfig(server=ServerConfig(port=0), data_dir=tmp / "memory"))
     await s.start()

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from atlasrl.action_codec import ActionCodec
-from atlasrl.envservers.base import EnvConfigError, EnvSpecInfo, Entity, InvalidActionText, StepOutput, TextEnv
+from atlasrl.envservers.base import Entity, EnvConfigError, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
 from atlasrl.envservers.maniskill import scene, tasks
 from atlasrl.envservers.maniskill.config import ManiSkillConfig
 from atlasrl.envservers.maniskill.probe import require_renderer
