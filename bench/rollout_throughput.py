@@ -114,7 +114,7 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
     loop.stop()
     try:
         await asyncio.wait_for(task, 30)
-    except (asyncio.TimeoutError, EnvServerDown):
+    except (TimeoutError, EnvServerDown):
         task.cancel()
     return {"env_steps_per_s": (s1 - s0) / (t1 - t0), "tokens_per_s": (k1 - k0) / (t1 - t0), "steps": s1 - s0,
             "seconds": t1 - t0, "dropped": loop.dropped}

@@ -111,7 +111,7 @@ class ActorConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "ActorConfig":
+    def _check(self) -> ActorConfig:
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
         if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only

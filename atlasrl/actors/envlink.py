@@ -51,7 +51,7 @@ class EnvLink:
         self._channel = make_channel(self.address)
         try:
             await asyncio.wait_for(self._channel.channel_ready(), self.connect_timeout_s)
-        except (asyncio.TimeoutError, grpc.aio.AioRpcError) as e:
+        except (TimeoutError, grpc.aio.AioRpcError) as e:
             await self._teardown()
             raise EnvServerDown(f"env server {self.address} is unreachable: {type(e).__name__}") from None
         self._call = env_pb2_grpc.EnvServiceStub(self._channel).Session()
@@ -98,7 +98,7 @@ class EnvLink:
             async with self._write_lock:
                 await self._call.write(req)
             resp = await asyncio.wait_for(fut, self.request_timeout_s)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.TimeoutError) as e:
+        except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
             self._fail(f"{type(e).__name__}: {e}")
             raise EnvServerDown(f"env server {self.address} failed: {type(e).__name__}") from None
         finally:

@@ -35,8 +35,8 @@ import collections
 import logging
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from atlasrl.v1 import trajectory_pb2
 

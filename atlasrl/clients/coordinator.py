@@ -119,7 +119,7 @@ class RoleRegistration:
     def registered(self) -> bool:
         return bool(self.member_id)
 
-    async def start(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+    async def start(self, *, register_timeout_s: float = 60.0) -> RoleRegistration:
         """Register (retrying while the coordinator is unreachable), then heartbeat and watch in the background.
 
         A SIGTERM/SIGINT while still registering abandons it: returns unregistered (see the module doc)."""
@@ -164,7 +164,7 @@ class RoleRegistration:
         if self._channel is not None:
             await self._channel.close()
 
-    def start_in_thread(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+    def start_in_thread(self, *, register_timeout_s: float = 60.0) -> RoleRegistration:
         """Run the helper on its own event loop in a daemon thread; returns once registered (or abandoned:
         a SIGTERM/SIGINT while registering, when called from the main thread)."""
         started = threading.Event()
@@ -229,7 +229,7 @@ class RoleRegistration:
                 changed = self._changed
                 try:  # also re-check periodically: the predicate may read local state (our own version)
                     await asyncio.wait_for(changed.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             return self.view
         return await asyncio.wait_for(loop(), timeout)

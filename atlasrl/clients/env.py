@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
@@ -63,7 +64,7 @@ class EnvObservation:
         return self.terminated or self.truncated
 
     @classmethod
-    def from_proto(cls, obs: env_pb2.Observation, decode_images: bool = True) -> "EnvObservation":
+    def from_proto(cls, obs: env_pb2.Observation, decode_images: bool = True) -> EnvObservation:
         """Decode (images through the codec's guards: a lying tensor raises ``atlasrl.codec.CodecError``)."""
         return cls(
             images=[codec.decode(t) for t in obs.images] if decode_images else [],
@@ -106,7 +107,7 @@ class EnvClient:
         self._reader: asyncio.Task | None = None
         self._closed: EnvStreamClosed | None = None
 
-    async def __aenter__(self) -> "EnvClient":
+    async def __aenter__(self) -> EnvClient:
         await self.connect()
         return self
 
@@ -129,7 +130,7 @@ class EnvClient:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            except (TimeoutError, Exception):  # noqa: BLE001
                 self._reader.cancel()
         self._fail_all(EnvStreamClosed(grpc.StatusCode.CANCELLED.value[0], "client closed the stream"))
         if self._channel is not None:

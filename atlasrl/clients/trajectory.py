@@ -117,7 +117,7 @@ class TrajectorySender:
         self._refusals = ReasonSummary(log, "learner refused episodes", every_s=refusal_log_interval_s)
 
     # -- lifecycle ---------------------------------------------------------
-    async def start(self) -> "TrajectorySender":
+    async def start(self) -> TrajectorySender:
         # Episodes an earlier incarnation left unacked go first (the learner drops those it already holds).
         for ep in self.spool.recovered:
             self._pending.setdefault(ep.episode_id, ep)
@@ -134,7 +134,7 @@ class TrajectorySender:
         if flush_timeout_s:
             try:
                 await self.flush(flush_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("closing with %d unacked episodes (%s)", len(self._pending),
                             "kept in the spool for the next start" if self.spool.durable and self.spool.keep_payloads
                             else "counted lost: actor_stopped")

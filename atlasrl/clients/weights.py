@@ -20,8 +20,8 @@ import asyncio
 import logging
 import math
 import zlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -48,7 +48,7 @@ class TensorBlob:
     data: bytes | memoryview
 
     @classmethod
-    def from_numpy(cls, name: str, arr: np.ndarray) -> "TensorBlob":
+    def from_numpy(cls, name: str, arr: np.ndarray) -> TensorBlob:
         arr = np.ascontiguousarray(arr)
         return cls(name, codec.wire_dtype(arr.dtype), tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)))
 
@@ -82,7 +82,7 @@ class WeightVersion:
     """The learner's versions went back (it restarted without its checkpoints): take this one although it is
     not newer than what the subscriber held."""
 
-    def to_torch(self) -> list[tuple[str, "object"]]:
+    def to_torch(self) -> list[tuple[str, object]]:
         """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
         import torch
 

@@ -211,7 +211,7 @@ class RunConfig(Section):
     actor: ActorSection = Field(default_factory=ActorSection)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RunConfig":
+    def _cross_checks(self) -> RunConfig:
         if self.actor.num_envs % self.actor.group_size:
             raise ValueError(f"actor.num_envs ({self.actor.num_envs}) must be a multiple of actor.group_size "
                              f"({self.actor.group_size}): a group's episodes run side by side")

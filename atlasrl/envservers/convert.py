@@ -7,7 +7,8 @@ length-delimited wire format instead of parsing and re-serializing them.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from atlasrl.envservers.base import TextEnv
 

@@ -66,7 +66,7 @@ class EnvServicer:
                 draining = self.manager.draining.is_set()
                 try:
                     item = await asyncio.wait_for(inbox.get(), None if draining else self.idle_timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     n = len(session.envs)
                     await self.manager.end_session(session)
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,

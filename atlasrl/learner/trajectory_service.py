@@ -13,7 +13,7 @@ With a ledger, an acknowledged episode is already on disk (``EpisodeBuffer.add``
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from atlasrl.learner.buffer import BufferFull, EpisodeBuffer
 from atlasrl.learner.metrics import LearnerMetrics

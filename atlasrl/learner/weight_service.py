@@ -59,7 +59,7 @@ class WeightServicer:
         """Make an encoded version (from ``encode_version``) the latest; returns its number."""
         return await self.publish_serialized(messages[0].begin, serialize(messages))
 
-    async def publish_serialized(self, manifest: weights_pb2.WeightManifest, messages: tuple["_Serialized", ...]) -> int:
+    async def publish_serialized(self, manifest: weights_pb2.WeightManifest, messages: tuple[_Serialized, ...]) -> int:
         """Same, with messages already serialized (by the training thread, so this loop never blocks on it)."""
         if self.latest is not None and manifest.version <= self.latest.version:
             raise FailedPrecondition(f"version {manifest.version} is not newer than the latest {self.latest.version}")

@@ -134,7 +134,7 @@ class Atlas:
         return meta, {k: v.copy() for k, v in arrays.items()}
 
     @classmethod
-    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Atlas":
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Atlas:
         a = cls(int(meta["rows"]), int(meta["cols"]))
         for name in ("visits", "fail_mass", "success_mass", "success_episode_visits"):
             setattr(a, name, np.asarray(arrays[name], np.float64))

@@ -12,7 +12,7 @@ another and a finished response names exactly one choice.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class ChoiceError(ValueError):

@@ -44,7 +44,7 @@ async def _write_keeping_status(self, request) -> None:
     except cygrpc.InternalError as err:
         try:
             await asyncio.wait_for(asyncio.shield(self._cython_call.status()), STATUS_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._cython_call.set_internal_error(str(err))
         await self._raise_for_status()
     except asyncio.CancelledError:

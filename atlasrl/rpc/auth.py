@@ -173,7 +173,7 @@ async def _idle_guard(requests, context, timeout: float):
             item = await asyncio.wait_for(it.__anext__(), timeout)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session idle for more than {timeout:g} s (idle timeout)")
         yield item
 

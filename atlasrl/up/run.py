@@ -184,7 +184,7 @@ class UpRun:
                     break
                 try:
                     await asyncio.wait_for(self.interrupted.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if live is not None:

@@ -194,7 +194,7 @@ class Supervisor:
             await asyncio.wait_for(proc.wait(), timeout)
         except ProcessLookupError:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.note(f"{spec.name} ignored SIGTERM for {timeout:.0f}s: killing its process group")
         _kill_group(proc.pid)  # children of the role (torchrun workers, engine subprocesses) share its group
         await proc.wait()

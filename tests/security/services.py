@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from google.protobuf import descriptor_pool
 
@@ -103,7 +103,7 @@ class Stack:
         self.servers = []
         self.hosted: list[Hosted] = []
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.thread.start()
         for role, make in ROLE_SERVERS.items():
             server, rpc, state = self.call(make(self.tmp))

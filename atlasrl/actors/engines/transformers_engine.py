@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from atlasrl.actors.engines.config import EngineConfig

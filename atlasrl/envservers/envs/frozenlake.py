@@ -75,7 +75,7 @@ class FrozenLakeEnv(GridTextEnv):
 
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None,
-                    env_id: str = "frozenlake") -> "FrozenLakeEnv":
+                    env_id: str = "frozenlake") -> FrozenLakeEnv:
         return cls(parse_config(FrozenLakeConfig, config), seed, env_id)
 
     def __init__(self, config: FrozenLakeConfig, seed: int | None = None, env_id: str = "frozenlake"):

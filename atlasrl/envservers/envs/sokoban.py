@@ -51,7 +51,7 @@ class SokobanEnv(GridTextEnv):
 
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None,
-                    env_id: str = "sokoban") -> "SokobanEnv":
+                    env_id: str = "sokoban") -> SokobanEnv:
         return cls(parse_config(SokobanConfig, config), seed, env_id)
 
     def __init__(self, config: SokobanConfig, seed: int | None = None, env_id: str = "sokoban"):
