@@ -119,7 +119,7 @@ class EnvLink:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - any read failure means the stream is gone
-            self._fail(f"{type(e).__name__}: {getattr(e, 'details', lambda: e)()}")
+            self._fail(f"{type(e).__name__}: {e.details() if hasattr(e, 'details') else e}")
 
     def _fail(self, why: str) -> None:
         if not self.down:
