@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlasrl.config import load_config  # noqa: E402
-from atlasrl.up.plots import plot_comparison  # noqa: E402
-from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach  # noqa: E402
-from atlasrl.up.run import UpRun  # noqa: E402
+from atlasrl.config import load_config
+from atlasrl.up.plots import plot_comparison
+from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach
+from atlasrl.up.run import UpRun
 
 VARIANTS = {"with memory": ["memory.enabled=true"], "without memory": ["memory.enabled=false"]}
 

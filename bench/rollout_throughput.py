@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlasrl.actors.config import ActorConfig  # noqa: E402
-from atlasrl.actors.envlink import EnvServerDown  # noqa: E402
-from atlasrl.actors.groups import SeedSchedule  # noqa: E402
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.envlink import EnvServerDown
+from atlasrl.actors.groups import SeedSchedule
 
 ENV_CONFIG = {"text_mode": "relative", "max_actions_per_turn": "1", "size": "4"}
 

@@ -130,7 +130,7 @@ class EnvClient:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
-            except (TimeoutError, Exception):  # noqa: BLE001
+            except (TimeoutError, Exception):  # noqa: BLE001 - closing: a reader that does not end cleanly is cancelled
                 self._reader.cancel()
         self._fail_all(EnvStreamClosed(grpc.StatusCode.CANCELLED.value[0], "client closed the stream"))
         if self._channel is not None:

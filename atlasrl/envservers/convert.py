@@ -122,7 +122,7 @@ def _status(code: int, message: str) -> bytes:
 class RawMessage(bytes):
     """Pre-serialized response bytes that the RPC layer sends as they are."""
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's method name
+    def SerializeToString(self) -> bytes:  # protobuf's method name
         return bytes(self)
 
 

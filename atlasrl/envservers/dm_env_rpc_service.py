@@ -280,7 +280,7 @@ def _action_text(actions) -> str:
 def _scalar(key: str, tensor: dm.Tensor):
     try:
         value = tensor_utils.unpack_tensor(tensor)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any unpack failure means a bad tensor
         raise InvalidArgument(f"setting '{key}' is not a valid tensor: {e}") from None
     value = np.asarray(value)
     if value.size != 1:

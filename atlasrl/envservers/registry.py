@@ -69,5 +69,5 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    import atlasrl.envservers.envs  # noqa: F401  (registers the built-in envs)
+    import atlasrl.envservers.envs  # registers the built-in envs
     import atlasrl.envservers.maniskill  # noqa: F401  (maniskill:<Task>; mani_skill imported lazily)

@@ -115,7 +115,7 @@ class EnvServicer:
             code, _ = status_of(e)
             self.manager.metrics.error(kind, code.value[0])
             resp = env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg(e))
-        except Exception as e:  # noqa: BLE001 - one bad request never ends the stream
+        except Exception as e:  # one bad request never ends the stream
             log.exception("%s request %d failed", kind, req.request_id)
             self.manager.metrics.error(kind, grpc.StatusCode.INTERNAL.value[0])
             resp = env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg(e))

@@ -205,7 +205,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for mb, real in mbs:
             logp, entropy, values = self._forward(self.policy, mb, want_values=cfg.algo == "ppo")
-            dev = lambda k: mb[k].to(self.device)  # noqa: E731
+            dev = lambda k: mb[k].to(self.device)  # noqa: E731, B023 - a shorthand, used within this iteration only
             weight = dev("loss_mask") * dev("episode_weight") * (1.0 if real else 0.0)
             pg, diag = losses.policy_loss_sum(logp, dev("prox_logp"), dev("behav_logp"), dev("advantage"), weight,
                                               cfg.clip_eps, cfg.upper_clip, cfg.behav_imp_weight_cap)

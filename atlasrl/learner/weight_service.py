@@ -31,7 +31,7 @@ class _Serialized:
     def __init__(self, msg: weights_pb2.WeightUpdate):
         self.data = msg.SerializeToString()
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf method name gRPC calls
+    def SerializeToString(self) -> bytes:  # the protobuf method name gRPC calls
         return self.data
 
 

@@ -70,5 +70,5 @@ class Snapshotter:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.snapshot_if_dirty()
-            except Exception:  # noqa: BLE001 - keep serving; the next tick retries
+            except Exception:  # keep serving; the next tick retries
                 log.exception("periodic snapshot failed")

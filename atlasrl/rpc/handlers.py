@@ -139,7 +139,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
             except grpc.aio.AbortError as e:
                 exc = e
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - mapped to a status
                 exc = e
                 await call.fail(e, context)
             finally:
@@ -157,7 +157,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
             except grpc.aio.AbortError as e:
                 exc = e
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - mapped to a status
                 exc = e
                 await call.fail(e, context)
             finally:
@@ -174,7 +174,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
         except grpc.aio.AbortError as e:
             exc = e
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - mapped to a status
             exc = e
             await call.fail(e, context)
         finally:

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "docker-free-deploy"
 sys.path.insert(0, str(DEPLOY))
 
-from atlasdeploy.inventory import InventoryError, load_inventory  # noqa: E402
-from atlasdeploy.render import processes, systemd_unit  # noqa: E402
+from atlasdeploy.inventory import InventoryError, load_inventory
+from atlasdeploy.render import processes, systemd_unit
 
-from atlasrl.clients.coordinator import CoordinatorClient  # noqa: E402
-from atlasrl.v1 import coordinator_pb2 as pb  # noqa: E402
+from atlasrl.clients.coordinator import CoordinatorClient
+from atlasrl.v1 import coordinator_pb2 as pb
 
 
 def consecutive_free_ports(n: int) -> list[int]:

@@ -81,7 +81,7 @@ class _LearnerServices:
 async def _learner(tmp: Path):
     s = _LearnerServices()
     await s.start()
-    latest = lambda: getattr(getattr(s.weights, "latest", None), "version", None)  # noqa: E731
+    latest = lambda: getattr(getattr(s.weights, "latest", None), "version", None)  # noqa: E731 - a one-line helper
     return s, s.rpc, lambda: (s.buffer.buffered, latest())
 
 

@@ -82,7 +82,7 @@ def test_plan_gives_memory_shaping_the_learners_step_discount(tmp_path):
     cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", "learner.step_gamma=0.9"])
     plan = build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path))
     argv = {p.name: p.argv for p in plan.all()}
-    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731
+    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731 - a one-line helper
     assert flag("learner", "--step-gamma") == flag("memory", "--gamma") == "0.9"
     grpo = load_config(None, [f"run.run_dir={tmp_path / 'grpo'}", "learner.step_gamma=0.9", "learner.algo=grpo"])
     argv = {p.name: p.argv for p in build_plan(grpo, RunDir.create(grpo), model_dir=str(tmp_path)).all()}
