@@ -64,7 +64,7 @@ def _bf16() -> np.dtype | None:
         import ml_dtypes  # optional: numpy has no native bfloat16
 
         return np.dtype(ml_dtypes.bfloat16)
-    except Exception:  # pragma: no cover - ml_dtypes ships with torch/jax stacks
+    except Exception:  # noqa: BLE001 - any import failure means no bf16  # pragma: no cover - ml_dtypes ships with torch/jax stacks
         return None
 
 

@@ -135,7 +135,7 @@ class EnvLink:
             self._reader.cancel()
             try:
                 await self._reader
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
             self._reader = None
         if self._call is not None:

@@ -145,7 +145,7 @@ class TrajectorySender:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
         if self._channel is not None:
             await self._channel.close()

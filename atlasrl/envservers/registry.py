@@ -50,7 +50,7 @@ def list_ids(include_prefixed: bool = True) -> list[str]:
         for prefix, lister in sorted(_LISTERS.items()):
             try:
                 ids += lister()
-            except Exception:  # optional backends may be absent
+            except Exception:  # noqa: BLE001 - optional backends may be absent
                 pass
     return ids
 

@@ -90,7 +90,7 @@ class _Call:
         code = None
         try:
             code = context.code()
-        except Exception:  # older grpc: no code() on aio contexts
+        except Exception:  # noqa: BLE001 - older grpc: no code() on aio contexts
             pass
         if code is None:
             code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
