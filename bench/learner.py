@@ -120,7 +120,6 @@ def bench_training(model_dir: str, world: int, episodes: int, updates: int, kind
 # ---------------------------------------------------------------- streaming
 def bench_grpc_stream(payload: bytes) -> tuple[float, float]:
     """Seconds for a WeightSubscriber to receive and verify one version; and encode seconds."""
-    import numpy as np
 
     from atlasrl.clients.weights import TensorBlob, WeightSubscriber, encode_version
     from atlasrl.learner.metrics import LearnerMetrics

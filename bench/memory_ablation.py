@@ -56,7 +56,7 @@ def table(results: list[dict], target: float) -> str:
     lines = [f"{'variant':16} {'seed':>4} {'steps to ' + str(target):>14} {'final success':>13} {'env steps':>10} {'wall s':>7}"]
     for r in results:
         reached = "not reached" if r["steps_to_target"] is None else f"{r['steps_to_target']:,}"
-        lines.append(f"{r['variant']:16} {r['seed']:>4} {reached:>14} {str(r['final_success']):>13} {r['env_steps']:>10,} {r['wall_s']:>7}")
+        lines.append(f"{r['variant']:16} {r['seed']:>4} {reached:>14} {r['final_success']!s:>13} {r['env_steps']:>10,} {r['wall_s']:>7}")
     for variant in VARIANTS:
         reached = [r["steps_to_target"] for r in results if r["variant"] == variant and r["steps_to_target"] is not None]
         total = sum(1 for r in results if r["variant"] == variant)

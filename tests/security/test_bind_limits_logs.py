@@ -2,10 +2,8 @@
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 
 import grpc
 import pytest

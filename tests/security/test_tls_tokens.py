@@ -10,7 +10,7 @@ from atlasrl.rpc.security import SecurityError, parse_tokens, token_digest
 from atlasrl.v1 import env_pb2, env_pb2_grpc, weights_pb2, weights_pb2_grpc
 from tests.echo_services import ENV, WEIGHTS, CountingWeights, EchoEnv
 
-from .conftest import client_sec, server_sec, token_of
+from .conftest import client_sec, server_sec
 
 
 async def serve(sec, **cfg):
