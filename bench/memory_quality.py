@@ -213,7 +213,7 @@ async def main(args) -> dict:
                     view = await mem.query("frozenlake", layout)
                     rows[n].append(evaluate(view, holes, explorer.counts, entered, args.size, rng, explorer.fail_ends))
                     if n == args.checkpoints[-1]:
-                        save_pngs(args.out, f"layout{li}", view, first_obs.images[0])
+                        save_pngs(args.out, f"layout{li}", view, first_obs.images[0])  # noqa: B023 - play_layout is awaited within this iteration
 
                 print(f"layout {li}: seed {seed}", flush=True)
                 results.append(await play_layout(envs, mem, seed, args.episodes, args.parallel, args.size,

@@ -76,7 +76,7 @@ class WeightServicer:
         try:
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)
+                    await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)  # noqa: B023 - awaited within this iteration
                     pub = self.latest
                 for msg in pub.messages:
                     yield msg

@@ -226,7 +226,7 @@ def test_invalid_text_not_strict_is_a_penalised_noop_turn():
 def test_invalid_text_strict_raises_and_changes_nothing():
     env = make()
     env.load_map(MAP)
-    with pytest.raises(InvalidActionText, match="'Jump'.*Up, Down, Left, Right"):
+    with pytest.raises(InvalidActionText, match=r"'Jump'.*Up, Down, Left, Right"):
         env.text_step("Down, Jump", strict=True)
     assert env.steps == 0 and env.agent_cell() == (0, 0)
 
