@@ -67,7 +67,7 @@ def bench_hf(policy, reqs, max_tokens, repeats):
                                         output_scores=True, return_dict_in_generate=True,
                                         pad_token_id=policy.pad_token_id, **kw)
         return out.sequences.shape[1] - S
-    best, med, new = _best(run, repeats)
+    best, _med, new = _best(run, repeats)
     return len(reqs) * new / best
 
 

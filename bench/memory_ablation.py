@@ -44,7 +44,7 @@ async def one_run(variant: str, seed: int, args, runs_dir: Path) -> dict:
     summary = await run.run()
     history = from_status(run.last_status.history) if run.last_status else []
     points = curve(history, min_episodes=32)
-    rate, n = recent_success(history, 64)
+    rate, _n = recent_success(history, 64)
     return {"variant": variant, "seed": seed, "steps_to_target": steps_to_reach(points, args.target),
             "final_success": None if rate != rate else round(rate, 3), "episodes": summary.get("counters", {}).get("actor.episodes", 0),
             "env_steps": summary.get("counters", {}).get("actor.env_steps", 0), "wall_s": round(time.time() - t0, 1),

@@ -244,7 +244,7 @@ class UpRun:
         if st is not None:
             out["counters"] = dict(st.counters)
             out["policy_version"] = display.policy_version(st)
-            rate, n = recent_success(from_status(st.history), 64)
+            rate, _n = recent_success(from_status(st.history), 64)
             out["training_success_recent"] = _finite(rate)
         return out
 

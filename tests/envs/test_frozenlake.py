@@ -298,7 +298,7 @@ def test_gymnasium_step_api():
     env = make(seed=0, hole_prob=0.0, max_steps=3)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs) and info["step"] == 0
-    obs, reward, terminated, truncated, info = env.step(3)
+    obs, _reward, terminated, truncated, info = env.step(3)
     assert env.agent_cell() == (0, 1) and info["actions"] == ["Right"] and not (terminated or truncated)
     env.step(1)
     *_, terminated, truncated, info = env.step(1)
