@@ -103,7 +103,7 @@ def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: i
         pub_cpu.append(time.process_time() - c0)
     if rank == 0:
         n_params = sum(p.numel() for _, p in trainer.policy.hf_named_parameters()) * world
-        json.dump({"tokens_per_s": tokens / seconds, "update_s": seconds / updates, "gather_s": min(pub), "gather_cpu_s": min(pub_cpu), "params": n_params}, open(out, "w"))
+        Path(out).write_text(json.dumps({"tokens_per_s": tokens / seconds, "update_s": seconds / updates, "gather_s": min(pub), "gather_cpu_s": min(pub_cpu), "params": n_params}))
     dist.destroy_process_group()
 
 

@@ -47,7 +47,7 @@ def list_ids(include_prefixed: bool = True) -> list[str]:
     _load_builtin()
     ids = sorted(_EXACT)
     if include_prefixed:
-        for prefix, lister in sorted(_LISTERS.items()):
+        for _prefix, lister in sorted(_LISTERS.items()):
             try:
                 ids += lister()
             except Exception:  # noqa: BLE001 - optional backends may be absent

@@ -80,7 +80,7 @@ class MemoryServiceCompliance:
             assert rej.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
             assert "(4,0)" in rej.status.message and "outside the 4x4 grid" in rej.status.message
             stats = await mem.stats()
-            layout = [a for a in stats.atlases if a.layout_key == LAYOUT][0]
+            layout = next(a for a in stats.atlases if a.layout_key == LAYOUT)
             assert layout.episodes == 2
 
     async def test_empty_stream_is_invalid_argument(self, memory: Endpoint):

@@ -43,7 +43,7 @@ class ChoiceTrie:
             if not seq:
                 raise ChoiceError(f"choice {i} is empty")
             node = self._root
-            for j, tok in enumerate(seq):
+            for tok in seq:
                 if "end" in node:
                     raise ChoiceError(f"choice {node['end']} is a prefix of choice {i}")
                 node = node.setdefault(tok, {})

@@ -123,7 +123,7 @@ async def test_three_local_hosts_start_restart_stop(tmp_path):
     assert out.index("atlasrl-memory") < out.index("atlasrl-coordinator")  # reverse start order
     assert not psutil.pid_exists(loop_pid) and not psutil.pid_exists(child.pid)
     assert "atlasrl-coordinator inactive" in deploy(inv, "status")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - any failure: the coordinator is gone
         await client.status()
 
 

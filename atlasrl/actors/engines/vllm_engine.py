@@ -185,7 +185,7 @@ def _checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
-            for name in st.keys():
+            for name in st.keys():  # noqa: SIM118 - safe_open is not a dict: keys() is its API
                 shapes[name] = tuple(st.get_slice(name).get_shape())
     if not shapes:
         raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")

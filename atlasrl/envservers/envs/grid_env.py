@@ -28,7 +28,7 @@ EPISODE_OVER = "the episode is over; reset the env"
 
 
 class GridTextEnv(TextEnv, abc.ABC):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012 - gymnasium.Env.metadata, a class attribute by its convention
 
     family: str = ""
     sprites: tuple[Painter, ...] = ()

@@ -40,7 +40,7 @@ def _locked(method):
 
 
 class ManiSkillEnv(TextEnv):
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium.Env.metadata, a class attribute by its convention
 
     @_locked
     def __init__(self, task: str, config: ManiSkillConfig | None = None, seed: int | None = None):
