@@ -38,7 +38,7 @@ class EnvLink:
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.down = True
-        self._channel = None
+        self._channel: grpc.aio.Channel | None = None
         self._call = None
         self._reader: asyncio.Task | None = None
         self._pending: dict[int, asyncio.Future] = {}

@@ -100,7 +100,7 @@ class EnvClient:
         self.decode_images = decode_images
         self._channel_config = channel_config
         self._channel = None
-        self._call = None
+        self._call: grpc.aio.StreamStreamCall | None = None
         self._ids = itertools.count(1)
         self._pending: deque[tuple[int, asyncio.Future]] = deque()
         self._write_lock = asyncio.Lock()
@@ -187,6 +187,7 @@ class EnvClient:
                 raise self._closed
             req.request_id = next(self._ids)
             self._pending.append((req.request_id, fut))
+            assert self._call is not None  # connect() opened it
             try:
                 await self._call.write(req)
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
@@ -197,6 +198,7 @@ class EnvClient:
 
     # --- internals ----------------------------------------------------------------------
     async def _read_loop(self) -> None:
+        assert self._call is not None  # connect() opened it before starting this task
         try:
             while True:
                 resp = await self._call.read()

@@ -207,6 +207,7 @@ class TrajectorySender:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
                 batch = [ep for _, ep in zip(range(self.batch_size), self._pending.values())]
+            assert self._stub is not None  # start() set it before starting this task
             try:
                 ack = await self._stub.Push(iter(batch), timeout=self.push_timeout_s)
             except grpc.aio.AioRpcError as e:

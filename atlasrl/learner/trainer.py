@@ -119,7 +119,7 @@ class Trainer:
                 mb["advantage"] = adv.unsqueeze(1).expand_as(mb["behav_logp"]).clone()
                 mb["returns"] = torch.tensor([s.ret for s in mb["seqs"]], dtype=torch.float32)
         sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
-        grad_norms = []
+        grad_norms: list[float] = []
         for _ in range(cfg.ppo_epochs):
             for mbs in minibatches:
                 sums += self._optimizer_step(mbs, grad_norms)

@@ -78,6 +78,7 @@ class WeightServicer:
                 async with self._changed:
                     await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)  # noqa: B023 - awaited within this iteration
                     pub = self.latest
+                assert pub is not None  # wait_for waited for one
                 for msg in pub.messages:
                     yield msg
                 self.m.sent_bytes.inc(pub.manifest.total_bytes)

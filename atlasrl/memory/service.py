@@ -221,7 +221,7 @@ class MemoryServicer:
         self.m.shape_transitions.inc(n)
         self.m.shape_latency.observe(time.perf_counter() - t0)
         return memory_pb2.ShapedRewards(shaping=shaping.tolist(), phi=phi_s.tolist(), phi_next=phi_n.tolist(),
-                                        sources=sources, memory_version=self.state.version, gamma=gamma)
+                                        sources=sources, memory_version=self.state.version, gamma=gamma)  # type: ignore[arg-type]  # enum ints; the stubs ask for AtlasSource
 
     # -- Stats / Snapshot / Reset -------------------------------------------------
 

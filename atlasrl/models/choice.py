@@ -13,6 +13,7 @@ another and a finished response names exactly one choice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class ChoiceError(ValueError):
@@ -55,7 +56,7 @@ class ChoiceTrie:
             node["end"] = i
 
     def _node(self, prefix: Sequence[int]) -> dict | None:
-        node = self._root
+        node: Any = self._root  # the trie's nested dicts
         for tok in prefix:
             node = node.get(int(tok))
             if node is None:

@@ -45,6 +45,7 @@ def is_deadlocked(walls: np.ndarray, targets: np.ndarray, boxes: np.ndarray, box
 
 
 class SokobanEnv(GridTextEnv):
+    config: SokobanConfig
     family = "sokoban"
     sprites = SOKOBAN_SPRITES
     legend = "Legend: # wall, _ floor, O target, X box, √ box on target, P you, S you on a target."
