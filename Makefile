@@ -1,17 +1,28 @@
 # The two commands a newcomer needs (see README):
 #   make up     install and run the whole loop on this machine (`atlasrl up`)
 #   make test   install everything the tests need and run them
-.PHONY: up test install protos bench
+# CI (.ci/run) runs `make test-deps lint test`: install, then lint, then the tests.
+.PHONY: up test test-deps install lint protos bench
 
 up:
 	scripts/install.sh
 	.venv/bin/atlasrl up
 
-test:
-	scripts/install.sh --dev --maniskill --vllm
+test: test-deps
 	scripts/test.sh
 
+test-deps:
+	scripts/install.sh --dev --maniskill --vllm
+
 install:
+	scripts/install.sh --dev
+
+# ruff and mypy (configured in pyproject.toml) from .venv; the dev extra brings them.
+lint: .venv/bin/ruff
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+.venv/bin/ruff:
 	scripts/install.sh --dev
 
 protos:

@@ -67,7 +67,7 @@ class ActionCodec:
         self.bins = int(bins)
 
     @classmethod
-    def from_space(cls, space, max_steps: int = 1, bins: int = BINS) -> "ActionCodec":
+    def from_space(cls, space, max_steps: int = 1, bins: int = BINS) -> ActionCodec:
         """From a gymnasium ``Box`` (the controller's action space)."""
         return cls(space.low, space.high, max_steps=max_steps, bins=bins)
 

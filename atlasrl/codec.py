@@ -64,7 +64,7 @@ def _bf16() -> np.dtype | None:
         import ml_dtypes  # optional: numpy has no native bfloat16
 
         return np.dtype(ml_dtypes.bfloat16)
-    except Exception:  # pragma: no cover - ml_dtypes ships with torch/jax stacks
+    except Exception:  # noqa: BLE001 - any import failure means no bf16  # pragma: no cover - ml_dtypes ships with torch/jax stacks
         return None
 
 
@@ -175,7 +175,7 @@ def encode(
         if compress or len(raw) >= min_ratio * len(packed):
             codec = tensor_pb2.CODEC_ZSTD_SHUFFLE if size > 1 else tensor_pb2.CODEC_ZSTD
             data = packed
-    return tensor_pb2.Tensor(dtype=wire, shape=shape, codec=codec, data=data, name=name)
+    return tensor_pb2.Tensor(dtype=wire, shape=shape, codec=codec, data=data, name=name)  # type: ignore[arg-type]  # an int is a valid enum value; the generated stubs ask for DType
 
 
 def expected_nbytes(t: tensor_pb2.Tensor, max_rank: int = MAX_RANK) -> int:

@@ -11,8 +11,9 @@ per instance (not the global one) lets tests run several roles in one process.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import start_http_server
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -21,7 +22,7 @@ class Metrics:
     def __init__(self, role: str):
         self.role = role
         self.registry = CollectorRegistry()
-        self._http = None
+        self._http: WSGIServer | None = None
         self.rpc_requests = self.counter("rpc_requests_total", "RPCs finished, by status code", ["service", "method", "code"])
         self.rpc_latency = self.histogram("rpc_latency_seconds", "RPC handling time (whole stream for streaming RPCs)", ["service", "method"])
         self.rpc_received_bytes = self.counter("rpc_received_bytes_total", "Serialized request bytes received", ["service", "method"])

@@ -26,8 +26,8 @@ import http.client
 import io
 import json
 import multiprocessing as mp
-import random
 import os
+import random
 import socket
 import statistics
 import time
@@ -61,7 +61,7 @@ def run_http_server(port_queue, env_id: str, config: dict[str, str]) -> None:
         def log_message(self, *args):
             pass
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
             if self.path == "/create":
                 env = registry.make(env_id, config, body.get("seed"))

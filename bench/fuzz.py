@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import grpc  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from security.fuzz.engine import KINDS, call, healthy, payload, problems
+from security.services import Stack
 
-from atlasrl.rpc import make_channel  # noqa: E402
-from atlasrl.rpc.config import ChannelConfig  # noqa: E402
-from security.fuzz.engine import KINDS, call, healthy, payload, problems  # noqa: E402
-from security.services import Stack  # noqa: E402
+from atlasrl.rpc import make_channel
+from atlasrl.rpc.config import ChannelConfig
 
 
 def campaign(stack, hosted, md, cases: int, kinds, failures: list) -> float:

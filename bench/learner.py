@@ -103,7 +103,7 @@ def _train_worker(rank: int, world: int, store: str, model_dir: str, episodes: i
         pub_cpu.append(time.process_time() - c0)
     if rank == 0:
         n_params = sum(p.numel() for _, p in trainer.policy.hf_named_parameters()) * world
-        json.dump({"tokens_per_s": tokens / seconds, "update_s": seconds / updates, "gather_s": min(pub), "gather_cpu_s": min(pub_cpu), "params": n_params}, open(out, "w"))
+        Path(out).write_text(json.dumps({"tokens_per_s": tokens / seconds, "update_s": seconds / updates, "gather_s": min(pub), "gather_cpu_s": min(pub_cpu), "params": n_params}))
     dist.destroy_process_group()
 
 
@@ -120,7 +120,6 @@ def bench_training(model_dir: str, world: int, episodes: int, updates: int, kind
 # ---------------------------------------------------------------- streaming
 def bench_grpc_stream(payload: bytes) -> tuple[float, float]:
     """Seconds for a WeightSubscriber to receive and verify one version; and encode seconds."""
-    import numpy as np
 
     from atlasrl.clients.weights import TensorBlob, WeightSubscriber, encode_version
     from atlasrl.learner.metrics import LearnerMetrics
@@ -164,7 +163,7 @@ def bench_raw_socket(payload: bytes) -> float:
         port = srv.getsockname()[1]
 
         def send():
-            conn, _ = srv.accept()
+            conn, _ = srv.accept()  # noqa: B023 - the thread is joined within this iteration
             with conn:
                 conn.sendall(payload)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 def make_gym(task: str, size: int):
     import gymnasium as gym
-    import mani_skill.envs  # noqa: F401
+    import mani_skill.envs  # noqa: F401 - registers the tasks
 
     env = gym.make(task, obs_mode="rgb", control_mode="pd_ee_delta_pose", reward_mode="normalized_dense",
                    sensor_configs=dict(width=size, height=size), num_envs=1, render_backend="cpu",

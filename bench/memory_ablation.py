@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlasrl.config import load_config  # noqa: E402
-from atlasrl.up.plots import plot_comparison  # noqa: E402
-from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach  # noqa: E402
-from atlasrl.up.run import UpRun  # noqa: E402
+from atlasrl.config import load_config
+from atlasrl.up.plots import plot_comparison
+from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach
+from atlasrl.up.run import UpRun
 
 VARIANTS = {"with memory": ["memory.enabled=true"], "without memory": ["memory.enabled=false"]}
 
@@ -44,7 +44,7 @@ async def one_run(variant: str, seed: int, args, runs_dir: Path) -> dict:
     summary = await run.run()
     history = from_status(run.last_status.history) if run.last_status else []
     points = curve(history, min_episodes=32)
-    rate, n = recent_success(history, 64)
+    rate, _n = recent_success(history, 64)
     return {"variant": variant, "seed": seed, "steps_to_target": steps_to_reach(points, args.target),
             "final_success": None if rate != rate else round(rate, 3), "episodes": summary.get("counters", {}).get("actor.episodes", 0),
             "env_steps": summary.get("counters", {}).get("actor.env_steps", 0), "wall_s": round(time.time() - t0, 1),
@@ -56,7 +56,7 @@ def table(results: list[dict], target: float) -> str:
     lines = [f"{'variant':16} {'seed':>4} {'steps to ' + str(target):>14} {'final success':>13} {'env steps':>10} {'wall s':>7}"]
     for r in results:
         reached = "not reached" if r["steps_to_target"] is None else f"{r['steps_to_target']:,}"
-        lines.append(f"{r['variant']:16} {r['seed']:>4} {reached:>14} {str(r['final_success']):>13} {r['env_steps']:>10,} {r['wall_s']:>7}")
+        lines.append(f"{r['variant']:16} {r['seed']:>4} {reached:>14} {r['final_success']!s:>13} {r['env_steps']:>10,} {r['wall_s']:>7}")
     for variant in VARIANTS:
         reached = [r["steps_to_target"] for r in results if r["variant"] == variant and r["steps_to_target"] is not None]
         total = sum(1 for r in results if r["variant"] == variant)

@@ -39,14 +39,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlasrl.clients.env import EnvClient  # noqa: E402
-from atlasrl.clients.memory import MemoryClient  # noqa: E402
-from atlasrl.envservers.config import EnvServerConfig  # noqa: E402
-from atlasrl.envservers.server import EnvServer  # noqa: E402
-from atlasrl.memory.config import MemoryConfig  # noqa: E402
-from atlasrl.memory.server import MemoryServer  # noqa: E402
-from atlasrl.rpc import ServerConfig  # noqa: E402
-from atlasrl.v1 import memory_pb2  # noqa: E402
+from atlasrl.clients.env import EnvClient
+from atlasrl.clients.memory import MemoryClient
+from atlasrl.envservers.config import EnvServerConfig
+from atlasrl.envservers.server import EnvServer
+from atlasrl.memory.config import MemoryConfig
+from atlasrl.memory.server import MemoryServer
+from atlasrl.rpc import ServerConfig
+from atlasrl.v1 import memory_pb2
 
 MOVES = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 
@@ -213,7 +213,7 @@ async def main(args) -> dict:
                     view = await mem.query("frozenlake", layout)
                     rows[n].append(evaluate(view, holes, explorer.counts, entered, args.size, rng, explorer.fail_ends))
                     if n == args.checkpoints[-1]:
-                        save_pngs(args.out, f"layout{li}", view, first_obs.images[0])
+                        save_pngs(args.out, f"layout{li}", view, first_obs.images[0])  # noqa: B023 - play_layout is awaited within this iteration
 
                 print(f"layout {li}: seed {seed}", flush=True)
                 results.append(await play_layout(envs, mem, seed, args.episodes, args.parallel, args.size,

@@ -31,11 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlasrl.clients.memory import MemoryClient, episode_record, query_request, transition  # noqa: E402
-from atlasrl.memory.config import MemoryConfig  # noqa: E402
-from atlasrl.memory.records import episode_from_record  # noqa: E402
-from atlasrl.memory.state import MemoryState  # noqa: E402
-from atlasrl.v1 import memory_pb2  # noqa: E402
+from atlasrl.clients.memory import MemoryClient, episode_record, query_request, transition
+from atlasrl.memory.config import MemoryConfig
+from atlasrl.memory.records import episode_from_record
+from atlasrl.memory.state import MemoryState
+from atlasrl.v1 import memory_pb2
 
 SIZE, LAYOUTS = 8, 8
 

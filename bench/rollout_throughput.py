@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlasrl.actors.config import ActorConfig  # noqa: E402
-from atlasrl.clients.env import EnvObservation, EnvStreamClosed, StepResult  # noqa: E402
-from atlasrl.actors.groups import SeedSchedule  # noqa: E402
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.groups import SeedSchedule
+from atlasrl.clients.env import EnvObservation, EnvStreamClosed, StepResult
 
 ENV_CONFIG = {"text_mode": "relative", "max_actions_per_turn": "1", "size": "4"}
 
@@ -114,7 +114,7 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
     loop.stop()
     try:
         await asyncio.wait_for(task, 30)
-    except (asyncio.TimeoutError, EnvStreamClosed):
+    except (TimeoutError, EnvStreamClosed):
         task.cancel()
     return {"env_steps_per_s": (s1 - s0) / (t1 - t0), "tokens_per_s": (k1 - k0) / (t1 - t0), "steps": s1 - s0,
             "seconds": t1 - t0, "dropped": loop.dropped}

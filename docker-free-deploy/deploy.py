@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from atlasdeploy.inventory import Inventory, InventoryError, load_inventory  # noqa: E402
-from atlasdeploy.render import host_script, prepare_script, processes, prometheus_targets  # noqa: E402
+from atlasdeploy.inventory import Inventory, InventoryError, load_inventory
+from atlasdeploy.render import host_script, prepare_script, processes, prometheus_targets
 
 ORDER = ["coordinator", "envserver", "memory", "learner", "actor"]
 EXCLUDE = [".git", ".venv", ".venv-vllm", ".cache", "runs", "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", "*.egg-info"]

@@ -287,7 +287,7 @@ def build() -> str:
 
     anchors: dict[type, str] = {}
     seen_slugs: dict[str, int] = {}
-    for modname, title, _blurb, models in sections:
+    for _modname, title, _blurb, models in sections:
         for s in (slug(title),):
             seen_slugs[s] = seen_slugs.get(s, 0) + 1
         for cls in models:
@@ -305,7 +305,7 @@ def build() -> str:
 
     out = [HEADER]
     out.append("## Contents\n")
-    for modname, title, _blurb, models in sections:
+    for _modname, title, _blurb, models in sections:
         out.append(f"- [{title}](#{slug(title)}): "
                    + ", ".join(f"[{c.__name__}](#{anchors[c]})" for c in models))
     out.append("")

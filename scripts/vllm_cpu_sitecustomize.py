@@ -19,7 +19,7 @@ class _TorchvisionSchemas(importlib.abc.MetaPathFinder):
         import torch
 
         try:
-            torch.ops.torchvision.nms          # registered: a matching build, nothing to do
+            torch.ops.torchvision.nms  # noqa: B018 - the lookup is the probe; registered: a matching build, nothing to do
         except (AttributeError, RuntimeError):
             lib = torch.library.Library("torchvision", "FRAGMENT")
             lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

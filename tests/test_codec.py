@@ -126,8 +126,9 @@ def test_bool_rejects_non_binary_bytes():
 
 def test_errors_are_value_errors_for_servers():
     assert issubclass(codec.CodecError, ValueError)
-    from atlasrl.rpc.errors import status_of
     import grpc
+
+    from atlasrl.rpc.errors import status_of
 
     code, msg = status_of(codec.SizeError("x carries 3 bytes"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "3 bytes" in msg

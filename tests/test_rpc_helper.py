@@ -9,6 +9,7 @@ from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.v1 import env_pb2, env_pb2_grpc
 from tests.echo_services import ENV, EchoEnv
 
+
 @pytest.fixture
 async def server():
     s = RpcServer(ServerConfig(port=0, metrics_port=0, max_message_bytes=64 * 1024), Metrics("test"))

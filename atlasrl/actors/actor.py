@@ -14,13 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from atlasrl.actors.config import ActorConfig, resolve_images
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
-from atlasrl.clients.spool import OUTCOMES
 from atlasrl.actors.rollout import RolloutLoop, env_clients
+from atlasrl.clients.spool import OUTCOMES
 from atlasrl.rpc import RpcServer, ServerConfig
+
+if TYPE_CHECKING:  # imported lazily at run time (torch, the engines)
+    from atlasrl.actors.memory_hints import MemoryAdvisor
+    from atlasrl.actors.policy import Policy
+    from atlasrl.clients.coordinator import RoleRegistration
+    from atlasrl.clients.trajectory import TrajectorySender
 
 log = logging.getLogger("atlasrl.actor")
 
@@ -38,10 +45,10 @@ class ActorParts:
     """What run_actor built, for tests and the bench (all started)."""
 
     loop: RolloutLoop
-    policy: object
-    sender: object | None
-    memory: object | None
-    registration: object | None
+    policy: Policy
+    sender: TrajectorySender | None
+    memory: MemoryAdvisor | None
+    registration: RoleRegistration | None
     server: RpcServer
 
 
@@ -68,10 +75,9 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         engine = await asyncio.to_thread(build_engine, cfg)
     sender = weights = memory = None
     if cfg.learner:
+        from atlasrl.clients.spool import open_ledger
         from atlasrl.clients.trajectory import TrajectorySender
         from atlasrl.clients.weights import WeightSubscriber
-
-        from atlasrl.clients.spool import open_ledger
 
         if cfg.spool_dir and "actor_id" not in cfg.model_fields_set:
             log.warning("--spool-dir with a random actor id (%s): a restarted actor will not find this spool; "
@@ -166,6 +172,7 @@ async def run_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *,
 async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
     """Cumulative counters and gauges for the coordinator's heartbeats."""
     reg, loop = parts.registration, parts.loop
+    assert reg is not None  # run_actor starts this only with a registration
     while True:
         reg.counters["env_steps"] = loop.env_steps
         reg.counters["tokens"] = loop.tokens

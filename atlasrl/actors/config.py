@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -111,7 +111,7 @@ class ActorConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "ActorConfig":
+    def _check(self) -> ActorConfig:
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
         if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only
@@ -137,7 +137,7 @@ def resolve_images(cfg: ActorConfig) -> ActorConfig:
     from atlasrl.models.load import is_vl_dir
 
     vl = bool(cfg.model) and is_vl_dir(cfg.model)
-    upd = {"use_image": vl}
+    upd: dict[str, Any] = {"use_image": vl}
     if not vl and cfg.memory_hints in ("overlay", "both"):
         upd["memory_hints"] = "text" if cfg.memory_hints == "both" else "none"
     return cfg.model_copy(update=upd)

@@ -104,7 +104,7 @@ class FlowGate:
                     need = self.learner_version - self.max_staleness - 1
                     try:
                         await asyncio.wait_for(self.policy.wait_for_version_above(need), self.cfg.info_interval_s)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         await self._refresh_info()  # the learner may have moved on (or back)
             finally:
                 self.m.paused.labels("stale_weights").set(0)
@@ -123,7 +123,7 @@ class FlowGate:
                     try:
                         await reg.wait_until_fresh(timeout=0.5)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if reg.stopping:
                             self.stop_requested = True
                             return

@@ -168,6 +168,6 @@ class MemoryAdvisor:
             self._ingester.cancel()
             try:
                 await self._ingester
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
         await self._client.close()

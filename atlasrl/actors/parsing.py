@@ -19,8 +19,8 @@ choice; the parser only maps the engine's ``choice_index`` to the action.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 FREE_STOP = "</answer>"   # engines stop free-mode generation here (include_stop_str_in_output=True)
 

@@ -100,7 +100,7 @@ class Policy:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
         if self._swapping:   # let a copy in progress finish before the engine goes
             await asyncio.gather(self._swap, return_exceptions=True)

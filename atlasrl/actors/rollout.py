@@ -28,8 +28,8 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
 
 import grpc
 

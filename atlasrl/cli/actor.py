@@ -135,14 +135,13 @@ def eval_cmd(
 
 
 async def _eval(cfg, episodes, seed_start, out, confidence):
+    import asyncio
+
     from atlasrl.actors.actor import build_engine
+    from atlasrl.actors.config import resolve_images
     from atlasrl.actors.eval import evaluate
     from atlasrl.actors.policy import Policy
     from atlasrl.actors.rollout import env_clients
-
-    import asyncio
-
-    from atlasrl.actors.config import resolve_images
 
     cfg = resolve_images(cfg)
     engine = await asyncio.to_thread(build_engine, cfg)

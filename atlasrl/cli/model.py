@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,7 +23,7 @@ def tiny(
     """Build a tiny Qwen2 / Qwen2.5-VL with random weights and a locally trained tokenizer."""
     from atlasrl.models.tiny import TinySpec, build_tiny, tiny_model_path
 
-    kw = dict(hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, max_pixels=max_pixels)
+    kw: dict[str, Any] = dict(hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, max_pixels=max_pixels)
     try:
         spec = TinySpec(arch=arch, seed=seed, **kw)
     except ValueError as e:

@@ -54,8 +54,8 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 
@@ -89,7 +89,7 @@ class RoleRegistration:
     def __init__(self, coordinator: str, *, role: str, name: str = "", address: str = "", metrics_address: str = "",
                  capacity: int = 0, capabilities: list[str] | tuple[str, ...] = (), heartbeat_s: float | None = None,
                  rpc_timeout_s: float = 5.0, close_timeout_s: float = 2.0,
-                 report: Callable[["RoleRegistration"], None] | None = None):
+                 report: Callable[[RoleRegistration], None] | None = None):
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
         self.coordinator = coordinator
@@ -124,7 +124,7 @@ class RoleRegistration:
     def registered(self) -> bool:
         return bool(self.member_id)
 
-    async def start(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+    async def start(self, *, register_timeout_s: float = 60.0) -> RoleRegistration:
         """Register (retrying while the coordinator is unreachable), then heartbeat and watch in the background.
 
         A SIGTERM/SIGINT while still registering abandons it: returns unregistered (see the module doc)."""
@@ -169,7 +169,7 @@ class RoleRegistration:
         if self._channel is not None:
             await self._channel.close()
 
-    def start_in_thread(self, *, register_timeout_s: float = 60.0) -> "RoleRegistration":
+    def start_in_thread(self, *, register_timeout_s: float = 60.0) -> RoleRegistration:
         """Run the helper on its own event loop in a daemon thread; returns once registered (or abandoned:
         a SIGTERM/SIGINT while registering, when called from the main thread)."""
         started = threading.Event()
@@ -234,7 +234,7 @@ class RoleRegistration:
                 changed = self._changed
                 try:  # also re-check periodically: the predicate may read local state (our own version)
                     await asyncio.wait_for(changed.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             return self.view
         return await asyncio.wait_for(loop(), timeout)
@@ -303,7 +303,7 @@ class RoleRegistration:
         if self._report is not None:
             try:
                 self._report(self)
-            except Exception:  # noqa: BLE001 - a broken report must not stop the heartbeats that keep the lease
+            except Exception:
                 log.exception("report for the coordinator failed")
         counters = {k: int(v) - self._base.get(k, 0) for k, v in list(self.counters.items())}
         return pb.HeartbeatRequest(member_id=self.member_id, policy_version=self.policy_version, counters=counters,

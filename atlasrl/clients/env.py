@@ -42,8 +42,9 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
@@ -72,7 +73,7 @@ class EnvObservation:
     ``images[0]`` the primary camera) and ``info`` (a dict) are converted on first use and kept.
     """
 
-    __slots__ = ("proto", "_images", "_info")
+    __slots__ = ("_images", "_info", "proto")
 
     def __init__(self, proto: env_pb2.Observation):
         self.proto = proto
@@ -80,7 +81,7 @@ class EnvObservation:
         self._info: dict[str, Any] | None = None
 
     @classmethod
-    def from_proto(cls, obs: env_pb2.Observation, decode_images: bool = True) -> "EnvObservation":
+    def from_proto(cls, obs: env_pb2.Observation, decode_images: bool = True) -> EnvObservation:
         """Wrap; with ``decode_images`` decode the images now (a lying tensor raises ``atlasrl.codec.CodecError``)."""
         o = cls(obs)
         if decode_images:
@@ -192,13 +193,14 @@ class _Stream:
             self.fail(EnvStreamClosed(e.code().value[0], e.details() or e.code().name))
         except asyncio.CancelledError:  # this task cancelled, or the read of a call that fail() cancelled
             self.fail(EnvStreamClosed(_CANCELLED, "client closed the stream"))
-            if asyncio.current_task().cancelling():
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
                 raise
         except Exception as e:  # noqa: BLE001 - any read failure means the stream is gone
             self.fail(EnvStreamClosed(_INTERNAL, f"{type(e).__name__}: {e}"))
 
-    def fail(self, err: EnvStreamClosed) -> None:
-        """End the stream (first error wins) and fail every pending request with it."""
+    def fail(self, err: EnvStreamClosed) -> EnvStreamClosed:
+        """End the stream (first error wins) and fail every pending request with it; returns the error that won."""
         if self.closed is None:
             self.closed = err
             if err.code != _CANCELLED:
@@ -208,6 +210,7 @@ class _Stream:
             _, fut = self.pending.popleft()
             if not fut.done():
                 fut.set_exception(self.closed)
+        return self.closed
 
 
 class EnvClient:
@@ -223,7 +226,7 @@ class EnvClient:
         self._ids = itertools.count(1)
         self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per stream; write order == FIFO order
 
-    async def __aenter__(self) -> "EnvClient":
+    async def __aenter__(self) -> EnvClient:
         await self.connect()
         return self
 
@@ -243,15 +246,15 @@ class EnvClient:
         first request failing with ``EnvStreamClosed``.
         """
         await self._discard(EnvStreamClosed(_CANCELLED, "client reconnected"))
-        self._channel = make_channel(self.target, self._channel_config)
+        self._channel = channel = make_channel(self.target, self._channel_config)
         if wait_ready:
             try:
-                await asyncio.wait_for(self._channel.channel_ready(), self.connect_timeout_s)
-            except (asyncio.TimeoutError, grpc.aio.AioRpcError) as e:
+                await asyncio.wait_for(channel.channel_ready(), self.connect_timeout_s)
+            except (TimeoutError, grpc.aio.AioRpcError) as e:
                 await self._discard(None)
                 raise EnvStreamClosed(_UNAVAILABLE, f"env server {self.target} is unreachable "
                                       f"({type(e).__name__} within {self.connect_timeout_s:g} s)") from None
-        self._stream = _Stream(env_pb2_grpc.EnvServiceStub(self._channel).Session(), self.target)
+        self._stream = _Stream(env_pb2_grpc.EnvServiceStub(channel).Session(), self.target)
 
     async def reconnect(self) -> None:
         """A fresh stream after the old one broke (server died or restarted); raises EnvStreamClosed if unreachable."""
@@ -298,8 +301,8 @@ class EnvClient:
         stream, resp = await self._roundtrip(env_pb2.EnvRequest(step=req))
         results = resp.step.results
         if len(results) != len(pairs):  # which actions were applied is unknown: the stream's sessions are lost
-            stream.fail(EnvStreamClosed(_INTERNAL, f"env server {self.target} answered {len(results)} of {len(pairs)} actions"))
-            raise stream.closed
+            raise stream.fail(EnvStreamClosed(_INTERNAL, f"env server {self.target} answered {len(results)} of "
+                                              f"{len(pairs)} actions"))
         decode = self.decode_images
         out = []
         for r in results:
@@ -326,6 +329,7 @@ class EnvClient:
         if self._stream is None:
             await self.connect()
         s = self._stream
+        assert s is not None, "connect() opens a stream or raises"
         fut = asyncio.get_running_loop().create_future()
         async with self._write_lock:
             if s.closed is not None:
@@ -344,9 +348,8 @@ class EnvClient:
                     resp = await fut
             except TimeoutError:
                 # Responses come in order: one that never comes blocks every later one, so the stream is lost.
-                s.fail(EnvStreamClosed(_DEADLINE, f"env server {self.target} did not answer request {rid} "
-                                       f"within {self.request_timeout_s:g} s"))
-                raise s.closed from None
+                raise s.fail(EnvStreamClosed(_DEADLINE, f"env server {self.target} did not answer request {rid} "
+                                             f"within {self.request_timeout_s:g} s")) from None
         raise_for_status(resp.status)
         return s, resp
 

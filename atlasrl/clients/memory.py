@@ -17,8 +17,8 @@ every term uses the same memory version (exact telescoping).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class View:
     memory_version: int = 0
     raw: memory_pb2.MemoryView | None = None
 
-    def shaper(self, gamma: float | None = None) -> "EpisodeShaper":
+    def shaper(self, gamma: float | None = None) -> EpisodeShaper:
         """Fixed-potential shaper from these maps (see EpisodeShaper)."""
         raw = self.raw or memory_pb2.MemoryView()
         return EpisodeShaper(self.danger, self.affinity, raw.lambda_affinity, raw.lambda_danger,
@@ -158,7 +158,7 @@ class MemoryClient:
         self._channel = make_channel(address, channel_config)
         self.stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
-    async def __aenter__(self) -> "MemoryClient":
+    async def __aenter__(self) -> MemoryClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -195,7 +195,7 @@ class SyncMemoryClient:
         self._channel = make_channel(address, aio=False)
         self.stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
-    def __enter__(self) -> "SyncMemoryClient":
+    def __enter__(self) -> SyncMemoryClient:
         return self
 
     def __exit__(self, *exc) -> None:

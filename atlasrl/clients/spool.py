@@ -35,8 +35,8 @@ import collections
 import logging
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from atlasrl.v1 import trajectory_pb2
 
@@ -163,7 +163,7 @@ class EpisodeSpool(EpisodeLedger):
                 ep = trajectory_pb2.Episode()
                 try:
                     ep.ParseFromString(payload)
-                except Exception:  # a torn or foreign payload: account for it rather than crash the actor
+                except Exception:  # noqa: BLE001 - a torn or foreign payload: account for it rather than crash the actor
                     lost.append((eid, "unreadable"))
                     continue
                 if ep.episode_id == eid:

@@ -117,7 +117,7 @@ class TrajectorySender:
         self._refusals = ReasonSummary(log, "learner refused episodes", every_s=refusal_log_interval_s)
 
     # -- lifecycle ---------------------------------------------------------
-    async def start(self) -> "TrajectorySender":
+    async def start(self) -> TrajectorySender:
         # Episodes an earlier incarnation left unacked go first (the learner drops those it already holds).
         for ep in self.spool.recovered:
             self._pending.setdefault(ep.episode_id, ep)
@@ -134,7 +134,7 @@ class TrajectorySender:
         if flush_timeout_s:
             try:
                 await self.flush(flush_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("closing with %d unacked episodes (%s)", len(self._pending),
                             "kept in the spool for the next start" if self.spool.durable and self.spool.keep_payloads
                             else "counted lost: actor_stopped")
@@ -145,7 +145,7 @@ class TrajectorySender:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
         if self._channel is not None:
             await self._channel.close()
@@ -207,6 +207,7 @@ class TrajectorySender:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
                 batch = [ep for _, ep in zip(range(self.batch_size), self._pending.values())]
+            assert self._stub is not None  # start() set it before starting this task
             try:
                 ack = await self._stub.Push(iter(batch), timeout=self.push_timeout_s)
             except grpc.aio.AioRpcError as e:

@@ -16,12 +16,11 @@ Importable without torch.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import zlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -49,9 +48,9 @@ class TensorBlob:
     data: bytes | memoryview
 
     @classmethod
-    def from_numpy(cls, name: str, arr: np.ndarray) -> "TensorBlob":
+    def from_numpy(cls, name: str, arr: np.ndarray) -> TensorBlob:
         arr = np.ascontiguousarray(arr)
-        return cls(name, codec.wire_dtype(arr.dtype), tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)))
+        return cls(name, codec.wire_dtype(arr.dtype), tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python 3.12+ only
 
 
 def encode_version(version: int, blobs: Sequence[TensorBlob], chunk_bytes: int = MiB) -> list[weights_pb2.WeightUpdate]:
@@ -61,7 +60,7 @@ def encode_version(version: int, blobs: Sequence[TensorBlob], chunk_bytes: int =
     metas, total = [], 0
     for b in blobs:
         nbytes = len(b.data) if isinstance(b.data, bytes) else b.data.nbytes
-        metas.append(weights_pb2.TensorMeta(name=b.name, dtype=b.dtype, shape=b.shape, nbytes=nbytes, crc32=zlib.crc32(b.data)))
+        metas.append(weights_pb2.TensorMeta(name=b.name, dtype=b.dtype, shape=b.shape, nbytes=nbytes, crc32=zlib.crc32(b.data)))  # type: ignore[arg-type]  # an int is a valid enum value; the generated stubs ask for DType
         total += nbytes
     manifest = weights_pb2.WeightManifest(version=version, tensors=metas, total_bytes=total)
     msgs = [weights_pb2.WeightUpdate(version=version, begin=manifest)]
@@ -83,11 +82,11 @@ class WeightVersion:
     """The learner's versions went back (it restarted without its checkpoints): take this one although it is
     not newer than what the subscriber held."""
 
-    def to_torch(self) -> list[tuple[str, "object"]]:
+    def to_torch(self) -> list[tuple[str, object]]:
         """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
         import torch
 
-        out = []
+        out: list[tuple[str, object]] = []
         for name, arr in self.tensors.items():
             t = torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16) if arr.dtype.name == "bfloat16" else torch.from_numpy(arr)
             out.append((name, t))
@@ -156,6 +155,7 @@ class VersionAssembler:
 
     def _part(self, p: weights_pb2.TensorPart) -> None:
         m = self._manifest
+        assert m is not None  # feed() checked
         if p.index >= len(m.tensors):
             raise WeightStreamError(f"part for tensor index {p.index}; the manifest has {len(m.tensors)} tensors")
         meta, filled = m.tensors[p.index], self._filled[p.index]
@@ -169,6 +169,7 @@ class VersionAssembler:
 
     def _end(self, end: weights_pb2.VersionEnd) -> WeightVersion:
         m = self._manifest
+        assert m is not None  # feed() checked
         if end.num_tensors != len(m.tensors):
             raise WeightStreamError(f"end says {end.num_tensors} tensors; manifest has {len(m.tensors)}")
         out = WeightVersion(m.version, m)

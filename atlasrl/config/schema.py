@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 TRAIN_SEED_BLOCK = 100_000_000  # training seeds of run.seed s: [s * block, (s + 1) * block)
 ACTOR_SEED_STRIDE = 1_000_000    # actor i starts at s * block + i * stride
 
@@ -213,7 +212,7 @@ class RunConfig(Section):
     actor: ActorSection = Field(default_factory=ActorSection)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RunConfig":
+    def _cross_checks(self) -> RunConfig:
         if self.actor.num_envs % self.actor.group_size:
             raise ValueError(f"actor.num_envs ({self.actor.num_envs}) must be a multiple of actor.group_size "
                              f"({self.actor.group_size}): a group's episodes run side by side")

@@ -108,8 +108,8 @@ class CoordinatorServicer:
         self.m_generation.set(self.store.generation)
         for k, v in self.store.global_counters().items():
             self.m_counter.labels(counter=k).set(v)
-        for k, v in self.store.global_gauges().items():
-            self.m_gauge.labels(gauge=k).set(v)
+        for k, g in self.store.global_gauges().items():
+            self.m_gauge.labels(gauge=k).set(g)
 
     def _member(self, member_id: str) -> Member:
         if not member_id:

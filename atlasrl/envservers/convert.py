@@ -7,7 +7,8 @@ length-delimited wire format instead of parsing and re-serializing them.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def _status(code: int, message: str) -> bytes:
 class RawMessage(bytes):
     """Pre-serialized response bytes that the RPC layer sends as they are."""
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's method name
+    def SerializeToString(self) -> bytes:  # protobuf's method name
         return bytes(self)
 
 

@@ -135,7 +135,7 @@ class DmEnvRpcServicer:
                     req = await asyncio.wait_for(requests.__anext__(), None if self.manager.draining.is_set() else self.idle_timeout_s)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     n = len(conn.session.envs)
                     await self.manager.end_session(conn.session)
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -154,7 +154,7 @@ class DmEnvRpcServicer:
                 del self.worlds[name]
             await self.manager.end_session(session)
 
-    async def _answer(self, conn: "_Conn", req: dm.EnvironmentRequest) -> dm.EnvironmentResponse:
+    async def _answer(self, conn: _Conn, req: dm.EnvironmentRequest) -> dm.EnvironmentResponse:
         kind = req.WhichOneof("payload")
         try:
             if kind is None:
@@ -280,7 +280,7 @@ def _action_text(actions) -> str:
 def _scalar(key: str, tensor: dm.Tensor):
     try:
         value = tensor_utils.unpack_tensor(tensor)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any unpack failure means a bad tensor
         raise InvalidArgument(f"setting '{key}' is not a valid tensor: {e}") from None
     value = np.asarray(value)
     if value.size != 1:

@@ -76,13 +76,13 @@ class EnvHost:
             raise HostError(NOT_FOUND, str(e)) from None
         except (EnvConfigError, ValueError, TypeError) as e:
             raise HostError(INVALID_ARGUMENT, f"bad config for env '{env_id}': {e}") from None
-        except Exception as e:  # noqa: BLE001 - a backend that cannot start (no Vulkan, ...)
+        except Exception as e:  # a backend that cannot start (no Vulkan, ...)
             log.exception("opening %s failed", env_id)
             raise HostError(INTERNAL, f"env '{env_id}' failed to start: {type(e).__name__}: {e}") from None
         try:
             spec = env.spec_info()
             spec_bytes = spec_to_proto(spec).SerializeToString()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - whatever a backend raises, its spec is bad
             _close_quietly(env)
             raise HostError(INTERNAL, f"env '{env_id}' has a bad spec: {type(e).__name__}: {e}") from None
         self._envs[handle] = (env_id, env, list(spec.camera_names))
@@ -125,7 +125,7 @@ class EnvHost:
             data = obs.SerializeToString()
         except InvalidActionText as e:
             return Outcome(INVALID_ARGUMENT, f"invalid action for env handle {handle} ({env_id}): {e}", env_id=env_id)
-        except Exception as e:  # noqa: BLE001 - one env failing must not take others down
+        except Exception as e:  # one env failing must not take others down
             log.exception("%s of %s (handle %d) failed", what, env_id, handle)
             return Outcome(INTERNAL, f"{what} of env handle {handle} ({env_id}) failed: {type(e).__name__}: {e}", env_id=env_id)
         seconds = time.perf_counter() - t0
@@ -144,5 +144,5 @@ class EnvHost:
 def _close_quietly(env: TextEnv) -> None:
     try:
         env.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("closing an env raised", exc_info=True)

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from atlasrl.envservers.base import TextEnv
 
@@ -47,10 +47,10 @@ def list_ids(include_prefixed: bool = True) -> list[str]:
     _load_builtin()
     ids = sorted(_EXACT)
     if include_prefixed:
-        for prefix, lister in sorted(_LISTERS.items()):
+        for _prefix, lister in sorted(_LISTERS.items()):
             try:
                 ids += lister()
-            except Exception:  # optional backends may be absent
+            except Exception:  # noqa: BLE001 - optional backends may be absent
                 pass
     return ids
 
@@ -69,5 +69,5 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    import atlasrl.envservers.envs  # noqa: F401  (registers the built-in envs)
+    import atlasrl.envservers.envs  # registers the built-in envs
     import atlasrl.envservers.maniskill  # noqa: F401  (maniskill:<Task>; mani_skill imported lazily)

@@ -114,6 +114,7 @@ async def serve(cfg: EnvServerConfig, on_ready=None) -> None:
 async def _register(cfg: EnvServerConfig, server: EnvServer):
     from atlasrl.clients.coordinator import RoleRegistration
 
+    assert cfg.coordinator is not None  # the caller checks cfg.coordinator
     metrics = f"{cfg.server_config().metrics_host}:{server.metrics_port}" if server.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="envserver", name=f"envserver-{server.rpc.port}", address=server.address,
                            metrics_address=metrics, capacity=cfg.max_envs, capabilities=cfg.envs or registry.list_ids(),

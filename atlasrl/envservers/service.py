@@ -20,7 +20,8 @@ import grpc
 
 from atlasrl.codec import CodecError
 from atlasrl.envservers.convert import reset_response, step_response
-from atlasrl.envservers.sessions import EnvManager, Session
+from atlasrl.envservers.sessions import EnvManager
+from atlasrl.envservers.sessions import Session as EnvSession  # the Session method shadows the name in the class
 from atlasrl.rpc.errors import InvalidArgument, MalformedRequest, NotFound, ServiceError, status_of, to_status_msg
 from atlasrl.v1 import common_pb2, env_pb2
 
@@ -66,7 +67,7 @@ class EnvServicer:
                 draining = self.manager.draining.is_set()
                 try:
                     item = await asyncio.wait_for(inbox.get(), None if draining else self.idle_timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     n = len(session.envs)
                     await self.manager.end_session(session)
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -97,7 +98,7 @@ class EnvServicer:
             except asyncio.CancelledError:
                 pass
 
-    async def _answer(self, session: Session, req: env_pb2.EnvRequest):
+    async def _answer(self, session: EnvSession, req: env_pb2.EnvRequest):
         kind = req.WhichOneof("payload") or "none"
         t0 = time.perf_counter()
         try:
@@ -115,14 +116,14 @@ class EnvServicer:
             code, _ = status_of(e)
             self.manager.metrics.error(kind, code.value[0])
             resp = env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg(e))
-        except Exception as e:  # noqa: BLE001 - one bad request never ends the stream
+        except Exception as e:  # one bad request never ends the stream
             log.exception("%s request %d failed", kind, req.request_id)
             self.manager.metrics.error(kind, grpc.StatusCode.INTERNAL.value[0])
             resp = env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg(e))
         self.manager.metrics.request_latency.labels(kind).observe(time.perf_counter() - t0)
         return resp
 
-    async def _open(self, session: Session, req: env_pb2.EnvRequest):
+    async def _open(self, session: EnvSession, req: env_pb2.EnvRequest):
         o = req.open
         seed = o.seed if o.HasField("seed") else None
         handle, spec = await self.manager.open(session, o.env_id, dict(o.config), seed)
@@ -130,19 +131,19 @@ class EnvServicer:
         resp.open.spec.MergeFromString(spec)
         return resp
 
-    async def _reset(self, session: Session, req: env_pb2.EnvRequest):
+    async def _reset(self, session: EnvSession, req: env_pb2.EnvRequest):
         r = req.reset
         outcome = await self.manager.reset(session, r.handle, r.seed if r.HasField("seed") else None)
         if outcome.code:
             return env_pb2.EnvResponse(request_id=req.request_id, status=common_pb2.Status(code=outcome.code, message=outcome.message))
         return reset_response(req.request_id, outcome.observation)
 
-    async def _step(self, session: Session, req: env_pb2.EnvRequest):
+    async def _step(self, session: EnvSession, req: env_pb2.EnvRequest):
         actions = [(a.handle, a.text) for a in req.step.actions]
         outcomes = await self.manager.step(session, actions, req.step.strict)
         return step_response(req.request_id, ((h, o.code, o.message, o.observation) for (h, _), o in zip(actions, outcomes)))
 
-    async def _close(self, session: Session, req: env_pb2.EnvRequest):
+    async def _close(self, session: EnvSession, req: env_pb2.EnvRequest):
         closed, unknown = await self.manager.close(session, list(req.close.handles))
         resp = env_pb2.EnvResponse(request_id=req.request_id, close=env_pb2.CloseResponse(closed=closed))
         if unknown:

@@ -161,8 +161,8 @@ class EnvManager:
                 todo.append(i)
             seen.add(h)
         for i in range(len(actions)):
-            if out[i] is not None:
-                self.metrics.error("step", out[i].code)
+            if (o := out[i]) is not None:
+                self.metrics.error("step", o.code)
         if todo:
             done = await self.pool.step([actions[i] for i in todo], strict)
             self._after(session, "step", [actions[i][0] for i in todo], done)

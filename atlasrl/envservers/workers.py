@@ -228,7 +228,7 @@ def worker_main(conn, index: int, device: str | None, parent_pid: int) -> None:
             reply = (op_id, True, getattr(host, op)(*args))
         except HostError as e:
             reply = (op_id, False, (e.code, e.message))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.exception("worker %d: %s failed", index, op)
             reply = (op_id, False, (grpc.StatusCode.INTERNAL.value[0], f"{op} failed in env worker {index}: {type(e).__name__}: {e}"))
         try:
@@ -279,7 +279,7 @@ class WorkerPool:
     async def _start_replacement(self, worker: ProcessWorker) -> None:
         try:
             await worker.start()
-        except Exception:  # noqa: BLE001
+        except Exception:
             worker.alive = False
             log.exception("could not restart env %s", worker.describe())
 

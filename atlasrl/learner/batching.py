@@ -103,7 +103,7 @@ def pack_micro_batches(seqs: list[Seq], token_budget: int, share: bool = True) -
     batches: list[list[Seq]] = []
     for temp in sorted({s.temperature for s in seqs}):
         cur: list[Seq] = []
-        keys: set[tuple] = set()
+        keys: set[tuple | int] = set()
         group = sorted((s for s in seqs if s.temperature == temp),
                        key=lambda s: (-s.prompt_len, s.input_ids[: s.prompt_len], -len(s)))
         for s in group:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 MARKER = "COMPLETE"
 HF_FILES_EXCLUDE = (".safetensors", ".bin", ".pt", ".pth")
@@ -60,7 +61,7 @@ def load(trainer, root: str | Path) -> dict | None:
     if path is None:
         return None
     model_sd, optim_sd = get_state_dict(trainer.policy, trainer.optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
+    state: dict[str, Any] = {"model": model_sd, "optim": optim_sd}
     dcp.load(state, checkpoint_id=str(path))
     set_state_dict(trainer.policy, trainer.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     extra = torch.load(path / "learner.pt", weights_only=False)
@@ -98,6 +99,6 @@ def export(ckpt: str | Path, out: str | Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for f in hf.iterdir():
         shutil.copy2(f, out / f.name)
-    policy.lm.save_pretrained(str(out))
+    policy.lm.save_pretrained(str(out))  # type: ignore[operator]  # torch types nn.Module attributes Tensor | Module
     (out / "atlasrl_version.json").write_text(json.dumps({"version": meta["version"], "checkpoint": str(path)}))
     return int(meta["version"])

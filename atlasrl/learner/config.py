@@ -139,7 +139,7 @@ class LearnerConfig(BaseModel):
     on disk, so a learner crash loses none and re-trains none, and a restart never reuses a published version."""
 
     @model_validator(mode="after")
-    def _check(self) -> "LearnerConfig":
+    def _check(self) -> LearnerConfig:
         if self.clip_eps_high is not None and self.clip_eps_high < self.clip_eps:
             raise ValueError(f"clip_eps_high ({self.clip_eps_high}) must be >= clip_eps ({self.clip_eps})")
         if self.buffer_capacity < self.batch_episodes:

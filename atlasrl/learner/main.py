@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ WIRE = {"bf16": (torch.bfloat16, tensor_pb2.DTYPE_BFLOAT16), "fp32": (torch.floa
 
 def tensor_blob(name: str, t: torch.Tensor, wire: int) -> TensorBlob:
     raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
-    return TensorBlob(name, wire, tuple(t.shape), memoryview(raw))
+    return TensorBlob(name, wire, tuple(t.shape), memoryview(raw))  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python 3.12+ only
 
 
 def publish(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> float:
@@ -108,19 +109,21 @@ def run(cfg: LearnerConfig) -> None:
     updates, saved, clean = 0, trainer.version, False
     try:
         while True:
-            msg, batch_ids = [None], []
+            msg: list[Any] = [None]  # what rank 0 broadcasts: "stop", "idle" or a TrainBatch
+            batch_ids: list[str] = []
             if rank == 0:
                 run_stopping = reg is not None and reg.stopping      # `atlasrl up` / operator asked to stop
                 if stop.set or run_stopping or (cfg.max_updates is not None and updates >= cfg.max_updates):
                     msg = ["stop"]
                 else:
+                    assert host is not None  # rank 0 hosts the services
                     batch = host.buffer.take(cfg.batch_episodes, trainer.version, timeout=cfg.idle_poll_s)
                     host.metrics.buffered.set(host.buffer.buffered)
                     batch_ids = [b.episode.episode_id for b in batch or ()]
                     msg = ["idle"] if batch is None else [TrainBatch([b.episode.SerializeToString() for b in batch],
                                                                      [b.weight for b in batch], [b.lag for b in batch])]
             dist.broadcast_object_list(msg, src=0, group=ctrl)
-            if reg is not None:   # refusals come without updates too (a flood of stale episodes)
+            if reg is not None and host is not None:   # refusals come without updates too (a stale flood)
                 for reason, n in list(host.metrics.refused_counts.items()):
                     reg.counters[f"episodes_refused_{reason}"] = n
                 reg.counters["episodes_refused"] = sum(host.metrics.refused_counts.values())
@@ -162,6 +165,7 @@ def run(cfg: LearnerConfig) -> None:
 
 def save_checkpoint(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> None:
     """Collective: every rank writes its shards; then the ledger may forget the bytes of what it covers."""
+    assert cfg.ckpt_dir is not None  # callers check cfg.ckpt_dir
     checkpoint.save(trainer, cfg.ckpt_dir, host.buffer.state_dict() if host else None, cfg.ckpt_keep)
     if host is not None and host.ledger is not None:
         host.ledger.checkpointed(trainer.version)
@@ -171,6 +175,7 @@ def register(cfg: LearnerConfig, host: LearnerHost, world: int, version: int):
     """Join the run through the coordinator (clients/coordinator.py); heartbeats run in their own thread."""
     from atlasrl.clients.coordinator import RoleRegistration
 
+    assert cfg.coordinator is not None  # the caller checks cfg.coordinator
     metrics = f"{cfg.host}:{host.metrics_port}" if host.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="learner", name=f"learner-{host.port}", address=f"{cfg.host}:{host.port}",
                            metrics_address=metrics, capacity=world, capabilities=[cfg.algo])

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
@@ -53,7 +53,7 @@ class LearnerHost:
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
-    def start(self, timeout: float = 30.0) -> "LearnerHost":
+    def start(self, timeout: float = 30.0) -> LearnerHost:
         self._thread = threading.Thread(target=self._run, name="learner-grpc", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

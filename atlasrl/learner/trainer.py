@@ -119,7 +119,7 @@ class Trainer:
                 mb["advantage"] = adv.unsqueeze(1).expand_as(mb["behav_logp"]).clone()
                 mb["returns"] = torch.tensor([s.ret for s in mb["seqs"]], dtype=torch.float32)
         sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
-        grad_norms = []
+        grad_norms: list[float] = []
         for _ in range(cfg.ppo_epochs):
             for mbs in minibatches:
                 sums += self._optimizer_step(mbs, grad_norms)
@@ -205,7 +205,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for mb, real in mbs:
             logp, entropy, values = self._forward(self.policy, mb, want_values=cfg.algo == "ppo")
-            dev = lambda k: mb[k].to(self.device)  # noqa: E731
+            dev = lambda k: mb[k].to(self.device)  # noqa: E731, B023 - a shorthand, used within this iteration only
             weight = dev("loss_mask") * dev("episode_weight") * (1.0 if real else 0.0)
             pg, diag = losses.policy_loss_sum(logp, dev("prox_logp"), dev("behav_logp"), dev("advantage"), weight,
                                               cfg.clip_eps, cfg.upper_clip, cfg.behav_imp_weight_cap)

@@ -13,12 +13,12 @@ With a ledger, an acknowledged episode is already on disk (``EpisodeBuffer.add``
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from atlasrl.learner.buffer import BufferFull, EpisodeBuffer
-from atlasrl.log import ReasonSummary
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.validation import Malformed, Unacceptable
+from atlasrl.log import ReasonSummary
 from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, to_status_msg
 from atlasrl.v1 import trajectory_pb2
 

@@ -97,7 +97,7 @@ def _validate_turn(t: trajectory_pb2.TurnRecord, where: str, vocab_size: int, ma
 def _validate_choice(t: trajectory_pb2.TurnRecord, where: str) -> None:
     if not t.choices:
         raise Malformed(f"{where}: ACTION_MODE_CHOICE without choices")
-    from atlasrl.models.choice import allowed_per_position   # the trie the learner masks with
+    from atlasrl.models.choice import allowed_per_position  # the trie the learner masks with
 
     response = list(t.response_ids)
     if any(not c.ids for c in t.choices):

@@ -31,7 +31,7 @@ class _Serialized:
     def __init__(self, msg: weights_pb2.WeightUpdate):
         self.data = msg.SerializeToString()
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf method name gRPC calls
+    def SerializeToString(self) -> bytes:  # the protobuf method name gRPC calls
         return self.data
 
 
@@ -59,7 +59,7 @@ class WeightServicer:
         """Make an encoded version (from ``encode_version``) the latest; returns its number."""
         return await self.publish_serialized(messages[0].begin, serialize(messages))
 
-    async def publish_serialized(self, manifest: weights_pb2.WeightManifest, messages: tuple["_Serialized", ...]) -> int:
+    async def publish_serialized(self, manifest: weights_pb2.WeightManifest, messages: tuple[_Serialized, ...]) -> int:
         """Same, with messages already serialized (by the training thread, so this loop never blocks on it)."""
         if self.latest is not None and manifest.version <= self.latest.version:
             raise FailedPrecondition(f"version {manifest.version} is not newer than the latest {self.latest.version}")
@@ -76,8 +76,9 @@ class WeightServicer:
         try:
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)
+                    await self._changed.wait_for(lambda: self.latest is not None and self.latest.version > sent)  # noqa: B023 - awaited within this iteration
                     pub = self.latest
+                assert pub is not None  # wait_for waited for one
                 for msg in pub.messages:
                     yield msg
                 self.m.sent_bytes.inc(pub.manifest.total_bytes)

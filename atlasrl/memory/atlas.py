@@ -34,6 +34,8 @@ layouts. It grows (centred) when a larger grid of the family arrives.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from atlasrl.memory.config import AtlasConfig
@@ -65,7 +67,7 @@ class Atlas:
     # -- updates -----------------------------------------------------------------
 
     def add_episode(self, cells: np.ndarray, success: bool, cause: str, cfg: AtlasConfig,
-                    entity_ends: list[tuple[str, Cell]] = ()) -> None:
+                    entity_ends: Sequence[tuple[str, Sequence[int]]] = ()) -> None:
         """Apply one episode; ``cells`` (T + 1, 2) are already in this atlas's index space."""
         rows, cols = cells[:, 0], cells[:, 1]
         steps_to_end = (len(cells) - 1) - np.arange(len(cells))
@@ -127,14 +129,14 @@ class Atlas:
                 "goal": list(self.goal) if self.goal is not None else None,
                 "statics": {k: [list(c) for c in v] for k, v in self.statics.items()},
                 "end_causes": sorted(self.end_counts), "entity_keys": sorted(self.entity_ends)}
-        arrays = {"visits": self.visits, "fail_mass": self.fail_mass, "success_mass": self.success_mass,
+        arrays: dict[str, np.ndarray] = {"visits": self.visits, "fail_mass": self.fail_mass, "success_mass": self.success_mass,
                   "success_episode_visits": self.success_episode_visits, "danger": self.danger, "affinity": self.affinity}
         arrays.update({f"end:{k}": v for k, v in self.end_counts.items()})
         arrays.update({f"entity:{k}": v for k, v in self.entity_ends.items()})
         return meta, {k: v.copy() for k, v in arrays.items()}
 
     @classmethod
-    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Atlas":
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Atlas:
         a = cls(int(meta["rows"]), int(meta["cols"]))
         for name in ("visits", "fail_mass", "success_mass", "success_episode_visits"):
             setattr(a, name, np.asarray(arrays[name], np.float64))

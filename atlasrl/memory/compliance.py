@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from atlasrl import codec
-from atlasrl.clients.memory import MemoryClient, episode_record, transition, trajectory_transitions
+from atlasrl.clients.memory import MemoryClient, episode_record, trajectory_transitions, transition
 from atlasrl.rpc import make_channel
 from atlasrl.v1 import memory_pb2, memory_pb2_grpc
 
@@ -66,7 +66,7 @@ class MemoryServiceCompliance:
             assert view.affinity[GOAL] == view.affinity.max() > 0
             assert view.layout_version == 2 and view.memory_version >= 2
             assert view.overlay is not None and view.overlay.dtype == np.uint8 and view.overlay.shape[2] == 3
-            assert view.raw.danger.dtype == 6 and view.raw.danger.codec != 1  # float16, compressed
+            assert view.raw is not None and view.raw.danger.dtype == 6 and view.raw.danger.codec != 1  # float16, compressed
             shaped = await mem.shape(trajectory_transitions(FAMILY, LAYOUT, WIN_PATH))
             assert len(shaped.shaping) == len(WIN_PATH) - 1
 
@@ -80,7 +80,7 @@ class MemoryServiceCompliance:
             assert rej.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
             assert "(4,0)" in rej.status.message and "outside the 4x4 grid" in rej.status.message
             stats = await mem.stats()
-            layout = [a for a in stats.atlases if a.layout_key == LAYOUT][0]
+            layout = next(a for a in stats.atlases if a.layout_key == LAYOUT)
             assert layout.episodes == 2
 
     async def test_empty_stream_is_invalid_argument(self, memory: Endpoint):
@@ -153,7 +153,7 @@ class MemoryServiceCompliance:
             await mem.ingest([fail_episode("m1")])
             q = memory_pb2.MemoryQuery(family=FAMILY, layout_key=LAYOUT)
             q.frame.CopyFrom(codec.encode(np.zeros((4, 4, 3), np.uint8)))
-            q.frame.dtype = 0
+            q.frame.dtype = 0  # type: ignore[assignment]  # an int is a valid enum value; the stubs ask for DType
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await mem.stub.Query(q)
             assert _code(e.value) == grpc.StatusCode.INVALID_ARGUMENT and "dtype" in e.value.details()

@@ -117,7 +117,7 @@ class MemoryConfig(BaseModel):
     """Input bounds."""
 
     @model_validator(mode="after")
-    def _frames_fit_messages(self) -> "MemoryConfig":
+    def _frames_fit_messages(self) -> MemoryConfig:
         if self.limits.max_frame_bytes > self.server.max_message_bytes:
             raise ValueError("limits.max_frame_bytes must not exceed server.max_message_bytes")
         return self

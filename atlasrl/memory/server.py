@@ -90,6 +90,7 @@ async def _register(cfg: MemoryConfig, server: MemoryServer):
     """Join the run through the coordinator's client (clients/coordinator.py)."""
     from atlasrl.clients.coordinator import RoleRegistration
 
+    assert cfg.coordinator is not None  # the caller checks cfg.coordinator
     metrics = f"{cfg.server.metrics_host}:{server.metrics_port}" if server.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="memory", name=f"memory-{server.rpc.port}", address=server.address,
                            metrics_address=metrics, report=lambda r: _report(r, server))
@@ -100,6 +101,7 @@ async def _register(cfg: MemoryConfig, server: MemoryServer):
 def _report(reg, server: MemoryServer) -> None:
     """Standard names of clients/coordinator.py: counter `queries`, gauge `atlas_cells`; plus memory figures."""
     svc = server.servicer
+    assert svc is not None  # started
     reg.counters["queries"] = svc.queries_total  # this process only: counters are cumulative per process
     reg.counters["memory_episodes_ingested"] = svc.accepted_total
     reg.gauges["atlas_cells"] = float(sum(int((a.visits > 0).sum()) for a in server.state.layouts.values()))

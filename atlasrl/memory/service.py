@@ -23,8 +23,15 @@ from atlasrl.memory.shaping import potential, shaping_terms
 from atlasrl.memory.snapshotter import Snapshotter
 from atlasrl.memory.state import MemoryState
 from atlasrl.metrics import Metrics
+from atlasrl.rpc import (
+    FailedPrecondition,
+    InvalidArgument,
+    MalformedRequest,
+    NotFound,
+    ResourceExhausted,
+    to_status_msg,
+)
 from atlasrl.rpc.errors import status_of
-from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, NotFound, ResourceExhausted, to_status_msg
 from atlasrl.v1 import env_pb2, memory_pb2
 
 SOURCE_ENUM = {"layout": memory_pb2.ATLAS_SOURCE_LAYOUT, "blended": memory_pb2.ATLAS_SOURCE_BLENDED,
@@ -214,7 +221,7 @@ class MemoryServicer:
         self.m.shape_transitions.inc(n)
         self.m.shape_latency.observe(time.perf_counter() - t0)
         return memory_pb2.ShapedRewards(shaping=shaping.tolist(), phi=phi_s.tolist(), phi_next=phi_n.tolist(),
-                                        sources=sources, memory_version=self.state.version, gamma=gamma)
+                                        sources=sources, memory_version=self.state.version, gamma=gamma)  # type: ignore[arg-type]  # enum ints; the stubs ask for AtlasSource
 
     # -- Stats / Snapshot / Reset -------------------------------------------------
 

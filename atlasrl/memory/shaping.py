@@ -55,9 +55,10 @@ def layout_view(layout: Atlas | None, family: Atlas | None, rows: int, cols: int
     else:
         w = 0.0
     zeros = np.zeros((rows, cols), np.float32)
-    d_l = layout.danger if n > 0 else zeros
-    a_l = layout.affinity if n > 0 else zeros
+    d_l = layout.danger if layout is not None and n > 0 else zeros
+    a_l = layout.affinity if layout is not None and n > 0 else zeros
     if usable_family and w < 1.0:
+        assert family is not None and goal is not None  # usable_family
         d_f = project_family(family.danger, goal, rows, cols)
         a_f = project_family(family.affinity, goal, rows, cols)
     else:

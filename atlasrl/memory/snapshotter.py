@@ -33,6 +33,7 @@ class Snapshotter:
 
     def loaded(self, blob: store.Blob, unix_time: float) -> None:
         """Record a snapshot restored at start-up as the last one written."""
+        assert self.data_dir is not None  # snapshots are loaded only when enabled
         self.last_version = blob.version
         self.last = store.SnapshotInfo(self.data_dir / store.SNAPSHOT_NAME, blob.version, 0, 0.0, unix_time)
 
@@ -70,5 +71,5 @@ class Snapshotter:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.snapshot_if_dirty()
-            except Exception:  # noqa: BLE001 - keep serving; the next tick retries
+            except Exception:  # keep serving; the next tick retries
                 log.exception("periodic snapshot failed")

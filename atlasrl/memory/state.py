@@ -17,6 +17,7 @@ is ever reused for different content, even for episodes lost with the crash.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class MemoryState:
         self._skills_cache: dict[LayoutKey, tuple[tuple[int, int, int], list[Skill]]] = {}
         self._view_cache: dict[tuple, tuple[tuple[int, int], LayoutView]] = {}  # maps change only with versions
         self.reserved_version = 0      # versions up to this one are reserved on disk (crash safety, see reserve())
-        self.on_reserve = None         # callback(new_reserved_version), called before a version past it is used
+        self.on_reserve: Callable[[int], None] | None = None         # callback(new_reserved_version), called before a version past it is used
 
     # -- ingest ------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ def write_snapshot(data_dir: Path, blob: Blob) -> SnapshotInfo:
     manifest = np.frombuffer(json.dumps(blob.manifest).encode(), np.uint8)
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, manifest=manifest, **blob.arrays)
+            np.savez(f, manifest=manifest, **blob.arrays)  # type: ignore[arg-type]  # numpy's stub lets **kwds reach allow_pickle: bool
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

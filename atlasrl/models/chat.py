@@ -13,8 +13,9 @@ The expansion of each image placeholder is the Qwen2-VL processor's rule:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -12,7 +12,8 @@ another and a finished response names exactly one choice.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class ChoiceError(ValueError):
@@ -43,7 +44,7 @@ class ChoiceTrie:
             if not seq:
                 raise ChoiceError(f"choice {i} is empty")
             node = self._root
-            for j, tok in enumerate(seq):
+            for tok in seq:
                 if "end" in node:
                     raise ChoiceError(f"choice {node['end']} is a prefix of choice {i}")
                 node = node.setdefault(tok, {})
@@ -55,7 +56,7 @@ class ChoiceTrie:
             node["end"] = i
 
     def _node(self, prefix: Sequence[int]) -> dict | None:
-        node = self._root
+        node: Any = self._root  # the trie's nested dicts
         for tok in prefix:
             node = node.get(int(tok))
             if node is None:

@@ -75,12 +75,12 @@ def load_image_processor(path: str | Path):
 def load_model(path: str | Path, dtype: str = "float32", device: str = "cpu", attn: str = "sdpa"):
     import torch
     from transformers import AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()         # "Loading weights" bars on every load
     cfg = read_config(path)
     kwargs = dict(dtype=getattr(torch, dtype), attn_implementation=attn)
+    cls: Any  # a transformers model class
     if cfg.get("model_type") == "qwen2_5_vl":
         from transformers import Qwen2_5_VLForConditionalGeneration as cls
     elif cfg.get("model_type") == "qwen2_vl":

@@ -30,8 +30,9 @@ forward whichever action each took (about half the learner's rows on FrozenLake)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class TeacherForcedBatch:
             kw.update(pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
         return kw
 
-    def to(self, device) -> "TeacherForcedBatch":
+    def to(self, device) -> TeacherForcedBatch:
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value.to(device))

@@ -34,6 +34,7 @@ def prompt_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, is_v
         return text_positions(attention_mask)
     if image_grid_thw is None or image_grid_thw.numel() == 0:
         return text_positions(attention_mask).unsqueeze(0).expand(3, -1, -1).clone()
+    assert image_token_id is not None, "a VL prompt with images needs image_token_id"
     return mrope_positions(input_ids, attention_mask, image_grid_thw, image_token_id, spatial_merge_size)
 
 

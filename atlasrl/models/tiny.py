@@ -19,7 +19,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # transformers is imported lazily at run time
+    from transformers import PretrainedConfig, PreTrainedModel
 
 Arch = Literal["qwen2", "qwen2.5-vl"]
 ARCHS: tuple[str, ...] = ("qwen2", "qwen2.5-vl")
@@ -111,6 +114,8 @@ def build_tiny(spec: TinySpec, out: str | os.PathLike) -> Path:
         tie_word_embeddings=spec.tie_embeddings,
     )
     torch.manual_seed(spec.seed)
+    config: PretrainedConfig
+    model: PreTrainedModel
     if spec.arch == "qwen2":
         from transformers import Qwen2Config, Qwen2ForCausalLM
 

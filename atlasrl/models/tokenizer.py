@@ -40,7 +40,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a word list reads better as one string
     "the a an of to in on at is are was be you your agent player box goal target hole ice wall floor "
     "grid cell row column step steps move moves action actions valid invalid reward done success "
     "push pull pick place cube peg sphere robot arm gripper open close reach lift stack observation "

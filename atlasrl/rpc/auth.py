@@ -17,6 +17,7 @@ import collections
 import logging
 import os
 import time
+from typing import NoReturn
 
 import grpc
 
@@ -66,10 +67,11 @@ class ServerGuard(grpc.aio.ServerInterceptor):
             self.tokens = fresh
             log.warning("token file reloaded (%d accepted tokens)", len(fresh.digests))
 
-    async def _deny(self, context, code: grpc.StatusCode, message: str):
+    async def _deny(self, context, code: grpc.StatusCode, message: str) -> NoReturn:
         if self._denied:
             self._denied.labels(code.name).inc()
         await context.abort(code, message)
+        raise AssertionError("context.abort() raises")  # for the type checker: callers rely on it
 
     async def _admit(self, method: str, context) -> str:
         """Check the token and role; return the client's identity for session accounting."""
@@ -173,7 +175,7 @@ async def _idle_guard(requests, context, timeout: float):
             item = await asyncio.wait_for(it.__anext__(), timeout)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session idle for more than {timeout:g} s (idle timeout)")
         yield item
 

@@ -28,11 +28,10 @@ INTERNAL, which is what keeps waiters from hanging (grpc/grpc#34148).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import grpc
-
 from grpc._cython import cygrpc
 from grpc.aio import _call
 
@@ -58,7 +57,7 @@ async def _write_keeping_status(self, request) -> None:
     except cygrpc.InternalError as err:
         try:
             await asyncio.wait_for(asyncio.shield(self._cython_call.status()), STATUS_GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._cython_call.set_internal_error(str(err))
         await self._raise_for_status()
     except asyncio.CancelledError:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import message_factory
@@ -89,7 +90,7 @@ class _Call:
         code = None
         try:
             code = context.code()
-        except Exception:  # older grpc: no code() on aio contexts
+        except Exception:  # noqa: BLE001 - older grpc: no code() on aio contexts
             pass
         if code is None:
             code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
@@ -138,7 +139,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
             except grpc.aio.AbortError as e:
                 exc = e
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - mapped to a status
                 exc = e
                 await call.fail(e, context)
             finally:
@@ -156,7 +157,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
             except grpc.aio.AbortError as e:
                 exc = e
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - mapped to a status
                 exc = e
                 await call.fail(e, context)
             finally:
@@ -173,7 +174,7 @@ def _method_handler(md: MethodDescriptor, impl, metrics: Metrics | None) -> grpc
         except grpc.aio.AbortError as e:
             exc = e
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - mapped to a status
             exc = e
             await call.fail(e, context)
         finally:

@@ -29,7 +29,7 @@ def server_options(cfg: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-def channel_options(cfg: ChannelConfig) -> list[tuple[str, int]]:
+def channel_options(cfg: ChannelConfig) -> list[tuple[str, int | str]]:
     return [
         ("grpc.max_send_message_length", cfg.max_message_bytes),
         ("grpc.max_receive_message_length", cfg.max_message_bytes),

@@ -39,7 +39,7 @@ class Backoff:
         self.initial_s, self.max_s = initial_s, max_s
         self._wait = tenacity.wait_exponential_jitter(initial=initial_s, max=max_s, exp_base=2,
                                                       jitter=initial_s if jitter_s is None else jitter_s)
-        self._state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        self._state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
         self.failures = 0
         """Failures since the last reset."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -48,7 +48,7 @@ def render(st, samples: list[Sample], supervisor, run_dir, elapsed_s: float, lim
                 "mean return", _fmt(h["return_mean"], ".3f"))
     events = Text("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(t))} {e}" for t, e in supervisor.events[-5:]),
                   style="yellow")
-    parts = [top, render_status(st)]
+    parts: list[RenderableType] = [top, render_status(st)]
     if supervisor.events:
         parts.append(Panel(events, title="supervisor", border_style="yellow"))
     return Panel(Group(*parts), title=f"atlasrl up  [dim]{run_dir}[/dim]", subtitle="Ctrl-C stops cleanly")

@@ -29,7 +29,7 @@ async def export_checkpoint(checkpoints: Path, out: Path, log_path: Path, timeou
                                                     stdin=asyncio.subprocess.DEVNULL)
         try:
             code = await asyncio.wait_for(proc.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             return None
@@ -50,7 +50,7 @@ async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: 
                                                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:
             stdout, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+        except (TimeoutError, asyncio.CancelledError) as e:
             proc.kill()  # timed out, or `atlasrl up` was interrupted
             await proc.wait()
             if isinstance(e, asyncio.CancelledError):

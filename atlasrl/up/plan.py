@@ -73,7 +73,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
     pool = free_ports(2 * (4 + c.envserver.count + c.actor.count))
     coord_port = ports_for(c.coordinator.port, 1, pool)[0]
     coord_addr = f"{HOST}:{coord_port}"
-    level_env = {"ATLASRL_LOG_LEVEL": c.run.log_level}
+    level_env: dict[str, str] = {"ATLASRL_LOG_LEVEL": c.run.log_level}
     light_env = {**level_env, "OMP_NUM_THREADS": "1"}  # roles without heavy maths leave the cores to torch
     metrics: dict[str, str] = {}
 

@@ -184,7 +184,7 @@ class UpRun:
                     break
                 try:
                     await asyncio.wait_for(self.interrupted.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if live is not None:
@@ -244,7 +244,7 @@ class UpRun:
         if st is not None:
             out["counters"] = dict(st.counters)
             out["policy_version"] = display.policy_version(st)
-            rate, n = recent_success(from_status(st.history), 64)
+            rate, _n = recent_success(from_status(st.history), 64)
             out["training_success_recent"] = _finite(rate)
         return out
 

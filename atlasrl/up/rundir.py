@@ -14,7 +14,7 @@ class RunDir:
     root: Path
 
     @classmethod
-    def create(cls, cfg: RunConfig) -> "RunDir":
+    def create(cls, cfg: RunConfig) -> RunDir:
         root = cfg.run.run_dir or cfg.run.runs_dir / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         rd = cls(Path(root).resolve())
         for d in (rd.logs, rd.checkpoints, rd.coordinator_state, rd.memory_data, rd.plots, rd.eval):

@@ -20,7 +20,7 @@ class RunSecurity:
     pki: Path
 
     @classmethod
-    def create(cls, pki: Path, host: str) -> "RunSecurity":
+    def create(cls, pki: Path, host: str) -> RunSecurity:
         """Fresh CA, certificates (SAN: ``host`` and localhost) and tokens; a resumed run gets new ones too."""
         from atlasrl.rpc.devcerts import init_dev_pki
 

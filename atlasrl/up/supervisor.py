@@ -81,7 +81,7 @@ class Supervisor:
         self._watchers[spec.name] = asyncio.create_task(self._watch(spec))
 
     async def _spawn(self, spec: RoleProcess) -> None:
-        logf = open(self.logs_dir / f"{spec.name}.log", "ab", buffering=0)
+        logf = open(self.logs_dir / f"{spec.name}.log", "ab", buffering=0)  # noqa: SIM115 - handed to the child, closed below
         logf.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start #{spec.restarts}: {' '.join(spec.argv)}\n".encode())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
         # `nice` as a command, not preexec_fn: Python code between fork and exec runs gRPC's fork
@@ -194,7 +194,7 @@ class Supervisor:
             await asyncio.wait_for(proc.wait(), timeout)
         except ProcessLookupError:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.note(f"{spec.name} ignored SIGTERM for {timeout:.0f}s: killing its process group")
         _kill_group(proc.pid)  # children of the role (torchrun workers, engine subprocesses) share its group
         await proc.wait()

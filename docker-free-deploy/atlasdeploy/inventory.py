@@ -64,7 +64,7 @@ class Inventory(Strict):
     """Hosts by name."""
 
     @model_validator(mode="after")
-    def _check(self) -> "Inventory":
+    def _check(self) -> Inventory:
         count = {r: sum(1 for h in self.hosts.values() if r in h.roles) for r in ROLES}
         if count["coordinator"] != 1 or self.hosts[self.coordinator_host].roles["coordinator"].count != 1:
             raise ValueError("exactly one coordinator process is needed (one host with roles.coordinator, count 1)")

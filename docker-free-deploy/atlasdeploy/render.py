@@ -155,7 +155,7 @@ def host_script(inv: Inventory, host: str, action: str) -> str:
         unit_path = f"/etc/systemd/system/{p.unit}.service"
         run_sh, pidf = f"$D/deploy/{p.unit}.sh", f"$D/deploy/{p.unit}.pid"
         if action == "start":
-            lines += [f'if [ "$MODE" = systemd ]; then',
+            lines += ['if [ "$MODE" = systemd ]; then',
                       f"cat > {unit_path} <<'UNIT'\n{systemd_unit(p)}UNIT",
                       f"systemctl daemon-reload && systemctl enable --now {p.unit}",
                       "else",

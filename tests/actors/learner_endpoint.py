@@ -45,7 +45,7 @@ class LearnerEndpoint:
         self.server.add(self.trajectories, trajectory_pb2.DESCRIPTOR.services_by_name["TrajectoryService"])
         self.server.add(self.weights, weights_pb2.DESCRIPTOR.services_by_name["WeightService"])
 
-    async def start(self) -> "LearnerEndpoint":
+    async def start(self) -> LearnerEndpoint:
         await self.server.start()
         return self
 

@@ -42,7 +42,7 @@ async def test_actor_follows_the_coordinator(tiny_engine, env_server, learner, t
             await asyncio.sleep(0.05)
         await asyncio.sleep(parts.registration._heartbeat_s + 0.5)
         status = await client.status()
-        actor = [m for m in status.members if m.name == parts.registration.request.name][0]
+        actor = next(m for m in status.members if m.name == parts.registration.request.name)
         assert actor.counters["env_steps"] > 0 and actor.counters["episodes"] >= 4
         await client.set_run_state("stopping")
         await asyncio.wait_for(run, 30)              # STOPPING ends the rollout loop

@@ -178,7 +178,7 @@ async def test_every_episode_ends_acked_or_refused_across_a_dropped_connection(t
 
 async def test_summary_logs_one_line_per_interval(sender_log):
     """A flood of refusals over ~1.2 s with a 0.4 s interval: a handful of lines, not one per episode."""
-    server, learner = await serve_learner(learner=RefusingLearner())
+    server, _learner = await serve_learner(learner=RefusingLearner())
     try:
         async with TrajectorySender(server.address, batch_size=2, refusal_log_interval_s=0.4) as sender:
             loop = asyncio.get_running_loop()

@@ -1,9 +1,9 @@
 """`evaluate` over a real env server: each held-out seed played once, JSONL written, report consistent."""
 import json
 
-from atlasrl.actors.rollout import env_clients
 from atlasrl.actors.eval import evaluate, wilson_interval
 from atlasrl.actors.policy import Policy
+from atlasrl.actors.rollout import env_clients
 
 from .conftest import actor_config
 

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+
 from atlasrl.actors.eval import wilson_interval
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from atlasrl.clients.trajectory import TrajectorySender
 from atlasrl.v1 import trajectory_pb2
+
 from .learner_endpoint import LearnerEndpoint
 from .recording_learner import serve_learner
 

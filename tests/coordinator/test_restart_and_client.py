@@ -8,7 +8,6 @@ from atlasrl.v1 import coordinator_pb2 as pb
 from atlasrl.v1 import coordinator_pb2_grpc
 
 
-
 async def until(predicate, timeout=10.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

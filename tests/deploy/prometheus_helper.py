@@ -78,7 +78,7 @@ class PrometheusServer:
                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "PrometheusServer":
+    def __enter__(self) -> PrometheusServer:
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

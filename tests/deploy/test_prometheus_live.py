@@ -86,6 +86,6 @@ async def test_every_dashboard_query_runs_on_a_live_run(tmp_path):
     print("\n" + "\n".join(f"{len(r):3d} series  {t} [{ref}]  {e}  {[x['metric'] for x in r][:3]}" for (t, ref, e), r in seen["results"].items()))
     # A metric label named like a target label (role, name) would be renamed exported_* by the scrape
     # and the dashboard's "by (role)" / {{name}} would show the scraped process instead.
-    for (title, ref, expr), result in seen["results"].items():
+    for (title, ref, _expr), result in seen["results"].items():
         for series in result:
             assert not {"exported_role", "exported_name"} & series["metric"].keys(), (title, ref, series)

@@ -76,7 +76,7 @@ def test_weight_update_switches_to_the_new_policy(engine, policies):
     engine.update_weights(1, policies[1].model.state_dict().items())
     assert engine.version == 1
     sums = engine.param_sums()
-    embed = [v for k, v in sums.items() if k.endswith("embed_tokens.weight")][0]
+    embed = next(v for k, v in sums.items() if k.endswith("embed_tokens.weight"))
     expected = float(policies[1].model.get_input_embeddings().weight.detach().double().sum())
     assert embed == pytest.approx(expected, rel=1e-6)
     after = engine.generate(reqs, SamplingParams(max_tokens=10, temperature=1.0, seed=1))

@@ -40,7 +40,7 @@ def test_bad_value_names_key_and_value(env_id, key, value):
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_unknown_key_is_an_error_listing_valid_keys(env_id):
-    with pytest.raises(EnvConfigError, match="unknown config key 'colour'.*valid keys: size"):
+    with pytest.raises(EnvConfigError, match=r"unknown config key 'colour'.*valid keys: size"):
         registry.make(env_id, {"colour": "red"}, seed=0)
 
 
@@ -54,12 +54,12 @@ def test_frozenlake_specific_keys():
 
 
 def test_cross_field_error_names_the_keys():
-    with pytest.raises(EnvConfigError, match="image_size=16.*size=8"):
+    with pytest.raises(EnvConfigError, match=r"image_size=16.*size=8"):
         registry.make("frozenlake", {"size": "8", "image_size": "16"})
 
 
 def test_non_string_values_are_rejected():
-    with pytest.raises(EnvConfigError, match="'size'.*string"):
+    with pytest.raises(EnvConfigError, match=r"'size'.*string"):
         registry.make("frozenlake", {"size": 8})
 
 

@@ -6,7 +6,8 @@ from collections import Counter, deque
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atlasrl.envservers import registry
 from atlasrl.envservers.base import InvalidActionText
@@ -225,7 +226,7 @@ def test_invalid_text_not_strict_is_a_penalised_noop_turn():
 def test_invalid_text_strict_raises_and_changes_nothing():
     env = make()
     env.load_map(MAP)
-    with pytest.raises(InvalidActionText, match="'Jump'.*Up, Down, Left, Right"):
+    with pytest.raises(InvalidActionText, match=r"'Jump'.*Up, Down, Left, Right"):
         env.text_step("Down, Jump", strict=True)
     assert env.steps == 0 and env.agent_cell() == (0, 0)
 
@@ -297,7 +298,7 @@ def test_gymnasium_step_api():
     env = make(seed=0, hole_prob=0.0, max_steps=3)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs) and info["step"] == 0
-    obs, reward, terminated, truncated, info = env.step(3)
+    obs, _reward, terminated, truncated, info = env.step(3)
     assert env.agent_cell() == (0, 1) and info["actions"] == ["Right"] and not (terminated or truncated)
     env.step(1)
     *_, terminated, truncated, info = env.step(1)

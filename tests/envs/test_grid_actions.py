@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atlasrl.envservers.envs.grid_actions import ACTIONS, ActionParseError, parse_actions
 

@@ -20,7 +20,7 @@ def test_gymnasium_make_runs_an_episode_under_the_passive_checker(gym_id, kwargs
     assert env.unwrapped.config.size == kwargs["size"]
     done = False
     for action in np.random.default_rng(0).integers(4, size=200):
-        obs, reward, terminated, truncated, info = env.step(int(action))
+        obs, _reward, terminated, truncated, info = env.step(int(action))
         if terminated or truncated:
             done = True
             break

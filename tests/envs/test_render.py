@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from atlasrl.envservers.envs.render import (BACKGROUND, FROZENLAKE_SPRITES, SOKOBAN_SPRITES, GridRenderer,
-                                            sprite_atlas)
+from atlasrl.envservers.envs.render import BACKGROUND, FROZENLAKE_SPRITES, SOKOBAN_SPRITES, GridRenderer, sprite_atlas
 
 
 @pytest.mark.parametrize("sprites", [FROZENLAKE_SPRITES, SOKOBAN_SPRITES], ids=["frozenlake", "sokoban"])

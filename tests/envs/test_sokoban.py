@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atlasrl.envservers import registry
 from atlasrl.envservers.base import InvalidActionText

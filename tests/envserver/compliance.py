@@ -125,7 +125,7 @@ class EnvServiceCompliance:
     async def test_concurrent_sessions_and_calls(self, client):
         async def one_stream(k: int):
             async with EnvClient(client.target) as c:
-                handle, _, obs = await self._fresh(c, seed=k)
+                handle, _, _obs = await self._fresh(c, seed=k)
                 results = await asyncio.gather(*(c.step({handle: self.valid_action}) for _ in range(3)))
                 return handle, [r[0].error or r[0].observation for r in results]
 

@@ -40,7 +40,7 @@ class ThreadedServer:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         self._thread.start()
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
         return self

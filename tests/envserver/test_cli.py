@@ -12,12 +12,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from typer.testing import CliRunner
 
-from atlasrl.clients.env import EnvClient
 from atlasrl.cli.main import build
+from atlasrl.clients.env import EnvClient
 from atlasrl.rpc import RemoteError, make_channel
 from tests.envserver.conftest import ThreadedServer
-from typer.testing import CliRunner
 
 pytestmark = pytest.mark.timeout(120)
 ATLASRL = [sys.executable, "-m", "atlasrl.cli.main"]

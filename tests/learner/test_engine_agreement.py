@@ -77,7 +77,7 @@ def test_learner_logprobs_equal_engine_before_and_after_update(arch):
     dtype, wire = WIRE["fp32"]
     msgs = encode_version(trainer.version, [tensor_blob(n, t, wire) for n, t in trainer.full_tensors(dtype)])
     asm = VersionAssembler()
-    wv = [v for v in (asm.feed(m) for m in msgs) if v is not None][0]
+    wv = [v for v in (asm.feed(m) for m in msgs) if v is not None][0]  # noqa: RUF015 - feeds every message, not just up to the first version
     engine.update_weights(wv.version, wv.to_torch())
     assert engine.version == 1
     eps = episodes_from(engine.generate(reqs, params), images, group="h")

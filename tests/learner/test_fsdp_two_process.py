@@ -8,8 +8,8 @@ import torch.multiprocessing as mp
 from atlasrl.learner.batching import collate, episode_seqs
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel
-from atlasrl.models.load import load_policy
 from atlasrl.learner.trainer import TrainBatch, Trainer
+from atlasrl.models.load import load_policy
 
 from .fsdp_worker import full_grads, train_on_fixed_batch
 from .helpers import episode, turn
@@ -52,4 +52,4 @@ def test_two_process_fsdp_loss_falls_and_matches_one_process(tiny_model_dir, tmp
     single.update(batch)
     one, two = full_grads(single), torch.load(tmp_path / "first_grads.pt")
     for name, g in one.items():
-        torch.testing.assert_close(two[name], g, rtol=1e-3, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(two[name], g, rtol=1e-3, atol=1e-6, msg=lambda m: f"{name}: {m}")  # noqa: B023 - the message is built within this iteration

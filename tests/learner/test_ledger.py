@@ -10,8 +10,8 @@ import pytest
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.ledger import EpisodeLedger, next_version
-from atlasrl.learner.trajectory_service import TrajectoryServicer
 from atlasrl.learner.metrics import LearnerMetrics
+from atlasrl.learner.trajectory_service import TrajectoryServicer
 from atlasrl.learner.validation import Malformed, Unacceptable
 
 from .helpers import VOCAB, episode, turn

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from atlasrl.learner.losses import (
-    gae_over_turns, grpo_advantages, kl_k3_sum, policy_loss_sum, return_to_go, step_group_advantages, value_loss_sum,
+    gae_over_turns,
+    grpo_advantages,
+    kl_k3_sum,
+    policy_loss_sum,
+    return_to_go,
+    step_group_advantages,
+    value_loss_sum,
 )
 
 

@@ -10,7 +10,12 @@ import pytest
 
 from atlasrl.clients.trajectory import TrajectorySender
 from atlasrl.clients.weights import (
-    TensorBlob, VersionAssembler, WeightStreamError, WeightSubscriber, encode_version, publish_remote,
+    TensorBlob,
+    VersionAssembler,
+    WeightStreamError,
+    WeightSubscriber,
+    encode_version,
+    publish_remote,
 )
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
@@ -20,7 +25,7 @@ from atlasrl.learner.weight_service import WeightServicer
 from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.v1 import trajectory_pb2, trajectory_pb2_grpc, weights_pb2, weights_pb2_grpc
 
-from .helpers import VOCAB, episode, turn
+from .helpers import VOCAB, episode
 
 MiB = 1 << 20
 

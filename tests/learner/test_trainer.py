@@ -6,9 +6,9 @@ from atlasrl.learner import checkpoint
 from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches, padded_len
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
+from atlasrl.learner.trainer import TrainBatch, Trainer
 from atlasrl.models.load import load_policy
 from atlasrl.models.logprobs import share_key
-from atlasrl.learner.trainer import TrainBatch, Trainer
 
 from .helpers import episode, turn
 

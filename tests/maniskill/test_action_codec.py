@@ -38,7 +38,7 @@ def test_chunking_is_step_major_and_limited():
     text = CODEC.encode(chunk)
     assert text.split() == ["0"] * 7 + ["1000"] * 7
     np.testing.assert_allclose(CODEC.decode(text).actions, chunk, atol=1e-6)
-    with pytest.raises(ValueError, match="1..4"):
+    with pytest.raises(ValueError, match=r"1..4"):
         CODEC.encode(np.zeros((5, 7)))
     five_steps = CODEC.decode(" ".join(["500"] * 35))
     assert not five_steps.valid and "got 35 integers" in five_steps.reason and "1..4 steps" in five_steps.reason

@@ -72,7 +72,7 @@ async def test_reset_and_step_carry_images_text_and_coordinates(pick):
     assert obs.agent == (ee.cell.row, ee.cell.col) and all(0 <= c < 10 for c in obs.agent)
     assert obs.layout_key.startswith("PickCube-v1|cube:") and obs.step == 0
 
-    down = np.zeros(7); down[2] = -1.0; down[6] = 1.0
+    down = np.array([0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0])
     moved = await client.step_one(handle, CODEC.encode(down))
     assert moved.info["action_is_valid"] is True and moved.step == 1
     assert positions(moved)["tcp"][2] < pos["tcp"][2] - 0.005          # the end effector went down

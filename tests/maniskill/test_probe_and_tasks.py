@@ -2,9 +2,9 @@
 import pytest
 
 from atlasrl.envservers import registry
+from atlasrl.envservers.base import EnvConfigError
 from atlasrl.envservers.maniskill import probe, tasks
 from atlasrl.envservers.maniskill.config import ManiSkillConfig
-from atlasrl.envservers.base import EnvConfigError
 
 pytestmark = pytest.mark.maniskill
 
@@ -56,9 +56,9 @@ def test_config_strings_round_trip():
     cfg = ManiSkillConfig.from_strings({"workspace": "-0.5, 0.5, -0.3, 0.3", "reward_mode": "sparse", "action_chunk": "4"})
     assert cfg.workspace == (-0.5, 0.5, -0.3, 0.3) and cfg.action_chunk == 4
     assert ManiSkillConfig.from_strings(cfg.as_strings()) == cfg
-    with pytest.raises(EnvConfigError, match="'workspace'.*x_max > x_min"):
+    with pytest.raises(EnvConfigError, match=r"'workspace'.*x_max > x_min"):
         ManiSkillConfig.from_strings({"workspace": "1,0,0,1"})
-    with pytest.raises(EnvConfigError, match="'colour'.*keys: image_size"):
+    with pytest.raises(EnvConfigError, match=r"'colour'.*keys: image_size"):
         ManiSkillConfig.from_strings({"colour": "red"})
 
 

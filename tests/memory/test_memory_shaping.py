@@ -30,7 +30,7 @@ def test_telescoping(data, gamma, lam_a, lam_d, terminal):
     T = len(cells) - 1
     term = np.zeros(T, bool)
     term[-1] = terminal
-    f, phi_s, phi_n = shaping_terms(phi, cells[:-1], cells[1:], term, gamma)
+    f, phi_s, _phi_n = shaping_terms(phi, cells[:-1], cells[1:], term, gamma)
     discounted = float(np.sum(gamma ** np.arange(T) * f))
     end = 0.0 if terminal else phi[tuple(cells[-1])]
     assert discounted == pytest.approx(gamma**T * end - phi[tuple(cells[0])], abs=1e-9)

@@ -77,7 +77,7 @@ def test_bad_specs_are_rejected():
 
 
 def test_load_rejects_a_non_model_dir(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config.json"):
         load_policy(tmp_path)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from google.protobuf import descriptor_pool
 
@@ -35,8 +35,8 @@ async def _env(tmp: Path):
 
 async def _memory(tmp: Path):
     from atlasrl.memory.config import MemoryConfig
-    from atlasrl.rpc import ServerConfig
     from atlasrl.memory.server import MemoryServer
+    from atlasrl.rpc import ServerConfig
 
     s = MemoryServer(MemoryConfig(server=ServerConfig(port=0), data_dir=tmp / "memory"))
     await s.start()
@@ -81,7 +81,7 @@ class _LearnerServices:
 async def _learner(tmp: Path):
     s = _LearnerServices()
     await s.start()
-    latest = lambda: getattr(getattr(s.weights, "latest", None), "version", None)  # noqa: E731
+    latest = lambda: getattr(getattr(s.weights, "latest", None), "version", None)  # noqa: E731 - a one-line helper
     return s, s.rpc, lambda: (s.buffer.buffered, latest())
 
 
@@ -103,7 +103,7 @@ class Stack:
         self.servers = []
         self.hosted: list[Hosted] = []
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.thread.start()
         for role, make in ROLE_SERVERS.items():
             server, rpc, state = self.call(make(self.tmp))

@@ -2,10 +2,8 @@
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 
 import grpc
 import pytest
@@ -15,9 +13,9 @@ from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.rpc.config import ChannelConfig, SecurityConfig
 from atlasrl.rpc.security import SecurityError
 from atlasrl.v1 import env_pb2, env_pb2_grpc
+from tests.echo_services import ENV, EchoEnv
 
 from .conftest import client_sec, server_sec, token_of
-from tests.echo_services import ENV, EchoEnv
 
 
 def non_loopback_ip() -> str:

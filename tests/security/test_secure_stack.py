@@ -5,8 +5,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atlasrl.rpc import make_channel
 from atlasrl.rpc.config import ChannelConfig
-from atlasrl.v1 import coordinator_pb2, env_pb2, memory_pb2, trajectory_pb2, weights_pb2
-from atlasrl.v1 import coordinator_pb2_grpc, env_pb2_grpc, memory_pb2_grpc, trajectory_pb2_grpc, weights_pb2_grpc
+from atlasrl.v1 import (
+    coordinator_pb2,
+    coordinator_pb2_grpc,
+    env_pb2,
+    env_pb2_grpc,
+    memory_pb2,
+    memory_pb2_grpc,
+    trajectory_pb2,
+    trajectory_pb2_grpc,
+    weights_pb2,
+    weights_pb2_grpc,
+)
 
 from .conftest import client_sec, server_sec
 from .services import Stack

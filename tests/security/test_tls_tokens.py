@@ -1,16 +1,16 @@
 """TLS/mTLS handshakes, bearer tokens and role scopes over real loopback gRPC."""
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atlasrl.metrics import Metrics
 from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.rpc.config import ChannelConfig, SecurityConfig
 from atlasrl.rpc.security import SecurityError, parse_tokens, token_digest
 from atlasrl.v1 import env_pb2, env_pb2_grpc, weights_pb2, weights_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from .conftest import client_sec, server_sec, token_of
 from tests.echo_services import ENV, WEIGHTS, CountingWeights, EchoEnv
+
+from .conftest import client_sec, server_sec
 
 
 async def serve(sec, **cfg):

@@ -52,7 +52,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="does not parse"):
         load_config(bad)
     (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(ConfigError, match="use .toml"):
+    with pytest.raises(ConfigError, match=r"use .toml"):
         load_config(tmp_path / "x.json")
 
 
@@ -82,7 +82,7 @@ def test_plan_gives_memory_shaping_the_learners_step_discount(tmp_path):
     cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", "learner.step_gamma=0.9"])
     plan = build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path))
     argv = {p.name: p.argv for p in plan.all()}
-    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731
+    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731 - a one-line helper
     assert flag("learner", "--step-gamma") == flag("memory", "--gamma") == "0.9"
     grpo = load_config(None, [f"run.run_dir={tmp_path / 'grpo'}", "learner.step_gamma=0.9", "learner.algo=grpo"])
     argv = {p.name: p.argv for p in build_plan(grpo, RunDir.create(grpo), model_dir=str(tmp_path)).all()}
@@ -125,7 +125,7 @@ def test_actor_backlog_is_one_learner_batch_unless_set(tmp_path):
         cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
         actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
         assert actor.argv[actor.argv.index("--max-learner-backlog") + 1] == backlog, sets
-    with pytest.raises(ConfigError, match="actor.max_learner_backlog"):
+    with pytest.raises(ConfigError, match=r"actor.max_learner_backlog"):
         load_config(None, [f"run.run_dir={tmp_path / 'bad'}", "actor.max_learner_backlog=-1"])
 
 

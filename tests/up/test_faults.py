@@ -46,7 +46,7 @@ async def faults(run: UpRun) -> None:
     async def counters_never_go_back():
         try:
             st = await client.status(include_dead=True, history_points=0)
-        except Exception:  # coordinator restarting
+        except Exception:  # noqa: BLE001 - coordinator restarting
             return
         for k, v in st.counters.items():
             assert v >= seen_max.get(k, 0), f"counter {k} went back from {seen_max[k]} to {v}"
@@ -70,7 +70,7 @@ async def faults(run: UpRun) -> None:
     async def env_steps() -> int:
         try:
             return (await client.status(history_points=0)).counters.get("actor.env_steps", 0)
-        except Exception:  # coordinator restarting
+        except Exception:  # noqa: BLE001 - coordinator restarting
             return None
 
     for name in KILLS:

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,5 +105,5 @@ class Engine(abc.ABC):
     async def agenerate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
         return await asyncio.to_thread(self.generate, requests, params)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a no-op unless an engine holds resources
         """Release the model (idempotent)."""

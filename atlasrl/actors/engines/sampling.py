@@ -6,7 +6,7 @@ log-probs are taken from ``log_softmax(masked tempered logits)`` *before* top-p
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 
@@ -115,7 +115,7 @@ class TransformersEngine(Engine):
             cache.reorder_cache(index)
         temp = effective_temperature(params.temperature)
         last_pos = pos[..., -1:]
-        for step in range(max(r.budget for r in rows)):
+        for _step in range(max(r.budget for r in rows)):
             scaled = logits[:, -1, :].float() / temp
             allowed = [r.trie.allowed(r.tokens) if r.trie and r.finish is None else None for r in rows]
             scaled = mask_to_allowed(scaled, allowed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from atlasrl.actors.engines.config import EngineConfig
@@ -185,7 +185,7 @@ def _checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
-            for name in st.keys():
+            for name in st.keys():  # noqa: SIM118 - safe_open is not a dict: keys() is its API
                 shapes[name] = tuple(st.get_slice(name).get_shape())
     if not shapes:
         raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")

@@ -26,13 +26,13 @@ class WeightUpdateExtension:
         from safetensors.torch import load
 
         tensors = load(blob)
-        self.reload_weights(weights_iterator=iter(tensors.items()))
-        _refresh_tied_lm_heads(self.model_runner.get_model())
+        self.reload_weights(weights_iterator=iter(tensors.items()))  # type: ignore[attr-defined]  # provided by vLLM's Worker, which this class extends
+        _refresh_tied_lm_heads(self.model_runner.get_model())  # type: ignore[attr-defined]  # provided by vLLM's Worker, which this class extends
         return len(tensors)
 
     def atlasrl_param_sums(self) -> dict[str, float]:
         """Sum of every parameter (float64), to check an update landed (tests, debugging)."""
-        model = self.model_runner.get_model()
+        model = self.model_runner.get_model()  # type: ignore[attr-defined]  # provided by vLLM's Worker, which this class extends
         return {name: float(p.detach().double().sum()) for name, p in model.named_parameters()}
 
 

@@ -69,13 +69,14 @@ def generate_map(size: int, hole_prob: float, rng: np.random.Generator) -> np.nd
 
 
 class FrozenLakeEnv(GridTextEnv):
+    config: FrozenLakeConfig
     family = "frozenlake"
     sprites = FROZENLAKE_SPRITES
     legend = "Legend: P you, _ frozen ice, O hole, G goal."
 
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None,
-                    env_id: str = "frozenlake") -> "FrozenLakeEnv":
+                    env_id: str = "frozenlake") -> FrozenLakeEnv:
         return cls(parse_config(FrozenLakeConfig, config), seed, env_id)
 
     def __init__(self, config: FrozenLakeConfig, seed: int | None = None, env_id: str = "frozenlake"):
@@ -105,7 +106,7 @@ class FrozenLakeEnv(GridTextEnv):
         self.tiles = np.array([[chars[c] for c in r] for r in rows], dtype=np.int64)
         (self.start,) = [(r, row.index("P")) for r, row in enumerate(rows) if "P" in row]
         self.agent = self.start
-        (self.goal,) = [tuple(int(v) for v in cell) for cell in np.argwhere(self.tiles == GOAL)]
+        (self.goal,) = [(int(r), int(c)) for r, c in np.argwhere(self.tiles == GOAL)]
         self._index_level()
         self.layout_key = self._layout_key()
         self.steps, self.terminal_cause = 0, None

@@ -28,7 +28,7 @@ EPISODE_OVER = "the episode is over; reset the env"
 
 
 class GridTextEnv(TextEnv, abc.ABC):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012 - gymnasium.Env.metadata, a class attribute by its convention
 
     family: str = ""
     sprites: tuple[Painter, ...] = ()
@@ -115,7 +115,7 @@ class GridTextEnv(TextEnv, abc.ABC):
     def spec_info(self) -> EnvSpecInfo:
         k = self.config.max_actions_per_turn
         return EnvSpecInfo(
-            env_id=self.env_id, family=self.family, image_shape=self.observation_space.shape,
+            env_id=self.env_id, family=self.family, image_shape=self.observation_space.shape,  # type: ignore[arg-type]  # a Box image: (H, W, 3), typed tuple[int, ...] | None by gymnasium
             valid_actions=list(ACTIONS), max_steps=self.max_steps, grid_rows=self.rows,
             grid_cols=self.cols, max_actions_per_turn=k, action_kind="discrete",
             action_format=(f"1 to {k} of {', '.join(ACTIONS)} separated by commas or spaces, "

@@ -10,8 +10,8 @@ re-copies the tiles that changed: no drawing on the hot path.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw

@@ -45,13 +45,14 @@ def is_deadlocked(walls: np.ndarray, targets: np.ndarray, boxes: np.ndarray, box
 
 
 class SokobanEnv(GridTextEnv):
+    config: SokobanConfig
     family = "sokoban"
     sprites = SOKOBAN_SPRITES
     legend = "Legend: # wall, _ floor, O target, X box, √ box on target, P you, S you on a target."
 
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None,
-                    env_id: str = "sokoban") -> "SokobanEnv":
+                    env_id: str = "sokoban") -> SokobanEnv:
         return cls(parse_config(SokobanConfig, config), seed, env_id)
 
     def __init__(self, config: SokobanConfig, seed: int | None = None, env_id: str = "sokoban"):

@@ -21,10 +21,10 @@ Cell = tuple[int, int]
 def solve(walls: np.ndarray, targets: np.ndarray, boxes: np.ndarray, player: Cell,
           max_states: int = 200_000) -> list[str] | None:
     """Primitive actions that solve the room, or None if unsolvable (or over max_states)."""
-    wall_set = {tuple(int(v) for v in c) for c in np.argwhere(walls)}
-    target_set = frozenset(tuple(int(v) for v in c) for c in np.argwhere(targets))
+    wall_set = {(int(r), int(c)) for r, c in np.argwhere(walls)}
+    target_set = frozenset((int(r), int(c)) for r, c in np.argwhere(targets))
     dead = _dead_corners(walls, target_set)
-    start_boxes = frozenset(tuple(int(v) for v in c) for c in np.argwhere(boxes))
+    start_boxes = frozenset((int(r), int(c)) for r, c in np.argwhere(boxes))
     start = (start_boxes, _canonical(player, wall_set, start_boxes))
     parents: dict = {start: None}
     queue = deque([(start_boxes, player)])
@@ -64,7 +64,7 @@ def _replay(parents: dict, state, walls: set[Cell]) -> list[str]:
 
 def walk(start: Cell, goal: Cell, walls: set[Cell], boxes: frozenset[Cell]) -> list[str]:
     """Shortest walk (no pushes) from start to goal."""
-    came = {start: None}
+    came: dict[Cell, tuple[Cell, int] | None] = {start: None}
     queue = deque([start])
     while queue:
         cell = queue.popleft()
@@ -76,8 +76,8 @@ def walk(start: Cell, goal: Cell, walls: set[Cell], boxes: frozenset[Cell]) -> l
                 came[nxt] = (cell, index)
                 queue.append(nxt)
     path, cell = [], goal
-    while came[cell] is not None:
-        cell, index = came[cell]
+    while (step := came[cell]) is not None:
+        cell, index = step
         path.append(ACTIONS[index])
     return path[::-1]
 

@@ -51,7 +51,7 @@ class ManiSkillConfig(BaseModel):
         return v
 
     @classmethod
-    def from_strings(cls, config: dict[str, str]) -> "ManiSkillConfig":
+    def from_strings(cls, config: dict[str, str]) -> ManiSkillConfig:
         """Validate OpenRequest.config; errors name the key (EnvConfigError)."""
         try:
             return cls.model_validate(dict(config))

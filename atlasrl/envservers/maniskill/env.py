@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from atlasrl.action_codec import ActionCodec
-from atlasrl.envservers.base import EnvConfigError, EnvSpecInfo, Entity, InvalidActionText, StepOutput, TextEnv
+from atlasrl.envservers.base import Entity, EnvConfigError, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
 from atlasrl.envservers.maniskill import scene, tasks
 from atlasrl.envservers.maniskill.config import ManiSkillConfig
 from atlasrl.envservers.maniskill.probe import require_renderer
@@ -40,7 +40,7 @@ def _locked(method):
 
 
 class ManiSkillEnv(TextEnv):
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium.Env.metadata, a class attribute by its convention
 
     @_locked
     def __init__(self, task: str, config: ManiSkillConfig | None = None, seed: int | None = None):

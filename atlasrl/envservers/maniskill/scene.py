@@ -69,7 +69,7 @@ def grasped(task_env, objects: list[Body], info: dict) -> str | None:
         try:
             if bool(_np(is_grasping(getattr(task_env, name)))[0]):
                 return name
-        except Exception:  # articulated or static actors the check does not support
+        except Exception:  # noqa: BLE001 - articulated or static actors the check does not support
             continue
     return None
 

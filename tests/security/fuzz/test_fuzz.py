@@ -31,11 +31,12 @@ def stack(tmp_path_factory):
 
 
 def test_every_v1_service_is_hosted(stack):
+    import importlib
+    import pkgutil
+
     from google.protobuf import descriptor_pool
 
     import atlasrl.v1 as v1
-    import importlib
-    import pkgutil
 
     declared = set()
     for mod in pkgutil.iter_modules(v1.__path__):
