@@ -36,8 +36,9 @@ class RecordingLearner:
             except MalformedRequest:
                 continue
             self.receptions += 1
-            if not ep.episode_id or not ep.turns:
-                ack.rejected.add(episode_id=ep.episode_id, status=common_pb2.Status(code=3, message="episode has no id or no turns"))
+            refusal = self.refusal(ep)
+            if refusal is not None:
+                ack.rejected.add(episode_id=ep.episode_id, **refusal)
                 continue
             if ep.episode_id in self.episodes:
                 ack.duplicates += 1
@@ -50,6 +51,12 @@ class RecordingLearner:
             self.lose_acks -= 1
             raise ServiceError("ack lost (test)", grpc.StatusCode.UNAVAILABLE)
         return ack
+
+    def refusal(self, ep: trajectory_pb2.Episode) -> dict | None:
+        """RejectedEpisode fields (status, reason) to refuse ``ep`` with, or None to accept it."""
+        if not ep.episode_id or not ep.turns:
+            return {"status": common_pb2.Status(code=3, message="episode has no id or no turns"), "reason": "invalid"}
+        return None
 
     async def GetInfo(self, request, context):
         return trajectory_pb2.TrajectoryInfo(

@@ -19,8 +19,7 @@ import pytest
 from atlasrl.clients.spool import EpisodeSpool
 from atlasrl.clients.trajectory import TrajectorySender, refusal_reason
 from atlasrl.metrics import Metrics
-from atlasrl.rpc import MalformedRequest, RpcServer, ServerConfig
-from atlasrl.rpc.errors import ServiceError
+from atlasrl.rpc import RpcServer, ServerConfig
 from atlasrl.v1 import common_pb2, trajectory_pb2
 
 from .recording_learner import SERVICE, RecordingLearner, serve_learner
@@ -73,33 +72,14 @@ class RefusingLearner(RecordingLearner):
 
     refusals = {1: "stale", 2: "invalid"}
 
-    async def Push(self, requests, context):
-        ack = trajectory_pb2.PushAck()
-        while True:
-            try:
-                ep = await requests.__anext__()
-            except StopAsyncIteration:
-                break
-            except MalformedRequest:
-                continue
-            self.receptions += 1
-            if ep.seed % 10 == 3:
-                ack.rejected.add(episode_id=ep.episode_id, status=common_pb2.Status(
-                    code=PRECONDITION, message="policy version 9 is newer than the learner's 2"))
-            elif ep.seed % 5 in self.refusals:
-                reason = self.refusals[ep.seed % 5]
-                ack.rejected.add(episode_id=ep.episode_id, reason=reason, status=common_pb2.Status(
-                    code=PRECONDITION if reason == "stale" else INVALID, message=f"seed {ep.seed} is {reason}"))
-            else:
-                ack.duplicates += ep.episode_id in self.episodes
-                ack.accepted += ep.episode_id not in self.episodes
-                self.episodes[ep.episode_id] = ep
-                ack.acked_ids.append(ep.episode_id)
-        ack.learner_version = self.version
-        if self.lose_acks > 0:
-            self.lose_acks -= 1
-            raise ServiceError("ack lost (test)", grpc.StatusCode.UNAVAILABLE)
-        return ack
+    def refusal(self, ep):
+        if ep.seed % 10 == 3:
+            return {"status": common_pb2.Status(code=PRECONDITION, message="policy version 9 is newer than the learner's 2")}
+        reason = self.refusals.get(ep.seed % 5)
+        if reason is None:
+            return super().refusal(ep)
+        return {"reason": reason, "status": common_pb2.Status(code=PRECONDITION if reason == "stale" else INVALID,
+                                                               message=f"seed {ep.seed} is {reason}")}
 
 
 def expected_outcome(seed: int) -> tuple[str, str]:
