@@ -110,7 +110,10 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
 
     loop = RolloutLoop(cfg, policy, env_clients(cfg.envs), on_episode=deliver, memory=memory, gate=gate_or_stop,
                        admit=gate.admit, metrics=m)
-    return ActorParts(loop, policy, sender, memory, reg, server)
+    parts = ActorParts(loop, policy, sender, memory, reg, server)
+    if reg is not None:   # the registration fills each heartbeat from the parts (and the last one at close)
+        reg.report = lambda r: report_to_coordinator(r, parts)
+    return parts
 
 
 async def _fill_from_assignment(cfg: ActorConfig, reg) -> ActorConfig:
@@ -158,31 +161,25 @@ async def run_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, *,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, on_signal)
-    reporter = asyncio.create_task(_report(parts)) if parts.registration is not None else None
     try:
         await run
     except asyncio.CancelledError:
         log.info("stopped while waiting (learner or env servers gone)")
     finally:
-        if reporter is not None:
-            reporter.cancel()
         await stop_actor(parts, flush_timeout_s=5.0)
 
 
-async def _report(parts: ActorParts, every_s: float = 1.0) -> None:
-    """Cumulative counters and gauges for the coordinator's heartbeats."""
-    reg, loop = parts.registration, parts.loop
-    assert reg is not None  # run_actor starts this only with a registration
-    while True:
-        reg.counters["env_steps"] = loop.env_steps
-        reg.counters["tokens"] = loop.tokens
-        reg.counters["episodes"] = loop.finished
-        reg.counters["dropped_episodes"] = loop.dropped
-        if parts.sender is not None:  # delivery accounting of this process (atlasrl/clients/spool.py)
-            for outcome in OUTCOMES:
-                reg.counters[f"episodes_{outcome}"] = parts.sender.spool.total(outcome)
-        reg.gauges["success_rate"] = loop.success_rate
-        if loop.return_mean == loop.return_mean:   # nan until an episode finished
-            reg.gauges["return_mean"] = loop.return_mean
-        reg.policy_version = parts.policy.version
-        await asyncio.sleep(every_s)
+def report_to_coordinator(reg, parts: ActorParts) -> None:
+    """Cumulative counters and gauges for the coordinator (RoleRegistration.report: before every heartbeat)."""
+    loop = parts.loop
+    reg.counters["env_steps"] = loop.env_steps
+    reg.counters["tokens"] = loop.tokens
+    reg.counters["episodes"] = loop.finished
+    reg.counters["dropped_episodes"] = loop.dropped
+    if parts.sender is not None:  # delivery accounting of this process (atlasrl/clients/spool.py)
+        for outcome in OUTCOMES:
+            reg.counters[f"episodes_{outcome}"] = parts.sender.spool.total(outcome)
+    reg.gauges["success_rate"] = loop.success_rate
+    if loop.return_mean == loop.return_mean:   # nan until an episode finished
+        reg.gauges["return_mean"] = loop.return_mean
+    reg.policy_version = parts.policy.version

@@ -106,7 +106,7 @@ class RoleRegistration:
         self._heartbeat_s = heartbeat_s
         self._timeout = rpc_timeout_s
         self._close_timeout = close_timeout_s
-        self._report = report   # fills counters/gauges from the role's own state before every heartbeat
+        self.report = report   # fills counters/gauges from the role's own state before every heartbeat (settable later)
         self.abandoned = False            # start() gave up registering: a stop signal came first
         self._base: dict[str, int] = {}   # totals already credited to earlier member ids of this process
         self._acked: dict[str, int] = {}  # totals the coordinator acknowledged for the current member id
@@ -300,9 +300,9 @@ class RoleRegistration:
 
     def _heartbeat_request(self) -> pb.HeartbeatRequest:
         # Rebuilt on every attempt: after a re-registration the member id and the counter base both change.
-        if self._report is not None:
+        if self.report is not None:
             try:
-                self._report(self)
+                self.report(self)
             except Exception:
                 log.exception("report for the coordinator failed")
         counters = {k: int(v) - self._base.get(k, 0) for k, v in list(self.counters.items())}

@@ -26,9 +26,6 @@ async def test_actor_follows_the_coordinator(tiny_engine, env_server, learner, t
         assert [link.target for link in parts.loop.links] == [env_server.address]
         assert parts.sender is not None and parts.sender.target == learner.address
         run = asyncio.create_task(parts.loop.run(max_episodes=10_000))
-        from atlasrl.actors.actor import _report
-
-        reporter = asyncio.create_task(_report(parts, every_s=0.1))
         while parts.loop.finished < 4:
             await asyncio.sleep(0.02)
         client = CoordinatorClient(coord.address)
@@ -46,7 +43,6 @@ async def test_actor_follows_the_coordinator(tiny_engine, env_server, learner, t
         assert actor.counters["env_steps"] > 0 and actor.counters["episodes"] >= 4
         await client.set_run_state("stopping")
         await asyncio.wait_for(run, 30)              # STOPPING ends the rollout loop
-        reporter.cancel()
     finally:
         if parts is not None:
             await stop_actor(parts)

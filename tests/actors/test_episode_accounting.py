@@ -10,7 +10,6 @@ import sqlite3
 import sys
 import uuid
 from collections import Counter
-from dataclasses import replace
 from types import SimpleNamespace
 
 import grpc
@@ -297,7 +296,7 @@ async def test_close_without_spool_counts_unacked_episodes_lost():
 # -- the actor: spool from its config, Prometheus counter, coordinator counters ---------------------------------
 
 async def test_actor_spools_counts_and_reports_episode_outcomes(tiny_engine, env_server, learner, tmp_path):
-    from atlasrl.actors.actor import _report, start_actor, stop_actor
+    from atlasrl.actors.actor import report_to_coordinator, start_actor, stop_actor
 
     from .conftest import actor_config
 
@@ -308,9 +307,7 @@ async def test_actor_spools_counts_and_reports_episode_outcomes(tiny_engine, env
         await asyncio.wait_for(parts.loop.run(max_episodes=4), 120)
         await parts.sender.flush(30)
         reg = SimpleNamespace(counters=Counter(), gauges={}, policy_version=0)
-        reporter = asyncio.create_task(_report(replace(parts, registration=reg), every_s=0.05))
-        await asyncio.sleep(0.2)
-        reporter.cancel()
+        report_to_coordinator(reg, parts)
     finally:
         await stop_actor(parts)
     n = parts.loop.finished
