@@ -1,6 +1,8 @@
-"""Env serving throughput: our gRPC Session stream vs an HTTP/JSON + base64 PNG server, same env, same run.
+"""Env serving throughput: our gRPC Session stream vs an HTTP/JSON + base64 PNG server, same env, same run
+(and, with --openenv, the env server's OpenEnv WebSocket side driven by openenv-core's client).
 
     .venv/bin/python bench/env_throughput.py [--seconds 1.5] [--rounds 5] [--batches 1,16,64] [--env frozenlake] [--size 4] [--image-size 128]
+        [--openenv list,png]
 
 (a) grpc: ``atlasrl envserver`` in its own process (``--workers``, default 0 = in-process
     threads); the client is the real ``EnvClient`` on one stream: B envs, split into
@@ -13,6 +15,10 @@ Both clients decode every frame to numpy (zstd tensor vs base64 + PNG) and reset
 finished episodes. Actions are random valid moves. Bytes per step count what
 crosses the socket per env step: request + response (HTTP: headers included;
 gRPC: serialized messages, HTTP/2 framing not included).
+(c) openenv (--openenv FORMATS): the same env server process also serves OpenEnv
+    (``--openenv-port``); B ``GenericEnvClient`` sessions (one WebSocket each) step
+    concurrently, frames as nested JSON lists (``list``, OpenEnv's convention) or
+    base64 PNG (``png``), decoded to numpy. Bytes: JSON text of both directions.
 Each batch size runs ``--rounds`` alternating rounds (grpc, http, grpc, ...) and reports
 medians, and the median of the per-round ratios, so a shared machine's load swings hit both.
 Prints a table, then one JSON line with steps/s, bytes/step and the grpc/http ratio.
@@ -132,12 +138,12 @@ def bench_http(port: int, batch: int, seconds: float) -> tuple[float, float]:
 
 
 # --- (a) our gRPC stream ----------------------------------------------------------------
-def run_grpc_server(port_queue, env_id: str, workers: int) -> None:
+def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False) -> None:
     from atlasrl.envservers.config import EnvServerConfig
     from atlasrl.envservers.server import serve
 
-    cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096)
-    asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put(s.rpc.port)))
+    cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096, openenv_port=0 if openenv else None)
+    asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put((s.rpc.port, s.openenv.port if s.openenv else None))))
 
 
 async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, inflight: int) -> tuple[float, float]:
@@ -175,6 +181,55 @@ async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int,
     return totals["steps"] / elapsed, totals["bytes"] / totals["steps"]
 
 
+# --- (c) OpenEnv over WebSocket (openenv-core's client) ------------------------------------
+async def bench_openenv(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, fmt: str) -> tuple[float, float]:
+    from openenv.core import GenericEnvClient
+
+    class Counting(GenericEnvClient):
+        """openenv-core's client, counting the JSON text it sends and receives."""
+
+        nbytes = 0
+
+        async def _send(self, message):
+            data = json.dumps(message)
+            self.nbytes += len(data)
+            await self._ensure_connected()
+            await self._ws.send(data)
+
+        async def _receive(self):
+            raw = await asyncio.wait_for(self._ws.recv(), timeout=self._message_timeout)
+            self.nbytes += len(raw)
+            return json.loads(raw)
+
+    def frame(obs: dict) -> np.ndarray:
+        if fmt == "png":
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(obs["image"]))))
+        return np.asarray(obs["image"], np.uint8)
+
+    clients = [Counting(base_url=f"http://127.0.0.1:{port}") for _ in range(batch)]
+    for seed, c in enumerate(clients):
+        await c.connect()
+        await c.reset(env_id=env_id, seed=seed, config=config, image_format=fmt)
+        c.nbytes = 0
+    rng = random.Random(0)
+    steps = 0
+
+    async def one(c) -> None:
+        r = await c.step({"action": rng.choice(ACTIONS)})
+        frame(r.observation)
+        if r.done:
+            await c.reset(env_id=env_id, config=config)
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        await asyncio.gather(*(one(c) for c in clients))
+        steps += batch
+    elapsed = time.perf_counter() - t0
+    for c in clients:
+        await c.close()
+    return steps / elapsed, sum(c.nbytes for c in clients) / steps
+
+
 def start(target, *args, daemon: bool = True) -> tuple[mp.Process, int]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -193,25 +248,35 @@ def main() -> None:
     ap.add_argument("--image-size", default="128")
     ap.add_argument("--workers", type=int, default=0, help="env server worker processes (0 = threads in the server process)")
     ap.add_argument("--inflight", type=int, default=2, help="batched Step requests kept in flight per stream")
+    ap.add_argument("--openenv", default="", help="also bench the OpenEnv side with these image formats (list,png); needs openenv-core")
     args = ap.parse_args()
+    openenv_formats = [f for f in args.openenv.split(",") if f]
     config = {"size": args.size, "image_size": args.image_size}
     batches = [int(b) for b in args.batches.split(",")]
 
     http_proc, http_port = start(run_http_server, args.env, config)
-    grpc_proc, grpc_port = start(run_grpc_server, args.env, args.workers, daemon=False)  # it starts env workers itself
+    grpc_proc, (grpc_port, openenv_port) = start(run_grpc_server, args.env, args.workers, bool(openenv_formats),
+                                                 daemon=False)  # it starts env workers itself
     rows = []
     try:
         for b in batches:
             grpc_runs, http_runs = [], []
+            openenv_runs: dict[str, list[tuple[float, float]]] = {f: [] for f in openenv_formats}
             for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both alike
                 grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, b, args.seconds, args.inflight)))
                 http_runs.append(bench_http(http_port, b, args.seconds))
+                for f in openenv_formats:
+                    assert openenv_port is not None
+                    openenv_runs[f].append(asyncio.run(bench_openenv(openenv_port, args.env, config, b, args.seconds, f)))
             g_sps, g_bytes = (statistics.median(x) for x in zip(*grpc_runs))
             h_sps, h_bytes = (statistics.median(x) for x in zip(*http_runs))
             speedup = statistics.median(g[0] / h[0] for g, h in zip(grpc_runs, http_runs))
             rows.append({"batch": b, "grpc_steps_per_s": round(g_sps, 1), "http_steps_per_s": round(h_sps, 1),
                          "speedup": round(speedup, 2), "grpc_bytes_per_step": round(g_bytes), "http_bytes_per_step": round(h_bytes),
                          "bytes_ratio": round(h_bytes / g_bytes, 1)})
+            for f, runs in openenv_runs.items():
+                o_sps, o_bytes = (statistics.median(x) for x in zip(*runs))
+                rows[-1].update({f"openenv_{f}_steps_per_s": round(o_sps, 1), f"openenv_{f}_bytes_per_step": round(o_bytes)})
     finally:
         for p in (http_proc, grpc_proc):
             p.terminate()  # SIGTERM: the env server stops gracefully, workers included
@@ -223,6 +288,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['batch']:>5} | {r['grpc_steps_per_s']:>12,.0f} | {r['http_steps_per_s']:>12,.0f} | {r['speedup']:>6.1f}x | "
               f"{r['grpc_bytes_per_step']:>11,} | {r['http_bytes_per_step']:>11,} | {r['bytes_ratio']:>14.1f}x")
+    for f in openenv_formats:
+        print(f"openenv ({f} frames):")
+        for r in rows:
+            print(f"{r['batch']:>5} | {r[f'openenv_{f}_steps_per_s']:>12,.0f} steps/s | {r[f'openenv_{f}_bytes_per_step']:>11,} B/step")
     print(json.dumps({"bench": "env_throughput", "env": args.env, "size": int(args.size), "image_size": int(args.image_size),
                       "grpc_workers": args.workers, "inflight": args.inflight, "rows": rows}))
 

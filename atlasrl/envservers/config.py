@@ -44,6 +44,10 @@ class EnvServerConfig(BaseModel):
     """On SIGTERM: time in-flight requests get to finish before streams are cut."""
     coordinator: str | None = None
     """Coordinator address (HOST:PORT) to register with; None = standalone."""
+    openenv_port: int | None = Field(None, ge=0, le=65535)
+    """Also serve the envs over OpenEnv (HTTP/WebSocket, needs the ``openenv`` extra) on this port of ``host``; None = off, 0 = any free port."""
+    openenv_env: str | None = None
+    """Env id an OpenEnv ``reset()`` without ``env_id`` opens; None = the first ``envs`` entry (or the first registered id)."""
 
     @field_validator("envs", "devices", mode="before")
     @classmethod

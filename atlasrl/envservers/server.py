@@ -1,4 +1,5 @@
-"""Run the env server: EnvService + dm_env_rpc Environment on one RpcServer, envs in a WorkerPool.
+"""Run the env server: EnvService + dm_env_rpc Environment on one RpcServer, envs in a WorkerPool
+(plus OpenEnv over HTTP/WebSocket on ``cfg.openenv_port`` when set: openenv_service.py).
 
     server = EnvServer(EnvServerConfig(port=0, workers=0))
     await server.start()                    # server.address -> "127.0.0.1:PORT"
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from dm_env_rpc.v1 import dm_env_rpc_pb2
 
@@ -24,6 +26,9 @@ from atlasrl.envservers.workers import WorkerPool
 from atlasrl.metrics import Metrics
 from atlasrl.rpc import RpcServer
 from atlasrl.v1 import env_pb2
+
+if TYPE_CHECKING:
+    from atlasrl.envservers.openenv_service import OpenEnvServer
 
 log = logging.getLogger("atlasrl.envserver")
 
@@ -49,6 +54,7 @@ class EnvServer:
         self.rpc = RpcServer(cfg.server_config(), self.metrics)
         self.rpc.add(self.env_service, env_pb2.DESCRIPTOR.services_by_name["EnvService"])
         self.rpc.add(self.dm_service, dm_env_rpc_pb2.DESCRIPTOR.services_by_name["Environment"])
+        self.openenv: OpenEnvServer | None = None  # OpenEnvServer when cfg.openenv_port is set (imports openenv-core only then)
         self._stopping: asyncio.Task | None = None
 
     @property
@@ -62,10 +68,21 @@ class EnvServer:
     async def start(self) -> int:
         await self.pool.start()
         try:
-            return await self.rpc.start()
+            port = await self.rpc.start()
         except BaseException:
             await self.pool.stop()
             raise
+        if self.cfg.openenv_port is not None:
+            from atlasrl.envservers.openenv_service import OpenEnvServer
+
+            try:
+                self.openenv = OpenEnvServer(self.manager, self.cfg)
+                await self.openenv.start()
+            except BaseException:
+                await self.rpc.stop(0)
+                await self.pool.stop()
+                raise
+        return port
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: health NOT_SERVING, no new streams, in-flight requests answered, envs closed, workers stopped."""
@@ -80,11 +97,14 @@ class EnvServer:
         self.manager.draining.set()
         self.env_service.drain()
         self.dm_service.drain()
+        openenv_stop = asyncio.ensure_future(self.openenv.stop()) if self.openenv is not None else None
         # Streams answer the request in hand, free their envs and answer later requests with
         # UNAVAILABLE; the server runs until their clients end them or the grace runs out.
         while self.env_service.open_streams and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         await self.rpc.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
+        if openenv_stop is not None:
+            await openenv_stop
         await self.pool.stop()
 
     async def wait(self) -> None:
