@@ -23,8 +23,8 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.envs.render import GridRenderer
+from atlasrl.envserver import registry
+from atlasrl.envserver.envs.render import GridRenderer
 
 CASES = [
     ("frozenlake", {"size": "4"}),

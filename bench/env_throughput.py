@@ -48,7 +48,7 @@ ACTIONS = ["Up", "Down", "Left", "Right"]
 
 # --- (b) the HTTP/JSON baseline --------------------------------------------------------
 def run_http_server(port_queue, env_id: str, config: dict[str, str]) -> None:
-    from atlasrl.envservers import registry
+    from atlasrl.envserver import registry
 
     envs: dict[int, object] = {}
     lock = __import__("threading").Lock()
@@ -139,8 +139,8 @@ def bench_http(port: int, batch: int, seconds: float) -> tuple[float, float]:
 
 # --- (a) our gRPC stream ----------------------------------------------------------------
 def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False) -> None:
-    from atlasrl.envservers.config import EnvServerConfig
-    from atlasrl.envservers.server import serve
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import serve
 
     cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096, openenv_port=0 if openenv else None)
     asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put((s.rpc.port, s.openenv.port if s.openenv else None))))

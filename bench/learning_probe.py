@@ -78,8 +78,8 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     from atlasrl.actors.eval import evaluate
     from atlasrl.actors.policy import Policy
     from atlasrl.actors.rollout import RolloutLoop, env_clients
-    from atlasrl.envservers.config import EnvServerConfig
-    from atlasrl.envservers.server import EnvServer
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
     from atlasrl.learner.config import LearnerConfig
     from atlasrl.learner.trainer import TrainBatch, Trainer
     from atlasrl.models.tiny import tiny_model_path

@@ -40,7 +40,7 @@ def make_gym(task: str, size: int):
 
 
 def make_textenv(task: str, size: int):
-    from atlasrl.envservers.maniskill import make_env
+    from atlasrl.envserver.maniskill import make_env
 
     env = make_env({"image_size": str(size), "max_steps": "100000"}, 0, f"maniskill:{task}")
     env.text_reset()
@@ -55,8 +55,8 @@ def make_textenv(task: str, size: int):
 async def make_server(task: str, size: int, workers: int, wire: list[int], sizes: dict):
     from atlasrl.action_codec import ActionCodec
     from atlasrl.clients.env import EnvClient
-    from atlasrl.envservers.config import EnvServerConfig
-    from atlasrl.envservers.server import EnvServer
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
 
     server = EnvServer(EnvServerConfig(port=0, workers=workers, envs=["maniskill"]))
     await server.start()

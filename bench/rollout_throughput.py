@@ -37,7 +37,7 @@ class LocalLink:
     """An EnvClient over envs in this process: same protos as the env server sends, no transport."""
 
     def __init__(self):
-        from atlasrl.envservers import registry
+        from atlasrl.envserver import registry
 
         self.registry = registry
         self.target = "in-process"
@@ -48,7 +48,7 @@ class LocalLink:
         self.down = False
 
     async def open(self, env_id, config, seed=None):
-        from atlasrl.envservers.convert import spec_to_proto
+        from atlasrl.envserver.convert import spec_to_proto
 
         env = self.registry.make(env_id, dict(config), seed)
         handle = len(self.envs) + 1
@@ -56,12 +56,12 @@ class LocalLink:
         return handle, spec_to_proto(env.spec_info())
 
     async def reset(self, handle, seed=None):
-        from atlasrl.envservers.convert import observation_to_proto
+        from atlasrl.envserver.convert import observation_to_proto
 
         return EnvObservation(observation_to_proto(self.envs[handle].text_reset(seed=seed))[0])
 
     async def step(self, actions):
-        from atlasrl.envservers.convert import observation_to_proto
+        from atlasrl.envserver.convert import observation_to_proto
 
         return [StepResult(h, EnvObservation(observation_to_proto(self.envs[h].text_step(t))[0])) for h, t in actions]
 
@@ -126,7 +126,7 @@ async def bare_loop(engine, num_envs: int, batches: int) -> dict:
     Generation goes through ``engine.agenerate`` (a worker thread) exactly as in the actor, so
     both sides use torch the same way (threads matter a lot on 2 shared cores)."""
     from atlasrl.actors.engines.base import GenerationRequest, SamplingParams
-    from atlasrl.envservers import registry
+    from atlasrl.envserver import registry
 
     envs = [registry.make("frozenlake", dict(ENV_CONFIG), i) for i in range(num_envs)]
     spec = envs[0].spec_info()

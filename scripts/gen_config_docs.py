@@ -39,7 +39,7 @@ MODULES = [
      "`RunConfig`: the file given to `atlasrl up --config` and the keys of `--set section.key=value`."),
     ("atlasrl.coordinator.config", "Coordinator role (`atlasrl coordinator`)",
      "What `atlasrl coordinator` validates at start-up (its CLI flags fill it)."),
-    ("atlasrl.envservers.config", "Env server role (`atlasrl envserver`)",
+    ("atlasrl.envserver.config", "Env server role (`atlasrl envserver`)",
      "What `atlasrl envserver` validates at start-up (its CLI flags fill it)."),
     ("atlasrl.memory.config", "Skill memory role (`atlasrl memory`)",
      "What `atlasrl memory` validates at start-up (its CLI flags fill it)."),

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         from pydantic import ValidationError
 
-        from atlasrl.envservers.config import EnvServerConfig, default_workers
+        from atlasrl.envserver.config import EnvServerConfig, default_workers
 
         opts.apply("envserver", host=host)
         device_list = [d for d in devices.split(",") if d.strip()]
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
                 import openenv.core.env_server  # noqa: F401  (the 'openenv' extra; imported only for this flag)
             except ImportError as e:
                 raise typer.BadParameter(f"needs openenv-core ({e}): pip install 'atlasrl[openenv]'", param_hint="--openenv-port") from None
-        from atlasrl.envservers.server import check_env_names, serve
+        from atlasrl.envserver.server import check_env_names, serve
 
         try:
             check_env_names(cfg)

@@ -20,8 +20,8 @@ def tiny_engine():
 
 @pytest.fixture
 async def env_server():
-    from atlasrl.envservers.config import EnvServerConfig
-    from atlasrl.envservers.server import EnvServer
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
 
     server = EnvServer(EnvServerConfig(port=0, workers=0))
     await server.start()

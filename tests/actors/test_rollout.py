@@ -8,8 +8,8 @@ from collections import defaultdict
 import numpy as np
 
 from atlasrl.actors.actor import start_actor, stop_actor
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import EnvServer
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import EnvServer
 from atlasrl.v1 import trajectory_pb2
 
 from .conftest import actor_config

@@ -30,7 +30,7 @@ def role_registries(tmp_path) -> list[Metrics]:
     CoordinatorServicer(CoordinatorConfig(state_dir=tmp_path), StateStore(tmp_path / "c.sqlite"), m)
     registries.append(m)
     for module, cls in (("atlasrl.learner.metrics", "LearnerMetrics"), ("atlasrl.actors.metrics", "ActorMetrics"),
-                        ("atlasrl.envservers.sessions", "EnvMetrics"), ("atlasrl.memory.service", "MemoryMetrics")):
+                        ("atlasrl.envserver.sessions", "EnvMetrics"), ("atlasrl.memory.service", "MemoryMetrics")):
         mod = pytest.importorskip(module)
         m = Metrics(cls)
         getattr(mod, cls)(m)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import EnvConfigError
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import EnvConfigError
 
 ENV_IDS = ["frozenlake", "sokoban"]
 

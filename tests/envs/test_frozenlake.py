@@ -9,10 +9,10 @@ from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import InvalidActionText
-from atlasrl.envservers.envs.frozenlake import FROZEN, GOAL, generate_map, path_exists
-from atlasrl.envservers.envs.grid_actions import ACTIONS, DELTAS
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import InvalidActionText
+from atlasrl.envserver.envs.frozenlake import FROZEN, GOAL, generate_map, path_exists
+from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS
 
 
 def make(seed=0, **config):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlasrl.envservers.envs.grid_actions import ACTIONS, ActionParseError, parse_actions
+from atlasrl.envserver.envs.grid_actions import ACTIONS, ActionParseError, parse_actions
 
 
 @pytest.mark.parametrize("text, expected", [

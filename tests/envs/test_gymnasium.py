@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import atlasrl.envservers.envs  # noqa: F401  (registers the Gymnasium ids)
+import atlasrl.envserver.envs  # noqa: F401  (registers the Gymnasium ids)
 
 
 @pytest.mark.parametrize("gym_id, kwargs", [
@@ -34,6 +34,6 @@ def test_check_env_on_made_env(gym_id):
 
 
 def test_bad_keyword_config_names_the_key():
-    from atlasrl.envservers.base import EnvConfigError
+    from atlasrl.envserver.base import EnvConfigError
     with pytest.raises(EnvConfigError, match="'hole_prob'"):
         gymnasium.make("atlasrl/FrozenLake-v0", hole_prob=2.0)

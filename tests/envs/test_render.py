@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlasrl.envservers.envs.render import BACKGROUND, FROZENLAKE_SPRITES, SOKOBAN_SPRITES, GridRenderer, sprite_atlas
+from atlasrl.envserver.envs.render import BACKGROUND, FROZENLAKE_SPRITES, SOKOBAN_SPRITES, GridRenderer, sprite_atlas
 
 
 @pytest.mark.parametrize("sprites", [FROZENLAKE_SPRITES, SOKOBAN_SPRITES], ids=["frozenlake", "sokoban"])

@@ -7,11 +7,11 @@ from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import InvalidActionText
-from atlasrl.envservers.envs.sokoban import is_deadlocked
-from atlasrl.envservers.envs.sokoban_gen import generate_room
-from atlasrl.envservers.envs.sokoban_solver import solve
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import InvalidActionText
+from atlasrl.envserver.envs.sokoban import is_deadlocked
+from atlasrl.envserver.envs.sokoban_gen import generate_room
+from atlasrl.envserver.envs.sokoban_solver import solve
 
 
 def make(seed=0, **config):

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from atlasrl.envservers import registry
+from atlasrl.envserver import registry
 
 TEXTS = ["Up", "Down, Left", "Right Right", "Left", "Down", "Up, Right, Down"]
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import EnvServer
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import EnvServer
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from atlasrl.envservers.base import Entity, StepOutput
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.convert import jsonable, observation_to_proto, reset_response, step_response
+from atlasrl.envserver.base import Entity, StepOutput
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.convert import jsonable, observation_to_proto, reset_response, step_response
 from atlasrl.v1 import common_pb2, env_pb2
 
 
@@ -62,8 +62,8 @@ def test_config_validation():
 
 
 def test_env_names_are_checked_against_ids_and_prefixes():
-    from atlasrl.envservers import registry
-    from atlasrl.envservers.server import check_env_names
+    from atlasrl.envserver import registry
+    from atlasrl.envserver.server import check_env_names
 
     assert "maniskill" in registry.prefixes()      # served as maniskill:<Task>, whether or not mani_skill lists tasks
     check_env_names(EnvServerConfig(envs=["frozenlake", "maniskill"]))

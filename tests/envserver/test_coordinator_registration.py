@@ -7,8 +7,8 @@ from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.clients.env import EnvClient
 from atlasrl.coordinator.config import CoordinatorConfig
 from atlasrl.coordinator.server import CoordinatorServer
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import serve
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import serve
 from atlasrl.rpc import ServerConfig
 from atlasrl.v1 import coordinator_pb2 as pb
 

@@ -73,7 +73,7 @@ async def test_frozenlake_reset_step(start_server):
 
 
 async def test_sokoban_and_the_default_env(start_server, monkeypatch):
-    from atlasrl.envservers import openenv_service
+    from atlasrl.envserver import openenv_service
 
     monkeypatch.setattr(openenv_service, "INLINE_IMAGE_BYTES", 0)  # frames converted in a thread, as large ones are
     server = await _server(start_server, openenv_env="sokoban")
@@ -162,7 +162,7 @@ async def test_malformed_json_and_http(start_server):
 
 
 async def test_bearer_token_required_when_configured(start_server, monkeypatch):
-    from atlasrl.envservers.openenv_service import authorize
+    from atlasrl.envserver.openenv_service import authorize
 
     token = "actor-token-0123456789"
     monkeypatch.setenv("ATLASRL_TOKENS", f"actor:{token}")

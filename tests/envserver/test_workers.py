@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from atlasrl.clients.env import EnvClient
-from atlasrl.envservers.workers import ProcessWorker
+from atlasrl.envserver.workers import ProcessWorker
 
 pytestmark = pytest.mark.timeout(120)
 

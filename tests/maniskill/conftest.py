@@ -6,7 +6,7 @@ import pytest
 
 
 def require_maniskill() -> None:
-    from atlasrl.envservers.maniskill.probe import vulkan_problem
+    from atlasrl.envserver.maniskill.probe import vulkan_problem
 
     problem = vulkan_problem()
     if problem is None:

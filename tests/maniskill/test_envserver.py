@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from atlasrl.action_codec import ActionCodec
 from atlasrl.clients.env import EnvClient
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import EnvServer
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import EnvServer
 from atlasrl.rpc import RemoteError
 from atlasrl.v1 import env_pb2
 

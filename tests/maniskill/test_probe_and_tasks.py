@@ -1,10 +1,10 @@
 """Start-up probe, asset checks and registration (no env is created here)."""
 import pytest
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import EnvConfigError
-from atlasrl.envservers.maniskill import probe, tasks
-from atlasrl.envservers.maniskill.config import ManiSkillConfig
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import EnvConfigError
+from atlasrl.envserver.maniskill import probe, tasks
+from atlasrl.envserver.maniskill.config import ManiSkillConfig
 
 pytestmark = pytest.mark.maniskill
 
@@ -63,7 +63,7 @@ def test_config_strings_round_trip():
 
 
 def test_workspace_grid_projection_clips_to_the_edges():
-    from atlasrl.envservers.maniskill.scene import Workspace
+    from atlasrl.envserver.maniskill.scene import Workspace
 
     ws = Workspace((-0.4, 0.4, -0.4, 0.4), 10, 10)
     assert ws.cell((0.0, 0.0, 0.3)) == (5, 5)

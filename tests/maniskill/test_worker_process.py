@@ -5,8 +5,8 @@ import pytest
 
 from atlasrl.action_codec import ActionCodec
 from atlasrl.clients.env import EnvClient
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import EnvServer
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import EnvServer
 
 pytestmark = [pytest.mark.maniskill, pytest.mark.slow]
 

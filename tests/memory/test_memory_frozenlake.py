@@ -3,8 +3,8 @@ import numpy as np
 
 from atlasrl.clients.env import EnvClient
 from atlasrl.clients.memory import MemoryClient
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.server import EnvServer
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.server import EnvServer
 from atlasrl.memory.config import MemoryConfig
 from atlasrl.memory.server import MemoryServer
 from atlasrl.rpc import ServerConfig

@@ -25,8 +25,8 @@ class Hosted:
 
 
 async def _env(tmp: Path):
-    from atlasrl.envservers.config import EnvServerConfig
-    from atlasrl.envservers.server import EnvServer
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
 
     s = EnvServer(EnvServerConfig(port=0, workers=0))
     await s.start()

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from atlasrl.envservers.base import Entity
-from atlasrl.envservers.envs.config import SokobanConfig, parse_config
-from atlasrl.envservers.envs.grid_actions import DELTAS
-from atlasrl.envservers.envs.grid_env import GridTextEnv, offset_phrase
-from atlasrl.envservers.envs.render import SOKOBAN_SPRITES
-from atlasrl.envservers.envs.sokoban_gen import Room, generate_room
+from atlasrl.envserver.base import Entity
+from atlasrl.envserver.envs.config import SokobanConfig, parse_config
+from atlasrl.envserver.envs.grid_actions import DELTAS
+from atlasrl.envserver.envs.grid_env import GridTextEnv, offset_phrase
+from atlasrl.envserver.envs.render import SOKOBAN_SPRITES
+from atlasrl.envserver.envs.sokoban_gen import Room, generate_room
 
 # Sprite codes: static tile (wall 0, floor 1, target 2); a box adds 2, the player adds 4.
 WALL, FLOOR, TARGET, BOX_OFFSET, PLAYER_OFFSET = 0, 1, 2, 2, 4

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import EnvConfigError, InvalidActionText, TextEnv
-from atlasrl.envservers.convert import observation_to_proto, spec_to_proto
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import EnvConfigError, InvalidActionText, TextEnv
+from atlasrl.envserver.convert import observation_to_proto, spec_to_proto
 
 log = logging.getLogger("atlasrl.envserver")
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from atlasrl.envservers.base import Entity, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
-from atlasrl.envservers.envs.config import GridConfig
-from atlasrl.envservers.envs.grid_actions import ACTIONS, DELTAS, ActionParseError, parse_actions
-from atlasrl.envservers.envs.render import GridRenderer, Painter
+from atlasrl.envserver.base import Entity, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
+from atlasrl.envserver.envs.config import GridConfig
+from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS, ActionParseError, parse_actions
+from atlasrl.envserver.envs.render import GridRenderer, Painter
 
 FAILURE_CAUSES = frozenset({"hole", "deadlock"})
 EPISODE_OVER = "the episode is over; reset the env"

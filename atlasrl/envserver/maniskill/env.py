@@ -18,10 +18,10 @@ import gymnasium as gym
 import numpy as np
 
 from atlasrl.action_codec import ActionCodec
-from atlasrl.envservers.base import Entity, EnvConfigError, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
-from atlasrl.envservers.maniskill import scene, tasks
-from atlasrl.envservers.maniskill.config import ManiSkillConfig
-from atlasrl.envservers.maniskill.probe import require_renderer
+from atlasrl.envserver.base import Entity, EnvConfigError, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
+from atlasrl.envserver.maniskill import scene, tasks
+from atlasrl.envserver.maniskill.config import ManiSkillConfig
+from atlasrl.envserver.maniskill.probe import require_renderer
 
 REWARD_MODES = {"dense": "normalized_dense", "sparse": "sparse"}
 DEFAULT_MAX_STEPS = 200

@@ -5,11 +5,11 @@ a Vulkan device, so nothing here imports it: the factory does, when an env is ma
 """
 from __future__ import annotations
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.base import EnvConfigError, TextEnv
-from atlasrl.envservers.maniskill.config import ManiSkillConfig
-from atlasrl.envservers.maniskill.probe import ManiSkillUnavailable, vulkan_problem
-from atlasrl.envservers.maniskill.tasks import VERIFIED_TASKS, MissingAssets
+from atlasrl.envserver import registry
+from atlasrl.envserver.base import EnvConfigError, TextEnv
+from atlasrl.envserver.maniskill.config import ManiSkillConfig
+from atlasrl.envserver.maniskill.probe import ManiSkillUnavailable, vulkan_problem
+from atlasrl.envserver.maniskill.tasks import VERIFIED_TASKS, MissingAssets
 
 PREFIX = "maniskill"
 
@@ -19,7 +19,7 @@ def make_env(config: dict[str, str], seed: int | None, env_id: str) -> TextEnv:
     task = env_id.split(":", 1)[1].strip() if ":" in env_id else ""
     if not task:
         raise EnvConfigError(f"env id '{env_id}' names no task; use e.g. maniskill:PickCube-v1")
-    from atlasrl.envservers.maniskill.env import ManiSkillEnv
+    from atlasrl.envserver.maniskill.env import ManiSkillEnv
 
     return ManiSkillEnv(task, cfg, seed)
 

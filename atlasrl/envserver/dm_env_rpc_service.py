@@ -38,7 +38,7 @@ from google.rpc import status_pb2
 
 from atlasrl import codec
 from atlasrl.codec import CodecError
-from atlasrl.envservers.sessions import EnvManager, Session
+from atlasrl.envserver.sessions import EnvManager, Session
 from atlasrl.rpc.errors import FailedPrecondition, InvalidArgument, MalformedRequest, NotFound, ServiceError, status_of
 from atlasrl.v1 import env_pb2
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.host import Outcome
-from atlasrl.envservers.workers import WorkerPool
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.host import Outcome
+from atlasrl.envserver.workers import WorkerPool
 from atlasrl.metrics import Metrics
 from atlasrl.rpc.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from atlasrl.v1 import env_pb2
@@ -185,7 +185,7 @@ class EnvManager:
         instance) are listed with id and family only, until an instance with
         default config has been opened here.
         """
-        from atlasrl.envservers import registry
+        from atlasrl.envserver import registry
 
         exact = set(registry.list_ids(include_prefixed=False))
         specs = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atlasrl.envservers.envs.grid_actions import DELTAS
+from atlasrl.envserver.envs.grid_actions import DELTAS
 
 _PATTERNS = (                  # floor stamps (cells relative to the walker), as in gym-sokoban
     ((0, -1), (0, 0), (0, 1)),

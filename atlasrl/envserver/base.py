@@ -6,7 +6,7 @@
     env.spec_info()                       # EnvSpecInfo -> atlasrl.v1.EnvSpec on the wire
 
 Envs know nothing of gRPC: the env server converts ``StepOutput`` and
-``EnvSpecInfo`` to protobuf (atlasrl/envservers/convert.py). The Gymnasium
+``EnvSpecInfo`` to protobuf (atlasrl/envserver/convert.py). The Gymnasium
 methods (``reset``/``step``/``render``, observation/action spaces) stay usable
 on their own.
 """

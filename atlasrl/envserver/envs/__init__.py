@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gymnasium
 
-from atlasrl.envservers.envs.frozenlake import FrozenLakeEnv
-from atlasrl.envservers.envs.sokoban import SokobanEnv
-from atlasrl.envservers.registry import register
+from atlasrl.envserver.envs.frozenlake import FrozenLakeEnv
+from atlasrl.envserver.envs.sokoban import SokobanEnv
+from atlasrl.envserver.registry import register
 
 register("frozenlake", FrozenLakeEnv.from_config)
 register("sokoban", SokobanEnv.from_config)

@@ -47,9 +47,9 @@ from openenv.core.env_server.types import Action, EnvironmentMetadata, Observati
 from pydantic import Field
 
 from atlasrl import codec
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.host import Outcome
-from atlasrl.envservers.sessions import EnvManager, Session
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.host import Outcome
+from atlasrl.envserver.sessions import EnvManager, Session
 from atlasrl.rpc.errors import ServiceError, status_of
 from atlasrl.rpc.security import TokenStore, default_security, load_tokens
 from atlasrl.v1 import env_pb2
@@ -347,7 +347,7 @@ class _Uvicorn(uvicorn.Server):
 
 def default_env_id(cfg: EnvServerConfig) -> str:
     """--openenv-env, else the first --env entry, else the first registered id."""
-    from atlasrl.envservers import registry
+    from atlasrl.envserver import registry
 
     if cfg.openenv_env:
         return cfg.openenv_env

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from atlasrl.envservers.base import TextEnv
+from atlasrl.envserver.base import TextEnv
 
 Factory = Callable[..., TextEnv]  # factory(config: dict[str, str], seed: int | None, env_id: str) -> TextEnv
 
@@ -69,5 +69,5 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    import atlasrl.envservers.envs  # registers the built-in envs
-    import atlasrl.envservers.maniskill  # noqa: F401  (maniskill:<Task>; mani_skill imported lazily)
+    import atlasrl.envserver.envs  # registers the built-in envs
+    import atlasrl.envserver.maniskill  # noqa: F401  (maniskill:<Task>; mani_skill imported lazily)

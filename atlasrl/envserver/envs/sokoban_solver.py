@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from atlasrl.envservers.envs.grid_actions import ACTIONS, DELTAS
+from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS
 
 Cell = tuple[int, int]
 

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING
 
 from dm_env_rpc.v1 import dm_env_rpc_pb2
 
-from atlasrl.envservers import registry
-from atlasrl.envservers.config import EnvServerConfig
-from atlasrl.envservers.dm_env_rpc_service import DmEnvRpcServicer
-from atlasrl.envservers.service import EnvServicer
-from atlasrl.envservers.sessions import EnvManager, EnvMetrics
-from atlasrl.envservers.workers import WorkerPool
+from atlasrl.envserver import registry
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.envserver.dm_env_rpc_service import DmEnvRpcServicer
+from atlasrl.envserver.service import EnvServicer
+from atlasrl.envserver.sessions import EnvManager, EnvMetrics
+from atlasrl.envserver.workers import WorkerPool
 from atlasrl.metrics import Metrics
 from atlasrl.rpc import RpcServer
 from atlasrl.v1 import env_pb2
 
 if TYPE_CHECKING:
-    from atlasrl.envservers.openenv_service import OpenEnvServer
+    from atlasrl.envserver.openenv_service import OpenEnvServer
 
 log = logging.getLogger("atlasrl.envserver")
 
@@ -73,7 +73,7 @@ class EnvServer:
             await self.pool.stop()
             raise
         if self.cfg.openenv_port is not None:
-            from atlasrl.envservers.openenv_service import OpenEnvServer
+            from atlasrl.envserver.openenv_service import OpenEnvServer
 
             try:
                 self.openenv = OpenEnvServer(self.manager, self.cfg)

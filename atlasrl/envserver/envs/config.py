@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from atlasrl.envservers.base import EnvConfigError
+from atlasrl.envserver.base import EnvConfigError
 
 MIN_TILE_PIXELS = 4
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
-from atlasrl.envservers.base import EnvConfigError
+from atlasrl.envserver.base import EnvConfigError
 
 # Tabletop tasks checked to run with the assets that ship inside the mani_skill wheel.
 VERIFIED_TASKS = (

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from atlasrl.envservers.base import EnvConfigError
+from atlasrl.envserver.base import EnvConfigError
 
 
 class ManiSkillConfig(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from atlasrl import codec
-from atlasrl.envservers.base import EnvSpecInfo, StepOutput
+from atlasrl.envserver.base import EnvSpecInfo, StepOutput
 from atlasrl.v1 import env_pb2
 
 _ACTION_KINDS = {"discrete": env_pb2.ACTION_KIND_DISCRETE, "continuous": env_pb2.ACTION_KIND_CONTINUOUS}

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from atlasrl.envservers.host import EnvHost, HostError, Outcome
+from atlasrl.envserver.host import EnvHost, HostError, Outcome
 from atlasrl.lifeline import die_with_parent
 from atlasrl.rpc.errors import ServiceError
 

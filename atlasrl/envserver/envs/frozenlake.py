@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from atlasrl.envservers.base import Entity
-from atlasrl.envservers.envs.config import FrozenLakeConfig, parse_config
-from atlasrl.envservers.envs.grid_actions import ACTIONS, DELTAS
-from atlasrl.envservers.envs.grid_env import GridTextEnv, offset_phrase
-from atlasrl.envservers.envs.render import FROZENLAKE_SPRITES
+from atlasrl.envserver.base import Entity
+from atlasrl.envserver.envs.config import FrozenLakeConfig, parse_config
+from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS
+from atlasrl.envserver.envs.grid_env import GridTextEnv, offset_phrase
+from atlasrl.envserver.envs.render import FROZENLAKE_SPRITES
 
 FROZEN, HOLE, GOAL = 0, 1, 2
 AGENT_SPRITE_OFFSET = 3           # sprite of the agent standing on tile k is 3 + k

@@ -19,9 +19,9 @@ import time
 import grpc
 
 from atlasrl.codec import CodecError
-from atlasrl.envservers.convert import reset_response, step_response
-from atlasrl.envservers.sessions import EnvManager
-from atlasrl.envservers.sessions import Session as EnvSession  # the Session method shadows the name in the class
+from atlasrl.envserver.convert import reset_response, step_response
+from atlasrl.envserver.sessions import EnvManager
+from atlasrl.envserver.sessions import Session as EnvSession  # the Session method shadows the name in the class
 from atlasrl.rpc.errors import InvalidArgument, MalformedRequest, NotFound, ServiceError, status_of, to_status_msg
 from atlasrl.v1 import common_pb2, env_pb2
 
