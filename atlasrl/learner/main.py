@@ -123,10 +123,6 @@ def run(cfg: LearnerConfig) -> None:
                     msg = ["idle"] if batch is None else [TrainBatch([b.episode.SerializeToString() for b in batch],
                                                                      [b.weight for b in batch], [b.lag for b in batch])]
             dist.broadcast_object_list(msg, src=0, group=ctrl)
-            if reg is not None and host is not None:   # refusals come without updates too (a stale flood)
-                for reason, n in list(host.metrics.refused_counts.items()):
-                    reg.counters[f"episodes_refused_{reason}"] = n
-                reg.counters["episodes_refused"] = sum(host.metrics.refused_counts.values())
             if msg[0] == "stop":
                 break
             if msg[0] == "idle":
@@ -140,7 +136,6 @@ def run(cfg: LearnerConfig) -> None:
                 _record(host, msg[0], stats)
             if reg is not None:
                 reg.counters["samples_trained"] += len(msg[0].episodes)
-                reg.counters["episodes_trained"] += len(msg[0].episodes)
                 reg.counters["tokens_trained"] += int(stats["tokens"])
                 reg.gauges.update({k: stats[k] for k in ("loss", "kl", "entropy", "grad_norm", "clipfrac", "approx_kl")})
                 reg.gauges["lr"] = cfg.lr
@@ -178,16 +173,24 @@ def register(cfg: LearnerConfig, host: LearnerHost, world: int, version: int):
     assert cfg.coordinator is not None  # the caller checks cfg.coordinator
     metrics = f"{cfg.host}:{host.metrics_port}" if host.metrics_port else ""
     reg = RoleRegistration(cfg.coordinator, role="learner", name=f"learner-{host.port}", address=f"{cfg.host}:{host.port}",
-                           metrics_address=metrics, capacity=world, capabilities=[cfg.algo])
+                           metrics_address=metrics, capacity=world, capabilities=[cfg.algo],
+                           report=lambda r: report_refusals(r, host))
     reg.policy_version = version
     return reg.start_in_thread()
+
+
+def report_refusals(reg, host: LearnerHost) -> None:
+    """Before each heartbeat (RoleRegistration.report): refusals arrive with or without updates (a stale flood)."""
+    refused = dict(host.metrics.refused_counts)   # a copy: the gRPC thread may add a reason meanwhile
+    for reason, n in refused.items():
+        reg.counters[f"episodes_refused_{reason}"] = n
+    reg.counters["episodes_refused"] = sum(refused.values())
 
 
 def _record(host: LearnerHost, batch: TrainBatch, stats: dict[str, float]) -> None:
     m = host.metrics
     m.record_update(stats)
     m.updates.inc()
-    m.trained.inc(len(batch.episodes))
     m.consumed.inc(len(batch.episodes))
     m.tokens.inc(stats["tokens"])
     for lag in batch.lags:

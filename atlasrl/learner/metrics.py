@@ -17,7 +17,6 @@ class LearnerMetrics:
                                  "invalid, stale, unknown_version, unparseable; from the buffer: dropped_stale, incomplete_group)",
                                  ["reason"])
         self.refused_counts: collections.Counter[str] = collections.Counter()
-        self.trained = m.counter("learner_episodes_trained_total", "Episodes used by an optimizer update")
         self.buffered = m.gauge("learner_buffered_episodes", "Episodes waiting in the buffer")
         self.consumed = m.counter("learner_samples_consumed_total", "Episodes trained on")
         self.tokens = m.counter("learner_tokens_trained_total", "Tokens (prompt+response) through forward/backward")
