@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 
@@ -43,7 +43,8 @@ log = logging.getLogger("atlasrl.clients.trajectory")
 
 @dataclass
 class SenderStats:
-    """Counters since start (all episodes, not bytes)."""
+    """Counters of the delivery since start (all episodes, not bytes). Outcomes per episode (acked, refused and
+    lost by reason, resent) are the ledger's: ``sender.spool.total(outcome)``, ``sender.spool.by_reason(outcome)``."""
 
     queued: int = 0        # put() calls accepted into the buffer (new episodes, recorded as generated)
     accepted: int = 0      # acked as newly added by the learner
@@ -51,12 +52,7 @@ class SenderStats:
     rejected: int = 0      # refused for good (malformed, too stale), all reasons
     push_failures: int = 0  # Push RPCs that failed and were retried
     pushes: int = 0        # Push RPCs that returned an ack
-    acked: int = 0         # episodes settled by an ack (accepted or duplicate), each counted once
-    refused_by_reason: dict[str, int] = field(default_factory=dict)  # rejected, per RejectedEpisode.reason
     unattributed_refusals: int = 0  # rejections without an episode id (a message the learner could not parse)
-    resent: int = 0        # episodes an earlier (killed or stopped) sender left unacked, taken from the spool
-    lost: int = 0          # episodes never acked nor refused (closed before the ack, or lost by a killed sender)
-    lost_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 _INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -121,9 +117,7 @@ class TrajectorySender:
         # Episodes an earlier incarnation left unacked go first (the learner drops those it already holds).
         for ep in self.spool.recovered:
             self._pending.setdefault(ep.episode_id, ep)
-        self.stats.resent += len(self.spool.recovered)
         self.spool.recovered = []
-        self._sync_lost()
         self._channel = make_channel(self.target, self._channel_config)
         self._stub = trajectory_pb2_grpc.TrajectoryServiceStub(self._channel)
         self._task = asyncio.create_task(self._deliver_forever(), name="trajectory-sender")
@@ -152,7 +146,6 @@ class TrajectorySender:
         self._refusals.flush()
         # Still unacked: kept in the spool for the next start, or counted lost (actor_stopped).
         self.spool.close(list(self._pending))
-        self._sync_lost()
 
     async def __aenter__(self):
         return await self.start()
@@ -234,13 +227,11 @@ class TrajectorySender:
         async with self._changed:
             acked = [eid for eid in ack.acked_ids if self._pending.pop(eid, None) is not None]
             self.spool.acked(acked)
-            self.stats.acked += len(acked)
             for rej in ack.rejected:
                 reason = refusal_reason(rej)
                 if self._pending.pop(rej.episode_id, None) is not None:
                     self.spool.refused(rej.episode_id, reason)
                     self.stats.rejected += 1
-                    self.stats.refused_by_reason[reason] = self.stats.refused_by_reason.get(reason, 0) + 1
                 elif rej.episode_id:
                     continue  # refused again after a resend: settled already
                 else:
@@ -249,6 +240,3 @@ class TrajectorySender:
             self._changed.notify_all()
         return not any(ep.episode_id in self._pending for ep in batch)
 
-    def _sync_lost(self) -> None:
-        self.stats.lost_by_reason = self.spool.by_reason("lost")
-        self.stats.lost = sum(self.stats.lost_by_reason.values())

@@ -136,8 +136,8 @@ async def test_every_episode_ends_acked_or_refused_across_a_dropped_connection(t
     acked = {eid for eid, (state, _) in expected.items() if state == "acked"}
     assert set(learner.episodes) == acked and learner.receptions > n   # the lost ack's batch came twice
     want = Counter(reason for state, reason in expected.values() if state == "refused")
-    assert sender.stats.refused_by_reason == want and sender.stats.rejected == sum(want.values())
-    assert sender.stats.acked == len(acked) and sender.stats.queued == n and sender.stats.lost == 0
+    assert sender.spool.by_reason("refused") == want and sender.stats.rejected == sum(want.values())
+    assert sender.spool.total("acked") == len(acked) and sender.stats.queued == n and sender.spool.total("lost") == 0
     assert sender.stats.duplicates >= 1
     assert spool.session == {("generated", ""): n, ("acked", ""): len(acked),
                              **{("refused", r): k for r, k in want.items()}}
@@ -169,7 +169,7 @@ async def test_summary_logs_one_line_per_interval(sender_log):
                 await asyncio.sleep(0.005)
             await sender.flush(timeout=20)
             elapsed = loop.time() - start
-        assert sender.stats.refused_by_reason == {"stale": i} and i > 50
+        assert sender.spool.by_reason("refused") == {"stale": i} and i > 50
     finally:
         await server.stop(0)
     lines = [r.getMessage() for r in sender_log.records if r.levelno >= logging.WARNING]
@@ -238,7 +238,7 @@ async def test_killed_sender_spool_on_resends_each_episode_once(tmp_path):
         assert spool.incarnation == 2 and [e.episode_id for e in spool.recovered] == ids
         async with TrajectorySender(server.address, batch_size=5, spool=spool) as sender:
             await sender.flush(timeout=20)
-        assert sender.stats.resent == 12 and sender.stats.acked == 12 and sender.stats.lost == 0
+        assert sender.spool.total("resent") == 12 and sender.spool.total("acked") == 12 and sender.spool.total("lost") == 0
     finally:
         await server.stop(0)
     assert sorted(learner.episodes) == sorted(ids) and learner.receptions == 12, "not exactly once"
@@ -258,7 +258,7 @@ async def test_killed_sender_whose_acks_were_lost_is_deduplicated_after_restart(
         spool = EpisodeSpool(tmp_path, "actor-0")
         async with TrajectorySender(server.address, spool=spool) as sender:
             await sender.flush(timeout=20)
-        assert sender.stats.duplicates == 10 and sender.stats.accepted == 0 and sender.stats.acked == 10
+        assert sender.stats.duplicates == 10 and sender.stats.accepted == 0 and sender.spool.total("acked") == 10
     finally:
         await server.stop(0)
     assert sorted(learner.episodes) == sorted(ids)
@@ -273,7 +273,7 @@ async def test_killed_sender_spool_off_counts_unacked_episodes_lost(tmp_path):
         spool = EpisodeSpool(tmp_path, "actor-0", keep_payloads=False)
         assert spool.recovered == [] and spool.by_reason("lost") == {"actor_restarted": 8}
         async with TrajectorySender(server.address, spool=spool) as sender:
-            assert sender.stats.lost_by_reason == {"actor_restarted": 8}
+            assert sender.spool.by_reason("lost") == {"actor_restarted": 8}
             await sender.put(episode(0))
             await sender.flush(timeout=20)
     finally:
@@ -289,7 +289,7 @@ async def test_close_without_spool_counts_unacked_episodes_lost():
     for i in range(3):
         await sender.put(episode(i))
     await sender.close()
-    assert sender.stats.lost_by_reason == {"actor_stopped": 3} and sender.spool.counts()["states"] == {
+    assert sender.spool.by_reason("lost") == {"actor_stopped": 3} and sender.spool.counts()["states"] == {
         "pending": 0, "acked": 0, "refused": 0, "lost": 3}
 
 
