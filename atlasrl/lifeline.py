@@ -48,11 +48,16 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
 
 def die_with_parent(parent_pid: int, *, poll_s: float = 1.0, death_signal: bool = True) -> None:
     """Exit this process when ``parent_pid`` is gone (``death_signal=False``: the polling thread only)."""
+    _arm(parent_pid, death_signal)
+    threading.Thread(target=_watch, args=(parent_pid, poll_s), name="atlasrl-lifeline", daemon=True).start()
+
+
+def _arm(parent_pid: int, death_signal: bool = True) -> None:
+    """Ask for SIGKILL when the parent exits; exit now if ``parent_pid`` is already gone."""
     if death_signal:
-        set_parent_death_signal()
+        set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:       # the parent died before prctl took effect: no signal will come
         _exit(parent_pid)
-    threading.Thread(target=_watch, args=(parent_pid, poll_s), name="atlasrl-lifeline", daemon=True).start()
 
 
 def _watch(parent_pid: int, poll_s: float) -> None:
@@ -68,9 +73,7 @@ def lifeline_argv(parent_pid: int, argv: list[str]) -> list[str]:
 
 def exec_with_lifeline(parent_pid: int, argv: list[str]) -> None:
     """Arm the parent-death signal, check the parent is still ``parent_pid``, then exec ``argv`` (never returns)."""
-    set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent_pid:       # the parent died before prctl took effect: no signal will come
-        _exit(parent_pid)
+    _arm(parent_pid)
     try:
         os.execvp(argv[0], argv)
     except OSError as e:
