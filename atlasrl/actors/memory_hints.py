@@ -34,6 +34,8 @@ import grpc
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
+from atlasrl.log import ReasonSummary
+from atlasrl.rpc.errors import code_name
 from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import env_pb2, memory_pb2
 
@@ -74,6 +76,7 @@ class MemoryAdvisor:
                  timeout_s: float = 2.0, ingest_queue: int = 256, ingest_batch: int = 16):
         self.address = address
         self.hint_mode = hints
+        self._rejections = ReasonSummary(log, "memory rejected episodes")   # a flood is one line per interval
         self.max_skills = max_skills
         self.shaping = shaping
         self.timeout_s = timeout_s
@@ -149,7 +152,7 @@ class MemoryAdvisor:
                 summary = await self._stub.Ingest(iter(batch), timeout=30)
                 self.ingested += summary.accepted + summary.duplicates
                 for r in summary.rejected:
-                    log.warning("memory rejected episode %s: %s", r.episode_id, r.status.message)
+                    self._rejections.add(code_name(r.status.code), f"episode {r.episode_id}: {r.status.message}")
                 backoff.reset()
             except grpc.aio.AioRpcError as e:
                 self.failures += 1
@@ -170,4 +173,5 @@ class MemoryAdvisor:
                 await self._ingester
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: whatever the cancelled task ended with is not our error
                 pass
+        self._rejections.flush()
         await self._client.close()

@@ -89,7 +89,7 @@ class RemoteError(Exception):
     """Client side: a per-request Status with a non-OK code (picklable)."""
 
     def __init__(self, code: int, message: str):
-        super().__init__(f"{_code_name(code)}: {message}")
+        super().__init__(f"{code_name(code)}: {message}")
         self.code = code
         self.message = message
 
@@ -104,7 +104,8 @@ class RemoteError(Exception):
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def _code_name(code: int) -> str:
+def code_name(code: int) -> str:
+    """The StatusCode name of a numeric code ("NOT_FOUND"), or the number when it is none."""
     c = _CODES.get(code)
     return c.name if c else str(code)
 
