@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README):
 #   make up     install and run the whole loop on this machine (`atlasrl up`)
 #   make test   install everything the tests need and run them
-# CI (.ci/run) runs `make test-deps lint test`: install, then lint, then the tests.
+# CI (.ci/run) runs `make test-deps lint`, then `make test`: install, lint, then the tests.
 .PHONY: up test test-deps install lint protos bench
 
 up:
