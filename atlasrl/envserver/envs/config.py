@@ -4,6 +4,11 @@
     cfg.as_strings()  # every key with its resolved value, for EnvSpec.config
 
 Unknown keys and bad values raise EnvConfigError naming the key and value.
+
+Pixel-only play: ``text_mode=none`` keeps the map out of the text (the frame is
+the only view of the state) and ``cell_px=28`` renders each cell as exactly one
+merged image token of Qwen2.5-VL (14-px patches, 2x2 merge), e.g. FrozenLake
+4x4 at 112x112 px = 16 tokens.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from atlasrl.envserver.base import EnvConfigError
 
 MIN_TILE_PIXELS = 4
+MAX_IMAGE_SIZE = 1024
 
 
 class GridConfig(BaseModel):
@@ -23,14 +29,22 @@ class GridConfig(BaseModel):
 
     size: int = Field(4, ge=2, le=16)
     """Grid side length in cells (square grids)."""
-    image_size: int = Field(128, ge=16, le=1024)
+    image_size: int = Field(128, ge=16, le=MAX_IMAGE_SIZE)
     """Side of the rendered RGB frame in pixels; tiles are image_size // size, padded to exact size."""
+    cell_px: int | None = Field(None, ge=MIN_TILE_PIXELS, le=256)
+    """Pixels per grid cell: the frame is exactly size * cell_px wide (image_size follows; giving both, they
+    must agree). 28 makes each cell one merged image token of Qwen2.5-VL (14-px patches, 2x2 merge)."""
     max_actions_per_turn: int = Field(3, ge=1, le=16)
     """How many actions one action text may hold ("Left, Up" is two)."""
     max_steps: int | None = Field(None, ge=1, le=100_000)
     """Primitive actions (an invalid turn counts one) before the episode is truncated; default by size."""
-    text_mode: Literal["grid", "relative"] = "grid"
-    """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are."""
+    text_mode: Literal["grid", "relative", "none"] = "grid"
+    """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are;
+    "none": no map at all, only the task in one line (pixel-only play: the state is in the image alone)."""
+    outcome_text: bool = False
+    """Start the observation text with what the last turn's actions did ("You moved down.", "You bumped into
+    a wall."); any text_mode, meant for text_mode=none. The text is part of GiGPO's state key, so with outcomes
+    one cell reached by different moves makes different step groups."""
     success_reward: float = Field(1.0, ge=-1e6, le=1e6)
     """Reward of the action that solves the level."""
     step_penalty: float = Field(0.0, ge=-1e6, le=1e6)
@@ -40,6 +54,15 @@ class GridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _tiles_visible(self):
+        if self.cell_px is not None:
+            side = self.size * self.cell_px
+            if "image_size" in self.model_fields_set and self.image_size != side:
+                raise ValueError(f"image_size={self.image_size} contradicts cell_px={self.cell_px} with "
+                                 f"size={self.size} (size * cell_px = {side}); give only one of them")
+            if side > MAX_IMAGE_SIZE:
+                raise ValueError(f"cell_px={self.cell_px} with size={self.size} makes a {side} px frame, "
+                                 f"over the {MAX_IMAGE_SIZE} px limit of image_size")
+            self.__dict__["image_size"] = side     # frozen model: the derived value is set once, here
         if self.image_size // self.size < MIN_TILE_PIXELS:
             raise ValueError(
                 f"image_size={self.image_size} leaves tiles under {MIN_TILE_PIXELS} px for size={self.size}")
@@ -66,6 +89,22 @@ class FrozenLakeConfig(GridConfig):
     """Gymnasium's slippery ice: the intended move with p=1/3, each perpendicular move with p=1/3."""
     hole_penalty: float = Field(0.0, ge=-1e6, le=1e6)
     """Reward of the action that falls into a hole."""
+    hidden_holes: bool = False
+    """Holes look exactly like ice in the frame and the text (and are left out of the observation's entities);
+    stepping in one still ends the episode with terminal cause "hole"."""
+    layout_pool: int = Field(0, ge=0, le=1_000_000)
+    """K > 0: every map is one of K recurring layouts, layout (seed mod K) of the pool (see layout_pool_seed);
+    0: a fresh map per seed."""
+    layout_pool_seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Which pool of layouts: layout k is drawn from a generator seeded with (layout_pool_seed, k), so another
+    value gives K other layouts (held-out evaluation). Needs layout_pool > 0 when not 0."""
+
+    @model_validator(mode="after")
+    def _pool_seed_needs_pool(self):
+        if self.layout_pool_seed and not self.layout_pool:
+            raise ValueError(f"layout_pool_seed={self.layout_pool_seed} has no effect without layout_pool "
+                             f"(a number of layouts > 0)")
+        return self
 
     def default_max_steps(self) -> int:
         return 5 * self.size
@@ -111,9 +150,13 @@ def parse_config(model: type[ConfigT], raw: dict[str, str]) -> ConfigT:
         raise EnvConfigError(_describe(model, raw, exc)) from None
 
 
+_OPTIONAL_KEYS = ("max_steps", "cell_px")
+
+
 def _from_string(key: str, value: str):
-    # "none"/"" for max_steps means "default by size"; pydantic parses the rest ("8", "0.2", "true").
-    if key == "max_steps" and value.strip().lower() in ("", "none", "default"):
+    # "none"/"" for max_steps means "default by size" (cell_px: "unset, image_size rules"); pydantic parses the
+    # rest ("8", "0.2", "true").
+    if key in _OPTIONAL_KEYS and value.strip().lower() in ("", "none", "default"):
         return None
     return value.strip()
 
@@ -132,4 +175,6 @@ def _describe(model: type[GridConfig], raw: dict[str, str], exc: ValidationError
 def _to_string(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value is None:
+        return "none"
     return str(value)

@@ -8,6 +8,11 @@ the Gymnasium API.
 
 Observation space: the RGB frame, ``Box(0, 255, (image_size, image_size, 3), uint8)``.
 Action space: ``Discrete(4)`` in the order of ``grid_actions.ACTIONS`` (Up, Down, Left, Right).
+
+Text: ``text_mode`` picks the view ("grid", "relative", or "none": only the
+game's one-line ``task``, the state being in the frame alone). With
+``outcome_text`` the text starts with what the last turn's actions did, from
+the events the game reports while applying them (``_event("You moved down.")``).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from atlasrl.envserver.envs.render import GridRenderer, Painter
 
 FAILURE_CAUSES = frozenset({"hole", "deadlock"})
 EPISODE_OVER = "the episode is over; reset the env"
+INVALID_OUTCOME = "Your reply was not a valid action."
+OVER_OUTCOME = "The episode is over."
 
 
 class GridTextEnv(TextEnv, abc.ABC):
@@ -33,6 +40,8 @@ class GridTextEnv(TextEnv, abc.ABC):
     family: str = ""
     sprites: tuple[Painter, ...] = ()
     legend: str = ""
+    task: str = ""
+    """The text of text_mode=none: the goal in one short line (the instruction, without the map's characters)."""
 
     def __init__(self, config: GridConfig, seed: int | None = None, env_id: str = ""):
         self.config = config
@@ -43,6 +52,9 @@ class GridTextEnv(TextEnv, abc.ABC):
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.observation_space = spaces.Box(0, 255, (config.image_size, config.image_size, 3), np.uint8)
         self._renderer = GridRenderer(self.sprites, self.rows, self.cols, config.image_size)
+        self._events: list[str] = []
+        self._outcome = ""
+        self.terminal_cause: str | None = None
         self.reset(seed=seed)
         self._untouched_first_level = True
 
@@ -95,10 +107,9 @@ class GridTextEnv(TextEnv, abc.ABC):
             seed %= 2**64
         super().reset(seed=seed)
         self._untouched_first_level = False
+        self.level_seed = seed          # the seed this level was drawn with (None: continued the generator)
         self._new_level(self.np_random)
-        self.layout_key = self._layout_key()
-        self.steps = 0
-        self.terminal_cause: str | None = None
+        self._start_episode()
         return self.render(), self._info()
 
     def step(self, action):
@@ -144,8 +155,14 @@ class GridTextEnv(TextEnv, abc.ABC):
 
     def text(self) -> str:
         if self.config.text_mode == "relative":
-            return self._relative_text()
-        return "\n".join(self._grid_rows()) + "\n" + self.legend
+            body = self._relative_text()
+        elif self.config.text_mode == "none":
+            body = self.task
+        else:
+            body = "\n".join(self._grid_rows()) + "\n" + self.legend
+        if self.config.outcome_text and self._outcome:
+            return self._outcome + "\n" + body
+        return body
 
     @property
     def terminated(self) -> bool:
@@ -164,8 +181,10 @@ class GridTextEnv(TextEnv, abc.ABC):
     def _turn(self, actions: list[int]) -> tuple[float, dict[str, Any]]:
         self._untouched_first_level = False
         if self.terminal_cause is not None:
+            self._outcome = OVER_OUTCOME
             return 0.0, self._info(action_is_valid=False, invalid_reason=EPISODE_OVER, actions_executed=0)
         self._begin_turn()
+        self._events = []
         reward, executed = 0.0, []
         for action in actions:
             gained, cause = self._apply(action)
@@ -174,12 +193,15 @@ class GridTextEnv(TextEnv, abc.ABC):
             self._count_step(cause)
             if self.terminal_cause is not None:
                 break
+        self._outcome = " ".join(self._events)
         return reward, self._info(action_is_valid=True, actions_executed=len(executed), actions=executed)
 
     def _invalid_turn(self, reason: str) -> tuple[float, dict[str, Any]]:
         self._untouched_first_level = False
         if self.terminal_cause is not None:
+            self._outcome = OVER_OUTCOME
             return 0.0, self._info(action_is_valid=False, invalid_reason=EPISODE_OVER, actions_executed=0)
+        self._outcome = INVALID_OUTCOME
         self._count_step(None)
         reward = self.config.step_penalty + self.config.invalid_penalty
         return reward, self._info(action_is_valid=False, invalid_reason=reason, actions_executed=0)
@@ -203,6 +225,17 @@ class GridTextEnv(TextEnv, abc.ABC):
             entities=self.entities(), step=self.steps, layout_key=self.layout_key)
 
     # --- helpers for the games --------------------------------------------------------------
+
+    def _start_episode(self) -> None:
+        """The level just placed starts a new episode: step count, terminal cause and outcome cleared."""
+        self.layout_key = self._layout_key()
+        self.steps = 0
+        self.terminal_cause = None
+        self._outcome = ""
+
+    def _event(self, sentence: str) -> None:
+        """What one primitive action did, for outcome_text ("You moved down.")."""
+        self._events.append(sentence)
 
     def _layout_key(self) -> str:
         return hashlib.sha1(self._level_string().encode()).hexdigest()[:12]

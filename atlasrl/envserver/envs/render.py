@@ -119,6 +119,7 @@ FROZENLAKE_SPRITES: tuple[Painter, ...] = (
     _on(_ice, _person((40, 90, 220))),             # 3 agent on ice
     _on(_hole, _person((110, 110, 140))),          # 4 agent in a hole (greyed)
     _on(_goal, _person((40, 170, 60))),            # 5 agent on the goal
+    _on(_ice, _person((110, 110, 140))),           # 6 agent fell into a hidden hole (greyed, the hole unseen)
 )
 
 SOKOBAN_SPRITES: tuple[Painter, ...] = (

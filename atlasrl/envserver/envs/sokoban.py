@@ -16,7 +16,7 @@ import numpy as np
 
 from atlasrl.envserver.base import Entity
 from atlasrl.envserver.envs.config import SokobanConfig, parse_config
-from atlasrl.envserver.envs.grid_actions import DELTAS
+from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS
 from atlasrl.envserver.envs.grid_env import GridTextEnv, offset_phrase
 from atlasrl.envserver.envs.render import SOKOBAN_SPRITES
 from atlasrl.envserver.envs.sokoban_gen import Room, generate_room
@@ -49,6 +49,7 @@ class SokobanEnv(GridTextEnv):
     family = "sokoban"
     sprites = SOKOBAN_SPRITES
     legend = "Legend: # wall, _ floor, O target, X box, √ box on target, P you, S you on a target."
+    task = "Push every box onto a target."
 
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None,
@@ -61,6 +62,9 @@ class SokobanEnv(GridTextEnv):
 
     @property
     def instruction(self) -> str:
+        if self.config.text_mode == "none":
+            return ("You are the warehouse keeper: the person in the image. Push every crate onto a target "
+                    "(red ring); crates can be pushed but not pulled, so never push one into a corner.")
         return ("You are the warehouse keeper (P). Push every box (X) onto a target (O); "
                 "boxes can be pushed but not pulled, so never push one into a corner.")
 
@@ -77,8 +81,7 @@ class SokobanEnv(GridTextEnv):
         if len(players) != 1 or not (cells[[0, -1], :, 0].all() and cells[:, [0, -1], 0].all()):
             raise ValueError("level needs exactly one player and walls all around")
         self._set_room(Room(walls=cells[..., 0], targets=cells[..., 1], boxes=cells[..., 2], player=players[0]))
-        self.layout_key = self._layout_key()
-        self.steps, self.terminal_cause = 0, None
+        self._start_episode()
 
     def _set_room(self, room: Room) -> None:
         self.walls, self.targets = room.walls, room.targets
@@ -90,20 +93,30 @@ class SokobanEnv(GridTextEnv):
 
     def _apply(self, action: int) -> tuple[float, str | None]:
         dr, dc = DELTAS[action]
+        way = ACTIONS[action].lower()
         ahead = (self.player[0] + dr, self.player[1] + dc)
         if self.walls[ahead]:
+            self._event("You bumped into a wall.")
             return 0.0, None
         reward = 0.0
         if self.boxes[ahead]:
             dest = (ahead[0] + dr, ahead[1] + dc)
             if self.walls[dest] or self.boxes[dest]:
+                self._event(f"You pushed a box {way} but it is blocked.")
                 return 0.0, None
             self.boxes[ahead], self.boxes[dest] = False, True
             reward += self.config.box_on_target_reward * (int(self.targets[dest]) - int(self.targets[ahead]))
+            self._event(f"You pushed a box {way}{' onto a target' if self.targets[dest] else ''}.")
             if (self.boxes == self.targets).all():
                 self.player = ahead
+                self._event("Every box is on a target.")
                 return reward + self.config.success_reward, "success"
-            self.deadlock = self.deadlock or is_deadlocked(self.walls, self.targets, self.boxes, dest)
+            stuck = is_deadlocked(self.walls, self.targets, self.boxes, dest)
+            if stuck and not self.deadlock:
+                self._event("The box is stuck: it can never reach a target.")
+            self.deadlock = self.deadlock or stuck
+        else:
+            self._event(f"You moved {way}.")
         self.player = ahead
         if self.deadlock and self.config.deadlock_ends_episode:
             return reward + self.config.deadlock_penalty, "deadlock"
