@@ -121,11 +121,12 @@ def bench_training(model_dir: str, world: int, episodes: int, updates: int, kind
 def bench_grpc_stream(payload: bytes) -> tuple[float, float]:
     """Seconds for a WeightSubscriber to receive and verify one version; and encode seconds."""
 
-    from atlasrl.clients.weights import TensorBlob, WeightSubscriber, encode_version
+    from atlasrl.clients.weights import WeightSubscriber
     from atlasrl.learner.metrics import LearnerMetrics
     from atlasrl.learner.weight_service import WeightServicer
     from atlasrl.rpc import RpcServer, ServerConfig
     from atlasrl.v1 import tensor_pb2, weights_pb2
+    from atlasrl.weight_codec import TensorBlob, encode_version
 
     n = len(payload) // 2
     per = 4 * MiB // 2

@@ -1,4 +1,4 @@
-"""torchrun entry of the learner: ``python -m torch.distributed.run ... -m atlasrl.learner.main CONFIG.json``.
+"""torchrun entry of the learner: ``python -m torch.distributed.run ... -m atlasrl.learner.main CONFIG.{json,yaml}``.
 
 Every rank builds the sharded policy; rank 0 also hosts the TrajectoryService
 and WeightService (LearnerHost). The loop, on every rank in lock-step:
@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 
 from atlasrl import log as alog
-from atlasrl.clients.weights import TensorBlob, encode_version
 from atlasrl.learner import checkpoint
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.ledger import LEDGER_FILE, EpisodeLedger, next_version
 from atlasrl.learner.server import LearnerHost
 from atlasrl.learner.trainer import TrainBatch, Trainer
 from atlasrl.v1 import tensor_pb2
+from atlasrl.weight_codec import TensorBlob, encode_version
 
 log = logging.getLogger("atlasrl.learner")
 WIRE = {"bf16": (torch.bfloat16, tensor_pb2.DTYPE_BFLOAT16), "fp32": (torch.float32, tensor_pb2.DTYPE_FLOAT32)}
@@ -201,12 +201,16 @@ def _record(host: LearnerHost, batch: TrainBatch, stats: dict[str, float]) -> No
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        sys.exit("usage: python -m atlasrl.learner.main CONFIG.json  (normally started by `atlasrl learner`)")
+        sys.exit("usage: python -m atlasrl.learner.main CONFIG.{json,yaml}  (normally started by `atlasrl learner`)")
     from atlasrl.lifeline import die_with_parent
     die_with_parent(os.getppid())  # torchrun's agent killed: this rank goes too (no orphan keeps a GPU)
     alog.setup()
-    with open(argv[0]) as f:
-        cfg = LearnerConfig.model_validate_json(f.read())
+    from atlasrl.config.loader import ConfigError, load_role_config
+
+    try:
+        cfg = load_role_config(LearnerConfig, argv[0])
+    except ConfigError as e:
+        sys.exit(f"{argv[0]}: {e}")
     run(cfg)
 
 

@@ -14,11 +14,11 @@ import hmac
 import logging
 from dataclasses import dataclass
 
-from atlasrl.clients.weights import VersionAssembler, WeightStreamError
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.rpc import FailedPrecondition, InvalidArgument, MalformedRequest, NotFound
 from atlasrl.rpc.errors import PermissionDenied
 from atlasrl.v1 import weights_pb2
+from atlasrl.weight_codec import VersionAssembler, WeightStreamError
 
 log = logging.getLogger("atlasrl.learner.weights")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from atlasrl.clients.weights import TensorBlob, encode_version
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.metrics import LearnerMetrics
@@ -20,6 +19,7 @@ from atlasrl.metrics import Metrics
 from atlasrl.rpc import RpcServer, ServerConfig
 from atlasrl.rpc.errors import ServiceError
 from atlasrl.v1 import trajectory_pb2, weights_pb2
+from atlasrl.weight_codec import TensorBlob, encode_version
 
 
 class LossyTrajectoryServicer(TrajectoryServicer):

@@ -13,7 +13,6 @@ from atlasrl import codec
 from atlasrl.actors.engines import make_engine
 from atlasrl.actors.engines.base import GenerationRequest, SamplingParams
 from atlasrl.actors.engines.config import EngineConfig
-from atlasrl.clients.weights import VersionAssembler, encode_version
 from atlasrl.learner.batching import collate, episode_seqs, pack_micro_batches
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.main import WIRE, tensor_blob
@@ -21,6 +20,7 @@ from atlasrl.learner.trainer import TrainBatch, Trainer
 from atlasrl.models.chat import system, user
 from atlasrl.models.tiny import tiny_model_path
 from atlasrl.v1 import trajectory_pb2
+from atlasrl.weight_codec import VersionAssembler, encode_version
 
 pytestmark = pytest.mark.usefixtures("process_group")
 

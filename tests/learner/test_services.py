@@ -9,14 +9,7 @@ import numpy as np
 import pytest
 
 from atlasrl.clients.trajectory import TrajectorySender
-from atlasrl.clients.weights import (
-    TensorBlob,
-    VersionAssembler,
-    WeightStreamError,
-    WeightSubscriber,
-    encode_version,
-    publish_remote,
-)
+from atlasrl.clients.weights import WeightSubscriber, publish_remote
 from atlasrl.learner.buffer import EpisodeBuffer
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.metrics import LearnerMetrics
@@ -24,6 +17,7 @@ from atlasrl.learner.trajectory_service import TrajectoryServicer
 from atlasrl.learner.weight_service import WeightServicer
 from atlasrl.rpc import RpcServer, ServerConfig, make_channel
 from atlasrl.v1 import trajectory_pb2, trajectory_pb2_grpc, weights_pb2, weights_pb2_grpc
+from atlasrl.weight_codec import TensorBlob, VersionAssembler, WeightStreamError, encode_version
 
 from .helpers import VOCAB, episode
 
