@@ -60,13 +60,15 @@ class EpisodeAdvice:
     hints: MemoryHints | None = None
     shaper: EpisodeShaper | None = None
 
-    def shape(self, obs: env_pb2.Observation, next_obs: env_pb2.Observation) -> float:
-        """Shaping of the turn that led from ``obs`` to ``next_obs`` (0 without a shaper or grid cells)."""
+    def shape(self, obs: env_pb2.Observation, next_obs: env_pb2.Observation, *, last: bool = False) -> float:
+        """Shaping of the turn that led from ``obs`` to ``next_obs`` (0 without a shaper or grid cells). ``last``:
+        this turn ends the episode although the env did not say so (the actor's turn cap): like a terminal
+        state, its potential counts 0, so the episode's shaping still telescopes to -Phi(s_0)."""
         if self.shaper is None or not (obs.HasField("agent") and next_obs.HasField("agent")):
             return 0.0
         try:
             return self.shaper((obs.agent.row, obs.agent.col), (next_obs.agent.row, next_obs.agent.col),
-                               terminal=next_obs.terminated or next_obs.truncated)
+                               terminal=last or next_obs.terminated or next_obs.truncated)
         except ValueError:   # a cell outside the atlas grid (env and memory disagree on the grid)
             return 0.0
 

@@ -196,7 +196,9 @@ class RolloutLoop:
     def _shaping(self, slot: Slot, next_obs: env_pb2.Observation) -> float:
         if not self.cfg.memory_shaping:
             return 0.0
-        return slot.advice.shape(slot.episode.last_obs, next_obs) * self.cfg.shaping_scale
+        ep = slot.episode
+        cut = len(ep.turns) + 1 >= ep.max_turns   # this turn hits the turn cap: the episode ends here
+        return slot.advice.shape(ep.last_obs, next_obs, last=cut) * self.cfg.shaping_scale
 
     # -- episodes ------------------------------------------------------------
     async def _finish(self, slot: Slot) -> None:

@@ -170,11 +170,6 @@ def test_ppo_shaping_is_the_telescoped_potential_with_lambda_one():
 
 # --- the actor's side: shaping of an episode cut by the turn cap ---------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug outside the learner: RolloutLoop._shaping passes terminal=True to the shaper only when the env "
-    "terminated or truncated, not when the actor's max_turns cap ends the episode, so gamma * Phi(s_T) of the "
-    "last state leaks into the return (fix in atlasrl/actors/rollout.py: terminal also when "
-    "len(slot.episode.turns) + 1 >= slot.episode.max_turns); remove this mark with the fix"))
 def test_actor_shaping_of_an_episode_cut_by_the_turn_cap_telescopes_to_minus_phi_s0():
     """The actor's own code path (RolloutLoop._shaping -> EpisodeAdvice.shape -> EpisodeShaper), free mode: an
     episode of no-op turns (invalid replies: the env is not stepped) and moves, cut by max_turns while the env
