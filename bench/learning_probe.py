@@ -52,11 +52,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 
 def resolve(overrides: dict[str, str], seed: int):
-    """(RunConfig, env_config, tiny-model overrides) for one run."""
-    from atlasrl.config.schema import TRAIN_SEED_BLOCK, RunConfig
+    """(RunConfig, env_config, tiny-model overrides) for one run: the default preset, as `atlasrl up` runs it."""
+    from atlasrl.config import load_config
+    from atlasrl.config.schema import TRAIN_SEED_BLOCK
 
-    cfg = RunConfig()
-    env_config, model_kw = dict(cfg.envserver.env_config), {}
+    sets, env_config, model_kw = [f"run.seed={seed}"], {}, {}
     for key, value in overrides.items():
         section, field = key.split(".", 1)
         if section == "env":
@@ -64,9 +64,9 @@ def resolve(overrides: dict[str, str], seed: int):
         elif section == "model":
             model_kw[field] = int(value)
         else:
-            setattr(getattr(cfg, section), field, value)   # validate_assignment: bad values fail here, named
-    cfg.run.seed = seed
-    return cfg, env_config, model_kw, seed * TRAIN_SEED_BLOCK
+            sets.append(f"{key}={value}")   # validated like `up --set`: bad values fail here, named
+    cfg = load_config(None, sets)
+    return cfg, {**cfg.actor.env_config, **env_config}, model_kw, seed * TRAIN_SEED_BLOCK
 
 
 async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_episodes: int) -> dict:
@@ -80,9 +80,9 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     from atlasrl.actors.rollout import RolloutLoop, env_clients
     from atlasrl.envserver.config import EnvServerConfig
     from atlasrl.envserver.server import EnvServer
-    from atlasrl.learner.config import LearnerConfig
     from atlasrl.learner.trainer import TrainBatch, Trainer
     from atlasrl.models.tiny import tiny_model_path
+    from atlasrl.up.plan import bare_prompt
 
     cfg, env_config, model_kw, seed_start = resolve(overrides, seed)
     torch.set_num_threads(1)
@@ -92,14 +92,13 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     server = EnvServer(EnvServerConfig(port=0, workers=0))
     await server.start()
     a, lc = cfg.actor, cfg.learner
-    actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=cfg.envserver.env, env_config=env_config,
+    actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=a.env_id, env_config=env_config,
                             num_envs=a.num_envs, group_size=a.group_size, action_mode=a.action_mode,
-                            memory_hints="none", use_image=False, bare_prompt=cfg.bare_prompt(),
+                            memory_hints="none", use_image=False, bare_prompt=bare_prompt(cfg),
                             context_turns=a.context_turns, seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
     # Every training setting `atlasrl up` models (algo, lr and its decay, batch, entropy, step_gamma), not its ports.
-    training = {k: v for k, v in lc.model_dump().items() if k in LearnerConfig.model_fields and k not in ("port", "metrics_port")}
-    trainer = Trainer(LearnerConfig(model=model, seed=seed, **training))
+    trainer = Trainer(lc.model_copy(update={"model": model, "seed": seed}))
     groups: dict[str, list[bytes]] = collections.defaultdict(list)
     ready: list[bytes] = []
     recent: collections.deque[bool] = collections.deque(maxlen=200)

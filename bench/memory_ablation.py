@@ -30,7 +30,7 @@ from atlasrl.up.plots import plot_comparison
 from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach
 from atlasrl.up.run import UpRun
 
-VARIANTS = {"with memory": ["memory.enabled=true"], "without memory": ["memory.enabled=false"]}
+VARIANTS = {"with memory": ["processes.memory=true"], "without memory": ["processes.memory=false"]}
 
 
 async def one_run(variant: str, seed: int, args, runs_dir: Path) -> dict:

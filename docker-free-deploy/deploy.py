@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(REPO))  # atlasrl.config: the role configs deploy writes (one definition with `atlasrl up`)
 
 from atlasdeploy.inventory import Inventory, InventoryError, load_inventory
 from atlasdeploy.render import host_script, prepare_script, processes, prometheus_targets
@@ -57,6 +58,22 @@ def push(inv: Inventory, host: str) -> None:
         raise SystemExit(f"[{host}] push failed: {r.stderr.decode(errors='replace')}")
 
 
+def settings_line(p) -> str:
+    """The settings of a process's config file that differ from its role's defaults, as key=value."""
+    import yaml
+
+    from atlasrl.config.roles import role_config
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    default, mine = flat(role_config(p.role, {}).model_dump(mode="json")), flat(yaml.safe_load(p.config_text))
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in mine.items() if default.get(k, object()) != v)
+
+
 def hosts_in_order(inv: Inventory, selected: list[str] | None, reverse: bool = False) -> list[str]:
     rank = {h: min(ORDER.index(r) for r in inv.hosts[h].roles) for h in inv.hosts}
     names = sorted(selected or inv.hosts, key=lambda h: rank[h], reverse=reverse)
@@ -81,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "plan":
         for p in processes(inv):
             print(f"[{p.host}] {p.unit}: {' '.join(p.argv)}")
+            print("    " + settings_line(p))
         return 0
     if args.action == "targets":
         out = HERE / "targets" / f"{inv.name}.json"

@@ -38,7 +38,7 @@ install_cpu_torch() {  # $1 = venv dir
 echo "==> .venv: atlasrl"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 install_cpu_torch .venv
-EXTRAS="ml"
+EXTRAS="ml,plots,certs"
 [ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev,openenv"
 [ "$MANISKILL" = 1 ] && EXTRAS="$EXTRAS,maniskill"
 .venv/bin/pip install -q -e ".[${EXTRAS}]"

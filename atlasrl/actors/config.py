@@ -2,18 +2,31 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ActorConfig(BaseModel):
     """One rollout actor: env servers, engine, prompt, rewards, delivery and flow control."""
 
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     actor_id: str = Field(default_factory=lambda: f"actor-{uuid.uuid4().hex[:8]}")
-    """Producer id written into every episode (Episode.actor_id)."""
+    """Producer id written into every episode (Episode.actor_id); default: a random ``actor-<hex>`` (keep it stable
+    across restarts when a spool_dir is set)."""
+    nice: int = Field(0, ge=0, le=19)
+    """CPU priority increment the actor applies to itself at start: on a small shared machine the learner should
+    win the cores (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
 
     # -- where things are --------------------------------------------------
+    host: str = "127.0.0.1"
+    """Bind address of the actor's own gRPC health endpoint (the actor serves no other service)."""
+    port: int = Field(0, ge=0, le=65535)
+    """Port of the health endpoint; 0 picks a free one."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Prometheus /metrics port; None disables it, 0 picks a free one."""
     envs: list[str] = Field(default_factory=list)
     """Env server addresses (host:port); env sessions are spread over them round-robin."""
     learner: str | None = None
@@ -61,9 +74,10 @@ class ActorConfig(BaseModel):
     """Put the rendered frame in the prompt; None = yes for vision-language models, no for text-only ones."""
     system_prompt: str = ""
     """Override of the built-in system prompt (empty = built-in, kept short on purpose)."""
-    bare_prompt: bool = False
+    bare_prompt: bool | None = None
     """Leave the system message empty (no role line, no env instruction): the prompt is the observation alone. For
-    models trained from random weights, which read none of that text: on a CPU it is over half of every prompt."""
+    models trained from random weights, which read none of that text: on a CPU it is over half of every prompt.
+    None = on for a tiny random-weights model (its directory holds ``atlasrl_tiny.json``), off for any other."""
 
     # -- memory ------------------------------------------------------------
     memory_hints: Literal["none", "text", "overlay", "both"] = "text"
@@ -84,10 +98,12 @@ class ActorConfig(BaseModel):
     """Episodes per TrajectoryService.Push."""
     max_staleness: int | None = Field(None, ge=0)
     """Versions the actor may lag the learner before pausing; None = the learner's TrajectoryInfo.max_staleness."""
-    max_learner_backlog: int | None = Field(32, ge=0)
+    max_learner_backlog: int | None = Field(None, ge=0)
     """Start no new GRPO group while this many episodes are untrained (in the learner's buffer, unsent here or being
-    played); 0 or None = never wait. Keeps episodes fresh and, on a shared CPU, leaves the cores to training
-    instead of rollouts nobody trains on. One or two learner batches: `atlasrl up` passes one (fresher episodes)."""
+    played); None = one learner batch (its batch_episodes, from TrajectoryInfo), 0 = never wait. Keeps episodes
+    fresh and, on a shared CPU, leaves the cores to training instead of rollouts nobody trains on. With two batches
+    the episodes trained lag 2 policy versions instead of 1 (tiny FrozenLake, seed 2: training success stalled at
+    0.6-0.75, held-out 0.66, where one batch reached 0.94 by 180 s, held-out 0.95)."""
     info_interval_s: float = Field(1.0, gt=0)
     """How often the learner's TrajectoryInfo is polled for the staleness gate."""
     pacing_poll_s: float = Field(0.1, gt=0)
@@ -119,25 +135,43 @@ class ActorConfig(BaseModel):
         return self
 
 
-def parse_kv(items: list[str] | None) -> dict[str, str]:
-    """['k=v', 'a=b'] -> {'k': 'v', 'a': 'b'} (CLI --env-config)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"expected key=value, got '{item}'")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+TINY_MARKER = "atlasrl_tiny.json"
+"""File `atlasrl model tiny` writes into a model directory it built (random weights)."""
 
 
 def resolve_images(cfg: ActorConfig) -> ActorConfig:
-    """Fill ``use_image`` (None = auto) from the model directory: images for VL models only."""
-    if cfg.use_image is not None:
-        return cfg
-    from atlasrl.models.load import is_vl_dir
+    """Fill the settings left to the model directory (None = auto): ``use_image`` (images for VL models only) and
+    ``bare_prompt`` (on for a tiny random-weights model)."""
+    upd: dict[str, Any] = {}
+    if cfg.bare_prompt is None:
+        upd["bare_prompt"] = bool(cfg.model) and (Path(cfg.model) / TINY_MARKER).is_file()
+    if cfg.use_image is None:
+        from atlasrl.models.load import is_vl_dir
 
-    vl = bool(cfg.model) and is_vl_dir(cfg.model)
-    upd: dict[str, Any] = {"use_image": vl}
-    if not vl and cfg.memory_hints in ("overlay", "both"):
-        upd["memory_hints"] = "text" if cfg.memory_hints == "both" else "none"
-    return cfg.model_copy(update=upd)
+        vl = bool(cfg.model) and is_vl_dir(cfg.model)
+        upd["use_image"] = vl
+        if not vl and cfg.memory_hints in ("overlay", "both"):
+            upd["memory_hints"] = "text" if cfg.memory_hints == "both" else "none"
+    return cfg.model_copy(update=upd) if upd else cfg
+
+
+class EvalConfig(ActorConfig):
+    """`atlasrl actor eval`: an actor's engine and prompt settings, played on held-out seeds without a learner.
+
+    Only the fields below differ from ``ActorConfig``; the prompt settings must match those of training
+    (`atlasrl up` writes both files from the same actor section).
+    """
+
+    temperature: float = Field(0.0, ge=0.0, le=10.0)
+    """Sampling temperature; 0 = greedy (the default for a held-out eval)."""
+    seed_start: int = Field(1_000_000, ge=0)
+    """First held-out env seed: episodes play seeds seed_start .. seed_start + episodes - 1 (keep them away from
+    the training seeds)."""
+    num_envs: int = Field(16, ge=1, le=4096)
+    """Env sessions played concurrently."""
+    episodes: int = Field(100, ge=1, le=10_000_000)
+    """Held-out episodes."""
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the Wilson interval."""
+    out: str | None = None
+    """Write one JSON line per episode here."""

@@ -45,6 +45,7 @@ class FlowGate:
         self._last_info = 0.0
         self._refresh: asyncio.Task | None = None
         self.learner_buffered = 0        # TrajectoryInfo.buffered at the latest poll
+        self.learner_batch: int | None = None  # TrajectoryInfo.batch_episodes (None: not polled yet)
         self._accepted_at_poll = 0       # sender.stats.accepted when that poll was sent
         self.stop_requested = False
 
@@ -69,6 +70,7 @@ class FlowGate:
             log.debug("GetInfo failed: %s", e)
             return
         self.learner_buffered, self._accepted_at_poll = int(info.buffered), accepted
+        self.learner_batch = int(info.batch_episodes)
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 
@@ -80,8 +82,12 @@ class FlowGate:
 
     def admit(self, in_flight: int) -> bool:
         """Whether a new GRPO group may start now (see the module doc)."""
+        if self.sender is None:
+            return True
         bound = self.cfg.max_learner_backlog
-        if not bound or self.sender is None:
+        if bound is None:   # one learner batch, from its TrajectoryInfo (not polled yet or not told: no bound)
+            bound = self.learner_batch
+        if not bound:
             return True
         self._kick_refresh(self.cfg.pacing_poll_s)
         ok = self.untrained(in_flight) < bound

@@ -30,7 +30,11 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"{ip!r} is not an IP address", param_hint="--ips") from None
         if not host_list and not ip_list:
             raise typer.BadParameter("give at least one of --hosts/--ips")
-        paths = init_dev_pki(out, host_list, ip_list, days)
+        try:
+            paths = init_dev_pki(out, host_list, ip_list, days)
+        except RuntimeError as e:   # the 'certs' extra is missing
+            typer.echo(str(e), err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"wrote {len(paths)} files to {out} (SANs: {', '.join(host_list + ip_list)})")
         typer.echo("each host: ca.pem server.pem server-key.pem + tokens/<its role>.tokens; keep ca-key.pem offline")
 

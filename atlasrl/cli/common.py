@@ -1,11 +1,14 @@
-"""Flags every role CLI shares (logging, TLS/mTLS/tokens, per-client session limits) and what they set up.
+"""Flags every role CLI shares (logging, TLS/mTLS/tokens, --print-port) and what they set up.
 
     @app.command("envserver")
-    @role_options(print_port=True, sessions=True)
-    def envserver(host: str = ..., port: int = ..., *, opts: RoleOptions):
-        opts.apply("envserver", host=host)      # log level + process security default; refuses unsafe binds
-        ServerConfig(host=host, port=port, **opts.session_limits())
-        opts.announce_port(port)                # 'PORT <n>' under --print-port
+    @role_options(print_port=True)
+    @config_options(EnvServerConfig)            # the role's own settings: atlasrl/cli/from_model.py
+    def envserver(*, cfg: EnvServerConfig, opts: RoleOptions):
+        opts.apply("envserver", host=cfg.host)  # log level + process security default; refuses unsafe binds
+        opts.announce_port(server.port)         # 'PORT <n>' under --print-port, once serving
+
+These are process settings (transport security, logging), not role settings: they are not in the role's
+config model, and TLS paths may also come from ATLASRL_* variables.
 
 ``role_options`` appends the flags to the command's own (same names and help in every role) and
 hands them over as one ``RoleOptions``. Tokens are only ever read from a file (--token-file,
@@ -30,17 +33,12 @@ MTLS = typer.Option(False, "--mtls", envvar="ATLASRL_MTLS", help="Servers requir
 TOKEN_FILE = typer.Option(None, "--token-file", envvar="ATLASRL_TOKEN_FILE",
                           help="Token file (role:token / role:sha256:HEX lines); or set $ATLASRL_TOKENS.")
 INSECURE = typer.Option(False, "--insecure", help="Allow a non-loopback bind without TLS and tokens (loud warning).")
-MAX_SESSIONS = typer.Option(None, help="Live streaming RPCs one client (token, else certificate CN, else address) may hold; "
-                                       "more get RESOURCE_EXHAUSTED (omit: no cap).")
-SESSION_IDLE = typer.Option(None, help="End a client stream that sends nothing for this many seconds with DEADLINE_EXCEEDED "
-                                       "(omit: never).")
 
 # (annotation, option) per flag, in the order they appear in --help, by group.
 _LOGGING = {"log_level": (Optional[str], LOG_LEVEL)}
 _PRINT_PORT = {"print_port": (bool, PRINT_PORT)}
 _SECURITY = {"tls_cert": (Optional[Path], TLS_CERT), "tls_key": (Optional[Path], TLS_KEY), "tls_ca": (Optional[Path], TLS_CA),
              "mtls": (bool, MTLS), "token_file": (Optional[Path], TOKEN_FILE), "insecure": (bool, INSECURE)}
-_SESSIONS = {"max_sessions_per_client": (Optional[int], MAX_SESSIONS), "session_idle_timeout_s": (Optional[float], SESSION_IDLE)}
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,6 @@ class RoleOptions:
     mtls: bool = False
     token_file: Path | None = None
     insecure: bool = False
-    max_sessions_per_client: int | None = None
-    session_idle_timeout_s: float | None = None
 
     def apply(self, role: str, host: str | None = None):
         """Set the log level and make the security flags this process's default (see ``apply_security``)."""
@@ -66,21 +62,15 @@ class RoleOptions:
         return apply_security(role, self.tls_cert, self.tls_key, self.tls_ca, self.mtls, self.token_file, self.insecure,
                               host=host)
 
-    def session_limits(self) -> dict:
-        """The session flags given, as ``ServerConfig`` fields (flags left out do not override a config file)."""
-        limits = {"max_sessions_per_client": self.max_sessions_per_client, "session_idle_timeout_s": self.session_idle_timeout_s}
-        return {k: v for k, v in limits.items() if v is not None}
-
     def announce_port(self, port: int) -> None:
         if self.print_port:
             print(f"PORT {port}", flush=True)
 
 
-def role_options(*, log_level: bool = True, print_port: bool = False, sessions: bool = False):
+def role_options(*, log_level: bool = True, print_port: bool = False):
     """Decorator for a Typer command with an ``opts: RoleOptions`` parameter: appends the shared flags
-    (security always; logging, --print-port and the session limits as asked) and passes them in as ``opts``."""
-    flags = {**(_PRINT_PORT if print_port else {}), **(_LOGGING if log_level else {}), **_SECURITY,
-             **(_SESSIONS if sessions else {})}
+    (security always; logging and --print-port as asked) and passes them in as ``opts``."""
+    flags = {**(_PRINT_PORT if print_port else {}), **(_LOGGING if log_level else {}), **_SECURITY}
     assert set(flags) <= {f.name for f in fields(RoleOptions)}
 
     def wrap(fn):

@@ -1,43 +1,27 @@
-"""`atlasrl memory`: the visual skill memory role (atlases, exemplars, skills, shaping)."""
-from __future__ import annotations
+"""`atlasrl memory`: the visual skill memory role (atlases, exemplars, skills, shaping).
 
-from pathlib import Path
+Its flags are derived from ``MemoryConfig`` (atlasrl/memory/config.py); nested settings are ``--set
+atlas.blend_rate=0.3`` and the like, with the server's address and the shaping discount as shortcuts.
+"""
+from __future__ import annotations
 
 import typer
 
 from atlasrl.cli.common import RoleOptions, role_options
+from atlasrl.cli.from_model import SERVER_SHORTCUTS, config_options
+from atlasrl.memory.config import MemoryConfig
 
 
 def register(app: typer.Typer) -> None:
     @app.command("memory")
-    @role_options(print_port=True, sessions=True)
-    def memory(
-        host: str = typer.Option("127.0.0.1", help="gRPC bind address."),
-        port: int = typer.Option(50055, help="gRPC port (0 = any free port)."),
-        metrics_port: int = typer.Option(None, help="Prometheus /metrics port (omit to disable)."),
-        data_dir: Path = typer.Option(None, help="Snapshot directory; state is restored from it on start (omit: RAM only)."),
-        snapshot_interval_s: float = typer.Option(60.0, help="Snapshot this often when something changed (and on shutdown)."),
-        coordinator: str = typer.Option(None, help="Coordinator address (host:port) to register with."),
-        blend_rate: float = typer.Option(0.5, help="EMA rate eta of the atlas maps per applied episode."),
-        gamma: float = typer.Option(0.99, help="Default discount of the shaping term F = gamma*Phi(s') - Phi(s)."),
-        *,
-        opts: RoleOptions,
-    ):
+    @role_options(print_port=True)
+    @config_options(MemoryConfig, extra={**SERVER_SHORTCUTS, "gamma": ("shaping.gamma", ("--gamma",)),
+                                         "blend_rate": ("atlas.blend_rate", ("--blend-rate",))})
+    def memory(*, cfg: MemoryConfig, opts: RoleOptions):
         """Run the skill memory role (Reset needs an admin token when tokens are on)."""
-        from pydantic import ValidationError
-
-        from atlasrl.memory.config import AtlasConfig, MemoryConfig, ShapingConfig
-        from atlasrl.rpc import ServerConfig
-
-        opts.apply("memory", host=host)
-        try:
-            server = ServerConfig(host=host, port=port, metrics_port=metrics_port, **opts.session_limits())
-            cfg = MemoryConfig(server=server, data_dir=data_dir,
-                               snapshot_interval_s=snapshot_interval_s, coordinator=coordinator,
-                               atlas=AtlasConfig(blend_rate=blend_rate), shaping=ShapingConfig(gamma=gamma))
-        except ValidationError as e:
-            raise typer.BadParameter(str(e)) from None
         from atlasrl.memory.server import main_sync
+
+        opts.apply("memory", host=cfg.server.host)
 
         def ready(server) -> None:
             opts.announce_port(server.rpc.port)

@@ -5,12 +5,17 @@ from pathlib import Path
 
 import typer
 
+from atlasrl.config.loader import DEFAULT_PRESET
+
 
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
-        config: Path = typer.Option(None, "--config", "-c", help="Run config file (.toml or .yaml); see `atlasrl config show`."),
-        env: str = typer.Option(None, help="Env id (shortcut for --set envserver.env=ENV)."),
+        config: Path = typer.Option(None, "--config", "-c", help="Run config file (.toml, .yaml or .json) over the preset; "
+                                    "see `atlasrl config show`."),
+        preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Preset the config starts from: a shipped name "
+                                   "(`atlasrl config presets`), a file, or 'none' (the role configs' defaults)."),
+        env: str = typer.Option(None, help="Env id (shortcut for --set actor.env_id=ENV)."),
         set_: list[str] = typer.Option([], "--set", help="Config override, e.g. --set actor.num_envs=8 (repeatable)."),
         duration: float = typer.Option(None, "--duration", help="Stop after this many seconds (run.duration_s)."),
         max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many env steps (run.max_env_steps)."),
@@ -27,14 +32,14 @@ def register(app: typer.Typer) -> None:
         from atlasrl.config import ConfigError, load_config
 
         overrides = list(set_)
-        for key, value in (("envserver.env", env), ("run.duration_s", duration), ("run.max_env_steps", max_steps),
+        for key, value in (("actor.env_id", env), ("run.duration_s", duration), ("run.max_env_steps", max_steps),
                            ("run.run_dir", run_dir)):
             if value is not None:
                 overrides.append(f"{key}={value}")
         if no_display:
             overrides.append("run.display=false")
         try:
-            cfg = load_config(config, overrides)
+            cfg = load_config(config, overrides, preset=preset)
         except ConfigError as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(2) from None

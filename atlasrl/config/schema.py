@@ -1,8 +1,10 @@
-"""The typed run config: one section per role, each field documented and bounded.
+"""The run config: the five role configs composed, plus what only a launcher needs.
 
-Sections describe *how `atlasrl up` (and deploy) launch each role*; the roles
-validate their own finer settings at their start-up, and anything this schema
-does not model can be passed through a section's ``args`` list of CLI flags.
+Each role's config model (``atlasrl/<role>/config.py``) is the one definition of that role's settings and
+defaults: ``atlasrl <role>`` reads it (``--config FILE``, ``--set key=value``, flags derived from its fields),
+and ``RunConfig`` holds one of each as a section. ``atlasrl up`` and deploy add only the wiring a launcher owns
+(addresses, ports, directories, per-process ids; see ``atlasrl/up/plan.py``) and hand every process its section
+as ``<name>.yaml``. Presets (``atlasrl/config/presets/*.yaml``) are files that override fields, nothing more.
 """
 from __future__ import annotations
 
@@ -11,18 +13,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from atlasrl.actors.config import ActorConfig
+from atlasrl.coordinator.config import CoordinatorConfig
+from atlasrl.envserver.config import EnvServerConfig
+from atlasrl.learner.config import LearnerConfig
+from atlasrl.memory.config import MemoryConfig
+
 TRAIN_SEED_BLOCK = 100_000_000  # training seeds of run.seed s: [s * block, (s + 1) * block)
 ACTOR_SEED_STRIDE = 1_000_000    # actor i starts at s * block + i * stride
 
+ROLE_MODELS: dict[str, type[BaseModel]] = {"coordinator": CoordinatorConfig, "envserver": EnvServerConfig,
+                                           "memory": MemoryConfig, "learner": LearnerConfig, "actor": ActorConfig}
+"""Role name -> its config model: the sections of RunConfig and what `atlasrl <role> --config` reads."""
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class RunSection(Section):
     """The run as a whole."""
 
-    name: str = Field("frozenlake-tiny", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("run", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     """Run name; the run directory is ``<runs_dir>/<name>-<timestamp>``."""
     runs_dir: Path = Path("runs")
     """Parent directory of run directories."""
@@ -35,7 +47,7 @@ class RunSection(Section):
     target_success: float = Field(0.0, ge=0, le=1)
     """Stop early once the rolling training success rate reaches this (0 = never)."""
     seed: int = Field(0, ge=0)
-    """Base seed; roles derive theirs from it."""
+    """Base seed: actor i trains on env seeds from seed * 10^8 + i * 10^6; the tiny model is built with this seed."""
     eval_episodes: int = Field(128, ge=0, le=100_000)
     """Episodes of the held-out eval run before training (random-policy baseline) and after (0 = skip)."""
     eval_temperature: float = Field(1.0, ge=0, le=10)
@@ -58,7 +70,7 @@ class RunSection(Section):
 
 
 class ModelSection(Section):
-    """The policy model."""
+    """The policy model, given to the learner and the actors (their ``model`` field)."""
 
     path: Path | None = None
     """HF model directory; None = the tiny random-weights model (built once into the atlasrl cache)."""
@@ -66,156 +78,45 @@ class ModelSection(Section):
     """Architecture of the tiny model built when ``path`` is None."""
 
 
-class CoordinatorSection(Section):
-    """Coordinator role."""
+class ProcessesSection(Section):
+    """How many processes of each role `atlasrl up` starts (the learner's ranks: learner.nproc)."""
 
-    port: int = Field(0, ge=0, le=65535)
-    """gRPC port (0 = a free one)."""
-    metrics_port: int = Field(0, ge=0, le=65535)
-    """/metrics port (0 = a free one)."""
-    lease_ttl_s: float = Field(5.0, gt=0.1, le=3600)
-    """Members silent this long are declared dead and their work reassigned."""
-    max_staleness: int = Field(2, ge=0)
-    """Actors lagging more policy versions than this wait for new weights (also the learner's episode limit)."""
-    history_interval_s: float = Field(1.0, gt=0.05, le=3600)
-    """Sampling period of the progress curves."""
-
-
-class RoleSection(Section):
-    port: int = Field(0, ge=0, le=65535)
-    """gRPC port of the first process (0 = free ports); process i uses port + i."""
-    metrics_port: int = Field(0, ge=0, le=65535)
-    """/metrics port of the first process (0 = free ports)."""
-    args: list[str] = Field(default_factory=list)
-    """Extra CLI flags passed verbatim to the role command (settings this schema does not model)."""
-
-
-class EnvServerSection(RoleSection):
-    """Env server role."""
-
-    count: int = Field(1, ge=1, le=256)
+    envservers: int = Field(1, ge=1, le=256)
     """Env server processes."""
-    env: str = Field("frozenlake", min_length=1)
-    """Env id served (frozenlake, sokoban, maniskill:<Task>)."""
-    max_envs: int = Field(64, ge=1, le=100_000)
-    """Live env instances per server; offered to the coordinator as this server's capacity."""
-    workers: int = Field(0, ge=0, le=1024)
-    """Worker processes stepping envs (0 = threads in the server process: right for grid envs)."""
-    env_config: dict[str, str] = Field(default_factory=lambda: {"text_mode": "relative"})
-    """Env settings passed by actors when opening sessions."""
-
-
-class MemorySection(RoleSection):
-    """Visual skill memory role."""
-
-    enabled: bool = True
-    """Run the memory service (off: no shaping, no hints)."""
-    shaping: bool = True
-    """Actors add the memory's potential-based shaping to their rewards (off: the memory still ingests episodes,
-    draws its atlases and serves hints)."""
-
-
-class LearnerSection(RoleSection):
-    """Learner role."""
-
-    algo: Literal["grpo", "gigpo", "ppo"] = "gigpo"
-    """Policy-gradient algorithm. GiGPO by default: its per-turn credit (turns that stood on the same state are
-    compared by where they led) is what lets a multi-turn policy learn within minutes (GRPO's one advantage per
-    episode: about half the success in the same time)."""
-    nproc: int = Field(1, ge=1, le=1024)
-    """Training processes (torchrun, FSDP2)."""
-    lr: float = Field(1e-3, gt=0, le=1)
-    """AdamW learning rate (the tiny model starts from random weights: higher than for a pretrained VLM)."""
-    lr_final: float | None = Field(1e-4, gt=0, le=1)
-    """Learning rate reached after lr_decay_updates, linearly (None = lr throughout; CleanRL anneals to 0). At a
-    constant 1e-3 the tiny policy kept jittering late in the run (training success 0.70-0.93 between minutes)."""
-    lr_decay_updates: int = Field(700, ge=1, le=10_000_000)
-    """Updates of that decay. The default run makes ~1,000-1,200 in its 600 s, so lr is at its floor for the
-    second half; decaying over 1,200 scored 0.90 / 0.91 / 0.80 on seeds 0-2 against 0.93 / 0.91 / 0.95
-    (docs/results/2026-12-06-frozenlake-default-run.md)."""
-    batch_episodes: int = Field(16, ge=1, le=1_000_000)
-    """Train once this many episodes (whole groups) arrived."""
-    step_gamma: float = Field(0.95, ge=0, le=1)
-    """GiGPO discount of the returns compared per state; also the memory's shaping discount, so that the shaping
-    terms of an episode telescope exactly in those returns (a mismatch pays for lingering near high potential)."""
-    entropy_coef: float = Field(0.3, ge=0, le=10)
-    """Entropy bonus. GiGPO's per-state credit otherwise makes the tiny policy deterministic within ~100 updates,
-    before it has learned to read every neighbour, and a deterministic memoryless policy loops on some maps
-    (in-process probe, 3 seeds x 300 s: 0.2 gave held-out success 0.72-0.97, 0.3 gave 0.81-0.88). 0.2 in `atlasrl up`
-    (one learner batch admitted): 0.91 for seeds 0 and 2, but seed 1 turned deterministic by update ~200 (token
-    entropy 0.13) and its training success fell from 0.56 to 0.2-0.45 until it was stopped at 430 s."""
-    entropy_coef_final: float | None = Field(None, ge=0, le=10)
-    """Entropy bonus reached after entropy_decay_updates (linear decay; None = entropy_coef throughout). Not by
-    default: decaying 0.3 -> 0.05 over 600 updates turned the tiny policy deterministic below ~0.14 (token entropy
-    0.25 -> 0.05 within 10 updates) and it collapsed into loops (held-out 0.49 against 0.84 at a constant 0.3)."""
-    entropy_decay_updates: int = Field(600, ge=1, le=10_000_000)
-    """Updates of that decay."""
-
-
-class ActorSection(RoleSection):
-    """Actor role."""
-
-    count: int = Field(1, ge=1, le=1024)
+    actors: int = Field(1, ge=1, le=1024)
     """Actor processes."""
-    num_envs: int = Field(16, ge=1, le=4096)
-    """Env sessions per actor."""
-    group_size: int = Field(4, ge=1, le=1024)
-    """GRPO group size."""
-    action_mode: Literal["choice", "free"] = "choice"
-    """choice: pick one of the valid actions; free: write the action as text."""
-    engine: Literal["transformers", "vllm"] = "transformers"
-    """Generation engine."""
-    memory_hints: Literal["none", "text", "overlay", "both"] = "none"
-    """Memory advice in the prompt. none by default: a random-weights tiny model cannot read advice yet (it learns
-    from the memory's reward shaping instead); text/overlay for pretrained VLMs."""
-    context_turns: int = Field(1, ge=0, le=64)
-    """Earlier turns (observation + answer) in each prompt, in training and held-out eval alike. One lets the
-    memoryless tiny policy see where it came from, which detours and loop escapes need (seed 0, 600 s: held-out
-    0.94 / 0.89 on 512 other maps, against 0.87 / 0.87 with none)."""
-    max_learner_backlog: int | None = Field(None, ge=0, le=1_000_000)
-    """Each actor starts no new GRPO group while this many episodes are untrained (learner buffer, unsent, being
-    played); None = learner.batch_episodes, 0 = never wait. One learner batch keeps training near on-policy: with two
-    batches (32) the episodes trained may lag 2 policy versions instead of 1, and seed 2's training success stalled at
-    0.6-0.75 (held-out 0.66) where one batch reached 0.94 by 180 s (held-out 0.95)."""
-    bare_prompt: bool | None = None
-    """Empty system message (no role line, no env instruction), the observation alone. None = on for the tiny
-    random-weights model (model.path unset), which reads none of that text and spends half its CPU on it, off for a
-    checkpoint at model.path."""
-    nice: int = Field(10, ge=0, le=19)
-    """CPU priority increment of actor processes: on a small machine the learner should win the cores
-    (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
-    spool: bool = True
-    """Keep each actor's unacked episodes in <run_dir>/spool/<actor>.sqlite and re-send them when the actor is
-    restarted (the learner drops repeats). Off: the spool records episode ids and outcomes only, and episodes
-    unacked when an actor dies are counted lost (reason actor_restarted). Either way every episode's outcome
-    (acked, refused, lost) is in that file."""
+    memory: bool = True
+    """Run the memory service (off: no shaping, no hints, no atlases)."""
+    fixed_ports: bool = False
+    """Listen on the ports of the role sections (process i of a role: port + i; a port of 0 or unset still takes a
+    free one). Off: every process and /metrics endpoint gets a free loopback port, so runs can share a machine."""
 
 
 class RunConfig(Section):
-    """Everything `atlasrl up` needs, one section per role."""
-
-    def max_learner_backlog(self) -> int:
-        """actor.max_learner_backlog resolved: None = one learner batch."""
-        b = self.actor.max_learner_backlog
-        return self.learner.batch_episodes if b is None else b
-
-    def bare_prompt(self) -> bool:
-        """actor.bare_prompt resolved: None = on for the tiny random-weights model only."""
-        return self.model.path is None if self.actor.bare_prompt is None else self.actor.bare_prompt
+    """Everything `atlasrl up` needs: the run, the model, process counts, and one config per role."""
 
     run: RunSection = Field(default_factory=RunSection)
     model: ModelSection = Field(default_factory=ModelSection)
-    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
-    envserver: EnvServerSection = Field(default_factory=EnvServerSection)
-    memory: MemorySection = Field(default_factory=MemorySection)
-    learner: LearnerSection = Field(default_factory=LearnerSection)
-    actor: ActorSection = Field(default_factory=ActorSection)
+    processes: ProcessesSection = Field(default_factory=ProcessesSection)
+    coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
+    envserver: EnvServerConfig = Field(default_factory=EnvServerConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    actor: ActorConfig = Field(default_factory=ActorConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        if self.actor.num_envs % self.actor.group_size:
-            raise ValueError(f"actor.num_envs ({self.actor.num_envs}) must be a multiple of actor.group_size "
-                             f"({self.actor.group_size}): a group's episodes run side by side")
+        a, lr = self.actor, self.learner
+        if a.num_envs % a.group_size:
+            raise ValueError(f"actor.num_envs ({a.num_envs}) must be a multiple of actor.group_size "
+                             f"({a.group_size}): a group's episodes run side by side")
+        if self.coordinator.max_staleness != lr.max_staleness:
+            raise ValueError(f"coordinator.max_staleness ({self.coordinator.max_staleness}) and learner.max_staleness "
+                             f"({lr.max_staleness}) must agree: the coordinator holds actors back by the lag the learner "
+                             "accepts (set both)")
+        if a.max_learner_backlog and a.max_learner_backlog < lr.batch_episodes:
+            raise ValueError(f"actor.max_learner_backlog ({a.max_learner_backlog}) is below learner.batch_episodes "
+                             f"({lr.batch_episodes}): actors would wait for a batch the learner never gets (0 = no limit)")
         train_lo, train_hi = TRAIN_SEED_BLOCK * self.run.seed, TRAIN_SEED_BLOCK * (self.run.seed + 1)
         if train_lo <= self.run.eval_seed_start < train_hi:
             raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "

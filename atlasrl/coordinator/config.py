@@ -11,7 +11,7 @@ from atlasrl.rpc.config import ServerConfig
 class CoordinatorConfig(BaseModel):
     """How the coordinator serves and keeps its state."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     server: ServerConfig = Field(default_factory=lambda: ServerConfig(port=50050))
     """gRPC and /metrics listening addresses."""

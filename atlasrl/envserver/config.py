@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atlasrl.rpc.config import MiB, ServerConfig
 
@@ -16,6 +16,8 @@ def default_workers() -> int:
 class EnvServerConfig(BaseModel):
     """How one env server listens, which envs it hosts and where they run."""
 
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     host: str = "127.0.0.1"
     """gRPC bind address (loopback by default)."""
     port: int = Field(50051, ge=0, le=65535)
@@ -26,8 +28,9 @@ class EnvServerConfig(BaseModel):
     """Env ids (``frozenlake``) or id prefixes (``maniskill``) that may be opened; empty = every registered env."""
     max_envs: int = Field(512, ge=1, le=1_000_000)
     """Live env instances allowed across all streams; Open beyond it gets RESOURCE_EXHAUSTED."""
-    workers: int = Field(0, ge=0, le=256)
-    """Worker processes stepping envs; 0 runs envs in this process on a thread pool."""
+    workers: int | None = Field(None, ge=0, le=256)
+    """Worker processes stepping envs; 0 runs envs in this process on a thread pool (right for grid envs). None = one
+    per ``devices`` entry, else CPU cores - 1 (one core stays with the gRPC event loop)."""
     devices: list[str] = Field(default_factory=list)
     """GPU ids; worker i gets CUDA_VISIBLE_DEVICES=devices[i % len(devices)] before any import."""
     threads: int = Field(4, ge=1, le=256)
@@ -58,11 +61,16 @@ class EnvServerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _devices_need_workers(self):
-        if self.devices and self.workers == 0:
-            self.workers = len(self.devices)
-        if self.devices and self.workers < len(self.devices):
-            raise ValueError(f"--workers {self.workers} is fewer than the {len(self.devices)} --devices; give one worker per device at least")
+        if self.devices and self.workers is not None and self.workers < len(self.devices):
+            raise ValueError(f"workers ({self.workers}) is fewer than the {len(self.devices)} devices; give one worker per "
+                             "device at least")
         return self
+
+    def worker_count(self) -> int:
+        """``workers`` resolved: None = one per device, else CPU cores - 1."""
+        if self.workers is not None:
+            return self.workers
+        return len(self.devices) if self.devices else default_workers()
 
     def server_config(self) -> ServerConfig:
         return ServerConfig(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MiB = 1 << 20
 
@@ -11,8 +11,12 @@ MiB = 1 << 20
 class LearnerConfig(BaseModel):
     """One learner run. The CLI fills it; `main.py` receives it as JSON on every rank."""
 
-    model: str
-    """HF model directory to start from (ignored when resuming from a checkpoint, which carries the weights)."""
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: str = ""
+    """HF model directory to start from (ignored when resuming from a checkpoint, which carries the weights); required."""
+    nproc: int = Field(1, ge=1, le=1024)
+    """Training processes on this host (torchrun ranks, FSDP2): one per GPU; on CPU, gloo ranks."""
     algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
     """GRPO (group-normalised returns, no critic), GiGPO (GRPO plus step advantages over shared states, no critic)
     or PPO (value head, GAE over turns)."""

@@ -81,4 +81,5 @@ class TrajectoryServicer:
             max_staleness=cfg.max_staleness,
             consumed=self.buffer.consumed,
             ready=self.buffer.ready,
+            batch_episodes=cfg.batch_episodes,
         )

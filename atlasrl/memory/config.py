@@ -4,13 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from atlasrl.rpc.config import ServerConfig
 
 
 class AtlasConfig(BaseModel):
     """Statistics and blending of the danger / affinity atlases (formulas in atlas.py)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     gamma_danger: float = Field(0.5, gt=0, le=1)
     """Per-step discount of failure mass back along a failed trajectory (gamma_d)."""
@@ -35,8 +37,11 @@ class AtlasConfig(BaseModel):
 class ShapingConfig(BaseModel):
     """Potential Phi = lambda_a * A - lambda_d * D and F = gamma * Phi(s') - Phi(s)."""
 
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     gamma: float = Field(0.99, gt=0, le=1)
-    """Default discount of the shaping term (a ShapeBatch may override it)."""
+    """Default discount of the shaping term (a ShapeBatch may override it). `atlasrl up` sets it to the discount of
+    the returns its learner trains on (learner.step_gamma for GiGPO, else 1), so the shaping telescopes exactly."""
     lambda_affinity: float = Field(1.0, ge=0)
     """Weight lambda_a of the affinity map in the potential."""
     lambda_danger: float = Field(1.0, ge=0)
@@ -47,6 +52,8 @@ class ShapingConfig(BaseModel):
 
 class ExemplarConfig(BaseModel):
     """Bounded key-frame sets per family."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     capacity_per_outcome: int = Field(32, ge=1, le=4096)
     """Frames kept per (family, outcome); a full set evicts its most redundant frame."""
@@ -63,6 +70,8 @@ class ExemplarConfig(BaseModel):
 class SkillConfig(BaseModel):
     """Thresholds of the text-skill templates (skills.py)."""
 
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
     min_support: int = Field(3, ge=1)
     """Fewest visits (or episodes) a cell needs before a rule may name it."""
     danger_rate: float = Field(0.5, gt=0, le=1)
@@ -75,6 +84,8 @@ class SkillConfig(BaseModel):
 
 class LimitsConfig(BaseModel):
     """Bounds on one ingested episode (oversized ones are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_steps: int = Field(4096, ge=1)
     """States per episode."""
@@ -95,7 +106,9 @@ class LimitsConfig(BaseModel):
 class MemoryConfig(BaseModel):
     """Everything the memory role needs; validated at start-up."""
 
-    server: ServerConfig = Field(default_factory=ServerConfig)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig(port=50055))
     """gRPC / metrics endpoint."""
     data_dir: Path | None = None
     """Snapshot directory; None keeps the memory in RAM only (tests)."""

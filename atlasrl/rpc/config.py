@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MiB = 1 << 20
 
@@ -15,6 +15,8 @@ class SecurityConfig(BaseModel):
     (``atlasrl.rpc.security.default_security()``: CLI flags or ATLASRL_* env vars);
     with nothing configured, transport is plaintext without tokens (loopback only).
     """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     tls_cert: Path | None = None
     """PEM certificate: the server's certificate, and the client certificate presented under mTLS."""
@@ -36,6 +38,8 @@ class SecurityConfig(BaseModel):
 
 class ServerConfig(BaseModel):
     """How a role's gRPC server listens. Every role builds its server from one of these."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
     """Bind address. Loopback by default; see docs/security.md before binding others."""
@@ -67,6 +71,8 @@ class ServerConfig(BaseModel):
 
 class ChannelConfig(BaseModel):
     """How a client connects to a role."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_message_bytes: int = Field(64 * MiB, ge=1024, le=1 << 30)
     """Largest message accepted or sent."""

@@ -68,6 +68,10 @@ def _cert(subject_cn: str, key, issuer_cn: str, issuer_key, days: int, *, ca: bo
 
 def init_dev_pki(out: Path, hosts: list[str], ips: list[str], days: int = 365) -> dict[str, Path]:
     """Create the CA, certificates and tokens under ``out``; return the paths written."""
+    try:
+        import cryptography  # noqa: F401  (the 'certs' extra: only certificate generation needs it)
+    except ImportError:
+        raise RuntimeError("generating certificates needs the 'certs' extra: pip install 'atlasrl[certs]'") from None
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 

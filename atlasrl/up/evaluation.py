@@ -8,7 +8,8 @@ from pathlib import Path
 
 from atlasrl.config import RunConfig
 from atlasrl.lifeline import lifeline_argv
-from atlasrl.up.plan import atlasrl_cmd, env_config_flags, prompt_flags
+from atlasrl.up.plan import atlasrl_cmd, eval_file
+from atlasrl.up.rundir import RunDir
 
 
 def latest_model_dir(root: Path) -> Path | None:
@@ -36,15 +37,15 @@ async def export_checkpoint(checkpoints: Path, out: Path, log_path: Path, timeou
     return latest_model_dir(out) if code == 0 else None
 
 
-async def run_eval(cfg: RunConfig, model_dir: str | Path, envs: list[str], out: Path, log_path: Path,
+async def run_eval(cfg: RunConfig, rd: RunDir, label: str, model_dir: str | Path, envs: list[str], log_path: Path,
                    timeout_s: float = 600.0, role_flags: list[str] | None = None) -> dict | None:
     """Episodes on seeds [eval_seed_start, +eval_episodes) at run.eval_temperature; the report dict or None on failure.
 
-    ``role_flags``: the shared role flags (run.secure: the actor's TLS and token settings)."""
-    argv = atlasrl_cmd("actor", "eval", "--envs", ",".join(envs), "--model", str(model_dir), "--engine", cfg.actor.engine,
-                       "--episodes", str(cfg.run.eval_episodes), "--seed-start", str(cfg.run.eval_seed_start),
-                       "--num-envs", str(min(16, max(1, cfg.run.eval_episodes))), *prompt_flags(cfg),
-                       "--temperature", str(cfg.run.eval_temperature), "--env", cfg.envserver.env, *env_config_flags(cfg), "--out", str(out), *(role_flags or []))
+    The eval reads ``<run_dir>/config/eval-<label>.yaml`` (the actor section: training's prompts) and writes one
+    JSON line per episode to ``<run_dir>/eval/<label>.jsonl``. ``role_flags``: the shared role flags (run.secure:
+    the actor's TLS and token settings)."""
+    path = eval_file(cfg, rd, label, model_dir, envs, rd.eval / f"{label}.jsonl")
+    argv = atlasrl_cmd("actor", "eval", "--config", str(path), *(role_flags or []))
     with open(log_path, "ab") as logf:
         proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), argv), stdout=asyncio.subprocess.PIPE, stderr=logf,
                                                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)

@@ -132,8 +132,8 @@ class UpRun:
     async def _eval(self, label: str, model_dir) -> dict | None:
         if self.cfg.run.eval_episodes == 0 or not self.plan.envserver_addresses or not role_available("actor"):
             return None
-        task = asyncio.create_task(run_eval(self.cfg, model_dir, self.plan.envserver_addresses,
-                                            self.rd.eval / f"{label}.jsonl", self.rd.logs / f"eval-{label}.log",
+        task = asyncio.create_task(run_eval(self.cfg, self.rd, label, model_dir, self.plan.envserver_addresses,
+                                            self.rd.logs / f"eval-{label}.log",
                                             role_flags=self.security.role_flags("actor") if self.security else None))
         interrupted = asyncio.create_task(self.interrupted.wait())
         await asyncio.wait({task, interrupted}, return_when=asyncio.FIRST_COMPLETED)
@@ -261,6 +261,11 @@ class UpRun:
 
     def _plots(self) -> None:
         if self.last_status is None:
+            return
+        try:
+            import matplotlib  # noqa: F401  (the 'plots' extra)
+        except ImportError:
+            self.sup.note("no plots: matplotlib is missing (pip install 'atlasrl[plots]')")
             return
         points = curve(from_status(self.last_status.history), min_episodes=16)
         if not points:

@@ -117,17 +117,19 @@ class TrajectoryInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TrajectoryInfo(_message.Message):
-    __slots__ = ("version", "buffered", "capacity", "max_staleness", "consumed", "ready")
+    __slots__ = ("version", "buffered", "capacity", "max_staleness", "consumed", "ready", "batch_episodes")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     MAX_STALENESS_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EPISODES_FIELD_NUMBER: _ClassVar[int]
     version: int
     buffered: int
     capacity: int
     max_staleness: int
     consumed: int
     ready: int
-    def __init__(self, version: _Optional[int] = ..., buffered: _Optional[int] = ..., capacity: _Optional[int] = ..., max_staleness: _Optional[int] = ..., consumed: _Optional[int] = ..., ready: _Optional[int] = ...) -> None: ...
+    batch_episodes: int
+    def __init__(self, version: _Optional[int] = ..., buffered: _Optional[int] = ..., capacity: _Optional[int] = ..., max_staleness: _Optional[int] = ..., consumed: _Optional[int] = ..., ready: _Optional[int] = ..., batch_episodes: _Optional[int] = ...) -> None: ...

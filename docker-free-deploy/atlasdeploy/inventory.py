@@ -1,11 +1,15 @@
-"""The inventory: hosts -> roles with flags (YAML). See ../inventory.example.yaml.
+"""The inventory: hosts -> roles, each with its role config (YAML). See ../inventory.example.yaml.
 
-Validated with pydantic at load time; errors name the key (``hosts.env-0.roles.envserver.count``).
+Validated with pydantic at load time; errors name the key (``hosts.env-0.roles.envserver.count``). A role's
+settings are fields of that role's config model (atlasrl/<role>/config.py, docs/config.md): ``config`` at the
+top level applies to every process of a role, a host's ``roles.<role>.config`` overrides it there. Both are
+checked against the role's model here, so a misspelt key fails before anything is deployed.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,10 +28,9 @@ class RoleSpec(Strict):
     """gRPC port of the first process."""
     metrics_port: int = Field(..., ge=1, le=65535)
     """/metrics port of the first process."""
-    flags: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    """Extra CLI flags (``num-envs: 32`` -> ``--num-envs 32``; true -> bare flag)."""
-    nproc: int = Field(1, ge=1, le=64)
-    """Learner only: training processes (GPUs) on this host."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Settings of these processes: fields of the role's config (``num_envs: 32``, ``atlas: {blend_rate: 0.3}``)
+    over the inventory's ``config.<role>``. The learner's ``nproc`` (GPUs on this host) is one of them."""
 
 
 class Host(Strict):
@@ -59,7 +62,9 @@ class Inventory(Strict):
     rdzv_port: int = Field(29400, ge=1, le=65535)
     """torchrun rendezvous port on the first learner host (multi-node learner)."""
     model: str = ""
-    """Model directory on the learner and actor hosts (passed as --model)."""
+    """Model directory on the learner and actor hosts (their ``model`` setting)."""
+    config: dict[Literal["coordinator", "envserver", "memory", "learner", "actor"], dict[str, Any]] = Field(default_factory=dict)
+    """Settings every process of a role gets (fields of its config model); a host's roles.<role>.config overrides."""
     hosts: dict[str, Host]
     """Hosts by name."""
 
@@ -72,7 +77,9 @@ class Inventory(Strict):
             raise ValueError("at most one memory host")
         for name, h in self.hosts.items():
             if "learner" in h.roles and h.roles["learner"].count != 1:
-                raise ValueError(f"hosts.{name}.roles.learner.count: one learner launcher per host (use nproc for GPUs)")
+                raise ValueError(f"hosts.{name}.roles.learner.count: one learner launcher per host (config nproc: GPUs)")
+            for role in h.roles:
+                check_role_config(role, self.role_config(name, role), f"hosts.{name}.roles.{role}.config")
             ports = [p for spec in h.roles.values() for base in (spec.port, spec.metrics_port) for p in range(base, base + spec.count)]
             if len(ports) != len(set(ports)):
                 raise ValueError(f"hosts.{name}: two role processes would share a port")
@@ -82,12 +89,29 @@ class Inventory(Strict):
     def coordinator_host(self) -> str:
         return next(n for n, h in self.hosts.items() if "coordinator" in h.roles)
 
+    def role_config(self, host: str, role: str) -> dict[str, Any]:
+        """The settings of ``role`` on ``host``: the inventory's config.<role>, then the host's (deep-merged)."""
+        from atlasrl.config.loader import merge
+
+        return merge(merge({}, copy.deepcopy(self.config.get(role, {}))), copy.deepcopy(self.hosts[host].roles[role].config))
+
     def host_dir(self, name: str) -> str:
         return self.hosts[name].remote_dir or self.remote_dir
 
     def python_of(self, name: str) -> str:
         venv = self.hosts[name].venv or f"{self.host_dir(name)}/.venv"
         return f"{venv}/bin/python"
+
+
+def check_role_config(role: str, settings: dict[str, Any], where: str) -> None:
+    """Validate settings against the role's config model; the error names the key under ``where``."""
+    from atlasrl.config.loader import ConfigError
+    from atlasrl.config.roles import role_config
+
+    try:
+        role_config(role, settings)
+    except ConfigError as e:
+        raise ValueError(str(e).replace(f"  {role}.", f"  {where}.")) from None
 
 
 class InventoryError(ValueError):

@@ -1,16 +1,19 @@
-"""Render what runs where: role command lines, systemd units, plain restart loops, host scripts.
+"""Render what runs where: each process's role config file, systemd units, plain restart loops, host scripts.
 
-Pure text generation (no ssh, no processes), so every piece is testable. The
-learner on one host is ``atlasrl learner --nproc N``; on several hosts each runs
-torchrun with a c10d rendezvous on the first learner host.
+Pure text generation (no ssh, no processes), so every piece is testable. Every process runs
+``atlasrl <role> --config <remote_dir>/deploy/<name>.yaml``; the file is the role's settings from the inventory
+plus the wiring deploy owns (addresses, ports, directories), written by the same ``atlasrl.config.roles.role_file``
+`atlasrl up` uses. The learner on one host is ``atlasrl learner`` (``nproc`` ranks); on several hosts each runs
+torchrun with a c10d rendezvous on the first learner host, its ranks reading the same file.
 """
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from atlasdeploy.inventory import Inventory
+from atlasrl.config.roles import role_file
 
 
 @dataclass(frozen=True)
@@ -21,23 +24,12 @@ class Proc:
     argv: list[str]
     workdir: str
     metrics: str        # host:port of /metrics
+    config_path: str    # <workdir>/deploy/<name>.yaml
+    config_text: str    # its content (written by the host script before the unit starts)
 
     @property
     def unit(self) -> str:
         return f"atlasrl-{self.name}"
-
-
-def _flags(flags: dict) -> list[str]:
-    out: list[str] = []
-    for k, v in flags.items():
-        key = f"--{k.replace('_', '-')}"
-        if v is True:
-            out.append(key)
-        elif v is False:
-            out.append(f"--no-{k.replace('_', '-')}")
-        else:
-            out += [key, str(v)]
-    return out
 
 
 def addresses(inv: Inventory, role: str) -> list[str]:
@@ -59,42 +51,39 @@ def processes(inv: Inventory) -> list[Proc]:
                 counters[role] = idx + 1
                 name = role if role in ("coordinator", "memory") else f"{role}-{idx}"
                 port, mport = spec.port + i, spec.metrics_port + i
-                common = ["--host", h.address, "--port", str(port), "--metrics-port", str(mport)]
-                cli = [py, "-m", "atlasrl.cli.main", role]
+                listen: dict[str, Any] = {"host": h.address, "port": port, "metrics_port": mport}
+                wiring: dict[str, Any]
                 if role == "coordinator":
-                    argv = cli + common + ["--state-dir", f"{d}/state/coordinator"]
-                elif role == "learner" and len(learner_hosts) > 1:  # flags go into the learner's JSON config
-                    out.append(Proc(hname, name, role, multinode_learner(inv, hname, spec, coord, port, mport), d,
-                                    f"{h.address}:{mport}"))
-                    continue
-                elif role == "learner":
-                    argv = cli + common + ["--nproc", str(spec.nproc), "--model", inv.model, "--ckpt-dir",
-                                           f"{d}/state/checkpoints", "--coordinator", coord]
+                    wiring = {"server": listen, "state_dir": f"{d}/state/coordinator"}
                 elif role == "memory":
-                    argv = cli + common + ["--data-dir", f"{d}/state/memory", "--coordinator", coord]
+                    wiring = {"server": listen, "data_dir": f"{d}/state/memory", "coordinator": coord}
                 elif role == "envserver":
-                    argv = cli + common + ["--coordinator", coord]
+                    wiring = {**listen, "coordinator": coord}
+                elif role == "learner":
+                    # several learner hosts: rank 0 (first host) serves; every rank reads the same settings
+                    first = inv.hosts[learner_hosts[0]].address
+                    wiring = {**listen, "host": first, "model": inv.model, "ckpt_dir": f"{d}/state/checkpoints",
+                              "coordinator": coord}
                 else:  # actor
-                    argv = cli + common + ["--envs", ",".join(envs), "--model", inv.model, "--actor-id", name,
-                                           "--coordinator", coord] + (["--learner", learner[0]] if learner else []) \
-                        + (["--memory", memory[0]] if memory else [])
-                out.append(Proc(hname, name, role, argv + _flags(spec.flags), d, f"{h.address}:{mport}"))
+                    wiring = {**listen, "envs": envs, "model": inv.model, "actor_id": name, "coordinator": coord,
+                              "learner": learner[0] if learner else None, "memory": memory[0] if memory else None}
+                cfg_path = f"{d}/deploy/{name}.yaml"
+                text = role_file(role, inv.role_config(hname, role), wiring)
+                if role == "learner" and len(learner_hosts) > 1:
+                    argv = multinode_learner(inv, hname, cfg_path, nproc=int(inv.role_config(hname, role).get("nproc", 1)))
+                else:
+                    argv = [py, "-m", "atlasrl.cli.main", role, "--config", cfg_path]
+                out.append(Proc(hname, name, role, argv, d, f"{h.address}:{mport}", cfg_path, text))
     return out
 
 
-def multinode_learner(inv: Inventory, hname: str, spec, coord: str, port: int, mport: int) -> list[str]:
+def multinode_learner(inv: Inventory, hname: str, cfg_path: str, nproc: int) -> list[str]:
     """torchrun on each learner host; the c10d rendezvous lives on the first learner host."""
     hosts = [n for n, h in inv.hosts.items() if "learner" in h.roles]
     first = inv.hosts[hosts[0]]
-    d = inv.host_dir(hname)
-    cfg = {"model": inv.model, "host": first.address, "port": port, "metrics_port": mport, "coordinator": coord,
-           "ckpt_dir": f"{d}/state/checkpoints", **{k.replace("-", "_"): v for k, v in spec.flags.items()}}
-    cfg_path = f"{d}/deploy/learner-config.json"
-    return ["/bin/sh", "-c", f"mkdir -p {shlex.quote(d)}/deploy && printf %s {shlex.quote(json.dumps(cfg))} > {cfg_path} && exec "
-            + shlex.join([inv.python_of(hname), "-m", "torch.distributed.run", f"--nnodes={len(hosts)}",
-                          f"--nproc-per-node={spec.nproc}", "--rdzv-backend=c10d",
-                          f"--rdzv-endpoint={first.address}:{inv.rdzv_port}", f"--rdzv-id={inv.name}",
-                          "-m", "atlasrl.learner.main", cfg_path])]
+    return [inv.python_of(hname), "-m", "torch.distributed.run", f"--nnodes={len(hosts)}", f"--nproc-per-node={nproc}",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint={first.address}:{inv.rdzv_port}", f"--rdzv-id={inv.name}",
+            "-m", "atlasrl.learner.main", cfg_path]
 
 
 def systemd_unit(p: Proc) -> str:
@@ -155,7 +144,8 @@ def host_script(inv: Inventory, host: str, action: str) -> str:
         unit_path = f"/etc/systemd/system/{p.unit}.service"
         run_sh, pidf = f"$D/deploy/{p.unit}.sh", f"$D/deploy/{p.unit}.pid"
         if action == "start":
-            lines += ['if [ "$MODE" = systemd ]; then',
+            lines += [f"cat > {shlex.quote(p.config_path)} <<'YAML'\n{p.config_text}YAML",
+                      'if [ "$MODE" = systemd ]; then',
                       f"cat > {unit_path} <<'UNIT'\n{systemd_unit(p)}UNIT",
                       f"systemctl daemon-reload && systemctl enable --now {p.unit}",
                       "else",

@@ -39,7 +39,9 @@ async def learner(tiny_engine):
 
 
 def actor_config(**kw) -> ActorConfig:
-    base = dict(model="tiny", num_envs=4, group_size=2, use_image=False, env_config=dict(SMALL_ENV))
+    # max_learner_backlog=0: the learner endpoint of these tests does not train unless a test makes it, so the
+    # default bound (one learner batch) would park the actor for good; the pacing tests set their own bound.
+    base = dict(model="tiny", num_envs=4, group_size=2, use_image=False, env_config=dict(SMALL_ENV), max_learner_backlog=0)
     base.update(kw)
     return ActorConfig(**base)
 

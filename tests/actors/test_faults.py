@@ -190,11 +190,13 @@ async def test_a_caller_giving_up_on_a_swap_does_not_lose_the_version(tiny_engin
         tiny_engine.update_weights(0, original.items())
 
 
-async def test_learner_backlog_paces_new_groups_until_it_trains(tiny_engine, env_server, learner):
+@pytest.mark.parametrize("setting", [4, None])
+async def test_learner_backlog_paces_new_groups_until_it_trains(tiny_engine, env_server, learner, setting):
     """Admission control: no new group starts while max_learner_backlog episodes are untrained (learner buffer +
-    unsent + in play); episodes already started finish (none is held mid-way), and training reopens admission."""
-    bound = 4
-    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=bound,
+    unsent + in play); episodes already started finish (none is held mid-way), and training reopens admission.
+    None (the default): the bound is one learner batch, the batch_episodes its TrajectoryInfo reports."""
+    bound = setting if setting is not None else learner.cfg.batch_episodes
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, max_learner_backlog=setting,
                        info_interval_s=0.2, pacing_poll_s=0.05)
     parts = await start_actor(cfg, engine=tiny_engine)
     try:

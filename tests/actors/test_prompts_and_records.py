@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from atlasrl import codec
-from atlasrl.actors.config import ActorConfig, parse_kv
+from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.groups import SeedSchedule
 from atlasrl.actors.prompts import MemoryHints, PastTurn, PromptBuilder
+from atlasrl.cli.from_model import parse_kv
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
 SPEC = env_pb2.EnvSpec(env_id="frozenlake", family="frozenlake", valid_actions=["Up", "Down", "Left", "Right"],

@@ -18,7 +18,7 @@ DEPLOY = ROOT / "docker-free-deploy"
 sys.path.insert(0, str(DEPLOY))
 
 from atlasdeploy.inventory import InventoryError, load_inventory
-from atlasdeploy.render import processes, systemd_unit
+from atlasdeploy.render import host_script, processes, systemd_unit
 
 from atlasrl.clients.coordinator import CoordinatorClient
 from atlasrl.v1 import coordinator_pb2 as pb
@@ -74,10 +74,10 @@ async def test_three_local_hosts_start_restart_stop(tmp_path):
     venv = str(Path(sys.executable).parent.parent)
     hosts = {
         "ctl": {"ssh": "local", "remote_dir": str(tmp_path / "ctl"), "venv": venv,
-                "roles": {"coordinator": {"port": ports[0], "metrics_port": ports[1], "flags": {"lease-ttl-s": 2.0}}}},
+                "roles": {"coordinator": {"port": ports[0], "metrics_port": ports[1], "config": {"lease_ttl_s": 2.0}}}},
         "env-a": {"ssh": "local", "remote_dir": str(tmp_path / "env-a"), "venv": venv,
                   "roles": {"envserver": {"count": 2, "port": ports[2], "metrics_port": ports[4],
-                                          "flags": {"env": "frozenlake", "workers": 0, "max-envs": 8}}}},
+                                          "config": {"envs": ["frozenlake"], "workers": 0, "max_envs": 8}}}},
         "mem": {"ssh": "local", "remote_dir": str(tmp_path / "mem"), "venv": venv,
                 "roles": {"memory": {"port": ports[6], "metrics_port": ports[7]}}},
     }
@@ -131,21 +131,27 @@ def test_systemd_unit_and_multinode_learner(tmp_path):
     hosts = {
         "ctl": {"ssh": "u@10.9.0.1", "address": "10.9.0.1", "roles": {"coordinator": {"port": 50050, "metrics_port": 9100}}},
         "gpu-0": {"ssh": "u@10.9.0.2", "address": "10.9.0.2",
-                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "nproc": 8, "flags": {"algo": "grpo", "lr": 1e-6}}}},
+                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "config": {"nproc": 8, "lr": 1e-6}}}},
         "gpu-1": {"ssh": "u@10.9.0.3", "address": "10.9.0.3",
-                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "nproc": 8, "flags": {"algo": "grpo", "lr": 1e-6}}}},
+                  "roles": {"learner": {"port": 50052, "metrics_port": 9102, "config": {"nproc": 8, "lr": 1e-6}}}},
     }
-    inv = load_inventory(write_inventory(tmp_path, hosts, model="/models/m"))
+    inv = load_inventory(write_inventory(tmp_path, hosts, model="/models/m", config={"learner": {"algo": "grpo", "lr": 1e-5}}))
     procs = {p.name: p for p in processes(inv)}
     l0, l1 = procs["learner-0"], procs["learner-1"]
     for p in (l0, l1):
-        script = p.argv[-1]
-        assert "--nnodes=2" in script and "--nproc-per-node=8" in script and "--rdzv-endpoint=10.9.0.2:29400" in script
-        assert "--rdzv-id=t" in script and "-m atlasrl.learner.main" in script
-        assert '"coordinator": "10.9.0.1:50050"' in script and '"host": "10.9.0.2"' in script
+        argv = " ".join(p.argv)
+        assert "--nnodes=2" in argv and "--nproc-per-node=8" in argv and "--rdzv-endpoint=10.9.0.2:29400" in argv
+        assert "--rdzv-id=t" in argv and argv.endswith(f"-m atlasrl.learner.main {p.config_path}")
+        learner = yaml.safe_load(p.config_text)   # inventory-wide settings < the host's < deploy's wiring
+        assert (learner["algo"], learner["lr"], learner["nproc"], learner["model"]) == ("grpo", 1e-6, 8, "/models/m")
+        assert learner["coordinator"] == "10.9.0.1:50050" and learner["host"] == "10.9.0.2"
     unit = systemd_unit(procs["coordinator"])
     assert "Restart=on-failure" in unit and "KillMode=control-group" in unit
-    assert "ExecStart=" + str(tmp_path / "default") + "/.venv/bin/python -m atlasrl.cli.main coordinator --host 10.9.0.1" in unit
+    coord = procs["coordinator"]
+    assert f"ExecStart={tmp_path / 'default'}/.venv/bin/python -m atlasrl.cli.main coordinator --config {coord.config_path}" in unit
+    assert yaml.safe_load(coord.config_text)["server"] == {**yaml.safe_load(coord.config_text)["server"], "host": "10.9.0.1",
+                                                           "port": 50050, "metrics_port": 9100}
+    assert f"cat > {coord.config_path} <<'YAML'" in host_script(inv, "ctl", "start")
 
 
 @pytest.mark.parametrize("change,words", [
@@ -154,6 +160,10 @@ def test_systemd_unit_and_multinode_learner(tmp_path):
     (lambda h: h["ctl"]["roles"]["coordinator"].update(port=0), "hosts.ctl.roles.coordinator.port"),
     (lambda h: h["ctl"]["roles"].update(memory={"port": 50050, "metrics_port": 9200}), "share a port"),
     (lambda h: h["ctl"]["roles"].update(trainer={"port": 1, "metrics_port": 2}), "hosts.ctl.roles.trainer"),
+    (lambda h: h["ctl"]["roles"]["coordinator"].update(config={"lease_ttl": 3}),
+     "hosts.ctl.roles.coordinator.config.lease_ttl: Extra inputs are not permitted"),
+    (lambda h: h["ctl"]["roles"]["coordinator"].update(config={"lease_ttl_s": -1}),
+     "hosts.ctl.roles.coordinator.config.lease_ttl_s: Input should be greater than 0.1"),
 ])
 def test_inventory_errors_name_the_key(tmp_path, change, words):
     hosts = {"ctl": {"roles": {"coordinator": {"port": 50050, "metrics_port": 9100}}}}
@@ -167,4 +177,4 @@ def test_example_inventory_is_valid_and_plan_runs():
     out = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(DEPLOY / "inventory.example.yaml"), "plan"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("atlasrl-envserver-") == 4 and "--nproc 8" in out.stdout
+    assert out.stdout.count("atlasrl-envserver-") == 4 and "nproc=8" in out.stdout and "lr=1e-06" in out.stdout

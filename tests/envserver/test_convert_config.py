@@ -51,10 +51,10 @@ def test_jsonable():
 
 def test_config_validation():
     cfg = EnvServerConfig(envs="sokoban, maniskill", devices="0,1")
-    assert cfg.envs == ["sokoban", "maniskill"] and cfg.workers == 2
+    assert cfg.envs == ["sokoban", "maniskill"] and cfg.workers is None and cfg.worker_count() == 2
     assert cfg.allows("maniskill:PickCube-v1") and cfg.allows("sokoban") and not cfg.allows("frozenlake")
     assert EnvServerConfig().allows("anything")
-    with pytest.raises(ValidationError, match="fewer than the 3 --devices"):
+    with pytest.raises(ValidationError, match="fewer than the 3 devices"):
         EnvServerConfig(workers=2, devices=["0", "1", "2"])
     with pytest.raises(ValidationError):
         EnvServerConfig(max_envs=0)

@@ -12,16 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_file_then_overrides(tmp_path):
     f = tmp_path / "run.toml"
-    f.write_text('[actor]\nnum_envs = 16\ngroup_size = 8\n[envserver]\nworkers = 3\nenv_config = {text_mode = "grid"}\n')
-    cfg = load_config(f, ["actor.num_envs=24", "run.display=false", "learner.args=[--lr, '1e-5']"])
+    f.write_text('[actor]\nnum_envs = 16\ngroup_size = 8\nenv_config = {text_mode = "grid"}\n[envserver]\nworkers = 3\n')
+    cfg = load_config(f, ["actor.num_envs=24", "run.display=false", "learner.lr=1e-5"])
     assert (cfg.actor.num_envs, cfg.actor.group_size, cfg.envserver.workers) == (24, 8, 3)
-    assert cfg.envserver.env_config == {"text_mode": "grid"} and cfg.run.display is False
-    assert cfg.learner.args == ["--lr", "1e-5"]
+    assert cfg.actor.env_config == {"text_mode": "grid"} and cfg.run.display is False
+    assert cfg.learner.lr == 1e-5 and cfg.learner.algo == "gigpo"   # the preset's, under the file
 
 
 def test_yaml_and_round_trip(tmp_path):
     f = tmp_path / "run.yaml"
-    f.write_text("run:\n  duration_s: 30\nactor:\n  count: 2\n")
+    f.write_text("run:\n  duration_s: 30\nprocesses:\n  actors: 2\n")
     cfg = load_config(f)
     out = tmp_path / "resolved.yaml"
     out.write_text(dump_config(cfg))
@@ -35,6 +35,8 @@ def test_yaml_and_round_trip(tmp_path):
     (["actor.num_envs=6"], "must be a multiple of actor.group_size"),
     (["run.eval_seed_start=5"], "eval seeds must be held out"),
     (["coordinator.lease_ttl_s=-1"], "coordinator.lease_ttl_s: Input should be greater than 0.1"),
+    (["coordinator.max_staleness=3"], "must agree"),
+    (["learner.batch_episodes=32", "actor.max_learner_backlog=16"], "actors would wait for a batch"),
     (["nosection"], "expected section.key=value"),
     (["actor=3"], "key must be section.key"),
 ])
@@ -51,9 +53,11 @@ def test_bad_files(tmp_path):
     bad.write_text("[actor\n")
     with pytest.raises(ConfigError, match="does not parse"):
         load_config(bad)
-    (tmp_path / "x.json").write_text("{}")
+    (tmp_path / "x.ini").write_text("{}")
     with pytest.raises(ConfigError, match=r"use .toml"):
-        load_config(tmp_path / "x.json")
+        load_config(tmp_path / "x.ini")
+    with pytest.raises(ConfigError, match=r"unknown preset 'nope'.*frozenlake-tiny"):
+        load_config(preset="nope")
 
 
 def test_cli_config_show_and_error_exit():
@@ -62,7 +66,7 @@ def test_cli_config_show_and_error_exit():
     ok = subprocess.run([sys.executable, "-c", code, "config", "show", "--set", "actor.num_envs=12", "--env", "sokoban"],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
-    assert "num_envs: 12" in ok.stdout and "env: sokoban" in ok.stdout
+    assert "num_envs: 12" in ok.stdout and "env_id: sokoban" in ok.stdout
     bad = subprocess.run([sys.executable, "-c", code, "config", "show", "--set", "actor.group_size=-2"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "actor.group_size" in bad.stderr
@@ -74,80 +78,84 @@ def test_importable_without_torch():
     assert r.returncode == 0, r.stderr
 
 
+def plan_files(tmp_path, name, *sets) -> dict:
+    """{process name: its <name>.yaml as a dict} of the plan `atlasrl up` would start with these overrides."""
+    import yaml
+
+    from atlasrl.up.plan import build_plan
+    from atlasrl.up.rundir import RunDir
+
+    cfg = load_config(None, [f"run.run_dir={tmp_path / name}", *sets])
+    plan = build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path))
+    for p in plan.all():   # each process is started with exactly its file
+        assert p.argv[-2:] == ["--config", str(plan.config_files[p.name])], p.argv
+    return {n: yaml.safe_load(f.read_text()) for n, f in plan.config_files.items()}
+
+
 def test_plan_gives_memory_shaping_the_learners_step_discount(tmp_path):
     """Shaping telescopes in GiGPO's step returns only when both use one discount."""
-    from atlasrl.up.plan import build_plan
-    from atlasrl.up.rundir import RunDir
-
-    cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", "learner.step_gamma=0.9"])
-    plan = build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path))
-    argv = {p.name: p.argv for p in plan.all()}
-    flag = lambda name, key: argv[name][argv[name].index(key) + 1]  # noqa: E731 - a one-line helper
-    assert flag("learner", "--step-gamma") == flag("memory", "--gamma") == "0.9"
-    grpo = load_config(None, [f"run.run_dir={tmp_path / 'grpo'}", "learner.step_gamma=0.9", "learner.algo=grpo"])
-    argv = {p.name: p.argv for p in build_plan(grpo, RunDir.create(grpo), model_dir=str(tmp_path)).all()}
-    assert flag("memory", "--gamma") == "1.0"   # GRPO's episode return is undiscounted
+    files = plan_files(tmp_path, "gigpo", "learner.step_gamma=0.9")
+    assert files["learner"]["step_gamma"] == files["memory"]["shaping"]["gamma"] == 0.9
+    files = plan_files(tmp_path, "grpo", "learner.step_gamma=0.9", "learner.algo=grpo")
+    assert files["memory"]["shaping"]["gamma"] == 1.0   # GRPO's episode return is undiscounted
 
 
-def test_plan_passes_memory_shaping_switch_to_actors(tmp_path):
-    from atlasrl.up.plan import build_plan
-    from atlasrl.up.rundir import RunDir
+def test_plan_wires_every_process(tmp_path):
+    files = plan_files(tmp_path, "run", "processes.envservers=2", "processes.actors=2", "actor.memory_shaping=false")
+    assert set(files) == {"coordinator", "envserver-0", "envserver-1", "memory", "learner", "actor-0", "actor-1"}
+    envs = [f"{f['host']}:{f['port']}" for n, f in files.items() if n.startswith("envserver")]
+    learner = f"{files['learner']['host']}:{files['learner']['port']}"
+    coord = f"{files['coordinator']['server']['host']}:{files['coordinator']['server']['port']}"
+    for i in range(2):
+        a = files[f"actor-{i}"]
+        assert a["envs"] == envs and a["learner"] == learner and a["coordinator"] == coord and a["actor_id"] == f"actor-{i}"
+        assert a["memory_shaping"] is False and a["spool_dir"] == str(tmp_path / "run" / "spool")
+        assert a["seed_start"] == i * 1_000_000
+    assert all(f.get("coordinator", coord) == coord for n, f in files.items() if n != "coordinator")
+    ports = [f["port"] for n, f in files.items() if n != "coordinator" and n != "memory"]
+    assert len(set(ports)) == len(ports)
+    assert files["coordinator"]["reopen_stopped"] is True   # reusing a run directory is a new launch
 
-    for value, flag in (("true", "--memory-shaping"), ("false", "--no-memory-shaping")):
-        cfg = load_config(None, [f"run.run_dir={tmp_path / value}", f"memory.shaping={value}"])
-        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
-        assert flag in actor.argv and "--memory" in actor.argv
+
+def test_fixed_ports_come_from_the_role_sections(tmp_path):
+    files = plan_files(tmp_path, "fixed", "processes.fixed_ports=true", "processes.envservers=2", "envserver.port=61000",
+                       "envserver.metrics_port=61100", "learner.port=61200")
+    assert [files[f"envserver-{i}"]["port"] for i in range(2)] == [61000, 61001]
+    assert [files[f"envserver-{i}"]["metrics_port"] for i in range(2)] == [61100, 61101]
+    assert files["learner"]["port"] == 61200 and files["coordinator"]["server"]["port"] == 50050
+    free = plan_files(tmp_path, "free", "envserver.port=61000")
+    assert free["envserver-0"]["port"] != 61000   # by default every process takes a free port
 
 
 def test_bare_prompt_for_the_tiny_model_only_and_the_same_in_training_and_eval(tmp_path):
-    from atlasrl.up.evaluation import run_eval  # noqa: F401 - eval builds its argv from the same prompt_flags
-    from atlasrl.up.plan import build_plan, prompt_flags
+    import yaml
+
+    from atlasrl.up.plan import eval_file
     from atlasrl.up.rundir import RunDir
 
     cases = (([], True), ([f"model.path={tmp_path}"], False), ([f"model.path={tmp_path}", "actor.bare_prompt=true"], True),
              (["actor.bare_prompt=false"], False))
     for i, (sets, bare) in enumerate(cases):
+        actor = plan_files(tmp_path, str(i), *sets)["actor-0"]
         cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
-        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
-        assert ("--bare-prompt" in actor.argv) is bare, sets
-        assert ("--bare-prompt" in prompt_flags(cfg)) is bare
-        turns = prompt_flags(cfg)[prompt_flags(cfg).index("--context-turns") + 1]
-        assert turns == "1" and actor.argv[actor.argv.index("--context-turns") + 1] == turns
+        ev = yaml.safe_load(eval_file(cfg, RunDir(tmp_path / str(i)), "after", tmp_path, ["x:1"], tmp_path / "o").read_text())
+        assert actor["bare_prompt"] is bare and ev["bare_prompt"] is bare, sets
+        for key in ("context_turns", "action_mode", "env_id", "env_config", "engine", "system_prompt", "context_images"):
+            assert ev[key] == actor[key], key   # the eval builds the prompts training used
+        assert actor["context_turns"] == 1 and ev["seed_start"] == cfg.run.eval_seed_start
 
 
 def test_actor_backlog_is_one_learner_batch_unless_set(tmp_path):
-    from atlasrl.up.plan import build_plan
-    from atlasrl.up.rundir import RunDir
-
-    cases = (([], "16"), (["learner.batch_episodes=32"], "32"), (["actor.max_learner_backlog=0"], "0"),
-             (["actor.max_learner_backlog=48"], "48"))
-    for i, (sets, backlog) in enumerate(cases):
-        cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
-        actor = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "actor")
-        assert actor.argv[actor.argv.index("--max-learner-backlog") + 1] == backlog, sets
+    for i, (sets, backlog) in enumerate(((["learner.batch_episodes=32"], None), (["actor.max_learner_backlog=0"], 0),
+                                         (["actor.max_learner_backlog=48"], 48))):
+        assert plan_files(tmp_path, str(i), *sets)["actor-0"]["max_learner_backlog"] == backlog, sets
     with pytest.raises(ConfigError, match=r"actor.max_learner_backlog"):
         load_config(None, [f"run.run_dir={tmp_path / 'bad'}", "actor.max_learner_backlog=-1"])
 
 
 def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
-    from atlasrl.up.plan import build_plan
-    from atlasrl.up.rundir import RunDir
-
-    cases = (([], ["--lr-final", "0.0001", "--lr-decay-updates", "700"]),
-             (["learner.lr_final=null", "learner.entropy_coef_final=0.1", "learner.entropy_decay_updates=400"],
-              ["--entropy-coef-final", "0.1", "--entropy-decay-updates", "400"]))
-    for i, (sets, flags) in enumerate(cases):
-        cfg = load_config(None, [f"run.run_dir={tmp_path / str(i)}", *sets])
-        argv = next(p for p in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).all() if p.role == "learner").argv
-        named = ("--lr-final", "--lr-decay-updates", "--entropy-coef-final", "--entropy-decay-updates")
-        got = [a for k, a in enumerate(argv) if a in named or (k and argv[k - 1] in named)]
-        assert got == flags, sets
-
-
-def test_up_reopens_a_run_its_last_launch_stopped(tmp_path):
-    """Reusing a run directory resumes it: the coordinator, whose state the last launch left STOPPING, reopens it."""
-    from atlasrl.up.plan import build_plan
-    from atlasrl.up.rundir import RunDir
-
-    cfg = load_config(None, [f"run.run_dir={tmp_path}"])
-    assert "--reopen-stopped" in build_plan(cfg, RunDir.create(cfg), model_dir=str(tmp_path)).coordinator.argv
+    learner = plan_files(tmp_path, "a")["learner"]
+    assert (learner["lr_final"], learner["lr_decay_updates"], learner["entropy_coef_final"]) == (1e-4, 700, None)
+    learner = plan_files(tmp_path, "b", "learner.lr_final=null", "learner.entropy_coef_final=0.1",
+                         "learner.entropy_decay_updates=400")["learner"]
+    assert (learner["lr_final"], learner["entropy_coef_final"], learner["entropy_decay_updates"]) == (None, 0.1, 400)

@@ -107,12 +107,10 @@ async def faults(run: UpRun) -> None:
 
 @pytest.mark.skipif(not all(role_available(r) for r in ROLES), reason="needs every role's CLI")
 async def test_run_survives_kills_of_every_role(tmp_path):
-    learner_cfg = tmp_path / "learner.json"
-    learner_cfg.write_text(json.dumps({"ckpt_every": 3}))
     cfg = load_config(None, [
         f"run.run_dir={tmp_path / 'run'}", "run.duration_s=900", "run.eval_episodes=0", "run.display=false",
         "run.stop_timeout_s=10", "run.max_restarts=3", "coordinator.lease_ttl_s=3", "coordinator.max_staleness=2",
-        "actor.num_envs=4", "actor.group_size=2", "actor.nice=0", "learner.batch_episodes=4", f"learner.args=[--config, '{learner_cfg}']",
+        "actor.num_envs=4", "actor.group_size=2", "actor.nice=0", "learner.batch_episodes=4", "learner.ckpt_every=3",
     ])
     run = UpRun(cfg, fault_hook=faults)
     summary = await run.run()
