@@ -184,7 +184,7 @@ def evaluate(view, holes: set, visits: np.ndarray, entered: np.ndarray, size: in
 def save_pngs(out: Path, tag: str, view, frame) -> None:
     from PIL import Image
 
-    from atlasrl.memory.overlay import heatmap, overlay
+    from atlasrl.atlas_image import heatmap, overlay
 
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(heatmap(view.danger, (255, 60, 40))).save(out / f"{tag}_danger.png")

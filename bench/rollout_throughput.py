@@ -8,7 +8,9 @@ turn, choice mode) and batch size:
   local      the actor's RolloutLoop over in-process envs (protos and codec, no gRPC);
   grpc-1     the actor's RolloutLoop against 1 `atlasrl envserver` process;
   grpc-2     the same against 2 env server processes (sessions split between them).
-The platform overhead is bare / grpc-1 in env steps/s (1.0 = free). Modes run
+The platform overhead is bare / grpc-1 in env steps/s (1.0 = free). The memory
+channels (risk words, the per-turn overlay, exemplars: atlasrl/actors/memory_view.py)
+are timed per turn on their own and set against the grpc-1 turn. Modes run
 after a warm-up, interleaved over several rounds; the best round of each is
 reported (noise on a shared machine only ever slows a run down). Prints a
 table and one JSON line. Numbers are of this machine at this moment: compare
@@ -182,6 +184,34 @@ async def main_async(args) -> dict:
     return {m: max(rs, key=lambda r: r["env_steps_per_s"]) for m, rs in rounds.items()}
 
 
+def memory_channel_costs(image_px: int = 128, calls: int = 2000) -> dict[str, float]:
+    """Microseconds per turn that each memory channel adds to prompt building (a 4x4 atlas, one frame)."""
+    import numpy as np
+
+    from atlasrl import codec
+    from atlasrl.actors.memory_view import TurnView
+    from atlasrl.v1 import env_pb2
+
+    rng = np.random.default_rng(0)
+    danger, affinity = rng.random((4, 4)).astype(np.float32), rng.random((4, 4)).astype(np.float32)
+    obs = env_pb2.Observation(text="Goal: 2 down, 1 right.\nUp: edge\nDown: ice\nLeft: ice\nRight: hole",
+                              agent=env_pb2.GridCoord(row=0, col=1))
+    obs.images.append(codec.encode(rng.integers(0, 255, (image_px, image_px, 3), dtype=np.uint8), "frame"))
+    exemplars = [(rng.integers(0, 255, (image_px, image_px, 3), dtype=np.uint8), "success") for _ in range(2)]
+    views = {"skills": TurnView(danger, affinity, skills=["avoid (1,1)."]),
+             "risk": TurnView(danger, affinity, risk=True),
+             "overlay": TurnView(danger, affinity, overlay=True),
+             "exemplars-2": TurnView(danger, affinity, exemplars=exemplars)}
+    out = {}
+    for name, view in views.items():
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            view.annotate(obs)
+            view.hints(obs)
+        out[name] = (time.perf_counter() - t0) / calls * 1e6
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num-envs", type=int, default=16)
@@ -191,11 +221,17 @@ def main() -> None:
     ap.add_argument("--arch", default="qwen2", choices=["qwen2", "qwen2.5-vl"])
     args = ap.parse_args()
     results = asyncio.run(main_async(args))
+    channels = memory_channel_costs()
     base = results.get("bare", results["local"])
     print(f"{'mode':8s} {'env steps/s':>12s} {'tokens/s':>10s} {'vs baseline':>12s} {'steps':>6s} {'dropped':>8s}")
     for mode, r in results.items():
         print(f"{mode:8s} {r['env_steps_per_s']:12.1f} {r['tokens_per_s']:10.1f} "
               f"{r['env_steps_per_s'] / base['env_steps_per_s']:12.2f} {r['steps']:6d} {r['dropped']:8d}")
+    turn_us = 1e6 / results["grpc-1"]["env_steps_per_s"] * args.num_envs   # one batched turn of all sessions
+    per_session_us = 1e6 / results["grpc-1"]["env_steps_per_s"]
+    print(f"\n{'memory channel':16s} {'us/turn':>9s} {'vs grpc-1 turn':>15s}")
+    for name, us in channels.items():
+        print(f"{name:16s} {us:9.1f} {us / per_session_us:15.3f}")
     summary = {
         "bench": "rollout_throughput", "arch": args.arch, "num_envs": args.num_envs, "batches": args.batches,
         **{f"{m}_env_steps_per_s": round(r["env_steps_per_s"], 2) for m, r in results.items()},
@@ -203,6 +239,9 @@ def main() -> None:
         "overhead_ratio_baseline_over_grpc1": round(base["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "speedup_grpc2_over_grpc1": round(results["grpc-2"]["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "baseline": "bare" if "bare" in results else "local",
+        "memory_channel_us_per_turn": {k: round(v, 1) for k, v in channels.items()},
+        "memory_channel_vs_grpc1_turn": {k: round(v / per_session_us, 4) for k, v in channels.items()},
+        "grpc1_batched_turn_us": round(turn_us, 1),
     }
     print(json.dumps(summary))
 

@@ -87,10 +87,12 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch,
                                         spool=spool).start()
         weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version)
-    if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_shaping or cfg.memory_ingest):
+    if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_risk or cfg.memory_exemplars or cfg.memory_shaping
+                       or cfg.memory_ingest):
         from atlasrl.actors.memory_hints import MemoryAdvisor
 
-        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping)
+        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping,
+                               risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, on_miss=m.memory_misses.inc)
     policy = Policy(engine, cfg, weights=weights, metrics=m)
     await policy.start()
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)

@@ -84,6 +84,15 @@ class ActorConfig(BaseModel):
     """Which memory hints go into the prompt when a memory service is set."""
     memory_skills: int = Field(3, ge=0, le=32)
     """Text skills quoted at most per prompt."""
+    memory_risk: bool = False
+    """Each turn, append the memory's risk word for each neighbour cell to its line of a relative text observation
+    (``Down: ice (risk high)``; danger >= 0.5 high, >= 0.15 some, else low), read from the group's frozen atlas."""
+    memory_exemplars: int = Field(0, ge=0, le=8)
+    """Remembered frames in each prompt: the k stored success/failure frames most similar to the episode's first
+    frame, each with its outcome (VL models; 0 by default: a tiny model cannot read them)."""
+    max_prompt_images: int = Field(8, ge=1, le=64)
+    """Images one prompt may carry (the engine's budget, vLLM's limit_mm_per_prompt): context_images, the memory
+    overlay and memory_exemplars together must fit, checked at start-up."""
     memory_shaping: bool = True
     """Add MemoryService.Shape terms to the dense reward when a memory service is set."""
     shaping_scale: float = Field(1.0, ge=0.0, le=100.0)
@@ -132,6 +141,14 @@ class ActorConfig(BaseModel):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
         if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only
             raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
+        if self.use_image is False and self.memory_exemplars:
+            raise ValueError("memory_exemplars needs use_image (exemplars are frames)")
+        images = self.context_images + (self.memory_hints in ("overlay", "both")) + self.memory_exemplars
+        if images > self.max_prompt_images:
+            raise ValueError(f"context_images ({self.context_images}) + the memory overlay "
+                             f"({int(self.memory_hints in ('overlay', 'both'))}) + memory_exemplars "
+                             f"({self.memory_exemplars}) = {images} images exceed max_prompt_images "
+                             f"({self.max_prompt_images})")
         return self
 
 
@@ -152,6 +169,8 @@ def resolve_images(cfg: ActorConfig) -> ActorConfig:
         upd["use_image"] = vl
         if not vl and cfg.memory_hints in ("overlay", "both"):
             upd["memory_hints"] = "text" if cfg.memory_hints == "both" else "none"
+        if not vl and cfg.memory_exemplars:
+            upd["memory_exemplars"] = 0     # frames: a text-only model gets none
     return cfg.model_copy(update=upd) if upd else cfg
 
 

@@ -2,7 +2,7 @@
 
     advisor = MemoryAdvisor("127.0.0.1:50055", hints="text", max_skills=3, shaping=True)
     advice = await advisor.episode_start(spec, first_obs, group_id)   # one Query per GRPO group
-    advice.hints                                            # text skills and/or the atlas overlay (or None)
+    advice.text(obs), advice.hints(obs)                     # each turn: risk words, skills, overlay, exemplars
     advice.shape(obs, next_obs)                             # F = gamma*Phi(s') - Phi(s), computed locally
     advisor.ingest(episode)                                 # finished episode -> MemoryService.Ingest (background)
     await advisor.close()
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import grpc
 
 from atlasrl.actors.episode import EpisodeBuffer
+from atlasrl.actors.memory_view import TurnView
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
 from atlasrl.log import ReasonSummary
@@ -55,10 +56,18 @@ def _goal(obs: env_pb2.Observation) -> env_pb2.GridCoord | None:
 
 @dataclass
 class EpisodeAdvice:
-    """What the memory said at an episode's start: prompt hints and the episode's frozen shaper."""
+    """What the memory said at an episode's start: its view for the prompts and the episode's frozen shaper."""
 
-    hints: MemoryHints | None = None
+    view: TurnView | None = None
     shaper: EpisodeShaper | None = None
+
+    def text(self, obs: env_pb2.Observation) -> str:
+        """This turn's observation text, with the memory's risk words when that channel is on."""
+        return self.view.annotate(obs) if self.view is not None else obs.text
+
+    def hints(self, obs: env_pb2.Observation) -> MemoryHints | None:
+        """This turn's memory hints (skills, the overlay around the agent's cell, exemplars); None without."""
+        return self.view.hints(obs) if self.view is not None else None
 
     def shape(self, obs: env_pb2.Observation, next_obs: env_pb2.Observation, *, last: bool = False) -> float:
         """Shaping of the turn that led from ``obs`` to ``next_obs`` (0 without a shaper or grid cells). ``last``:
@@ -75,9 +84,14 @@ class EpisodeAdvice:
 
 class MemoryAdvisor:
     def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, shaping: bool = True,
-                 timeout_s: float = 2.0, ingest_queue: int = 256, ingest_batch: int = 16):
+                 risk: bool = False, exemplars: int = 0, timeout_s: float = 2.0, ingest_queue: int = 256,
+                 ingest_batch: int = 16, on_miss=None):
         self.address = address
         self.hint_mode = hints
+        self.risk = risk
+        self.exemplars = exemplars
+        self.misses = 0          # queries that failed: the episode went on with an empty view
+        self._on_miss = on_miss  # e.g. the actor's memory-miss counter
         self._rejections = ReasonSummary(log, "memory rejected episodes")   # a flood is one line per interval
         self.max_skills = max_skills
         self.shaping = shaping
@@ -95,7 +109,7 @@ class MemoryAdvisor:
     async def episode_start(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation, group_id: str = "") -> EpisodeAdvice:
         """The new episode's hints and (when shaping) its frozen potential: one Query per group (per episode
         without a ``group_id``), so that every member of a group is shaped with the same Phi."""
-        if self.hint_mode == "none" and not self.shaping:
+        if not self.wants_view and not self.shaping:
             return EpisodeAdvice()
         if not group_id:
             return await self._query(spec, obs)
@@ -106,34 +120,45 @@ class MemoryAdvisor:
                 self._groups.popitem(last=False)
         return await asyncio.shield(advice)
 
+    @property
+    def wants_view(self) -> bool:
+        return self.hint_mode != "none" or self.risk or self.exemplars > 0
+
     async def _query(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
         goal = _goal(obs)
-        want_overlay = self.hint_mode in ("overlay", "both")
+        overlay = self.hint_mode in ("overlay", "both")
+        # The overlay is drawn here each turn from the frozen maps (memory_view.py), not by the service once.
         q = memory_pb2.MemoryQuery(
             family=spec.family, layout_key=obs.layout_key, grid_rows=spec.grid_rows, grid_cols=spec.grid_cols,
-            agent=obs.agent, has_agent=obs.HasField("agent"), include_overlay=want_overlay,
+            agent=obs.agent, has_agent=obs.HasField("agent"), include_overlay=False, top_k=self.exemplars,
         )
         if goal is not None:
             q.goal.CopyFrom(goal)
             q.has_goal = True
-        if want_overlay and obs.images:
-            q.frame.CopyFrom(obs.images[0])
+        if self.exemplars and obs.images:
+            q.frame.CopyFrom(obs.images[0])      # what the exemplars are ranked by similarity to
         try:
             raw = await self._stub.Query(q, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: the family is new to the memory
                 self.failures += 1
+                self.misses += 1
+                if self._on_miss is not None:
+                    self._on_miss()
                 log.debug("memory query failed: %s", e.details())
             return EpisodeAdvice()
+        if not (raw.HasField("danger") and raw.HasField("affinity")):
+            return EpisodeAdvice()
+        maps = decode_view(raw)
         advice = EpisodeAdvice()
-        if self.hint_mode != "none":
-            advice.hints = MemoryHints()
-            if self.hint_mode in ("text", "both"):
-                advice.hints.skills = [s.text for s in raw.skills[: self.max_skills]]
-            if want_overlay and raw.HasField("overlay") and raw.overlay.data:
-                advice.hints.overlay = raw.overlay
-        if self.shaping and raw.HasField("danger") and raw.HasField("affinity"):
-            advice.shaper = decode_view(raw).shaper()
+        if self.wants_view:
+            exemplars = [(e["image"], f"{e['outcome']}" + (f" ({e['cause']})" if e["cause"] else "")
+                          + (f": {e['caption']}" if e["caption"] else "")) for e in maps.exemplars[: self.exemplars]]
+            advice.view = TurnView(maps.danger, maps.affinity, exemplars=exemplars, risk=self.risk, overlay=overlay,
+                                   skills=[s.text for s in raw.skills[: self.max_skills]]
+                                   if self.hint_mode in ("text", "both") else [])
+        if self.shaping:
+            advice.shaper = maps.shaper()
         return advice
 
     def ingest(self, episode: EpisodeBuffer) -> None:

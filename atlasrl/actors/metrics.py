@@ -27,6 +27,8 @@ class ActorMetrics:
         self.buffered = m.gauge("actor_unacked_episodes", "Episodes waiting for the learner's ack")
         self.weight_updates = m.counter("actor_weight_updates_total", "Weight versions swapped into the engine")
         self.env_reconnects = m.counter("actor_env_reconnects_total", "Env sessions re-opened after a server failure")
+        self.memory_misses = m.counter("actor_memory_misses_total", "Episode starts whose memory query failed (memory "
+                                       "unreachable or erroring): those episodes ran with an empty memory view")
         # Delivery accounting (atlasrl/clients/spool.py). Not actor_episodes_total: that one counts finished
         # episodes by success/failure, and dashboards divide its success by its sum.
         self.episode_outcomes = m.counter(

@@ -39,10 +39,11 @@ class PastTurn:
 
 @dataclass
 class MemoryHints:
-    """What the memory service offers for the current state."""
+    """The memory's view of the current state, for this turn's prompt (atlasrl/actors/memory_view.py)."""
 
     skills: list[str] = field(default_factory=list)
     overlay: np.ndarray | None = None
+    exemplars: list[tuple[np.ndarray, str]] = field(default_factory=list)   # (frame, caption), most similar first
 
 
 @dataclass
@@ -112,9 +113,13 @@ class PromptBuilder:
 
     def _content(self, text: str, frame, hints: MemoryHints | None, images: list) -> str | list[dict]:
         parts: list[dict] = []
-        if hints is not None and hints.overlay is not None and self.use_image:
-            parts += [{"type": "text", "text": "Memory map (red=danger, green=good):"}, {"type": "image"}]
-            images.append(hints.overlay)
+        if hints is not None and self.use_image:
+            for image, caption in hints.exemplars:
+                parts += [{"type": "text", "text": f"Remembered: {caption}"}, {"type": "image"}]
+                images.append(image)
+            if hints.overlay is not None:
+                parts += [{"type": "text", "text": "Memory map (red=danger, green=good):"}, {"type": "image"}]
+                images.append(hints.overlay)
         if frame is not None:
             parts.append({"type": "image"})
             images.append(frame)

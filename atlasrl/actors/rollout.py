@@ -182,7 +182,7 @@ class RolloutLoop:
     def _turn_input(self, slot: Slot) -> TurnInput:
         obs = slot.episode.last_obs
         frame = obs.images[0] if obs.images else None
-        prompt = slot.builder.build(slot.history, obs.text, frame, slot.advice.hints)
+        prompt = slot.builder.build(slot.history, slot.advice.text(obs), frame, slot.advice.hints(obs))
         spec = slot.builder.spec
         return TurnInput(prompt=prompt, choices=list(spec.valid_actions), max_actions=max(1, spec.max_actions_per_turn))
 

@@ -30,8 +30,8 @@ def register(debug_app: typer.Typer) -> None:
         import grpc
         from PIL import Image
 
+        from atlasrl.atlas_image import heatmap
         from atlasrl.clients.memory import SyncMemoryClient
-        from atlasrl.memory.overlay import heatmap
 
         goal_cell = tuple(int(x) for x in goal.split(",")) if goal else None
         with SyncMemoryClient(addr, timeout_s=10) as mem:

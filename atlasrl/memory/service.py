@@ -15,9 +15,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from atlasrl import codec
+from atlasrl.atlas_image import overlay
 from atlasrl.memory.config import MemoryConfig
 from atlasrl.memory.errors import MemoryInputError, TooLarge, UnknownFamily
-from atlasrl.memory.overlay import overlay
 from atlasrl.memory.records import check_cell, check_name, decode_frame, episode_from_record
 from atlasrl.memory.shaping import potential, shaping_terms
 from atlasrl.memory.snapshotter import Snapshotter

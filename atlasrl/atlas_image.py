@@ -1,4 +1,5 @@
-"""Heatmaps and atlas overlays as RGB images (for prompts, the debug client and benches).
+"""Heatmaps and atlas overlays as RGB images: one renderer for the memory service (Query overlays), the actor
+(its per-turn overlay from the group's frozen atlas), the debug client and the benches.
 
     img = overlay(frame, danger, affinity, agent=(3, 4))   # uint8 (H, W, 3)
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from atlasrl.memory.atlas import Cell
+Cell = tuple[int, int]
 
 
 def upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -31,17 +32,25 @@ def heatmap(grid: np.ndarray, colour: tuple[int, int, int], cell_px: int = 32) -
     return img
 
 
+def overlay_layers(danger: np.ndarray, affinity: np.ndarray, height: int, width: int,
+                   alpha: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, add) so that ``frame * keep + add`` is the tinted frame: they depend only on the maps and the frame
+    size, so a caller with fixed maps (the actor's frozen atlas) computes them once and tints every frame."""
+    d = upsample(np.clip(danger, 0, 1).astype(np.float32), height, width)
+    a = upsample(np.clip(affinity, 0, 1).astype(np.float32), height, width)
+    strength = alpha * np.maximum(d, a)[..., None]
+    tint = np.stack([255 * d, 255 * a, np.zeros_like(d)], -1) / np.maximum(np.maximum(d, a), 1e-6)[..., None]
+    return (1 - strength).astype(np.float32), (tint * strength).astype(np.float32)
+
+
 def overlay(frame: np.ndarray | None, danger: np.ndarray, affinity: np.ndarray, agent: Cell | None = None,
-            alpha: float = 0.6, cell_px: int = 32) -> np.ndarray:
+            alpha: float = 0.6, cell_px: int = 32, layers: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     rows, cols = danger.shape
     if frame is None:
         frame = np.full((rows * cell_px, cols * cell_px, 3), 40, np.uint8)
     h, w = frame.shape[:2]
-    d = upsample(np.clip(danger, 0, 1).astype(np.float32), h, w)
-    a = upsample(np.clip(affinity, 0, 1).astype(np.float32), h, w)
-    strength = alpha * np.maximum(d, a)[..., None]
-    tint = np.stack([255 * d, 255 * a, np.zeros_like(d)], -1) / np.maximum(np.maximum(d, a), 1e-6)[..., None]
-    out = frame.astype(np.float32) * (1 - strength) + tint * strength
+    keep, add = layers if layers is not None else overlay_layers(danger, affinity, h, w, alpha)
+    out = frame.astype(np.float32) * keep + add
     img = np.clip(out, 0, 255).astype(np.uint8)
     if agent is not None and 0 <= agent[0] < rows and 0 <= agent[1] < cols:
         y0, y1 = agent[0] * h // rows, max((agent[0] + 1) * h // rows - 1, agent[0] * h // rows)

@@ -1,0 +1,79 @@
+"""The memory's view of the current state, rebuilt every turn from the group's frozen atlas (no RPC per turn).
+
+    view = TurnView(danger, affinity, skills=[...], exemplars=[(frame, caption)], risk=True, overlay=True)
+    text = view.annotate(obs)        # "Down: ice" -> "Down: ice (risk high)" for each neighbour line
+    hints = view.hints(obs)          # skills, the overlay around the agent's current cell, exemplar frames
+
+One Query per GRPO group (MemoryAdvisor.episode_start) returns the maps; every member of the group then reads
+the same frozen maps on every turn, as its shaping does, so the prompts of a group differ only by what the
+members did. The channels are switches of ``ActorConfig``: ``memory_hints`` (text skills and/or the overlay),
+``memory_risk`` (risk words) and ``memory_exemplars`` (k remembered frames).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from atlasrl import codec
+from atlasrl.actors.prompts import MemoryHints
+from atlasrl.atlas_image import overlay as render_overlay
+from atlasrl.atlas_image import overlay_layers
+from atlasrl.v1 import env_pb2
+
+DIRECTIONS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
+RISK_HIGH = 0.5
+RISK_SOME = 0.15
+"""Danger-map thresholds of the risk words: high >= 0.5, some >= 0.15, else low (the map is in [0, 1])."""
+
+
+def risk_word(danger: float) -> str:
+    return "high" if danger >= RISK_HIGH else "some" if danger >= RISK_SOME else "low"
+
+
+@dataclass
+class TurnView:
+    """A group's frozen memory maps and what each turn's prompt shows of them."""
+
+    danger: np.ndarray
+    affinity: np.ndarray
+    skills: list[str] = field(default_factory=list)
+    exemplars: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    risk: bool = False
+    overlay: bool = False
+    _layers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def annotate(self, obs: env_pb2.Observation) -> str:
+        """The observation text with the risk word of each neighbour cell appended to its line ("Up: ice" ->
+        "Up: ice (risk low)"); lines of off-grid cells ("edge") and texts without neighbour lines are kept."""
+        text = obs.text
+        if not self.risk or not obs.HasField("agent"):
+            return text
+        rows, cols = self.danger.shape
+        out = []
+        for line in text.split("\n"):
+            name, sep, rest = line.partition(": ")
+            delta = DIRECTIONS.get(name)
+            if sep and delta is not None and rest != "edge":
+                r, c = obs.agent.row + delta[0], obs.agent.col + delta[1]
+                if 0 <= r < rows and 0 <= c < cols:
+                    line = f"{line} (risk {risk_word(float(self.danger[r, c]))})"
+            out.append(line)
+        return "\n".join(out)
+
+    def hints(self, obs: env_pb2.Observation) -> MemoryHints:
+        """Skills and exemplars as queried; the overlay drawn on this turn's frame around the agent's cell."""
+        picture = None
+        if self.overlay:
+            frame = codec.decode(obs.images[0]) if obs.images else None
+            if frame is not None and (frame.ndim != 3 or frame.shape[-1] != 3):
+                frame = None                                   # not an RGB frame: the overlay on its own canvas
+            agent = (obs.agent.row, obs.agent.col) if obs.HasField("agent") else None
+            layers = None
+            if frame is not None:   # the maps are frozen: their tint layers are computed once per frame size
+                key = frame.shape[:2]
+                if key not in self._layers:
+                    self._layers[key] = overlay_layers(self.danger, self.affinity, *key)
+                layers = self._layers[key]
+            picture = render_overlay(frame, self.danger, self.affinity, agent=agent, layers=layers)
+        return MemoryHints(skills=list(self.skills), overlay=picture, exemplars=list(self.exemplars))

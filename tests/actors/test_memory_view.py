@@ -1,0 +1,110 @@
+"""The memory's per-turn view in the prompt (risk words, overlay around the agent, exemplars), its start-up
+checks, and an actor that keeps acting through a memory outage and picks the memory up again."""
+import re
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from atlasrl import codec
+from atlasrl.actors.actor import start_actor, stop_actor
+from atlasrl.actors.config import ActorConfig
+from atlasrl.actors.memory_view import TurnView, risk_word
+from atlasrl.memory.config import MemoryConfig
+from atlasrl.memory.server import MemoryServer
+from atlasrl.rpc import ServerConfig
+from atlasrl.up.ports import free_ports
+from atlasrl.v1 import env_pb2
+
+from .conftest import actor_config
+
+
+def obs_at(row: int, col: int, text: str, frame: np.ndarray | None = None) -> env_pb2.Observation:
+    o = env_pb2.Observation(text=text, agent=env_pb2.GridCoord(row=row, col=col))
+    if frame is not None:
+        o.images.append(codec.encode(frame, "frame"))
+    return o
+
+
+def test_risk_words_follow_the_agent_and_the_danger_map():
+    danger = np.zeros((4, 4), np.float32)
+    danger[1, 1], danger[2, 0] = 0.9, 0.2
+    view = TurnView(danger, np.zeros_like(danger), risk=True)
+    text = "Goal: 3 down, 3 right.\nUp: edge\nDown: ice\nLeft: edge\nRight: ice"
+    assert view.annotate(obs_at(0, 1, text)).split("\n") == [
+        "Goal: 3 down, 3 right.", "Up: edge", "Down: ice (risk high)", "Left: edge", "Right: ice (risk low)"]
+    moved = view.annotate(obs_at(1, 0, "Up: ice\nDown: ice\nLeft: edge\nRight: ice"))
+    assert moved.split("\n") == ["Up: ice (risk low)", "Down: ice (risk some)", "Left: edge", "Right: ice (risk high)"]
+    assert TurnView(danger, danger, risk=False).annotate(obs_at(0, 1, text)) == text      # channel off: unchanged
+    assert [risk_word(x) for x in (0.0, 0.15, 0.49, 0.5)] == ["low", "some", "some", "high"]
+
+
+def test_the_overlay_is_redrawn_each_turn_around_the_agent():
+    rng = np.random.default_rng(0)
+    danger, affinity = rng.random((4, 4)).astype(np.float32), rng.random((4, 4)).astype(np.float32)
+    frame = np.full((64, 64, 3), 200, np.uint8)
+    view = TurnView(danger, affinity, overlay=True, skills=["avoid (1,1)."])
+    a, b = view.hints(obs_at(0, 0, "x", frame)), view.hints(obs_at(3, 3, "x", frame))
+    assert a.overlay.shape == frame.shape and a.skills == ["avoid (1,1)."]
+    yellow = np.array([255, 220, 0], np.uint8)
+    assert (a.overlay[0, 0] == yellow).all() and not (a.overlay[63, 63] == yellow).all()   # outline on the agent's cell
+    assert (b.overlay[63, 63] == yellow).all() and not (b.overlay[0, 0] == yellow).all()
+    assert TurnView(danger, affinity).hints(obs_at(0, 0, "x", frame)).overlay is None
+
+
+def test_exemplars_and_overlay_reach_the_prompt_images():
+    from atlasrl.actors.prompts import PromptBuilder
+
+    spec = env_pb2.EnvSpec(env_id="frozenlake", valid_actions=["Up", "Down"], instruction="go")
+    ex = [(np.zeros((8, 8, 3), np.uint8), "failure (hole)"), (np.ones((8, 8, 3), np.uint8), "success")]
+    view = TurnView(np.zeros((4, 4)), np.zeros((4, 4)), overlay=True, exemplars=ex)
+    frame = np.full((16, 16, 3), 9, np.uint8)
+    b = PromptBuilder(spec, use_image=True, context_turns=0)
+    p = b.build([], "Up: ice", frame, view.hints(obs_at(0, 0, "Up: ice", frame)))
+    assert len(p.images) == 4 and p.images[0] is ex[0][0] and p.images[-1] is frame
+    texts = [part["text"] for part in p.messages[-1]["content"] if part["type"] == "text"]
+    assert texts[:2] == ["Remembered: failure (hole)", "Remembered: success"]
+
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(use_image=True, context_images=6, memory_hints="overlay", memory_exemplars=2),
+     "context_images (6) + the memory overlay (1) + memory_exemplars (2) = 9 images exceed max_prompt_images (8)"),
+    (dict(use_image=False, memory_exemplars=1), "memory_exemplars needs use_image"),
+])
+def test_image_budget_is_checked_at_start_up(kw, words):
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        ActorConfig(**kw)
+
+
+async def test_actor_acts_through_a_memory_outage_and_recovers(tiny_engine, env_server, learner):
+    """Memory down mid-run: episodes go on with an empty view (misses counted); back on the same port: the risk
+    words return to the prompts."""
+    (port,) = free_ports(1)
+    memory = MemoryServer(MemoryConfig(server=ServerConfig(port=port)))
+    await memory.start()
+    cfg = actor_config(envs=[env_server.address], learner=learner.address, memory=memory.address,
+                       memory_hints="none", memory_risk=True, memory_shaping=True)
+    parts = await start_actor(cfg, engine=tiny_engine)
+    misses = parts.policy.m.memory_misses
+    try:
+        await parts.loop.run(max_episodes=16)        # the memory ingests: later groups get maps (risk words)
+        await parts.memory.flush(10)
+        with_memory = parts.loop.finished
+        await memory.stop(0)
+        await parts.loop.run(max_episodes=with_memory + 8)
+        assert parts.loop.finished >= with_memory + 8, "the actor stopped acting without its memory"
+        assert parts.memory.misses > 0 and misses._value.get() == parts.memory.misses
+        down_misses = parts.memory.misses
+        memory = MemoryServer(MemoryConfig(server=ServerConfig(port=port)))
+        await memory.start()
+        before = len(learner.episodes())
+        await parts.loop.run(max_episodes=parts.loop.finished + 16)
+        await parts.sender.flush(20)
+    finally:
+        await stop_actor(parts)
+        await memory.stop(0)
+    assert parts.memory.misses - down_misses <= cfg.num_envs   # episodes started while it came back, at most
+    later = learner.episodes()[before:]
+    prompts = [tiny_engine.tokenizer.decode(t.prompt_ids) for ep in later for t in ep.turns]
+    assert any("(risk " in p for p in prompts), "no risk word after the memory came back"
+    assert later and all(ep.turns for ep in later)
