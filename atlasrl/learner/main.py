@@ -29,7 +29,7 @@ from atlasrl.learner import checkpoint
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.learner.ledger import LEDGER_FILE, EpisodeLedger, next_version
 from atlasrl.learner.server import LearnerHost
-from atlasrl.learner.trainer import TrainBatch, Trainer
+from atlasrl.learner.trainer import TrainBatch, Trainer, backend_device
 from atlasrl.v1 import tensor_pb2
 from atlasrl.weight_codec import TensorBlob, encode_version
 
@@ -70,13 +70,11 @@ class StopFlag:
 
 def run(cfg: LearnerConfig) -> None:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
+    backend, device = backend_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=cfg.dist_timeout_s))
-    ctrl = dist.new_group(backend="gloo") if use_cuda else None   # control messages stay on CPU
+    dist.init_process_group(backend, timeout=timedelta(seconds=cfg.dist_timeout_s))
+    ctrl = dist.new_group(backend="gloo") if backend != "gloo" else None   # control messages (objects) stay on CPU
     stop = StopFlag()
     trainer = Trainer(cfg, rank, world, device)
     restored = checkpoint.load(trainer, cfg.ckpt_dir) if cfg.ckpt_dir else None

@@ -7,7 +7,14 @@
 
 Sharding: ``fully_shard`` on every block the model lists in ``_no_split_modules``
 (decoder layers, vision blocks), then on the root PolicyModel; bf16 parameters
-with fp32 reductions on GPU. An update: episodes are split across ranks whole,
+with fp32 reductions on GPU (FSDP2's ``MixedPrecisionPolicy``).
+
+Devices: model, gradients and optimizer state live on ``device``, the backend's
+device (``backend_device``: ``cuda:LOCAL_RANK`` under NCCL, the CPU under gloo);
+micro-batches are collated on the CPU and moved there for each pass, and every
+tensor the trainer hands to a collective is moved there first (``_all_reduce``):
+NCCL takes CUDA tensors only. tests/learner/test_device_discipline.py checks it
+on CPU with a stand-in device. An update: episodes are split across ranks whole,
 packed into micro-batches by token budget, and every rank runs the same number
 of forward/backward passes (missing ones are zero-weight copies) because each
 pass is a collective. Losses are token sums divided by the global token count,
@@ -63,6 +70,18 @@ def state_key(turn: trajectory_pb2.TurnRecord) -> bytes:
     if turn.state_key:
         return turn.state_key
     return hashlib.blake2b(b"".join(i.to_bytes(4, "little", signed=True) for i in turn.prompt_ids), digest_size=16).digest()
+
+
+def backend_device(local_rank: int = 0) -> tuple[str, torch.device]:
+    """The process group backend and this rank's device: NCCL on ``cuda:local_rank`` where CUDA is there, gloo on
+    the CPU otherwise. A rank without a GPU of its own is refused (more ranks than visible GPUs)."""
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        if local_rank >= n:
+            raise RuntimeError(f"learner.nproc: local rank {local_rank} has no GPU of its own: {n} visible "
+                               "(CUDA_VISIBLE_DEVICES, learner.devices); run one rank per GPU")
+        return "nccl", torch.device("cuda", local_rank)
+    return "gloo", torch.device("cpu")
 
 
 class Trainer:
@@ -124,7 +143,7 @@ class Trainer:
             for mbs in minibatches:
                 sums += self._optimizer_step(mbs, grad_norms)
         self.version += 1
-        dist.all_reduce(sums)
+        sums = self._all_reduce(sums)
         return self._summarise(sums, grad_norms, returns, time.perf_counter() - t0)
 
     def _group_advantages(self, episodes, mine: list[int], seqs: dict[int, list[Seq]]) -> None:
@@ -149,14 +168,40 @@ class Trainer:
         cfg = self.cfg
         groups = [[s for k, i in enumerate(mine) if k % cfg.minibatches == m for s in seqs[i]] for m in range(cfg.minibatches)]
         packed = [pack_micro_batches(g, cfg.micro_batch_tokens, share=cfg.share_rows) for g in groups]
-        counts = torch.tensor([len(p) for p in packed], dtype=torch.long)
-        dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+        counts = self._all_reduce(torch.tensor([len(p) for p in packed], dtype=torch.long), dist.ReduceOp.MAX)
         plan = []
         for p, n in zip(packed, counts.tolist()):
             real = [(self._collate(m), True) for m in p]
             filler = real[0][0] if real else self._collate([dummy_seq()])
             plan.append(real + [(filler, False)] * (n - len(real)))
         return plan
+
+    def _all_reduce(self, values: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+        """``values`` reduced over the ranks, back on the CPU. The collective runs on the backend's device (NCCL
+        refuses CPU tensors): the trainer's bookkeeping stays on the CPU and crosses over only here."""
+        on_device = values.to(self.device)
+        dist.all_reduce(on_device, op=op)
+        return on_device.cpu()
+
+    def misplaced(self) -> list[str]:
+        """Parameters, gradients and optimizer state not on the trainer's device type (empty when all is well)."""
+        def local(t: torch.Tensor) -> torch.Tensor:
+            return t.to_local() if isinstance(t, DTensor) else t
+
+        out = []
+        models = [("policy", self.policy)] + ([("ref", self.ref)] if self.ref is not None else [])
+        for label, model in models:
+            for name, p in model.named_parameters():
+                if local(p).device.type != self.device.type:
+                    out.append(f"{label} parameter {name} on {local(p).device}")
+                if p.grad is not None and local(p.grad).device.type != self.device.type:
+                    out.append(f"{label} gradient {name} on {local(p.grad).device}")
+        for i, state in enumerate(self.optimizer.state.values()):
+            for key, t in state.items():
+                # AdamW keeps its step counter on the CPU unless capturable/fused: a scalar, not state to move
+                if isinstance(t, torch.Tensor) and key != "step" and local(t).device.type != self.device.type:
+                    out.append(f"optimizer state {i}.{key} on {local(t).device}")
+        return out
 
     def _collate(self, seqs: list[Seq]) -> dict:
         return collate(seqs, self.info, share=self.cfg.share_rows)
@@ -194,11 +239,10 @@ class Trainer:
 
     def _optimizer_step(self, mbs: list[tuple[dict, bool]], grad_norms: list[float]) -> torch.Tensor:
         cfg = self.cfg
-        counts = torch.tensor([
+        counts = self._all_reduce(torch.tensor([
             sum(float((mb["loss_mask"] * (mb["episode_weight"] > 0)).sum()) for mb, real in mbs if real),
             sum(len(mb["seqs"]) for mb, real in mbs if real),
-        ], dtype=torch.float64)
-        dist.all_reduce(counts)
+        ], dtype=torch.float64))
         tok_norm = self.world / max(counts[0].item(), 1.0)
         seq_norm = self.world / max(counts[1].item(), 1.0)
         sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
