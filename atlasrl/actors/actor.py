@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from atlasrl.actors.config import ActorConfig, resolve_images
+from atlasrl.actors.config import ActorConfig, engine_config, resolve_images
 from atlasrl.actors.gate import FlowGate
 from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.rollout import RolloutLoop, env_clients
@@ -33,11 +33,15 @@ log = logging.getLogger("atlasrl.actor")
 
 
 def build_engine(cfg: ActorConfig):
-    from atlasrl.actors.engines import EngineConfig, make_engine
+    """The engine the actor's settings describe (``engine_config``: refused naming the key if this host cannot
+    honour them), on the GPUs of ``cfg.devices``."""
+    from atlasrl.actors.engines import make_engine
+    from atlasrl.devices import apply_devices
 
     if not cfg.model:
         raise ValueError("--model DIR is required (build one with `atlasrl model tiny --out DIR`)")
-    return make_engine(EngineConfig(kind=cfg.engine, model=cfg.model))
+    apply_devices(cfg.devices, "actor.devices")
+    return make_engine(engine_config(cfg))
 
 
 @dataclass
@@ -56,6 +60,11 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
                       metrics: ActorMetrics | None = None) -> ActorParts:
     from atlasrl.actors.policy import Policy
 
+    if engine is None:   # settings this host cannot honour stop the start here, before anything is serving
+        from atlasrl.devices import apply_devices
+
+        apply_devices(cfg.devices, "actor.devices")
+        engine_config(cfg)
     m = metrics or ActorMetrics()
     server = RpcServer(server_cfg or ServerConfig(), m.metrics)
     await server.start()

