@@ -52,3 +52,6 @@ class CountingWeights:
 
     async def GetLatest(self, request, context):
         return weights_pb2.WeightManifest()
+
+    async def Negotiate(self, request, context):
+        return weights_pb2.NegotiateReply(offered=[weights_pb2.WEIGHT_TRANSPORT_STREAM])

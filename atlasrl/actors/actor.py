@@ -95,7 +95,9 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
                                         observer=m.count_episodes)
         sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch,
                                         spool=spool).start()
-        weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version)
+        weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version,
+                                   transport=cfg.weight_transport, metrics=m.metrics)
+        await weights.negotiate()   # a transport the learner does not offer: start-up error naming the key
     if cfg.memory and (cfg.memory_hints != "none" or cfg.memory_risk or cfg.memory_exemplars or cfg.memory_shaping
                        or cfg.memory_ingest):
         from atlasrl.actors.memory_hints import MemoryAdvisor

@@ -37,6 +37,11 @@ class ActorConfig(BaseModel):
     """Memory service address; None = memory hints and shaping off."""
     coordinator: str | None = None
     """Coordinator address for registration, assignments and the staleness gate."""
+    weight_transport: Literal["stream", "delta", "collective"] = "stream"
+    """How weight versions reach this actor (the learner must offer it in learner.weight_transports, checked at
+    start-up): stream (full tensors on the gRPC stream), delta (XOR + zstd-1 against the version held, a full
+    resync after any refused version), collective (join the learner's torch.distributed weight group; versions
+    announced on the stream; falls back to the stream, logged and counted, when it cannot join)."""
 
     # -- policy ------------------------------------------------------------
     model: str = ""

@@ -106,10 +106,18 @@ class Policy:
             await asyncio.gather(self._swap, return_exceptions=True)
 
     async def _receive_weights(self) -> None:
-        async for wv in self.weights.versions():
-            if wv.version > self.engine.version or wv.lineage_reset:
-                self._latest = wv
-                self._arrived.set()
+        """Keep the newest verified version. A refused one (corrupt, out of order) never arrives here: the
+        subscriber counts it and resyncs, and the engine keeps acting with its last good version."""
+        try:
+            async for wv in self.weights.versions():
+                if wv.version > self.engine.version or wv.lineage_reset:
+                    self._latest = wv
+                    self._arrived.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("weight subscription ended; acting on with version %d", self.engine.version)
+            raise
 
     async def wait_for_version_above(self, version: int) -> None:
         """Block until a version newer than ``version`` is loaded (the staleness gate)."""

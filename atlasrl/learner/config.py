@@ -6,6 +6,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MiB = 1 << 20
+Transport = Literal["stream", "delta", "collective"]
+
+
+def _default_transports() -> list[Transport]:
+    return ["stream", "delta"]
+
 
 
 class LearnerConfig(BaseModel):
@@ -124,8 +130,25 @@ class LearnerConfig(BaseModel):
     """Stop after this many updates (None = until stopped)."""
 
     # --- weights ---
-    chunk_bytes: int = Field(1 * MiB, ge=1 * MiB, le=4 * MiB)
-    """Size of one weight chunk on the wire (1-4 MiB)."""
+    chunk_bytes: int = Field(4 * MiB, ge=1 * MiB, le=4 * MiB)
+    """Size of one weight chunk on the wire (1-4 MiB; larger chunks mean fewer messages per version)."""
+    weight_transports: list[Transport] = Field(default_factory=_default_transports, min_length=1)
+    """Weight transports offered to actors, each picked by an actor's weight_transport (docs/learner.md#weights):
+    stream (full tensors on the gRPC stream), delta (XOR + zstd-1 against the previous version on the same stream,
+    a full version on a miss), collective (a torch.distributed broadcast from this rank 0 to the actors, over a
+    group on a TCPStore at weight_collective_host:port; versions are still announced on the stream)."""
+    weight_collective_host: str | None = None
+    """Address the weight group's TCPStore binds and actors are told to reach (collective transport);
+    None = host. Actors must reach it and this host's gloo/NCCL ports."""
+    weight_collective_port: int = Field(0, ge=0, le=65535)
+    """TCPStore port of the weight group; 0 picks a free one (told to actors by WeightService.Negotiate)."""
+    weight_collective_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """Backend of the weight group: auto = nccl with CUDA, else gloo. Actors that cannot run it fall back to the stream."""
+    weight_collective_timeout_s: float = Field(60.0, gt=0)
+    """Group formation and each broadcast give up after this long: the round's members are evicted to the stream
+    and training goes on (the training loop waits for a round)."""
+    weight_collective_bucket_bytes: int = Field(64 * MiB, ge=1 * MiB, le=1 << 30)
+    """Consecutive tensors smaller than this are packed into one broadcast of at most this size."""
     wire_dtype: Literal["bf16", "fp32"] = "bf16"
     """dtype of published weights."""
     publish_token: str | None = None
@@ -148,6 +171,8 @@ class LearnerConfig(BaseModel):
             raise ValueError(f"clip_eps_high ({self.clip_eps_high}) must be >= clip_eps ({self.clip_eps})")
         if self.buffer_capacity < self.batch_episodes:
             raise ValueError(f"buffer_capacity ({self.buffer_capacity}) must be >= batch_episodes ({self.batch_episodes})")
+        if len(set(self.weight_transports)) != len(self.weight_transports):
+            raise ValueError(f"weight_transports lists a transport twice: {self.weight_transports}")
         if self.minibatches > self.batch_episodes:
             raise ValueError(f"minibatches ({self.minibatches}) must be <= batch_episodes ({self.batch_episodes})")
         return self

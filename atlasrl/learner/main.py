@@ -31,7 +31,7 @@ from atlasrl.learner.ledger import LEDGER_FILE, EpisodeLedger, next_version
 from atlasrl.learner.server import LearnerHost
 from atlasrl.learner.trainer import TrainBatch, Trainer, backend_device
 from atlasrl.v1 import tensor_pb2
-from atlasrl.weight_codec import TensorBlob, encode_version
+from atlasrl.weight_codec import TensorBlob
 
 log = logging.getLogger("atlasrl.learner")
 WIRE = {"bf16": (torch.bfloat16, tensor_pb2.DTYPE_BFLOAT16), "fp32": (torch.float32, tensor_pb2.DTYPE_FLOAT32)}
@@ -43,14 +43,15 @@ def tensor_blob(name: str, t: torch.Tensor, wire: int) -> TensorBlob:
 
 
 def publish(trainer: Trainer, host: LearnerHost | None, cfg: LearnerConfig) -> float:
-    """Gather full tensors (collective), encode and publish on rank 0; returns seconds."""
+    """Gather full tensors (collective), encode and publish on rank 0 by every offered transport; returns seconds."""
     t0 = time.perf_counter()
     dtype, wire = WIRE[cfg.wire_dtype]
-    blobs = [tensor_blob(name, t, wire) for name, t in trainer.full_tensors(dtype) if t is not None]
+    full = [(name, t) for name, t in trainer.full_tensors(dtype) if t is not None]
+    blobs = [tensor_blob(name, t, wire) for name, t in full]
     if host is not None:
         if host.ledger is not None:  # lineage first: a version actors may have seen is never reused
             host.ledger.publishing(trainer.version)
-        host.publish(encode_version(trainer.version, blobs, cfg.chunk_bytes))
+        host.publish_version(trainer.version, blobs, [t for _, t in full])
         seconds = time.perf_counter() - t0
         host.metrics.publish_seconds.observe(seconds)
         host.metrics.version.set(trainer.version)

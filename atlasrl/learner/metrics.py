@@ -26,6 +26,19 @@ class LearnerMetrics:
         self.publish_seconds = m.histogram("learner_weight_publish_seconds", "Gather + encode + hand-off of one weight version", buckets=PUBLISH_BUCKETS)
         self.subscribers = m.gauge("learner_weight_subscribers", "Open WeightService.Subscribe streams")
         self.sent_bytes = m.counter("learner_weight_sent_bytes_total", "Weight bytes streamed to subscribers")
+        self.transport_subscribers = m.gauge("learner_weight_transport_subscribers", "Open Subscribe streams by weight "
+                                             "transport (stream, delta, collective)", ["transport"])
+        self.versions_sent = m.counter("learner_weight_versions_sent_total", "Weight versions sent to one subscriber, by "
+                                       "how: stream (full bytes), delta, collective (announced; bytes broadcast)", ["transport"])
+        self.delta_fraction = m.gauge("learner_weight_delta_fraction", "Wire bytes of the last delta / of the full version")
+        self.collective_seconds = m.histogram("learner_weight_collective_seconds", "Wall time of one collective round "
+                                              "(group formation + broadcast)", buckets=PUBLISH_BUCKETS)
+        self.collective_failures = m.counter("learner_weight_collective_failures_total", "Collective rounds that failed "
+                                             "(members evicted to the stream)")
+        self.collective_members = m.gauge("learner_weight_collective_members", "Subscribers in the weight group")
+        for t in ("stream", "delta", "collective"):
+            self.transport_subscribers.labels(t)
+            self.versions_sent.labels(t)
         # Per-update diagnostics (last value), as CleanRL logs them.
         self.stats = {
             name: m.gauge(f"learner_{name}", doc)

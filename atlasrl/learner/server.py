@@ -2,7 +2,7 @@
 
     host = LearnerHost(cfg, vocab_size, version=lambda: trainer.version)
     host.start()                         # returns once the port is bound
-    host.publish(messages)               # from the training thread
+    host.publish_version(version, blobs, tensors)   # from the training thread: stream/delta, then the collective
     host.stop()
 
 The training loop owns the main thread (torch, collectives); the asyncio loop
@@ -23,7 +23,7 @@ from atlasrl.learner.ledger import EpisodeLedger
 from atlasrl.learner.metrics import LearnerMetrics
 from atlasrl.learner.trajectory_service import TrajectoryServicer
 from atlasrl.learner.validation import ModelInputCheck
-from atlasrl.learner.weight_service import WeightServicer, serialize
+from atlasrl.learner.weight_service import WeightServicer
 from atlasrl.rpc import RpcServer, ServerConfig
 from atlasrl.v1 import trajectory_pb2, weights_pb2
 
@@ -36,6 +36,16 @@ def _tokens_configured() -> bool:
     return bool(load_tokens(default_security()))
 
 
+def make_hub(cfg: LearnerConfig, metrics: LearnerMetrics):
+    """The weight group's hub (atlasrl/weights/collective.py): a TCPStore on weight_collective_host:port."""
+    from atlasrl.weights.collective import CollectiveHub
+
+    host = cfg.weight_collective_host or cfg.host
+    return CollectiveHub(host, cfg.weight_collective_port, backend=cfg.weight_collective_backend,
+                         timeout_s=cfg.weight_collective_timeout_s, bucket_bytes=cfg.weight_collective_bucket_bytes,
+                         on_failure=lambda _reason: metrics.collective_failures.inc())
+
+
 class LearnerHost:
     def __init__(self, cfg: LearnerConfig, vocab_size: int, version: Callable[[], int], model_info=None,
                  ledger: EpisodeLedger | None = None):
@@ -45,7 +55,9 @@ class LearnerHost:
         self.ledger = ledger
         self.buffer = EpisodeBuffer(cfg, vocab_size, check=check, ledger=ledger,
                                     on_drop=self.metrics.count_refused)
-        self.weights = WeightServicer(self.metrics, cfg.publish_token, guarded=_tokens_configured())
+        self.hub = make_hub(cfg, self.metrics) if "collective" in cfg.weight_transports else None
+        self.weights = WeightServicer(self.metrics, cfg.publish_token, guarded=_tokens_configured(),
+                                      transports=tuple(cfg.weight_transports), hub=self.hub, chunk_bytes=cfg.chunk_bytes)
         self.version = version
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: RpcServer | None = None
@@ -102,9 +114,21 @@ class LearnerHost:
         return self._server.metrics_port
 
     def publish(self, messages) -> int:
-        """From the training thread: serialize here, then hand the bytes to the serving loop."""
-        prepared = serialize(messages)
-        return asyncio.run_coroutine_threadsafe(self.weights.publish_serialized(messages[0].begin, prepared), self._loop).result()
+        """From the training thread: an encoded version (``encode_version``'s messages) to the serving loop."""
+        return asyncio.run_coroutine_threadsafe(self.weights.publish(messages), self._loop).result()
+
+    def publish_version(self, version: int, blobs, tensors=None) -> int:
+        """From the training thread: encode the version here (full frames, and the delta when a delta subscriber
+        is connected), make it the latest on the serving loop, then broadcast it to the collective's members
+        (``tensors``: the same tensors as torch, in ``blobs``' order; blocks until they received it)."""
+        prepared = self.weights.prepare(version, blobs)
+        asyncio.run_coroutine_threadsafe(self.weights.publish_prepared(prepared), self._loop).result()
+        if self.hub is not None and tensors is not None:
+            stats = self.hub.publish(prepared.manifest, tensors)
+            self.metrics.collective_members.set(self.hub.members)
+            if stats is not None:
+                self.metrics.collective_seconds.observe(stats.form_s + stats.wire_s)
+        return version
 
     def write_ready_file(self) -> None:
         if self.cfg.ready_file:
@@ -113,6 +137,8 @@ class LearnerHost:
                 json.dump(info, f)
 
     def stop(self, grace: float = 1.0) -> None:
+        if self.hub is not None:
+            self.hub.close()
         if self._loop is None or self._server is None:
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result(timeout=grace + 10)

@@ -25,29 +25,41 @@ _sym_db = _symbol_database.Default()
 from atlasrl.v1 import tensor_pb2 as atlasrl_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61tlasrl/v1/weights.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/tensor.proto\"@\n\x10SubscribeRequest\x12\x15\n\rsubscriber_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x03\"\xa3\x01\n\x0cWeightUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12+\n\x05\x62\x65gin\x18\x02 \x01(\x0b\x32\x1a.atlasrl.v1.WeightManifestH\x00\x12&\n\x04part\x18\x03 \x01(\x0b\x32\x16.atlasrl.v1.TensorPartH\x00\x12%\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x16.atlasrl.v1.VersionEndH\x00\x42\x06\n\x04kind\"_\n\x0eWeightManifest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\'\n\x07tensors\x18\x02 \x03(\x0b\x32\x16.atlasrl.v1.TensorMeta\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\"j\n\nTensorMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.atlasrl.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\x12\r\n\x05\x63rc32\x18\x05 \x01(\x07\"9\n\nTensorPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"!\n\nVersionEnd\x12\x13\n\x0bnum_tensors\x18\x01 \x01(\r\"\x1d\n\nPublishAck\x12\x0f\n\x07version\x18\x01 \x01(\x03\"\x12\n\x10GetLatestRequest2\xdc\x01\n\rWeightService\x12\x45\n\tSubscribe\x12\x1c.atlasrl.v1.SubscribeRequest\x1a\x18.atlasrl.v1.WeightUpdate0\x01\x12=\n\x07Publish\x12\x18.atlasrl.v1.WeightUpdate\x1a\x16.atlasrl.v1.PublishAck(\x01\x12\x45\n\tGetLatest\x12\x1c.atlasrl.v1.GetLatestRequest\x1a\x1a.atlasrl.v1.WeightManifestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61tlasrl/v1/weights.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/tensor.proto\"V\n\x10NegotiateRequest\x12\x15\n\rsubscriber_id\x18\x01 \x01(\t\x12+\n\x06wanted\x18\x02 \x01(\x0e\x32\x1b.atlasrl.v1.WeightTransport\"n\n\x0eNegotiateReply\x12,\n\x07offered\x18\x01 \x03(\x0e\x32\x1b.atlasrl.v1.WeightTransport\x12.\n\ncollective\x18\x02 \x01(\x0b\x32\x1a.atlasrl.v1.CollectiveInfo\"\\\n\x0e\x43ollectiveInfo\x12\x12\n\nstore_host\x18\x01 \x01(\t\x12\x12\n\nstore_port\x18\x02 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x01\"]\n\x0f\x43ollectiveRound\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x12\n\nworld_size\x18\x03 \x01(\r\x12\x14\n\x0c\x62ucket_bytes\x18\x04 \x01(\x04\"\x86\x01\n\x10SubscribeRequest\x12\x15\n\rsubscriber_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x03\x12.\n\ttransport\x18\x03 \x01(\x0e\x32\x1b.atlasrl.v1.WeightTransport\x12\x14\n\x0chave_version\x18\x04 \x01(\x03\"\xd6\x01\n\x0cWeightUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12+\n\x05\x62\x65gin\x18\x02 \x01(\x0b\x32\x1a.atlasrl.v1.WeightManifestH\x00\x12&\n\x04part\x18\x03 \x01(\x0b\x32\x16.atlasrl.v1.TensorPartH\x00\x12%\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x16.atlasrl.v1.VersionEndH\x00\x12\x31\n\ncollective\x18\x05 \x01(\x0b\x32\x1b.atlasrl.v1.CollectiveRoundH\x00\x42\x06\n\x04kind\"\x87\x01\n\x0eWeightManifest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\'\n\x07tensors\x18\x02 \x03(\x0b\x32\x16.atlasrl.v1.TensorMeta\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x10\n\x08is_delta\x18\x04 \x01(\x08\x12\x14\n\x0c\x62\x61se_version\x18\x05 \x01(\x03\"\xad\x01\n\nTensorMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.atlasrl.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\x12\r\n\x05\x63rc32\x18\x05 \x01(\x07\x12,\n\x08\x65ncoding\x18\x06 \x01(\x0e\x32\x1a.atlasrl.v1.TensorEncoding\x12\x13\n\x0bwire_nbytes\x18\x07 \x01(\x04\"9\n\nTensorPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"!\n\nVersionEnd\x12\x13\n\x0bnum_tensors\x18\x01 \x01(\r\"\x1d\n\nPublishAck\x12\x0f\n\x07version\x18\x01 \x01(\x03\"\x12\n\x10GetLatestRequest*\x8d\x01\n\x0fWeightTransport\x12 \n\x1cWEIGHT_TRANSPORT_UNSPECIFIED\x10\x00\x12\x1b\n\x17WEIGHT_TRANSPORT_STREAM\x10\x01\x12\x1a\n\x16WEIGHT_TRANSPORT_DELTA\x10\x02\x12\x1f\n\x1bWEIGHT_TRANSPORT_COLLECTIVE\x10\x03*G\n\x0eTensorEncoding\x12\x17\n\x13TENSOR_ENCODING_RAW\x10\x00\x12\x1c\n\x18TENSOR_ENCODING_XOR_ZSTD\x10\x01\x32\xa3\x02\n\rWeightService\x12\x45\n\tSubscribe\x12\x1c.atlasrl.v1.SubscribeRequest\x1a\x18.atlasrl.v1.WeightUpdate0\x01\x12=\n\x07Publish\x12\x18.atlasrl.v1.WeightUpdate\x1a\x16.atlasrl.v1.PublishAck(\x01\x12\x45\n\tGetLatest\x12\x1c.atlasrl.v1.GetLatestRequest\x1a\x1a.atlasrl.v1.WeightManifest\x12\x45\n\tNegotiate\x12\x1c.atlasrl.v1.NegotiateRequest\x1a\x1a.atlasrl.v1.NegotiateReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atlasrl.v1.weights_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=65
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=129
-  _globals['_WEIGHTUPDATE']._serialized_start=132
-  _globals['_WEIGHTUPDATE']._serialized_end=295
-  _globals['_WEIGHTMANIFEST']._serialized_start=297
-  _globals['_WEIGHTMANIFEST']._serialized_end=392
-  _globals['_TENSORMETA']._serialized_start=394
-  _globals['_TENSORMETA']._serialized_end=500
-  _globals['_TENSORPART']._serialized_start=502
-  _globals['_TENSORPART']._serialized_end=559
-  _globals['_VERSIONEND']._serialized_start=561
-  _globals['_VERSIONEND']._serialized_end=594
-  _globals['_PUBLISHACK']._serialized_start=596
-  _globals['_PUBLISHACK']._serialized_end=625
-  _globals['_GETLATESTREQUEST']._serialized_start=627
-  _globals['_GETLATESTREQUEST']._serialized_end=645
-  _globals['_WEIGHTSERVICE']._serialized_start=648
-  _globals['_WEIGHTSERVICE']._serialized_end=868
+  _globals['_WEIGHTTRANSPORT']._serialized_start=1268
+  _globals['_WEIGHTTRANSPORT']._serialized_end=1409
+  _globals['_TENSORENCODING']._serialized_start=1411
+  _globals['_TENSORENCODING']._serialized_end=1482
+  _globals['_NEGOTIATEREQUEST']._serialized_start=65
+  _globals['_NEGOTIATEREQUEST']._serialized_end=151
+  _globals['_NEGOTIATEREPLY']._serialized_start=153
+  _globals['_NEGOTIATEREPLY']._serialized_end=263
+  _globals['_COLLECTIVEINFO']._serialized_start=265
+  _globals['_COLLECTIVEINFO']._serialized_end=357
+  _globals['_COLLECTIVEROUND']._serialized_start=359
+  _globals['_COLLECTIVEROUND']._serialized_end=452
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=455
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=589
+  _globals['_WEIGHTUPDATE']._serialized_start=592
+  _globals['_WEIGHTUPDATE']._serialized_end=806
+  _globals['_WEIGHTMANIFEST']._serialized_start=809
+  _globals['_WEIGHTMANIFEST']._serialized_end=944
+  _globals['_TENSORMETA']._serialized_start=947
+  _globals['_TENSORMETA']._serialized_end=1120
+  _globals['_TENSORPART']._serialized_start=1122
+  _globals['_TENSORPART']._serialized_end=1179
+  _globals['_VERSIONEND']._serialized_start=1181
+  _globals['_VERSIONEND']._serialized_end=1214
+  _globals['_PUBLISHACK']._serialized_start=1216
+  _globals['_PUBLISHACK']._serialized_end=1245
+  _globals['_GETLATESTREQUEST']._serialized_start=1247
+  _globals['_GETLATESTREQUEST']._serialized_end=1265
+  _globals['_WEIGHTSERVICE']._serialized_start=1485
+  _globals['_WEIGHTSERVICE']._serialized_end=1776
 # @@protoc_insertion_point(module_scope)

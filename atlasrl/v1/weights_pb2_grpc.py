@@ -49,6 +49,11 @@ class WeightServiceStub:
                 request_serializer=atlasrl_dot_v1_dot_weights__pb2.GetLatestRequest.SerializeToString,
                 response_deserializer=atlasrl_dot_v1_dot_weights__pb2.WeightManifest.FromString,
                 _registered_method=True)
+        self.Negotiate = channel.unary_unary(
+                '/atlasrl.v1.WeightService/Negotiate',
+                request_serializer=atlasrl_dot_v1_dot_weights__pb2.NegotiateRequest.SerializeToString,
+                response_deserializer=atlasrl_dot_v1_dot_weights__pb2.NegotiateReply.FromString,
+                _registered_method=True)
 
 
 class WeightServiceServicer:
@@ -76,6 +81,14 @@ class WeightServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Negotiate(self, request, context):
+        """Which transports this learner offers (an actor asks before subscribing, so
+        a transport the learner does not offer is a start-up error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WeightServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_WeightServiceServicer_to_server(servicer, server):
                     servicer.GetLatest,
                     request_deserializer=atlasrl_dot_v1_dot_weights__pb2.GetLatestRequest.FromString,
                     response_serializer=atlasrl_dot_v1_dot_weights__pb2.WeightManifest.SerializeToString,
+            ),
+            'Negotiate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Negotiate,
+                    request_deserializer=atlasrl_dot_v1_dot_weights__pb2.NegotiateRequest.FromString,
+                    response_serializer=atlasrl_dot_v1_dot_weights__pb2.NegotiateReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class WeightService:
             '/atlasrl.v1.WeightService/GetLatest',
             atlasrl_dot_v1_dot_weights__pb2.GetLatestRequest.SerializeToString,
             atlasrl_dot_v1_dot_weights__pb2.WeightManifest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Negotiate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atlasrl.v1.WeightService/Negotiate',
+            atlasrl_dot_v1_dot_weights__pb2.NegotiateRequest.SerializeToString,
+            atlasrl_dot_v1_dot_weights__pb2.NegotiateReply.FromString,
             options,
             channel_credentials,
             insecure,
