@@ -50,10 +50,36 @@ def learner(
         typer.echo(" ".join(cmd))
         return
     env = dict(os.environ, ATLASRL_ROLE="learner")
+    env.update(learner_gpu_env(cfg))
     if opts.insecure:
         env["ATLASRL_INSECURE"] = "1"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
     raise typer.Exit(_run_torchrun(cmd, env))
+
+
+def learner_gpu_env(cfg: LearnerConfig) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES for the ranks (learner.devices), checked against this host before torchrun starts:
+    on a CUDA host every rank needs a GPU of its own (NCCL on cuda:LOCAL_RANK)."""
+    from atlasrl.devices import describe_visible, gpu_env, visible_gpus
+
+    env = gpu_env(cfg.devices) if cfg.devices else {}
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ.update(env)          # count what the ranks will see (torch is not imported yet in this process)
+    try:
+        gpus, where = visible_gpus(), describe_visible()
+    finally:
+        if env:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    if cfg.devices and not gpus:
+        raise typer.BadParameter(f"learner.devices={','.join(cfg.devices)}: this host has no CUDA GPU (or torch has "
+                                 "no CUDA)", param_hint="--devices")
+    if gpus and cfg.nproc > gpus:
+        raise typer.BadParameter(f"learner.nproc={cfg.nproc}: only {gpus} CUDA GPUs visible to the ranks ({where}); "
+                                 "NCCL needs one GPU per rank", param_hint="--nproc")
+    return env
 
 
 STOPPED_CODES = (0, 1, -signal.SIGINT, -signal.SIGABRT, -signal.SIGTERM)

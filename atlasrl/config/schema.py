@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atlasrl.actors.config import ActorConfig
 from atlasrl.coordinator.config import CoordinatorConfig
@@ -87,9 +87,26 @@ class ProcessesSection(Section):
     """Actor processes."""
     memory: bool = True
     """Run the memory service (off: no shaping, no hints, no atlases)."""
+    actor_devices: list[list[str]] = Field(default_factory=list)
+    """Host GPU ids of each actor process's engine: entry i for actor-i (e.g. [[4, 5], [6, 7]]: two actors, tensor
+    parallel over two GPUs each); empty = every actor gets actor.devices. `up` gives each process only its GPUs
+    (CUDA_VISIBLE_DEVICES), the learner learner.devices, env servers envserver.devices, and, once any role has GPUs,
+    every other process none."""
     fixed_ports: bool = False
     """Listen on the ports of the role sections (process i of a role: port + i; a port of 0 or unset still takes a
     free one). Off: every process and /metrics endpoint gets a free loopback port, so runs can share a machine."""
+
+
+    @field_validator("actor_devices", mode="before")
+    @classmethod
+    def _split_groups(cls, v):
+        from atlasrl.devices import check_ids
+
+        return [check_ids(g, f"processes.actor_devices[{i}]") for i, g in enumerate(v or [])]
+
+    def devices_of_actor(self, actor: ActorConfig, i: int) -> list[str]:
+        """GPUs of actor process ``i``."""
+        return list(self.actor_devices[i]) if self.actor_devices else list(actor.devices)
 
 
 class RunConfig(Section):
@@ -107,6 +124,7 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
         a, lr = self.actor, self.learner
+        self._check_devices()
         if a.num_envs % a.group_size:
             raise ValueError(f"actor.num_envs ({a.num_envs}) must be a multiple of actor.group_size "
                              f"({a.group_size}): a group's episodes run side by side")
@@ -122,3 +140,31 @@ class RunConfig(Section):
             raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "
                              f"{self.run.seed} ([{train_lo}, {train_hi})): eval seeds must be held out")
         return self
+
+    def _check_devices(self) -> None:
+        """GPUs per process: one group per actor, each big enough for the engine, and no GPU claimed twice by
+        processes of different roles unless that role shares on purpose (a learner and an actor on one GPU both
+        list it; that is allowed, as on a one-GPU host). Actors never share GPUs with each other."""
+        pr, a = self.processes, self.actor
+        if pr.actor_devices:
+            if a.devices:
+                raise ValueError("processes.actor_devices and actor.devices are both set: give the actors' GPUs in one "
+                                 "place (actor_devices: per actor process)")
+            if len(pr.actor_devices) != pr.actors:
+                raise ValueError(f"processes.actor_devices has {len(pr.actor_devices)} GPU groups for "
+                                 f"{pr.actors} actor processes (processes.actors): give one per actor")
+            for i, group in enumerate(pr.actor_devices):
+                if a.tensor_parallel_size > len(group):
+                    raise ValueError(f"processes.actor_devices[{i}] has {len(group)} GPUs, fewer than "
+                                     f"actor.tensor_parallel_size ({a.tensor_parallel_size})")
+                if a.device == "cpu":
+                    raise ValueError(f"processes.actor_devices[{i}] gives GPUs to actors with actor.device=cpu")
+            seen: dict[str, int] = {}
+            for i, group in enumerate(pr.actor_devices):
+                for d in group:
+                    if d in seen:
+                        raise ValueError(f"processes.actor_devices: GPU {d} is given to actor {seen[d]} and actor {i}")
+                    seen[d] = i
+        elif a.devices and pr.actors > 1:
+            raise ValueError(f"actor.devices would give the same GPUs ({','.join(a.devices)}) to all {pr.actors} actor "
+                             "processes; use processes.actor_devices, one group per actor")

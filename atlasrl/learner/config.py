@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MiB = 1 << 20
 Transport = Literal["stream", "delta", "collective"]
@@ -23,6 +23,9 @@ class LearnerConfig(BaseModel):
     """HF model directory to start from (ignored when resuming from a checkpoint, which carries the weights); required."""
     nproc: int = Field(1, ge=1, le=1024)
     """Training processes on this host (torchrun ranks, FSDP2): one per GPU; on CPU, gloo ranks."""
+    devices: list[str] = Field(default_factory=list)
+    """Host GPU ids of this learner's ranks, one per rank (nproc of them; rank i gets cuda:i of these, through
+    CUDA_VISIBLE_DEVICES); empty = the GPUs the process inherits."""
     algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
     """GRPO (group-normalised returns, no critic), GiGPO (GRPO plus step advantages over shared states, no critic)
     or PPO (value head, GAE over turns)."""
@@ -165,8 +168,18 @@ class LearnerConfig(BaseModel):
     """With ckpt_dir: keep the episode ledger (ckpt_dir/ledger.sqlite). An episode is acknowledged only once it is
     on disk, so a learner crash loses none and re-trains none, and a restart never reuses a published version."""
 
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, v):
+        from atlasrl.devices import check_ids
+
+        return check_ids(v, "devices")
+
     @model_validator(mode="after")
     def _check(self) -> LearnerConfig:
+        if self.devices and len(self.devices) != self.nproc:
+            raise ValueError(f"nproc ({self.nproc}) must equal the {len(self.devices)} GPUs in devices "
+                             f"({','.join(self.devices)}): one rank per GPU")
         if self.clip_eps_high is not None and self.clip_eps_high < self.clip_eps:
             raise ValueError(f"clip_eps_high ({self.clip_eps_high}) must be >= clip_eps ({self.clip_eps})")
         if self.buffer_capacity < self.batch_episodes:

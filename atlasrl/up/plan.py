@@ -4,6 +4,10 @@ Every process runs ``atlasrl <role> --config <run_dir>/config/<name>.yaml`` (plu
 TLS/token flags, which are paths). The file is that role's section of the run config with only the wiring a
 launcher owns filled in (``wiring``): addresses of the other roles, ports, directories of the run, per-process
 ids and seeds. Roles meet only through these files and gRPC; this module knows nothing of their internals.
+
+GPUs: each process sees only its own through ``CUDA_VISIBLE_DEVICES`` (``gpu_env``): the learner's ranks
+learner.devices, actor i processes.actor_devices[i] (or actor.devices), env servers envserver.devices; once any
+role has GPUs, every other process gets none. On a host where no role lists GPUs nothing is set.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any
 from atlasrl.config import RunConfig
 from atlasrl.config.roles import role_file
 from atlasrl.config.schema import ACTOR_SEED_STRIDE, TRAIN_SEED_BLOCK
+from atlasrl.devices import gpu_env
 from atlasrl.learner.config import shaping_discount
 from atlasrl.up.ports import free_ports
 from atlasrl.up.rundir import RunDir
@@ -55,6 +60,17 @@ class Plan:
         return [self.coordinator] + [p for stage in self.stages for p in stage]
 
 
+def uses_gpus(cfg: RunConfig) -> bool:
+    """Whether any role of the run lists GPUs (then every process is told which it may use, none included)."""
+    p = cfg.processes
+    return bool(cfg.learner.devices or cfg.envserver.devices or cfg.actor.devices or any(p.actor_devices))
+
+
+def gpus(cfg: RunConfig, devices: list[str]) -> dict[str, str]:
+    """The environment that gives a process ``devices`` (nothing at all when the run uses no GPUs)."""
+    return gpu_env(devices) if uses_gpus(cfg) else {}
+
+
 def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity | None = None) -> Plan:
     c = cfg
     config_dir = rd.root / "config"
@@ -90,7 +106,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
                    "metrics_port": metrics_port("coordinator", co.server.metrics_port)},
         "state_dir": str(rd.coordinator_state),
         "reopen_stopped": True,   # resuming a run directory is a new launch: the last one ended STOPPING
-    }, port=coord_port, env=light_env)
+    }, port=coord_port, env={**light_env, **gpus(c, [])})
 
     first_stage: list[RoleProcess] = []
     es = c.envserver
@@ -99,7 +115,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             name, p = f"envserver-{i}", port(es.port, i)
             first_stage.append(process(name, "envserver", {
                 "host": HOST, "port": p, "metrics_port": metrics_port(name, es.metrics_port, i),
-                "coordinator": coord_addr}, port=p, env=light_env))
+                "coordinator": coord_addr}, port=p, env={**light_env, **gpus(c, es.devices)}))
             plan.envserver_addresses.append(f"{HOST}:{p}")
     else:
         plan.skipped.append("envserver")
@@ -112,7 +128,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             "data_dir": str(rd.memory_data), "coordinator": coord_addr,
             # shaping telescopes only in the discount of the returns the learner trains on
             "shaping": {"gamma": shaping_discount(c.learner.algo, c.learner.step_gamma)}}
-        first_stage.append(process("memory", "memory", wiring, port=p, env=light_env))
+        first_stage.append(process("memory", "memory", wiring, port=p, env={**light_env, **gpus(c, [])}))
         plan.memory_address = f"{HOST}:{p}"
     elif c.processes.memory:
         plan.skipped.append("memory")
@@ -123,7 +139,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
             "model": model_dir, "host": HOST, "port": p,
             "metrics_port": metrics_port("learner", ln.metrics_port),
             "ckpt_dir": str(rd.checkpoints), "coordinator": coord_addr},
-            port=p, env=level_env, stop_timeout_s=3 * c.run.stop_timeout_s))  # final checkpoint on SIGTERM
+            port=p, env={**level_env, **gpus(c, ln.devices)},
+            stop_timeout_s=3 * c.run.stop_timeout_s))  # final checkpoint on SIGTERM
         plan.learner_address = f"{HOST}:{p}"
     else:
         plan.skipped.append("learner")
@@ -134,13 +151,14 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
     if role_available("actor") and plan.envserver_addresses:
         for i in range(c.processes.actors):
             name, p = f"actor-{i}", port(ac.port, i)
+            devices = c.processes.devices_of_actor(ac, i)
             actors.append(process(name, "actor", {
                 "envs": plan.envserver_addresses, "learner": plan.learner_address or None,
                 "memory": plan.memory_address or None, "coordinator": coord_addr, "model": model_dir,
                 "actor_id": name, "seed_start": c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE,
                 "spool_dir": str(rd.root / "spool"), "bare_prompt": bare_prompt(c),
-                "host": HOST, "port": p, "metrics_port": metrics_port(name, ac.metrics_port, i)},
-                port=p, env=level_env))
+                "host": HOST, "port": p, "metrics_port": metrics_port(name, ac.metrics_port, i), "devices": devices},
+                port=p, env={**level_env, **gpus(c, devices)}))
     else:
         plan.skipped.append("actor")
     plan.stages.append(actors)
@@ -155,5 +173,7 @@ def eval_file(cfg: RunConfig, rd: RunDir, label: str, model_dir: str | Path, env
         "envs": envs, "model": str(model_dir), "learner": None, "memory": None, "coordinator": None,
         "bare_prompt": bare_prompt(cfg), "episodes": cfg.run.eval_episodes, "seed_start": cfg.run.eval_seed_start,
         "num_envs": min(16, max(1, cfg.run.eval_episodes)), "group_size": 1, "temperature": cfg.run.eval_temperature,
-        "out": str(out), "spool_dir": None, "nice": 0}))
+        "out": str(out), "spool_dir": None, "nice": 0,
+        # the first actor's GPUs: free before the actors start and after they stop, when evals run
+        "devices": cfg.processes.devices_of_actor(cfg.actor, 0)}))
     return path
