@@ -9,11 +9,14 @@ torchrun with a c10d rendezvous on the first learner host, its ranks reading the
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from atlasdeploy.inventory import Inventory
 from atlasrl.config.roles import role_file
+
+ORDER = ["coordinator", "envserver", "memory", "learner", "actor"]
+"""Start order (stop: reversed); each stage waits for the gRPC health of the one before."""
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,37 @@ class Proc:
     metrics: str        # host:port of /metrics
     config_path: str    # <workdir>/deploy/<name>.yaml
     config_text: str    # its content (written by the host script before the unit starts)
+    env: dict[str, str] = field(default_factory=dict)   # TLS/token paths, CUDA_VISIBLE_DEVICES, ATLASRL_ROLE
+    health: str | None = None   # host:port of its grpc.health.v1 service (None: a learner node other than rank 0)
 
     @property
     def unit(self) -> str:
         return f"atlasrl-{self.name}"
+
+    @property
+    def stage(self) -> int:
+        return ORDER.index(self.role)
+
+
+PKI_DIR = "pki"
+"""Under each host's remote_dir: ca.pem, server.pem, server-key.pem and tokens/<role>.tokens of its roles only."""
+
+
+def security_env(workdir: str, role: str) -> dict[str, str]:
+    """What every role process reads its TLS/mTLS and token settings from (cli/common.py and, for torchrun's
+    ranks, rpc.security.default_security): paths only, never token contents."""
+    pki = f"{workdir}/{PKI_DIR}"
+    return {"ATLASRL_TLS_CERT": f"{pki}/server.pem", "ATLASRL_TLS_KEY": f"{pki}/server-key.pem",
+            "ATLASRL_TLS_CA": f"{pki}/ca.pem", "ATLASRL_MTLS": "1", "ATLASRL_TOKEN_FILE": f"{pki}/tokens/{role}.tokens"}
 
 
 def addresses(inv: Inventory, role: str) -> list[str]:
     return [f"{h.address}:{spec.port + i}" for h in inv.hosts.values() if (spec := h.roles.get(role)) for i in range(spec.count)]
 
 
-def processes(inv: Inventory) -> list[Proc]:
+def processes(inv: Inventory, insecure: bool = False) -> list[Proc]:
+    """Every role process of the inventory. Secure by default (mTLS + the role's token, see ``security_env``);
+    ``insecure``: plaintext, every process started with --insecure (or ATLASRL_INSECURE=1 for torchrun ranks)."""
     coord = addresses(inv, "coordinator")[0]
     envs, memory = addresses(inv, "envserver"), addresses(inv, "memory")
     learner_hosts = [n for n, h in inv.hosts.items() if "learner" in h.roles]
@@ -66,14 +89,27 @@ def processes(inv: Inventory) -> list[Proc]:
                               "coordinator": coord}
                 else:  # actor
                     wiring = {**listen, "envs": envs, "model": inv.model, "actor_id": name, "coordinator": coord,
-                              "learner": learner[0] if learner else None, "memory": memory[0] if memory else None}
+                              "learner": learner[0] if learner else None, "memory": memory[0] if memory else None,
+                              "spool_dir": f"{d}/state/spool"}   # the actor's side of the episode accounting
+                settings = inv.role_config(hname, role)
+                env: dict[str, str] = {**spec.env, **({} if insecure else security_env(d, role))}
+                if spec.devices is not None:
+                    share = len(spec.devices) // spec.count
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.devices[i * share:(i + 1) * share])
+                    if role == "learner":
+                        settings.setdefault("nproc", share)
                 cfg_path = f"{d}/deploy/{name}.yaml"
-                text = role_file(role, inv.role_config(hname, role), wiring)
+                text = role_file(role, settings, wiring)
+                health: str | None = f"{h.address}:{port}"
                 if role == "learner" and len(learner_hosts) > 1:
-                    argv = multinode_learner(inv, hname, cfg_path, nproc=int(inv.role_config(hname, role).get("nproc", 1)))
+                    argv = multinode_learner(inv, hname, cfg_path, nproc=int(settings.get("nproc", 1)))
+                    env["ATLASRL_ROLE"] = "learner"
+                    if insecure:
+                        env["ATLASRL_INSECURE"] = "1"
+                    health = health if hname == learner_hosts[0] else None
                 else:
-                    argv = [py, "-m", "atlasrl.cli.main", role, "--config", cfg_path]
-                out.append(Proc(hname, name, role, argv, d, f"{h.address}:{mport}", cfg_path, text))
+                    argv = [py, "-m", "atlasrl.cli.main", role, "--config", cfg_path, *(["--insecure"] if insecure else [])]
+                out.append(Proc(hname, name, role, argv, d, f"{h.address}:{mport}", cfg_path, text, env, health))
     return out
 
 
@@ -81,9 +117,16 @@ def multinode_learner(inv: Inventory, hname: str, cfg_path: str, nproc: int) -> 
     """torchrun on each learner host; the c10d rendezvous lives on the first learner host."""
     hosts = [n for n, h in inv.hosts.items() if "learner" in h.roles]
     first = inv.hosts[hosts[0]]
+    # --local-addr: the address peers reach this node by (not whatever its hostname resolves to, often a loopback
+    # address); is_host: the first node hosts the rendezvous store, whatever its hostname matches.
     return [inv.python_of(hname), "-m", "torch.distributed.run", f"--nnodes={len(hosts)}", f"--nproc-per-node={nproc}",
             "--rdzv-backend=c10d", f"--rdzv-endpoint={first.address}:{inv.rdzv_port}", f"--rdzv-id={inv.name}",
+            f"--rdzv-conf=is_host={int(hname == hosts[0])}", f"--local-addr={inv.hosts[hname].address}",
             "-m", "atlasrl.learner.main", cfg_path]
+
+
+def env_line(p: Proc, quote: bool = False) -> str:
+    return "".join(f" {k}={shlex.quote(v) if quote else v}" for k, v in p.env.items())
 
 
 def systemd_unit(p: Proc) -> str:
@@ -95,7 +138,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 WorkingDirectory={p.workdir}
-Environment=PYTHONPATH={p.workdir} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO
+Environment=PYTHONPATH={p.workdir} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO{env_line(p)}
 ExecStart={shlex.join(p.argv)}
 Restart=on-failure
 RestartSec=2
@@ -115,7 +158,7 @@ def plain_supervisor(p: Proc) -> str:
     return f"""#!/usr/bin/env bash
 # {p.unit}: restart-on-failure supervisor (hosts without systemd). Generated by docker-free-deploy/deploy.py.
 cd {shlex.quote(p.workdir)}
-export PYTHONPATH={shlex.quote(p.workdir)} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO
+export PYTHONPATH={shlex.quote(p.workdir)} PYTHONUNBUFFERED=1 ATLASRL_LOG_LEVEL=INFO{env_line(p, quote=True)}
 child=""
 trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
 n=0
@@ -133,18 +176,22 @@ done
 """
 
 
-def host_script(inv: Inventory, host: str, action: str) -> str:
-    """Shell script run on ``host`` for start | stop | status (picks systemd or the plain loop)."""
-    procs = [p for p in processes(inv) if p.host == host]
+def host_script(inv: Inventory, host: str, action: str, procs: list[Proc] | None = None) -> str:
+    """Shell script run on ``host`` for start | stop | status (picks systemd or the plain loop), for ``procs``
+    (default: all of the host's, secure)."""
+    procs = [p for p in (processes(inv) if procs is None else procs) if p.host == host]
     d = inv.host_dir(host)
     mode = inv.service_manager
     lines = ["set -eu", f"D={shlex.quote(d)}", 'mkdir -p "$D/logs" "$D/deploy" "$D/state"',
              f'MODE={mode}', 'if [ "$MODE" = auto ]; then if [ -d /run/systemd/system ]; then MODE=systemd; else MODE=plain; fi; fi']
+    if action == "status":
+        lines.append('echo "mode $MODE"')
     for p in procs:
         unit_path = f"/etc/systemd/system/{p.unit}.service"
         run_sh, pidf = f"$D/deploy/{p.unit}.sh", f"$D/deploy/{p.unit}.pid"
         if action == "start":
-            lines += [f"cat > {shlex.quote(p.config_path)} <<'YAML'\n{p.config_text}YAML",
+            lines += [f'echo "offset {p.name} $(stat -c %s "$D/logs/{p.name}.log" 2>/dev/null || echo 0) $MODE"',
+                      f"cat > {shlex.quote(p.config_path)} <<'YAML'\n{p.config_text}YAML",
                       'if [ "$MODE" = systemd ]; then',
                       f"cat > {unit_path} <<'UNIT'\n{systemd_unit(p)}UNIT",
                       f"systemctl daemon-reload && systemctl enable --now {p.unit}",
@@ -161,10 +208,16 @@ def host_script(inv: Inventory, host: str, action: str) -> str:
         elif action == "status":
             lines += [f'if [ "$MODE" = systemd ]; then s=$(systemctl is-active {p.unit} || true); else',
                       f'if [ -f {pidf} ] && kill -0 "$(cat {pidf})" 2>/dev/null; then s=active; else s=inactive; fi; fi',
-                      f'echo "{p.unit} $s"']
+                      f'r=$(grep -c "restart #" "$D/logs/{p.name}.log" 2>/dev/null || true)',
+                      f'e=$(grep -E "{ERROR_PATTERN}" "$D/logs/{p.name}.log" 2>/dev/null | tail -n 1 | cut -c1-300 || true)',
+                      f'echo "{p.unit} $s restarts=${{r:-0}} last_error=$e"']
         else:
             raise ValueError(f"unknown action {action!r}")
     return "\n".join(lines) + "\n"
+
+
+ERROR_PATTERN = "UNAUTHENTICATED|PERMISSION_DENIED|refusing|Traceback|Error:|error:"
+"""Log lines `deploy status` shows as a process's last error (a refused token, an unsafe bind, a crash)."""
 
 
 def prepare_script(inv: Inventory, host: str) -> str:

@@ -3,6 +3,7 @@ real role processes registering with a real coordinator; plus rendering of syste
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from atlasdeploy.inventory import InventoryError, load_inventory
 from atlasdeploy.render import host_script, processes, systemd_unit
 
 from atlasrl.clients.coordinator import CoordinatorClient
+from atlasrl.rpc.config import ChannelConfig, SecurityConfig
 from atlasrl.v1 import coordinator_pb2 as pb
 
 
@@ -46,9 +48,11 @@ def consecutive_free_ports(n: int) -> list[int]:
     raise RuntimeError("no free port range")
 
 
-def deploy(inv: Path, *args: str) -> str:
-    r = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(inv), *args], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
+def deploy(inv: Path, *args: str, check: bool = True) -> str:
+    state = ["--state-dir", str(inv.parent / "deploy-state")]
+    r = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(inv), *args, *state], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0 or not check, r.stdout + r.stderr
     return r.stdout
 
 
@@ -82,10 +86,24 @@ async def test_three_local_hosts_start_restart_stop(tmp_path):
                 "roles": {"memory": {"port": ports[6], "metrics_port": ports[7]}}},
     }
     inv = write_inventory(tmp_path, hosts, service_manager="plain")
-    out = deploy(inv, "up")
+    try:
+        await _start_restart_stop(tmp_path, inv, hosts, ports)
+    finally:   # a failed assertion leaves no role process behind
+        deploy(inv, "stop", check=False)
+
+
+async def _start_restart_stop(tmp_path: Path, inv: Path, hosts: dict, ports: list[int]) -> None:
+    out = deploy(inv, "up")   # secure by default, on loopback too: mTLS + role tokens
     assert "[ctl] started atlasrl-coordinator (plain)" in out and "[env-a] started atlasrl-envserver-1 (plain)" in out
+    assert "[env-a] envserver-1: SERVING" in out and "[mem] memory: SERVING" in out
     assert (tmp_path / "env-a" / "atlasrl" / "coordinator" / "service.py").is_file()  # the pushed copy is what runs
-    client = CoordinatorClient(f"127.0.0.1:{ports[0]}")
+    assert sorted(p.name for p in (tmp_path / "env-a" / "pki" / "tokens").iterdir()) == ["envserver.tokens"]
+    pki = tmp_path / "deploy-state" / "pki"
+    with pytest.raises(Exception):  # noqa: B017 - plaintext is refused by a TLS server
+        await CoordinatorClient(f"127.0.0.1:{ports[0]}", timeout_s=3, channel_config=ChannelConfig(security=SecurityConfig())).status()
+    admin = ChannelConfig(security=SecurityConfig(tls_cert=pki / "client.pem", tls_key=pki / "client-key.pem",
+                                                  tls_ca=pki / "ca.pem", token_file=pki / "tokens" / "admin.tokens"))
+    client = CoordinatorClient(f"127.0.0.1:{ports[0]}", channel_config=admin)
 
     async def members():
         try:
@@ -112,7 +130,7 @@ async def test_three_local_hosts_start_restart_stop(tmp_path):
     await wait_for(replaced)
     log = (tmp_path / "env-a" / "logs" / "envserver-0.log").read_text()
     assert "exited with 137; restart #1" in log
-    assert "atlasrl-envserver-0 active" in deploy(inv, "status")
+    assert re.search(r"env-a +envserver-0 +active +restarts=1 +health=SERVING", deploy(inv, "status"))
 
     deploy(inv, "targets")
     targets = json.loads((DEPLOY / "targets" / "t.json").read_text())
@@ -122,7 +140,7 @@ async def test_three_local_hosts_start_restart_stop(tmp_path):
     out = deploy(inv, "stop")
     assert out.index("atlasrl-memory") < out.index("atlasrl-coordinator")  # reverse start order
     assert not psutil.pid_exists(loop_pid) and not psutil.pid_exists(child.pid)
-    assert "atlasrl-coordinator inactive" in deploy(inv, "status")
+    assert re.search(r"ctl +coordinator +inactive", deploy(inv, "status", check=False))
     with pytest.raises(Exception):  # noqa: B017 - any failure: the coordinator is gone
         await client.status()
 
@@ -158,7 +176,8 @@ def test_systemd_unit_and_multinode_learner(tmp_path):
     (lambda h: h["ctl"]["roles"].pop("coordinator") or h["ctl"]["roles"].update(memory={"port": 1, "metrics_port": 2}),
      "exactly one coordinator"),
     (lambda h: h["ctl"]["roles"]["coordinator"].update(port=0), "hosts.ctl.roles.coordinator.port"),
-    (lambda h: h["ctl"]["roles"].update(memory={"port": 50050, "metrics_port": 9200}), "share a port"),
+    (lambda h: h["ctl"]["roles"].update(memory={"port": 50050, "metrics_port": 9200}),
+     "inventory.yaml:9: hosts.ctl.roles.memory.port: port 50050 is also used by hosts.ctl.roles.coordinator.port"),
     (lambda h: h["ctl"]["roles"].update(trainer={"port": 1, "metrics_port": 2}), "hosts.ctl.roles.trainer"),
     (lambda h: h["ctl"]["roles"]["coordinator"].update(config={"lease_ttl": 3}),
      "hosts.ctl.roles.coordinator.config.lease_ttl: Extra inputs are not permitted"),
