@@ -120,6 +120,11 @@ class ActorConfig(BaseModel):
     memory_exemplars: int = Field(0, ge=0, le=8)
     """Remembered frames in each prompt: the k stored success/failure frames most similar to the episode's first
     frame, each with its outcome (VL models; 0 by default: a tiny model cannot read them)."""
+    memory_source: Literal["memory", "placebo", "oracle"] = "memory"
+    """Where the per-turn memory view comes from. memory: the memory service's atlas of this layout. The two arms
+    of an ablation: placebo, the atlas of another layout the memory knows (same channels and tokens, wrong map),
+    and oracle, the true hazard map from the observation's hole entities (env oracle_holes=true), no service
+    query. Shaping stays with the memory service in every arm (turn it off to compare the views alone)."""
     max_prompt_images: int = Field(8, ge=1, le=64)
     """Images one prompt may carry (the engine's budget, vLLM's limit_mm_per_prompt): context_images, the memory
     overlay and memory_exemplars together must fit, checked at start-up."""

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
+import numpy as np
 
 from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.memory_view import TurnView
@@ -84,12 +85,14 @@ class EpisodeAdvice:
 
 class MemoryAdvisor:
     def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, shaping: bool = True,
-                 risk: bool = False, exemplars: int = 0, timeout_s: float = 2.0, ingest_queue: int = 256,
-                 ingest_batch: int = 16, on_miss=None):
+                 risk: bool = False, exemplars: int = 0, source: str = "memory", timeout_s: float = 2.0,
+                 ingest_queue: int = 256, ingest_batch: int = 16, on_miss=None):
         self.address = address
         self.hint_mode = hints
         self.risk = risk
         self.exemplars = exemplars
+        self.source = source     # memory | placebo | oracle (ActorConfig.memory_source)
+        self._layouts: OrderedDict[tuple[str, str], None] = OrderedDict()   # (family, layout_key) seen, newest last
         self.misses = 0          # queries that failed: the episode went on with an empty view
         self._on_miss = on_miss  # e.g. the actor's memory-miss counter
         self._rejections = ReasonSummary(log, "memory rejected episodes")   # a flood is one line per interval
@@ -124,12 +127,45 @@ class MemoryAdvisor:
     def wants_view(self) -> bool:
         return self.hint_mode != "none" or self.risk or self.exemplars > 0
 
+    def _placebo_layout(self, family: str, layout_key: str) -> str | None:
+        """Another layout of the family this actor has played, the most recent one (None: none yet)."""
+        self._layouts.pop((family, layout_key), None)
+        other = next((k for f, k in reversed(self._layouts) if f == family), None)
+        self._layouts[(family, layout_key)] = None
+        while len(self._layouts) > GROUPS_REMEMBERED:
+            self._layouts.popitem(last=False)
+        return other
+
+    def _oracle(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation, shaper) -> EpisodeAdvice:
+        """The true hazard map from the observation's hole entities (env oracle_holes), with the same channels."""
+        danger = np.zeros((max(spec.grid_rows, 1), max(spec.grid_cols, 1)), np.float32)
+        for e in obs.entities:
+            if e.kind == "hole" and e.cell.row < danger.shape[0] and e.cell.col < danger.shape[1]:
+                danger[e.cell.row, e.cell.col] = 1.0
+        view = TurnView(danger, np.zeros_like(danger), risk=self.risk, overlay=self.hint_mode in ("overlay", "both"))
+        return EpisodeAdvice(view=view, shaper=shaper)
+
     async def _query(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
+        if self.source == "oracle":
+            advice = await self._query_service(spec, obs, obs.layout_key) if self.shaping else EpisodeAdvice()
+            return self._oracle(spec, obs, advice.shaper)
+        layout_key = obs.layout_key
+        if self.source == "placebo":
+            other = self._placebo_layout(spec.family, obs.layout_key)
+            if other is None:                       # no other layout yet: no view rather than the true one
+                advice = await self._query_service(spec, obs, obs.layout_key) if self.shaping else EpisodeAdvice()
+                return EpisodeAdvice(shaper=advice.shaper)
+            shaping = await self._query_service(spec, obs, obs.layout_key) if self.shaping else EpisodeAdvice()
+            view = await self._query_service(spec, obs, other)
+            return EpisodeAdvice(view=view.view, shaper=shaping.shaper)
+        return await self._query_service(spec, obs, layout_key)
+
+    async def _query_service(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation, layout_key: str) -> EpisodeAdvice:
         goal = _goal(obs)
         overlay = self.hint_mode in ("overlay", "both")
         # The overlay is drawn here each turn from the frozen maps (memory_view.py), not by the service once.
         q = memory_pb2.MemoryQuery(
-            family=spec.family, layout_key=obs.layout_key, grid_rows=spec.grid_rows, grid_cols=spec.grid_cols,
+            family=spec.family, layout_key=layout_key, grid_rows=spec.grid_rows, grid_cols=spec.grid_cols,
             agent=obs.agent, has_agent=obs.HasField("agent"), include_overlay=False, top_k=self.exemplars,
         )
         if goal is not None:

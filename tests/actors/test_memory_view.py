@@ -108,3 +108,49 @@ async def test_actor_acts_through_a_memory_outage_and_recovers(tiny_engine, env_
     prompts = [tiny_engine.tokenizer.decode(t.prompt_ids) for ep in later for t in ep.turns]
     assert any("(risk " in p for p in prompts), "no risk word after the memory came back"
     assert later and all(ep.turns for ep in later)
+
+
+async def test_placebo_reads_another_layouts_atlas_and_oracle_the_true_map():
+    """The ablation arms: placebo queries the memory for the layout seen last that is not this one (nothing
+    before a second layout exists); oracle builds the view from the hole entities, without a query."""
+    from atlasrl.actors.memory_hints import EpisodeAdvice, MemoryAdvisor
+
+    spec = env_pb2.EnvSpec(family="frozenlake", grid_rows=4, grid_cols=4)
+    asked: list[str] = []
+    placebo = MemoryAdvisor("127.0.0.1:1", hints="none", risk=True, shaping=False, source="placebo")
+
+    async def fake_query(spec_, obs, layout_key):
+        asked.append(layout_key)
+        return EpisodeAdvice(view=TurnView(np.zeros((4, 4)), np.zeros((4, 4)), risk=True))
+
+    placebo._query_service = fake_query
+    for key in ("A", "B", "A", "C"):
+        o = obs_at(0, 0, "Down: ice")
+        o.layout_key = key
+        advice = await placebo.episode_start(spec, o)
+        assert (advice.view is None) is (key == "A" and not asked)
+    assert asked == ["A", "B", "A"]   # B got A's view, A got B's, C got A's: never its own layout
+    await placebo.close()
+
+    oracle = MemoryAdvisor("127.0.0.1:1", hints="overlay", risk=True, shaping=False, source="oracle")
+    o = obs_at(0, 1, "Up: edge\nDown: ice\nLeft: ice\nRight: ice")
+    o.entities.add(kind="hole", cell=env_pb2.GridCoord(row=1, col=1))
+    o.entities.add(kind="goal", cell=env_pb2.GridCoord(row=3, col=3))
+    advice = await oracle.episode_start(spec, o)
+    assert advice.text(o).split("\n")[1:] == ["Down: ice (risk high)", "Left: ice (risk low)", "Right: ice (risk low)"]
+    assert advice.hints(o).overlay is not None and oracle.misses == 0   # no service was asked (none listens there)
+    await oracle.close()
+
+
+def test_oracle_holes_are_entities_only():
+    from atlasrl.envserver import registry
+    from atlasrl.envserver.convert import observation_to_proto
+
+    cfg = {"hidden_holes": "true", "oracle_holes": "true", "hole_prob": "0.3", "layout_pool": "4"}
+    oracle = observation_to_proto(registry.make("frozenlake", cfg, seed=1).text_reset(seed=1))[0]
+    hidden = observation_to_proto(registry.make("frozenlake", {**cfg, "oracle_holes": "false"}, seed=1)
+                                  .text_reset(seed=1))[0]
+    assert [e.kind for e in oracle.entities].count("hole") > 0 == [e.kind for e in hidden.entities].count("hole")
+    assert oracle.text == hidden.text and oracle.images[0].data == hidden.images[0].data
+    with pytest.raises(ValueError, match="oracle_holes has no effect without hidden_holes"):
+        registry.make("frozenlake", {"oracle_holes": "true"}, seed=0)

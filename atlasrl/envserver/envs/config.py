@@ -92,6 +92,10 @@ class FrozenLakeConfig(GridConfig):
     hidden_holes: bool = False
     """Holes look exactly like ice in the frame and the text (and are left out of the observation's entities);
     stepping in one still ends the episode with terminal cause "hole"."""
+    oracle_holes: bool = False
+    """With hidden_holes: keep the holes in the observation's entities (never in its text or frame), so that an
+    oracle arm of a memory ablation (actor.memory_source=oracle) reads the true map; the policy's prompt never
+    shows entities."""
     layout_pool: int = Field(0, ge=0, le=1_000_000)
     """K > 0: every map is one of K recurring layouts, layout (seed mod K) of the pool (see layout_pool_seed);
     0: a fresh map per seed."""
@@ -101,6 +105,8 @@ class FrozenLakeConfig(GridConfig):
 
     @model_validator(mode="after")
     def _pool_seed_needs_pool(self):
+        if self.oracle_holes and not self.hidden_holes:
+            raise ValueError("oracle_holes has no effect without hidden_holes (visible holes are entities anyway)")
         if self.layout_pool_seed and not self.layout_pool:
             raise ValueError(f"layout_pool_seed={self.layout_pool_seed} has no effect without layout_pool "
                              f"(a number of layouts > 0)")

@@ -170,7 +170,8 @@ class FrozenLakeEnv(GridTextEnv):
         hidden = self.config.hidden_holes
         self._shown_tiles = np.where(self.tiles == HOLE, FROZEN, self.tiles) if hidden else self.tiles.copy()
         self._shown_rows = ["".join(CHARS[int(t)] for t in line) for line in self._shown_tiles]
-        holes = [] if hidden else [Entity("hole", (int(r), int(c))) for r, c in np.argwhere(self.tiles == HOLE)]
+        listed = not hidden or self.config.oracle_holes   # oracle_holes: entities only, for an oracle memory arm
+        holes = [Entity("hole", (int(r), int(c))) for r, c in np.argwhere(self.tiles == HOLE)] if listed else []
         self._static_entities = [Entity("goal", self.goal), *holes]
 
     def _begin_turn(self) -> None:
