@@ -61,7 +61,7 @@ def resolve(overrides: dict[str, str], seed: int):
         section, field = key.split(".", 1)
         if section == "env":
             env_config[field] = value
-        elif section == "model":
+        elif section == "model" and field != "arch":
             model_kw[field] = int(value)
         else:
             sets.append(f"{key}={value}")   # validated like `up --set`: bad values fail here, named
@@ -94,7 +94,7 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     a, lc = cfg.actor, cfg.learner
     actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=a.env_id, env_config=env_config,
                             num_envs=a.num_envs, group_size=a.group_size, action_mode=a.action_mode,
-                            memory_hints="none", use_image=False, bare_prompt=bare_prompt(cfg),
+                            memory_hints="none", use_image=cfg.model.arch == "qwen2.5-vl", bare_prompt=bare_prompt(cfg),
                             context_turns=a.context_turns, seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
     # Every training setting `atlasrl up` models (algo, lr and its decay, batch, entropy, step_gamma), not its ports.
