@@ -2,7 +2,7 @@
 #   make up     install and run the whole loop on this machine (`atlasrl up`)
 #   make test   install everything the tests need and run them
 # CI (.ci/run) runs `make test-deps lint`, then `make test`: install, lint, then the tests.
-.PHONY: up test test-deps install lint protos bench
+.PHONY: up test test-deps install lint protos bench gpu-check
 
 up:
 	scripts/install.sh
@@ -27,3 +27,8 @@ lint: .venv/bin/ruff
 
 protos:
 	.venv/bin/python scripts/gen_protos.py
+
+# On a host with a CUDA GPU: install the GPU extras, train under NCCL, engine/learner log-probs in bf16 with a
+# weight sync (transformers and vLLM), ManiSkill GPU physics; figures in bench/results/gpu-check-<date>.json.
+gpu-check:
+	scripts/gpu-check.sh
