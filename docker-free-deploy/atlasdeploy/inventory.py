@@ -35,8 +35,9 @@ class RoleSpec(Strict):
     """Extra environment of these processes, e.g. ``GLOO_SOCKET_IFNAME``/``NCCL_SOCKET_IFNAME``: the interface a
     multi-node learner's collectives use when the hostname resolves to a loopback address."""
     devices: list[int] | None = None
-    """GPU ids of the host (its ``gpus``) these processes use, split evenly over ``count`` processes; each gets
-    them as CUDA_VISIBLE_DEVICES. The learner's ``nproc`` defaults to its share. None = the environment's."""
+    """GPU ids of the host (its ``gpus``) these processes use, split evenly over ``count`` processes: written into
+    each process's ``devices`` setting where its role has one (learner, actor, envserver: the role sets its
+    CUDA_VISIBLE_DEVICES), else set as CUDA_VISIBLE_DEVICES. The learner's ``nproc`` defaults to its share."""
 
 
 class Host(Strict):
@@ -71,6 +72,8 @@ class Inventory(Strict):
     """torchrun rendezvous port on the first learner host (multi-node learner)."""
     model: str = ""
     """Model directory on the learner and actor hosts (their ``model`` setting)."""
+    slurm: list[str] = Field(default_factory=list)
+    """Extra ``#SBATCH`` options of `deploy.py slurm`'s batch script (``--partition=gpu``, ``--time=02:00:00``)."""
     ssh_config: str | None = None
     """ssh client config file for every ssh/scp call (``ssh -F FILE``): aliases, keys, jump hosts."""
     ssh_connect_timeout_s: int = Field(10, ge=1, le=300)
@@ -203,7 +206,7 @@ def load_inventory(path: Path | str) -> Inventory:
             if isinstance(ctx, Bad):   # a check of ours: it knows the key
                 lines.append(f"  {path}:{line_of(text, ctx.key)}: {ctx.key}: {ctx.msg}")
             else:
-                key = ".".join(str(p) for p in err["loc"]) or "(inventory)"
+                key = ".".join(str(p) for p in err["loc"] if p != "[key]") or "(inventory)"
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"  {path}:{line_of(text, key)}: {key}: {msg}")
         raise InventoryError(f"invalid inventory {path}:\n" + "\n".join(lines)) from None

@@ -14,6 +14,7 @@ from typing import Any
 
 from atlasdeploy.inventory import Inventory
 from atlasrl.config.roles import role_file
+from atlasrl.config.schema import ROLE_MODELS
 
 ORDER = ["coordinator", "envserver", "memory", "learner", "actor"]
 """Start order (stop: reversed); each stage waits for the gRPC health of the one before."""
@@ -95,7 +96,11 @@ def processes(inv: Inventory, insecure: bool = False) -> list[Proc]:
                 env: dict[str, str] = {**spec.env, **({} if insecure else security_env(d, role))}
                 if spec.devices is not None:
                     share = len(spec.devices) // spec.count
-                    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.devices[i * share:(i + 1) * share])
+                    mine = [str(g) for g in spec.devices[i * share:(i + 1) * share]]
+                    if "devices" in ROLE_MODELS[role].model_fields:   # the role sets its own CUDA_VISIBLE_DEVICES
+                        wiring["devices"] = mine
+                    else:
+                        env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
                     if role == "learner":
                         settings.setdefault("nproc", share)
                 cfg_path = f"{d}/deploy/{name}.yaml"

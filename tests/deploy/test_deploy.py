@@ -197,3 +197,76 @@ def test_example_inventory_is_valid_and_plan_runs():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("atlasrl-envserver-") == 4 and "nproc=8" in out.stdout and "lr=1e-06" in out.stdout
+
+
+def test_example_inventory_starts_secure_as_written(tmp_path):
+    """Every role of the example binds a non-loopback address: with the deploy's mTLS + token env the bind
+    check passes (it refused all of them before); --insecure is the only plaintext path and plan says so in red."""
+    from atlasrl.rpc.config import SecurityConfig
+    from atlasrl.rpc.security import check_bind
+
+    inv = load_inventory(DEPLOY / "inventory.example.yaml")
+    procs = processes(inv)
+    assert len(procs) == 9
+    for p in procs:
+        host = yaml.safe_load(p.config_text).get("host") or yaml.safe_load(p.config_text)["server"]["host"]
+        assert host.startswith("10.0.0.")
+        assert p.env["ATLASRL_MTLS"] == "1" and p.env["ATLASRL_TOKEN_FILE"].endswith(f"/pki/tokens/{p.role}.tokens")
+        check_bind(host, SecurityConfig(), tls=bool(p.env.get("ATLASRL_TLS_CERT")), tokens=True)  # raises if refused
+        with pytest.raises(Exception, match="refusing to serve on non-loopback"):
+            check_bind(host, SecurityConfig(), tls=False, tokens=False)
+    learner = yaml.safe_load(next(p for p in procs if p.role == "learner").config_text)
+    assert learner["devices"] == [str(i) for i in range(8)] and learner["nproc"] == 8
+    out = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(DEPLOY / "inventory.example.yaml"), "plan",
+                          "--insecure", "--state-dir", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("\033[1;31m!!! INSECURE")
+    assert out.stdout.count(" --insecure") == 9
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda h: h["gpu"]["roles"]["learner"].update(devices=[6, 8]),
+     "hosts.gpu.roles.learner.devices: GPU [8] not on host gpu: it has GPUs 0-7"),
+    (lambda h: h["ctl"]["roles"]["coordinator"].update(devices=[0]),
+     "hosts.ctl.roles.coordinator.devices: GPU [0] not on host ctl: it has no GPUs"),
+    (lambda h: h["gpu"]["roles"].update(actor={"port": 50070, "metrics_port": 9120, "devices": [1]}),
+     "devices: GPU 1 is also given to hosts.gpu.roles."),
+    (lambda h: h["gpu"]["roles"]["learner"].update(config={"nproc": 4}),
+     "hosts.gpu.roles.learner.devices: 2 GPUs per learner but config nproc: 4"),
+    (lambda h: h["gpu"].update(address="127.0.0.1"), "hosts.gpu.address: 127.0.0.1 is loopback"),
+    (lambda h: h["gpu"].update(address="10.9.0.1"), "hosts.gpu.address: 10.9.0.1 is also hosts.ctl.address"),
+    (lambda h: h["gpu"]["roles"].update(trainer={"port": 1, "metrics_port": 2}),
+     "hosts.gpu.roles.trainer: Input should be 'coordinator', 'envserver', 'memory', 'learner' or 'actor'"),
+    (lambda h: h["gpu"]["roles"]["learner"].update(metrics_port=50052),
+     "hosts.gpu.roles.learner.metrics_port: port 50052 is also used by hosts.gpu.roles.learner.port on host gpu"),
+])
+def test_plan_refuses_bad_inventory_naming_key_and_line(tmp_path, change, words):
+    hosts = {
+        "ctl": {"ssh": "u@10.9.0.1", "address": "10.9.0.1", "roles": {"coordinator": {"port": 50050, "metrics_port": 9100}}},
+        "gpu": {"ssh": "u@10.9.0.2", "address": "10.9.0.2", "gpus": 8,
+                "roles": {"learner": {"port": 50052, "metrics_port": 9102, "devices": [0, 1]}}},
+    }
+    change(hosts)
+    inv = write_inventory(tmp_path, hosts)
+    out = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(inv), "plan"], capture_output=True, text=True)
+    assert out.returncode == 2 and words in out.stderr, out.stderr
+    line, key = re.search(r"inventory\.yaml:(\d+): (hosts\.gpu\.\S+|hosts\.ctl\.\S+):", out.stderr).groups()
+    text = inv.read_text().splitlines()
+    assert key.rstrip(":").split(".")[-1] in text[int(line) - 1], (line, key, text)   # the line holding the key
+
+
+def test_slurm_batch_script_from_the_example_inventory(tmp_path):
+    """`deploy.py slurm`: one het-job component per kind of host, one srun per role, the coordinator's address in
+    the job's environment, PKI made by the job, torchrun over the learner nodes; the script parses (bash -n).
+    Not submitted here: that needs a Slurm controller (see docs/deploy.md)."""
+    out = tmp_path / "job.sbatch"
+    r = subprocess.run([sys.executable, str(DEPLOY / "deploy.py"), str(DEPLOY / "inventory.example.yaml"), "slurm",
+                        "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert subprocess.run(["bash", "-n", str(out)]).returncode == 0
+    assert text.count("#SBATCH hetjob") == 3 and "--gres=gpu:8" in text
+    assert [line.split("--het-group=")[1].split()[0] for line in text.splitlines() if "srun --het-group=" in line] == \
+        ["0", "0", "2", "1", "3"]   # coordinator, memory, env servers, learner, actors
+    assert 'export ATLASRL_COORDINATOR="${COORDINATOR_NODES%%,*}:50050"' in text
+    assert "certs init" in text and "ATLASRL_MTLS=1" in text and "--insecure" not in text
+    assert "--nnodes=1 --nproc-per-node=8" in text and "/opt/atlasrl/.venv/bin/python" in text

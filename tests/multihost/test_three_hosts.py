@@ -33,7 +33,7 @@ DEPLOY = ROOT / "docker-free-deploy" / "deploy.py"
 HOSTS = ["host-a", "host-b", "host-c"]
 PARTITION_S = 20.0
 
-pytestmark = [pytest.mark.multihost, pytest.mark.slow]
+pytestmark = [pytest.mark.multihost, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +251,26 @@ def test_learner_on_two_hosts_torchrun_rendezvous(hosts, model, tmp_path):
     for name, log in (("learner-0", log_a), ("learner-1", log_b)):
         assert "exited with" not in log, f"{name}: {log[-3000:]}"
     report(test="two_node_learner", deploy_up_s=round(up_s, 1), three_updates_s=round(train_s, 1))
+
+
+def test_check_names_unreachable_host_missing_python_and_foreign_address(hosts, model, tmp_path):
+    """`deploy check` (the first step of `up`) over ssh: each bad host is named, with the inventory key at fault."""
+    roles = {"host-a": {"coordinator": {"port": 50250, "metrics_port": 9300}},
+             "host-b": {"envserver": {"port": 50260, "metrics_port": 9310}},
+             "host-c": {"actor": {"port": 50270, "metrics_port": 9320}}}
+    path = inventory(tmp_path, hosts, model, roles)
+    inv = yaml.safe_load(path.read_text())
+    ghost = hosts.address("host-a").rsplit(".", 1)[0] + ".99"        # nobody on the bridge answers there
+    inv["ssh_connect_timeout_s"] = 3
+    inv["hosts"]["host-ghost"] = {"ssh": f"root@{ghost}", "address": ghost, "venv": sys.prefix,
+                                  "roles": {"envserver": {"port": 50261, "metrics_port": 9311}}}
+    inv["hosts"]["host-b"]["venv"] = "/nonexistent/venv"
+    inv["hosts"]["host-c"]["address"] = hosts.address("host-a").rsplit(".", 1)[0] + ".77"   # not host-c's
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    t0 = time.monotonic()
+    r = deploy(path, "check", check=False, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"host host-ghost is unreachable over ssh (root@{ghost}, port 22)" in r.stderr, r.stderr
+    assert "host host-b: no usable Python: /nonexistent/venv/bin/python is missing there" in r.stderr, r.stderr
+    assert re.search(r"inventory\.yaml:\d+: hosts\.host-c\.address: \S+\.77 is not an address of host host-c \(it has ", r.stderr)
+    assert "[host-a] ok: Python 3." not in r.stderr and time.monotonic() - t0 < 60
