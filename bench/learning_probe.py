@@ -10,7 +10,7 @@ RolloutLoop and Policy with the transformers engine, the learner's Trainer with 
 none of the processes, queues or staleness around them: episodes are trained on as soon as
 ``learner.batch_episodes`` of them (whole groups) are in, and the new weights go straight into the
 engine. So it measures what a config can learn per update, at ~1 update/s on one core, without the
-scheduling noise of `atlasrl up`; confirm a winner with `atlasrl up` (and bench/memory_ablation.py).
+scheduling noise of `atlasrl up`; confirm a winner with `atlasrl up` (and bench/shaping_ablation.py).
 
 The baseline variant ``default`` is `atlasrl up`'s config (atlasrl.config.RunConfig defaults); a
 variant overrides fields of its ``learner``/``actor``/``envserver`` sections (``env.KEY=V`` sets an env

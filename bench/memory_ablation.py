@@ -1,15 +1,28 @@
 #!/usr/bin/env python3
-"""Memory ablation: env steps to reach a training success rate, with vs without skill-memory shaping.
+"""Memory ablation on a task where memory must matter: FrozenLake with hidden holes and recurring layouts.
 
-    .venv/bin/python bench/memory_ablation.py                       # 3 seeds x 2 variants, 600 s each
-    .venv/bin/python bench/memory_ablation.py --seeds 1 --duration 120 --set actor.num_envs=4
+    .venv/bin/python bench/memory_ablation.py                                   # text policy, 4 arms x 3 seeds
+    .venv/bin/python bench/memory_ablation.py --policy text --policy vl --duration 900
+    .venv/bin/python bench/memory_ablation.py --seeds 0 --duration 60 --arm on --arm off   # a smoke run
 
-Each run is a full `atlasrl up` (every role a process) with ``run.seed = s``; the "without"
-variant runs no memory service (no shaping, no hints). A run stops when its rolling training
-success over 64 episodes reaches --target, or at --duration. Reported per run: env steps at the
-first window of >= 32 episodes whose success rate reached the target (None = not reached within
-the budget), the last rolling success and the wall time. Prints a table, writes
-bench/results/memory_ablation.{json,png}, and ends with one JSON line.
+The task (docs/environments.md): holes look like ice in text and frame (``hidden_holes``), maps come from K
+recurring layouts (``layout_pool``), and nothing in the policy's observation names the layout, so the memory's
+atlas of the layout is the only way to know where its holes are (the best fixed path is safe on ~1/3 of the
+maps: tests/envs/test_frozenlake_memory_tasks.py). Arms, identical but for the memory's view in the prompt
+(shaping off in every arm, so only the view differs):
+
+  on       the memory's atlas of this layout (text: a risk word per neighbour line; vl: the overlay image)
+  off      no memory view
+  placebo  the atlas of another layout (same channel, same tokens, wrong map)
+  oracle   the true hole map (shows whether the channel is readable at all)
+
+Each run trains with `atlasrl up` (every role a process; preset frozenlake-tiny plus the overrides above) for
+--duration s, then plays --eval-episodes held-out episodes on K *fresh* layouts (another layout_pool_seed),
+each layout visited eval_episodes / K times in a row, against a fresh memory that ingests the eval's own
+episodes: success by visit number shows what remembering a layout is worth. Reported per arm (seeds pooled):
+held-out success on revisited layouts (visit >= 1) with its Wilson interval, and on first visits. Prints a
+table, writes bench/results/memory_ablation.json, and ends with one JSON line whose "hidden_holes" maps
+policy -> arm -> mean held-out success on revisited layouts.
 """
 from __future__ import annotations
 
@@ -25,77 +38,167 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlasrl.config import load_config
-from atlasrl.up.plots import plot_comparison
-from atlasrl.up.progress import curve, from_status, recent_success, steps_to_reach
-from atlasrl.up.run import UpRun
+ARMS = ("on", "off", "placebo", "oracle")
+POLICIES = {   # the observation each policy reads, and the memory channel it gets
+    "text": {"arch": "qwen2", "text_mode": "relative", "channel": ["actor.memory_risk=true"]},
+    "vl": {"arch": "qwen2.5-vl", "text_mode": "none", "channel": ["actor.memory_hints=overlay"]},
+}
 
-VARIANTS = {"with memory": ["processes.memory=true"], "without memory": ["processes.memory=false"]}
+
+def env_config(policy: str, args, *, pool_seed: int, oracle: bool) -> dict[str, str]:
+    cfg = {"text_mode": POLICIES[policy]["text_mode"], "max_actions_per_turn": "1", "hidden_holes": "true",
+           "layout_pool": str(args.pool), "layout_pool_seed": str(pool_seed), "hole_prob": str(args.hole_prob)}
+    if policy == "vl":
+        cfg["cell_px"] = "28"   # one Qwen2.5-VL merged token per cell
+    if oracle:
+        cfg["oracle_holes"] = "true"
+    return cfg
 
 
-async def one_run(variant: str, seed: int, args, runs_dir: Path) -> dict:
-    run_dir = runs_dir / f"{variant.split()[0]}-seed{seed}"
+def arm_overrides(policy: str, arm: str) -> list[str]:
+    sets = ["actor.memory_shaping=false"]
+    if arm == "off":
+        return sets + ["actor.memory_hints=none", "actor.memory_risk=false"]
+    source = {"on": "memory", "placebo": "placebo", "oracle": "oracle"}[arm]
+    return sets + POLICIES[policy]["channel"] + [f"actor.memory_source={source}"]
+
+
+async def train(policy: str, arm: str, seed: int, args, runs_dir: Path) -> dict:
+    from atlasrl.config import load_config
+    from atlasrl.up.run import UpRun
+
+    run_dir = runs_dir / f"{policy}-{arm}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)   # a fresh run: an old directory would be resumed
-    overrides = [f"run.seed={seed}", f"run.duration_s={args.duration}", f"run.target_success={args.target}",
-                 "run.eval_episodes=0", "run.display=false", f"run.run_dir={run_dir}",
-                 f"run.name=ablation-{variant.split()[0]}-{seed}", *VARIANTS[variant], *args.set]
-    run = UpRun(load_config(None, overrides))
+    env = env_config(policy, args, pool_seed=args.train_pool_seed, oracle=arm == "oracle")
+    overrides = [f"run.seed={seed}", f"run.duration_s={args.duration}", "run.eval_episodes=0", "run.display=false",
+                 f"run.run_dir={run_dir}", f"run.name=mem-{policy}-{arm}-{seed}", f"model.arch={POLICIES[policy]['arch']}",
+                 f"actor.env_config={json.dumps(env)}", *arm_overrides(policy, arm), *args.set]
+    cfg = load_config(None, overrides)
     t0 = time.time()
-    summary = await run.run()
-    history = from_status(run.last_status.history) if run.last_status else []
-    points = curve(history, min_episodes=32)
-    rate, _n = recent_success(history, 64)
-    return {"variant": variant, "seed": seed, "steps_to_target": steps_to_reach(points, args.target),
-            "final_success": None if rate != rate else round(rate, 3), "episodes": summary.get("counters", {}).get("actor.episodes", 0),
-            "env_steps": summary.get("counters", {}).get("actor.env_steps", 0), "wall_s": round(time.time() - t0, 1),
-            "stop_reason": summary.get("stop_reason", summary.get("error")), "run_dir": summary["run_dir"],
-            "curve": [(p.env_steps, round(p.success_rate, 4)) for p in points]}
+    summary = await UpRun(cfg).run()
+    return {"cfg": cfg, "summary": summary, "train_s": round(time.time() - t0, 1)}
 
 
-def table(results: list[dict], target: float) -> str:
-    lines = [f"{'variant':16} {'seed':>4} {'steps to ' + str(target):>14} {'final success':>13} {'env steps':>10} {'wall s':>7}"]
-    for r in results:
-        reached = "not reached" if r["steps_to_target"] is None else f"{r['steps_to_target']:,}"
-        lines.append(f"{r['variant']:16} {r['seed']:>4} {reached:>14} {r['final_success']!s:>13} {r['env_steps']:>10,} {r['wall_s']:>7}")
-    for variant in VARIANTS:
-        reached = [r["steps_to_target"] for r in results if r["variant"] == variant and r["steps_to_target"] is not None]
-        total = sum(1 for r in results if r["variant"] == variant)
-        med = f"{statistics.median(reached):,.0f}" if reached else "-"
-        lines.append(f"{variant:16} reached {len(reached)}/{total}, median steps {med}")
-    return "\n".join(lines)
+async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str) -> dict:
+    """The trained policy on fresh recurring layouts, with a fresh memory that ingests the eval's episodes."""
+    from atlasrl.actors.actor import build_engine
+    from atlasrl.actors.config import resolve_images
+    from atlasrl.actors.eval import evaluate
+    from atlasrl.actors.memory_hints import MemoryAdvisor
+    from atlasrl.actors.policy import Policy
+    from atlasrl.actors.rollout import env_clients
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
+    from atlasrl.memory.config import MemoryConfig
+    from atlasrl.memory.server import MemoryServer
+    from atlasrl.rpc import ServerConfig
+    from atlasrl.up.plan import bare_prompt
+
+    env = EnvServer(EnvServerConfig(port=0, workers=0))
+    memory = MemoryServer(MemoryConfig(server=ServerConfig(port=0)))
+    await env.start()
+    await memory.start()
+    try:
+        actor = cfg.actor.model_copy(update={
+            "envs": [env.address], "model": model_dir, "learner": None, "coordinator": None, "group_size": 1,
+            "num_envs": min(args.pool, 16), "temperature": args.eval_temperature, "bare_prompt": bare_prompt(cfg),
+            "memory": memory.address if arm != "off" else None, "memory_ingest": True, "spool_dir": None,
+            "env_config": env_config(policy, args, pool_seed=args.eval_pool_seed + seed, oracle=arm == "oracle")})
+        actor = resolve_images(actor)
+        engine = build_engine(actor)
+        advisor = MemoryAdvisor.from_config(actor) if actor.memory else None
+        try:
+            report = await evaluate(actor, Policy(engine, actor), env_clients(actor.envs), episodes=args.eval_episodes,
+                                    seed_start=0, memory=advisor)
+        finally:
+            if advisor is not None:
+                await advisor.close()
+            engine.close()
+    finally:
+        await memory.stop(0)
+        await env.stop(0)
+    return {"success": report.success_rate, "by_visit": report.by_visit}
 
 
-async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=600.0, help="budget per run, seconds of training")
-    ap.add_argument("--target", type=float, default=0.8)
-    ap.add_argument("--set", action="append", default=[], help="config override for every run (repeatable)")
+def pooled(rows: list[dict], first: bool) -> tuple[int, int]:
+    wins = n = 0
+    for r in rows:
+        for v in r["by_visit"]:
+            if (v["visit"] == 0) == first:
+                wins, n = wins + v["successes"], n + v["episodes"]
+    return wins, n
+
+
+async def main_async(args) -> dict:
+    from atlasrl.actors.eval import wilson_interval
+
+    runs_dir = args.out / "memory_ablation_runs"
+    rows: list[dict] = []
+    for policy in args.policy:
+        for seed in args.seeds:
+            for arm in args.arm:
+                trained = await train(policy, arm, seed, args, runs_dir)
+                s = trained["summary"]
+                model_dir = s.get("final_model")
+                if not model_dir:
+                    raise SystemExit(f"{policy}/{arm}/seed {seed}: no final model ({s.get('error') or s.get('stop_reason')})")
+                ev = await held_out(policy, arm, seed, args, trained["cfg"], model_dir)
+                rows.append({"policy": policy, "arm": arm, "seed": seed, "updates": s.get("policy_version"),
+                             "env_steps": (s.get("counters") or {}).get("actor.env_steps", 0),
+                             "train_s": trained["train_s"], **ev})
+                print(f"{policy:5s} {arm:8s} seed {seed}: held-out {ev['success']:.3f} by visit "
+                      f"{[round(v['success_rate'], 2) for v in ev['by_visit']]}", flush=True)
+    summary: dict[str, dict] = {}
+    print(f"\n{'policy':6s} {'arm':8s} {'revisited':>10s} {'95% CI':>16s} {'first visit':>12s} {'seeds':>6s}")
+    for policy in args.policy:
+        summary[policy] = {}
+        for arm in args.arm:
+            mine = [r for r in rows if r["policy"] == policy and r["arm"] == arm]
+            wins, n = pooled(mine, first=False)
+            fw, fn = pooled(mine, first=True)
+            lo, hi = wilson_interval(wins, n)
+            rate = wins / n if n else float("nan")
+            summary[policy][arm] = {"revisited": rate, "ci": [lo, hi], "first_visit": fw / fn if fn else float("nan"),
+                                    "seeds": len(mine), "per_seed": [r["success"] for r in mine]}
+            print(f"{policy:6s} {arm:8s} {rate:10.3f} [{lo:.3f}, {hi:.3f}] {summary[policy][arm]['first_visit']:12.3f} "
+                  f"{len(mine):6d}")
+    return {"rows": rows, "summary": summary}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", action="append", choices=list(POLICIES), help="text (default) and/or vl")
+    ap.add_argument("--arm", action="append", choices=ARMS, help="arms to run (default: all four)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--duration", type=float, default=600.0, help="training seconds per run")
+    ap.add_argument("--pool", type=int, default=32, help="recurring layouts K")
+    ap.add_argument("--hole-prob", type=float, default=0.3)
+    ap.add_argument("--train-pool-seed", type=int, default=0)
+    ap.add_argument("--eval-pool-seed", type=int, default=1000, help="held-out layouts: pool seed this + run seed")
+    ap.add_argument("--eval-episodes", type=int, default=128, help="a multiple of --pool: every layout as often")
+    ap.add_argument("--eval-temperature", type=float, default=1.0)
+    ap.add_argument("--set", action="append", default=[], help="extra run-config override for every run")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
+    args.policy = args.policy or ["text"]
+    args.arm = args.arm or list(ARMS)
+    if args.eval_episodes % args.pool:
+        ap.error("--eval-episodes must be a multiple of --pool (every held-out layout visited as often)")
+    t0 = time.time()
+    result = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    runs_dir = args.out / "memory_ablation_runs"
-    results = []
-    for seed in range(args.seeds):
-        for variant in VARIANTS:  # interleaved, so machine load drifts hit both variants alike
-            results.append(await one_run(variant, seed, args, runs_dir))
-            print(table(results[-1:], args.target).splitlines()[1], flush=True)
-    print(table(results, args.target))
-    curves = {v: [[_Point(*xy) for xy in r["curve"]] for r in results if r["variant"] == v] for v in VARIANTS}
-    png = plot_comparison(curves, args.out / "memory_ablation.png", target=args.target)
-    (args.out / "memory_ablation.json").write_text(json.dumps(results, indent=2) + "\n")
-    summary = {v: {"reached": sum(r["steps_to_target"] is not None for r in results if r["variant"] == v),
-                   "runs": sum(r["variant"] == v for r in results),
-                   "steps_to_target": [r["steps_to_target"] for r in results if r["variant"] == v]} for v in VARIANTS}
-    print(json.dumps({"bench": "memory_ablation", "target": args.target, "duration_s": args.duration, "plot": str(png),
-                      "results": summary}))
-    return 0
-
-
-class _Point:
-    def __init__(self, env_steps, success_rate):
-        self.env_steps, self.success_rate = env_steps, success_rate
+    (args.out / "memory_ablation.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                                **result}, indent=2, default=str) + "\n")
+    s = result["summary"]
+    print(json.dumps({"bench": "memory_ablation", "seeds": args.seeds, "duration_s": args.duration, "pool": args.pool,
+                      "wall_s": round(time.time() - t0, 1),
+                      "hidden_holes": {p: {a: round(v["revisited"], 3) for a, v in arms.items()} for p, arms in s.items()},
+                      "first_visit": {p: {a: round(v["first_visit"], 3) for a, v in arms.items()} for p, arms in s.items()},
+                      "per_seed": {p: {a: [round(x, 3) for x in v["per_seed"]] for a, v in arms.items()}
+                                   for p, arms in s.items()},
+                      "median_seed": {p: {a: statistics.median(v["per_seed"]) if v["per_seed"] else None
+                                          for a, v in arms.items()} for p, arms in s.items()}}))
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    main()

@@ -102,9 +102,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
                        or cfg.memory_ingest):
         from atlasrl.actors.memory_hints import MemoryAdvisor
 
-        memory = MemoryAdvisor(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping,
-                               risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, source=cfg.memory_source,
-                               on_miss=m.memory_misses.inc)
+        memory = MemoryAdvisor.from_config(cfg, on_miss=m.memory_misses.inc)
     policy = Policy(engine, cfg, weights=weights, metrics=m)
     await policy.start()
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)

@@ -52,6 +52,10 @@ class EvalReport:
     dropped: int
     seed_start: int
     causes: dict[str, int] = field(default_factory=dict)   # episodes per terminal cause ("success", "hole", ...)
+    by_visit: list[dict] = field(default_factory=list)
+    """With env layout_pool K: success by visit number (seeds seed_start + v*K .. + K - 1 are visit v of each of
+    the K layouts), each {visit, episodes, successes, success_rate, ci_low, ci_high}: how a memory that ingests
+    during the eval helps on layouts it has seen before."""
 
     def summary(self) -> str:
         causes = causes_text(self.causes)
@@ -67,7 +71,9 @@ def causes_text(causes: dict[str, int], skip: tuple[str, ...] = ()) -> str:
 
 
 async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start: int, jsonl: str | Path | None = None,
-                   confidence: float = 0.95, metrics=None) -> EvalReport:
+                   confidence: float = 0.95, metrics=None, memory=None) -> EvalReport:
+    """``memory``: a MemoryAdvisor, so that the eval reads the memory's view and (with cfg.memory_ingest) feeds it
+    its own episodes, as a deployed agent would on layouts it revisits."""
     from atlasrl.actors.rollout import RolloutLoop
 
     seeds = SeedSchedule(cfg.actor_id, group_size=1, seed_start=seed_start, limit=episodes)
@@ -81,7 +87,7 @@ async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start
         })
 
     cfg = cfg.model_copy(update={"num_envs": min(cfg.num_envs, episodes), "group_size": 1})
-    loop = RolloutLoop(cfg, policy, links, seeds=seeds, on_episode=collect, metrics=metrics)
+    loop = RolloutLoop(cfg, policy, links, seeds=seeds, on_episode=collect, metrics=metrics, memory=memory)
     await loop.run(max_episodes=episodes)
     n = len(records)
     wins = sum(r["success"] for r in records)
@@ -96,7 +102,23 @@ async def evaluate(cfg: ActorConfig, policy, links, *, episodes: int, seed_start
         mean_return=sum(r["return"] for r in records) / n if n else 0.0,
         dropped=loop.dropped, seed_start=seed_start,
         causes=dict(Counter(r["terminal_cause"] or "none" for r in records)),
+        by_visit=success_by_visit(records, seed_start, int(cfg.env_config.get("layout_pool", "0") or 0), confidence),
     )
+
+
+def success_by_visit(records: list[dict], seed_start: int, pool: int, confidence: float = 0.95) -> list[dict]:
+    """Success per visit number of a pooled layout (seed s is visit (s - seed_start) // pool); [] without a pool."""
+    if pool <= 0:
+        return []
+    visits: dict[int, list[bool]] = {}
+    for r in records:
+        visits.setdefault((r["seed"] - seed_start) // pool, []).append(bool(r["success"]))
+    out = []
+    for v in sorted(visits):
+        wins, n = sum(visits[v]), len(visits[v])
+        lo, hi = wilson_interval(wins, n, confidence)
+        out.append({"visit": v, "episodes": n, "successes": wins, "success_rate": wins / n, "ci_low": lo, "ci_high": hi})
+    return out
 
 
 def report_json(report: EvalReport) -> str:

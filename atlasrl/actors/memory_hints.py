@@ -123,6 +123,12 @@ class MemoryAdvisor:
                 self._groups.popitem(last=False)
         return await asyncio.shield(advice)
 
+    @classmethod
+    def from_config(cls, cfg, on_miss=None) -> MemoryAdvisor:
+        """The advisor an ActorConfig asks for (cfg.memory is its address)."""
+        return cls(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping,
+                   risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, source=cfg.memory_source, on_miss=on_miss)
+
     @property
     def wants_view(self) -> bool:
         return self.hint_mode != "none" or self.risk or self.exemplars > 0

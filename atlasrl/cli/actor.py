@@ -85,11 +85,19 @@ async def _eval(cfg: EvalConfig):
 
     actor = resolve_images(cfg.model_copy(update={"group_size": 1}))
     engine = await asyncio.to_thread(build_engine, actor)
+    memory = None
+    if actor.memory:   # the eval reads the memory's view and, with memory_ingest, feeds it its own episodes
+        from atlasrl.actors.memory_hints import MemoryAdvisor
+
+        memory = MemoryAdvisor.from_config(actor)
     try:
         return await evaluate(actor, Policy(engine, actor), env_clients(actor.envs), episodes=cfg.episodes,
                               seed_start=cfg.seed_start, jsonl=Path(cfg.out) if cfg.out else None,
-                              confidence=cfg.confidence)
+                              confidence=cfg.confidence, memory=memory)
     finally:
+        if memory is not None:
+            await memory.flush(10)
+            await memory.close()
         engine.close()
 
 
