@@ -8,7 +8,7 @@ from pathlib import Path
 
 from atlasrl.config import RunConfig
 from atlasrl.lifeline import lifeline_argv
-from atlasrl.up.plan import atlasrl_cmd, eval_file
+from atlasrl.up.plan import atlasrl_cmd, engine_python, eval_file
 from atlasrl.up.rundir import RunDir
 
 
@@ -45,7 +45,7 @@ async def run_eval(cfg: RunConfig, rd: RunDir, label: str, model_dir: str | Path
     JSON line per episode to ``<run_dir>/eval/<label>.jsonl``. ``role_flags``: the shared role flags (run.secure:
     the actor's TLS and token settings)."""
     path = eval_file(cfg, rd, label, model_dir, envs, rd.eval / f"{label}.jsonl")
-    argv = atlasrl_cmd("actor", "eval", "--config", str(path), *(role_flags or []))
+    argv = atlasrl_cmd("actor", "eval", "--config", str(path), *(role_flags or []), python=engine_python(cfg.actor.engine))
     with open(log_path, "ab") as logf:
         proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), argv), stdout=asyncio.subprocess.PIPE, stderr=logf,
                                                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)

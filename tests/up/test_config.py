@@ -159,3 +159,24 @@ def test_plan_passes_the_decay_schedules_to_the_learner(tmp_path):
     learner = plan_files(tmp_path, "b", "learner.lr_final=null", "learner.entropy_coef_final=0.1",
                          "learner.entropy_decay_updates=400")["learner"]
     assert (learner["lr_final"], learner["entropy_coef_final"], learner["entropy_decay_updates"]) == (None, 0.1, 400)
+
+
+def test_vllm_actors_start_from_the_vllm_venv(tmp_path, monkeypatch):
+    """actor.engine=vllm: up starts the actor (and its held-out eval) with the interpreter that has vLLM."""
+    import sys
+
+    from atlasrl.up import plan as plan_mod
+    from atlasrl.up.supervisor import RoleFailed
+
+    fake = tmp_path / "venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("")
+    monkeypatch.setattr(plan_mod.importlib.util, "find_spec", lambda name: None if name == "vllm" else object())
+    monkeypatch.setenv("ATLASRL_VLLM_PYTHON", str(fake))
+    cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", "actor.engine=vllm"])
+    procs = {p.name: p for p in plan_mod.build_plan(cfg, plan_mod.RunDir.create(cfg), model_dir=str(tmp_path)).all()}
+    assert procs["actor-0"].argv[0] == str(fake)
+    assert all(p.argv[0] == sys.executable for n, p in procs.items() if n != "actor-0")
+    monkeypatch.setenv("ATLASRL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    with pytest.raises(RoleFailed, match="actor.engine=vllm, but vLLM is installed neither here nor at"):
+        plan_mod.build_plan(cfg, plan_mod.RunDir.create(cfg), model_dir=str(tmp_path))
