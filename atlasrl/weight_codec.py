@@ -23,6 +23,7 @@ Importable without grpc servers or torch.
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +282,8 @@ class WeightVersion:
     """How its bytes came: stream, delta (rebuilt from a delta) or collective."""
     wire_bytes: int = 0
     """Bytes its tensors took on the wire (compressed size for a delta)."""
+    assembly_s: float = 0.0
+    """Seconds spent after the last byte arrived: delta rebuild (zstd + XOR) and the CRC-32 checks."""
 
     def to_torch(self) -> list[tuple[str, object]]:
         """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
@@ -440,6 +443,7 @@ class VersionAssembler:
             raise WeightStreamError(f"end of version {m.version} before its collective bytes arrived")
         via = "delta" if m.is_delta else self._via
         out = WeightVersion(m.version, m, transport=via, wire_bytes=sum(self._filled))
+        t0 = time.perf_counter()
         dctx = None
         for meta, buf, filled in zip(m.tensors, self._bufs, self._filled):
             if filled != _wire_nbytes(meta):
@@ -455,6 +459,7 @@ class VersionAssembler:
                 raise WeightStreamError(f"tensor {meta.name!r}: CRC-32 {crc:#010x} != {meta.crc32:#010x}")
             out.tensors[meta.name] = np.frombuffer(buf, dtype=codec.numpy_dtype(meta.dtype)).reshape(tuple(meta.shape))
         self._reset()
+        out.assembly_s = time.perf_counter() - t0
         return out
 
     def _undelta(self, dctx, meta: weights_pb2.TensorMeta, buf) -> np.ndarray:
