@@ -2,11 +2,13 @@
 
 One het-job component per kind of host: 0 = the coordinator's host (and memory), 1 = the learner nodes, then one
 per env-server and actor host group; node names come from Slurm at run time, not from the inventory's addresses.
-Each role process is one ``srun --het-group=K`` reading the same settings file deploy writes for ssh hosts
-(role_file: the inventory's config) and getting its wiring at run time by ``--set``: its node's name as bind
-address, the coordinator's address (exported as ATLASRL_COORDINATOR), the env servers', learner's and memory's.
+Each role process is one ``srun --het-group=K --overlap`` (steps of one component share its nodes: coordinator and
+memory, env servers) reading the same settings file deploy writes for ssh hosts (role_file: the inventory's config)
+and getting its wiring at run time by ``--set``: its node's address as bind address, the coordinator's address
+(exported as ATLASRL_COORDINATOR), the env servers', learner's and memory's. A node's address is its ``NodeAddr``
+in Slurm (``scontrol show node``; the node name where the cluster sets none), the address slurmctld reaches it by.
 The learner nodes run torchrun --nnodes=<learner hosts> with a c10d rendezvous on the first learner node.
-Secure by default: the job makes its CA, certificates (SANs: every node of the job) and role tokens with
+Secure by default: the job makes its CA, certificates (SANs: every node's address) and role tokens with
 `atlasrl certs init` in the run directory on the shared file system before any role starts.
 The job ends when the learner ends (learner.max_updates) or at the time limit: the other steps get SIGTERM.
 """
@@ -39,7 +41,10 @@ def sbatch_script(inv: Inventory, insecure: bool = False, run_dir: str | None = 
                      + f"   # {role}: hosts {', '.join(hs)}")
     py = inv.python_of(inv.coordinator_host)   # the same path on every node (shared file system)
     lines += ["set -euo pipefail", f"RUN={run}", 'mkdir -p "$RUN/config" "$RUN/logs"', f"PY={shlex.quote(py)}",
-              'nodes() { scontrol show hostnames "$1" | paste -sd, -; }']
+              '# a node\'s address: its NodeAddr (what slurmctld dials; the node name unless the cluster sets one)',
+              'addr() { scontrol show node "$1" -o | sed -n \'s/.* NodeAddr=\\([^ ]*\\).*/\\1/p\'; }',
+              'export -f addr',
+              'nodes() { for n in $(scontrol show hostnames "$1"); do addr "$n"; done | paste -sd, -; }']
     for role, k in comp.items():
         lines.append(f'{role.upper()}_NODES=$(nodes "$SLURM_JOB_NODELIST_HET_GROUP_{k}")')
     ctl = inv.hosts[inv.coordinator_host]
@@ -59,8 +64,11 @@ def sbatch_script(inv: Inventory, insecure: bool = False, run_dir: str | None = 
     if insecure:
         lines.append('SEC_FLAG="--insecure"; export ATLASRL_INSECURE=1   # !!! INSECURE: plaintext, no tokens')
     else:
-        lines += ['ALL=$(nodes "$SLURM_JOB_NODELIST")',
-                  '"$PY" -m atlasrl.cli.main certs init "$RUN/pki" --hosts "$ALL,localhost" --ips 127.0.0.1',
+        lines += ['ALL=$(for k in ' + " ".join(map(str, comp.values())) + '; do v=SLURM_JOB_NODELIST_HET_GROUP_$k; '
+                  'nodes "${!v}" | tr , "\\n"; done)   # every node of every component',
+                  'IPS=$( (grep -E "^[0-9.]+$|:" <<<"$ALL"; echo 127.0.0.1) | sort -u | paste -sd, -)',
+                  'NAMES=$( (grep -vE "^[0-9.]+$|:" <<<"$ALL"; echo localhost) | sort -u | paste -sd, -)',
+                  '"$PY" -m atlasrl.cli.main certs init "$RUN/pki" --hosts "$NAMES" --ips "$IPS"',
                   'SEC_FLAG=""',
                   'export ATLASRL_TLS_CERT="$RUN/pki/server.pem" ATLASRL_TLS_KEY="$RUN/pki/server-key.pem" '
                   'ATLASRL_TLS_CA="$RUN/pki/ca.pem" ATLASRL_MTLS=1']
@@ -79,43 +87,52 @@ def sbatch_script(inv: Inventory, insecure: bool = False, run_dir: str | None = 
 
     def srun(role: str, group: str, argv: str, ntasks: str = "--ntasks-per-node=1") -> None:
         tok = '' if insecure else f'ATLASRL_TOKEN_FILE="$RUN/pki/tokens/{role}.tokens" '
-        steps.append(f'{tok}srun --het-group={comp[group]} {ntasks} --kill-on-bad-exit=0 '
-                     f'--output="$RUN/logs/{role}-%t.log" bash -c {shlex.quote(argv)} &')
+        steps.append(f'{tok}srun --het-group={comp[group]} {ntasks} --overlap --kill-on-bad-exit=0 '
+                     f'--output="$RUN/logs/{role}-%t.log" bash -c {shlex.quote(argv)} & STEPS_{comp[group]}+=" $!"')
 
     base = '"$PY" -m atlasrl.cli.main'
     c = ctl.roles["coordinator"]
     srun("coordinator", "coordinator", f'{base} coordinator --config "$RUN/config/coordinator.yaml" $SEC_FLAG '
-         f'--set server.host="$(hostname)" --set server.port={c.port} --set state_dir="$RUN/state/coordinator"', "--ntasks=1")
+         f'--set server.host="$(addr "$SLURMD_NODENAME")" --set server.port={c.port} --set state_dir="$RUN/state/coordinator"', "--ntasks=1")
     if mem:
-        srun("memory", "coordinator", f'{base} memory --config "$RUN/config/memory.yaml" $SEC_FLAG --set server.host="$(hostname)" '
+        srun("memory", "coordinator", f'{base} memory --config "$RUN/config/memory.yaml" $SEC_FLAG --set server.host="$(addr "$SLURMD_NODENAME")" '
              f'--set server.port={mem} --set data_dir="$RUN/state/memory" --set coordinator="$ATLASRL_COORDINATOR"', "--ntasks=1")
     steps.append("sleep 5   # the coordinator first")
     if "envserver" in comp:
         srun("envserver", "envserver", f'for i in $(seq 0 {ep.count - 1}); do {base} envserver --config "$RUN/config/envserver.yaml" '
-             f'$SEC_FLAG --set host="$(hostname)" --set port=$(({ep.port} + i)) --set coordinator="$ATLASRL_COORDINATOR" & done; wait')
+             f'$SEC_FLAG --set host="$(addr "$SLURMD_NODENAME")" --set port=$(({ep.port} + i)) --set coordinator="$ATLASRL_COORDINATOR" '
+             '& P+=" $!"; done; trap "" TERM; rc=0; for p in $P; do wait $p || rc=$?; done; exit $rc')   # TERM: to them
     if "learner" in comp:
         n = len(groups["learner"])
         nproc = int(inv.role_config(groups["learner"][0], "learner").get("nproc", 1))
-        lines.append(f'"$PY" -m atlasrl.cli.main learner --config "$RUN/config/learner.yaml" --dry-run $SEC_FLAG '
+        lines.append(('' if insecure else 'ATLASRL_TOKEN_FILE="$RUN/pki/tokens/learner.tokens" ')
+                     + f'"$PY" -m atlasrl.cli.main learner --config "$RUN/config/learner.yaml" --dry-run $SEC_FLAG '
                      f'--set host="${{LEARNER_NODES%%,*}}" --set port={lp} --set coordinator="$ATLASRL_COORDINATOR" '
                      f'--set ckpt_dir="$RUN/state/checkpoints" > /dev/null   # resolves <ckpt_dir>/learner-config.json')
         srun("learner", "learner", f'ATLASRL_ROLE=learner "$PY" -m torch.distributed.run --nnodes={n} --nproc-per-node={nproc} '
              f'--rdzv-backend=c10d --rdzv-endpoint="${{LEARNER_NODES%%,*}}:{inv.rdzv_port}" --rdzv-id="$SLURM_JOB_ID" '
-             f'--local-addr="$(hostname)" -m atlasrl.learner.main "$RUN/state/checkpoints/learner-config.json"')
+             f'--local-addr="$(addr "$SLURMD_NODENAME")" -m atlasrl.learner.main "$RUN/state/checkpoints/learner-config.json"')
         steps.append("LEARNER_STEP=$!")
     if "actor" in comp:
         steps.append("sleep 5   # env servers and learner before the actors")
-        srun("actor", "actor", f'{base} actor --config "$RUN/config/actor.yaml" $SEC_FLAG --set host="$(hostname)" '
+        srun("actor", "actor", f'{base} actor --config "$RUN/config/actor.yaml" $SEC_FLAG --set host="$(addr "$SLURMD_NODENAME")" '
              '--set envs="$ENVS" --set learner="$LEARNER" --set coordinator="$ATLASRL_COORDINATOR" '
              + ('--set memory="$MEMORY" ' if mem else '') + '--set actor_id="actor-$SLURMD_NODENAME" '
              '--set spool_dir="$RUN/state/spool"')
-    lines.append("export RUN PY SEC_FLAG ATLASRL_COORDINATOR" + "".join(
+    lines.append("export RUN PY SEC_FLAG ATLASRL_COORDINATOR" + "".join(f" {r.upper()}_NODES" for r in comp) + "".join(
         f" {v}" for v, on in (("ENVS", "envserver" in comp), ("LEARNER", "learner" in comp), ("MEMORY", bool(mem))) if on)
         + "   # srun steps inherit the environment")
     lines += steps
-    lines += ['trap \'kill -TERM $(jobs -p) 2>/dev/null; wait\' TERM INT',
+    stop_order = " ".join(str(comp[r]) for r in ["actor", "learner", "envserver", "coordinator"] if r in comp)
+    lines += ['# stop: component by component (actors, learner, env servers, coordinator + memory), SIGTERM to every task',
+              '# of its steps (the roles stop cleanly on it) with scancel, then srun itself after 30 s',
+              'stop_steps() { for k in ' + stop_order + '; do v=STEPS_$k; j=SLURM_JOB_ID_HET_GROUP_$k; '
+              'echo "$(date +%T) stopping het group $k (job ${!j}):${!v}"; scancel --signal=TERM "${!j}" || true; '
+              'for _ in $(seq 30); do s=""; for p in ${!v}; do kill -0 "$p" 2>/dev/null && s=1; done; [ -z "$s" ] && break; '
+              'sleep 1; done; kill -TERM ${!v} 2>/dev/null || true; done; }',
+              'trap \'stop_steps; wait\' TERM INT',
               'wait "${LEARNER_STEP:-$!}"; rc=$?   # the learner ends the job (learner.max_updates) or the time limit does',
-              'kill -TERM $(jobs -p) 2>/dev/null || true; wait || true',
+              'stop_steps; wait || true',
               '"$PY" -m atlasrl.cli.main accounting --spool "$RUN"/state/spool/*.sqlite '
               '--ledger "$RUN/state/checkpoints/ledger.sqlite" || true',
               'exit $rc']
