@@ -178,5 +178,5 @@ def test_vllm_actors_start_from_the_vllm_venv(tmp_path, monkeypatch):
     assert procs["actor-0"].argv[0] == str(fake)
     assert all(p.argv[0] == sys.executable for n, p in procs.items() if n != "actor-0")
     monkeypatch.setenv("ATLASRL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
-    with pytest.raises(RoleFailed, match="actor.engine=vllm, but vLLM is installed neither here nor at"):
+    with pytest.raises(RoleFailed, match=r"actor\.engine=vllm, but vLLM is installed neither here nor at"):
         plan_mod.build_plan(cfg, plan_mod.RunDir.create(cfg), model_dir=str(tmp_path))
