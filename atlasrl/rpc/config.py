@@ -80,5 +80,8 @@ class ChannelConfig(BaseModel):
     """Ping the server this often while idle so a dead peer is noticed."""
     keepalive_timeout_s: float = Field(10.0, gt=0)
     """How long to wait for a ping answer."""
+    reconnect_max_backoff_s: float = Field(5.0, ge=0.1, le=300)
+    """Longest wait between attempts to reconnect to a server that went away (gRPC's own default grows to 120 s):
+    a restarted role is found again within about this long."""
     security: SecurityConfig | None = None
     """TLS/mTLS/token of this channel; None uses the process default (see SecurityConfig)."""

@@ -39,4 +39,7 @@ def channel_options(cfg: ChannelConfig) -> list[tuple[str, int | str]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 1),
+        ("grpc.initial_reconnect_backoff_ms", min(1000, int(cfg.reconnect_max_backoff_s * 1000))),
+        ("grpc.min_reconnect_backoff_ms", min(1000, int(cfg.reconnect_max_backoff_s * 1000))),
+        ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_backoff_s * 1000)),
     ]
