@@ -10,6 +10,8 @@ from atlasrl.coordinator.config import CoordinatorConfig
 from atlasrl.coordinator.state import Member, StateStore, UnknownMember
 from atlasrl.metrics import Metrics
 from atlasrl.rpc import FailedPrecondition, InvalidArgument, NotFound, to_status_msg
+from atlasrl.rpc.auth import caller_role
+from atlasrl.rpc.errors import PermissionDenied
 from atlasrl.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger("atlasrl.coordinator")
@@ -124,6 +126,10 @@ class CoordinatorServicer:
         role = ROLE_NAMES.get(request.role)
         if role is None:
             raise InvalidArgument(f"role must be one of {sorted(ROLE_ENUMS)}; got enum value {request.role}")
+        token_role = caller_role()   # with tokens on: a member registers as the role of its own token (or admin)
+        if token_role is not None and token_role not in (role, "admin"):
+            raise PermissionDenied(f"the {token_role} role's token may not register a member of role {role}: start "
+                                   f"the {role} with its own token file (pki/tokens/{role}.tokens)")
         if not 0 <= request.capacity <= MAX_CAPACITY:
             raise InvalidArgument(f"capacity must be in [0, {MAX_CAPACITY}]; got {request.capacity}")
         if role in ("envserver", "learner", "memory") and not request.address:

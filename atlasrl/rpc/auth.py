@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import os
 import time
@@ -28,6 +29,13 @@ from atlasrl.rpc.security import ANY, SecurityError, TokenStore, allowed_roles, 
 log = logging.getLogger("atlasrl.rpc")
 
 AUTH_HEADER = "authorization"
+_CALLER_ROLE: contextvars.ContextVar[str | None] = contextvars.ContextVar("atlasrl_caller_role", default=None)
+
+
+def caller_role() -> str | None:
+    """The role of the bearer token of the RPC being served (set by ServerGuard before the handler runs, in the
+    handler's own task); None when the server checks no tokens."""
+    return _CALLER_ROLE.get()
 
 
 class ServerGuard(grpc.aio.ServerInterceptor):
@@ -91,6 +99,7 @@ class ServerGuard(grpc.aio.ServerInterceptor):
             if ANY not in roles and role not in roles:
                 await self._deny(context, grpc.StatusCode.PERMISSION_DENIED,
                                  f"role '{role}' may not call {method.lstrip('/')} (allowed: {', '.join(roles)})")
+            _CALLER_ROLE.set(role)
             return f"{role}:{token_digest(token).hex()[:12]}"
         return _peer_identity(context)
 
