@@ -214,13 +214,20 @@ def host_script(inv: Inventory, host: str, action: str, procs: list[Proc] | None
             lines += [f'if [ "$MODE" = systemd ]; then s=$(systemctl is-active {p.unit} || true); else',
                       f'if [ -f {pidf} ] && kill -0 "$(cat {pidf})" 2>/dev/null; then s=active; else s=inactive; fi; fi',
                       f'r=$(grep -c "restart #" "$D/logs/{p.name}.log" 2>/dev/null || true)',
-                      f'e=$(grep -E "{ERROR_PATTERN}" "$D/logs/{p.name}.log" 2>/dev/null | tail -n 1 | cut -c1-300 || true)',
+                      # the last refusal of the latest lines first: a crash's traceback ends in noise (event loop
+                      # closed, ...) that would hide the refusal that caused it
+                      f'e=$(tail -n 400 "$D/logs/{p.name}.log" 2>/dev/null | grep -E "{AUTH_PATTERN}" | tail -n 1 '
+                      f'| cut -c1-300 || true)',
+                      f'[ -n "$e" ] || e=$(grep -E "{ERROR_PATTERN}" "$D/logs/{p.name}.log" 2>/dev/null | tail -n 1 '
+                      f'| cut -c1-300 || true)',
                       f'echo "{p.unit} $s restarts=${{r:-0}} last_error=$e"']
         else:
             raise ValueError(f"unknown action {action!r}")
     return "\n".join(lines) + "\n"
 
 
+AUTH_PATTERN = "UNAUTHENTICATED|PERMISSION_DENIED|refusing"
+"""Refusals (a wrong token, an unsafe bind): shown before any other error line of the last 400."""
 ERROR_PATTERN = "UNAUTHENTICATED|PERMISSION_DENIED|refusing|Traceback|Error:|error:"
 """Log lines `deploy status` shows as a process's last error (a refused token, an unsafe bind, a crash)."""
 

@@ -132,6 +132,19 @@ async def _start_restart_stop(tmp_path: Path, inv: Path, hosts: dict, ports: lis
     assert "exited with 137; restart #1" in log
     assert re.search(r"env-a +envserver-0 +active +restarts=1 +health=SERVING", deploy(inv, "status"))
 
+    # An env server restarted with another role's token: the coordinator refuses its Register, and status says so.
+    tokens = tmp_path / "env-a" / "pki" / "tokens" / "envserver.tokens"
+    tokens.write_text((pki / "tokens" / "actor.tokens").read_text())
+    loop1 = int((tmp_path / "env-a" / "deploy" / "atlasrl-envserver-1.pid").read_text())
+    os.kill(psutil.Process(loop1).children()[0].pid, signal.SIGKILL)
+
+    async def refused():
+        line = next((ln for ln in deploy(inv, "status", check=False).splitlines() if "envserver-1" in ln), "")
+        return "PERMISSION_DENIED" in line and line
+
+    line = await wait_for(refused)
+    assert "may not register a member of role envserver" in (tmp_path / "env-a" / "logs" / "envserver-1.log").read_text(), line
+
     deploy(inv, "targets")
     targets = json.loads((DEPLOY / "targets" / "t.json").read_text())
     (DEPLOY / "targets" / "t.json").unlink()
