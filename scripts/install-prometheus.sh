@@ -14,22 +14,7 @@ if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1;
   say "already installed: $(prometheus --version 2>&1 | head -1)"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { say "not root and no sudo; run as root" >&2; exit 1; }
-  SUDO="sudo"
-fi
-
-POLICY=/usr/sbin/policy-rc.d
-if [ ! -e "$POLICY" ]; then
-  printf '#!/bin/sh\n# install-prometheus.sh: no service starts during this install\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 755 "$POLICY"
-  trap '$SUDO rm -f "$POLICY"' EXIT
-fi
-
-say "apt-get update"
-$SUDO apt-get update -qq
-say "apt-get install prometheus"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+. "$(dirname "$0")/apt-install-no-services.sh"
+apt_install_no_services install-prometheus prometheus
 command -v promtool >/dev/null 2>&1 || { say "prometheus installed but promtool is missing" >&2; exit 1; }
 say "installed: $(prometheus --version 2>&1 | head -1) (service not started; tests run the binary)"

@@ -14,23 +14,7 @@ if have; then
   say "already installed: $(/usr/sbin/slurmctld -V 2>&1 | head -1), $(/usr/sbin/munged -V 2>&1 | head -1)"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { say "not root and no sudo; run as root" >&2; exit 1; }
-  SUDO="sudo"
-fi
-
-POLICY=/usr/sbin/policy-rc.d
-if [ ! -e "$POLICY" ]; then
-  printf '#!/bin/sh\n# install-slurm.sh: no service starts during this install\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 755 "$POLICY"
-  trap '$SUDO rm -f "$POLICY"' EXIT
-fi
-
-say "apt-get update"
-$SUDO apt-get update -qq
-say "apt-get install slurmctld slurmd slurm-client munge (of slurm-wlm)"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-  slurmctld slurmd slurm-client munge >/dev/null
+. "$(dirname "$0")/apt-install-no-services.sh"
+apt_install_no_services install-slurm slurmctld slurmd slurm-client munge
 have || { say "slurm-wlm installed but slurmctld/slurmd/munged/sbatch is missing" >&2; exit 1; }
 say "installed: $(/usr/sbin/slurmctld -V 2>&1 | head -1), $(/usr/sbin/munged -V 2>&1 | head -1) (services not started; the test starts its own)"

@@ -12,22 +12,7 @@ if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1 && command -v ssh-key
   say "already installed: $(/usr/sbin/sshd -V 2>&1 | head -1)"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { say "not root and no sudo; run as root" >&2; exit 1; }
-  SUDO="sudo"
-fi
-
-POLICY=/usr/sbin/policy-rc.d
-if [ ! -e "$POLICY" ]; then
-  printf '#!/bin/sh\n# install-sshd.sh: no service starts during this install\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 755 "$POLICY"
-  trap '$SUDO rm -f "$POLICY"' EXIT
-fi
-
-say "apt-get update"
-$SUDO apt-get update -qq
-say "apt-get install openssh-server openssh-client iproute2"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssh-server openssh-client iproute2 >/dev/null
+. "$(dirname "$0")/apt-install-no-services.sh"
+apt_install_no_services install-sshd openssh-server openssh-client iproute2
 [ -x /usr/sbin/sshd ] || { say "openssh-server installed but /usr/sbin/sshd is missing" >&2; exit 1; }
 say "installed: $(/usr/sbin/sshd -V 2>&1 | head -1) (service not started; tests run sshd per namespace)"
