@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from atlasrl import codec
+from atlasrl.protowire import read_varint, varint
 from atlasrl.v1 import weights_pb2
 
 MiB = 1 << 20
@@ -73,35 +74,10 @@ class TensorBlob:
 
 
 # ---------------------------------------------------------------- protobuf wire helpers (parts only)
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise IndexError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, pos
-        shift += 7
-
-
 def part_frame(version: int, index: int, offset: int, data: memoryview) -> bytes:
     """The serialized ``WeightUpdate{version, part{index, offset, data}}``: header bytes, then ``data`` (one copy)."""
-    inner = b"\x08" + _varint(index) + b"\x10" + _varint(offset) + b"\x1a" + _varint(len(data))
-    head = b"\x08" + _varint(version & 0xFFFFFFFFFFFFFFFF) + b"\x1a" + _varint(len(inner) + len(data)) + inner
+    inner = b"\x08" + varint(index) + b"\x10" + varint(offset) + b"\x1a" + varint(len(data))
+    head = b"\x08" + varint(version & 0xFFFFFFFFFFFFFFFF) + b"\x1a" + varint(len(inner) + len(data)) + inner
     return b"".join((head, data))
 
 
@@ -134,22 +110,22 @@ def _parse_part(v: memoryview) -> RawPart | None:
     """The layout part_frame writes (fields in order, each once); None for anything else."""
     pos, version = 0, 0
     if len(v) and v[0] == 0x08:
-        version, pos = _read_varint(v, 1)
+        version, pos = read_varint(v, 1)
         if version >= 1 << 63:
             version -= 1 << 64
     if pos >= len(v) or v[pos] != 0x1A:
         return None
-    n, pos = _read_varint(v, pos + 1)
+    n, pos = read_varint(v, pos + 1)
     if pos + n != len(v):
         return None
     index = offset = 0
     if v[pos] == 0x08:
-        index, pos = _read_varint(v, pos + 1)
+        index, pos = read_varint(v, pos + 1)
     if pos < len(v) and v[pos] == 0x10:
-        offset, pos = _read_varint(v, pos + 1)
+        offset, pos = read_varint(v, pos + 1)
     if pos >= len(v) or v[pos] != 0x1A:
         return None
-    m, pos = _read_varint(v, pos + 1)
+    m, pos = read_varint(v, pos + 1)
     if pos + m != len(v):
         return None
     return RawPart(version, index, offset, v[pos:])

@@ -14,6 +14,7 @@ import numpy as np
 
 from atlasrl import codec
 from atlasrl.envserver.base import EnvSpecInfo, StepOutput
+from atlasrl.protowire import varint
 from atlasrl.v1 import env_pb2
 
 _ACTION_KINDS = {"discrete": env_pb2.ACTION_KIND_DISCRETE, "continuous": env_pb2.ACTION_KIND_CONTINUOUS}
@@ -92,25 +93,13 @@ def observation_to_proto(out: StepOutput, camera_names: Iterable[str] = ()) -> t
 
 # --- wire-format splicing -------------------------------------------------------------
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def _uint(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value) if value else b""
+    return varint(number << 3) + varint(value) if value else b""
 
 
 def _status(code: int, message: str) -> bytes:

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atlasrl import codec
+from atlasrl.protowire import varint
 
 KINDS = ("random", "valid", "truncated", "mutated", "extreme", "deep", "codec_lie")
 TENSOR = "atlasrl.v1.Tensor"
@@ -133,17 +134,8 @@ def fill(msg, r: random.Random, *, extreme=False, lie=False, depth=0, budget=Non
 def _deep(r: random.Random, levels: int) -> bytes:
     b = b""
     for _ in range(levels):
-        b = b"\x0a" + _varint(len(b)) + b
+        b = b"\x0a" + varint(len(b)) + b
     return b
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def payload(input_desc, kind: str, seed: int, raw: bytes) -> bytes:
