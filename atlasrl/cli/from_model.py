@@ -125,13 +125,13 @@ def config_options(model: type[BaseModel], *, names: dict[str, tuple[str, ...]] 
 
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            from atlasrl.config.loader import ConfigError, dump_config, load_role_config
+            from atlasrl.config.loader import ConfigError, dump_config, role_data, validate_role
 
             path, overrides, show = kwargs.pop("config"), kwargs.pop("set_"), kwargs.pop("print_config")
             given = {p: kwargs.pop(p) for p in flags}
             try:
-                cfg = load_role_config(model, path, overrides,
-                                       flags=_flag_values(model, path, overrides, flags, given))
+                data = role_data(path, overrides)
+                cfg = validate_role(model, data, flags=_flag_values(model, data, flags, given))
             except (ConfigError, ValueError) as e:
                 raise typer.BadParameter(str(e)) from None
             if show:
@@ -147,24 +147,19 @@ def config_options(model: type[BaseModel], *, names: dict[str, tuple[str, ...]] 
     return wrap
 
 
-def _flag_values(model: type[BaseModel], path, overrides, flags: dict[str, _Flag], given: dict[str, Any]) -> dict:
+def _flag_values(model: type[BaseModel], data: dict[str, Any], flags: dict[str, _Flag], given: dict[str, Any]) -> dict:
     """The flags given, as dotted key -> value; a dict flag's KEY=VALUE items merge into the table it updates
-    (from --config/--set, else the field's default), so `--env-config size=8` keeps the other env settings."""
-    from atlasrl.config.loader import apply_override, get_path, read_file
+    (from ``data``, the --config file and --set, else the field's default), so `--env-config size=8` keeps the
+    other env settings."""
+    from atlasrl.config.loader import get_path
 
     out: dict[str, Any] = {}
-    base: dict[str, Any] | None = None
     for param, value in given.items():
         if value is None:
             continue
         flag = flags[param]
         if flag.kind == "dict":
-            if base is None:
-                base = read_file(path) if path is not None else {}
-                for o in overrides:
-                    apply_override(base, o, min_depth=1)
-            keys = flag.dotted.split(".")
-            current = get_path(base, keys)
+            current = get_path(data, flag.dotted.split("."))
             if current is None:
                 current = _field(model, flag.dotted).get_default(call_default_factory=True) or {}
             value = {**current, **parse_kv(value)}

@@ -133,18 +133,28 @@ def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str
         raise ConfigError(format_errors(e)) from None
 
 
-def load_role_config(model: type[M], path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                     *, flags: dict[str, Any] | None = None) -> M:
-    """One role's config: model defaults < file < ``key=value`` overrides < ``flags`` (dotted key -> value)."""
+def role_data(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """One role's settings as given, before validation: the file, then its ``key=value`` overrides."""
     data = read_file(path) if path is not None else {}
     for o in overrides:
         apply_override(data, o, min_depth=1)
+    return data
+
+
+def validate_role(model: type[M], data: dict[str, Any], flags: dict[str, Any] | None = None) -> M:
+    """``data`` with ``flags`` (dotted key -> value) set over it, validated as ``model``."""
     for dotted, value in (flags or {}).items():
         set_path(data, dotted.split("."), value, what=f"--{dotted}")
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_errors(e)) from None
+
+
+def load_role_config(model: type[M], path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     *, flags: dict[str, Any] | None = None) -> M:
+    """One role's config: model defaults < file < ``key=value`` overrides < ``flags`` (dotted key -> value)."""
+    return validate_role(model, role_data(path, overrides), flags)
 
 
 def dump_config(cfg: BaseModel) -> str:
