@@ -61,7 +61,7 @@ class TurnRecord(_message.Message):
     def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., response_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[int]] = ..., reward: _Optional[float] = ..., env_reward: _Optional[float] = ..., format_reward: _Optional[float] = ..., shaping_reward: _Optional[float] = ..., policy_version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., action_mode: _Optional[_Union[ActionMode, str]] = ..., choices: _Optional[_Iterable[_Union[TokenSeq, _Mapping]]] = ..., temperature: _Optional[float] = ..., action_text: _Optional[str] = ..., action_valid: _Optional[bool] = ..., state_key: _Optional[bytes] = ...) -> None: ...
 
 class Episode(_message.Message):
-    __slots__ = ("episode_id", "actor_id", "group_id", "policy_versions", "turns", "success", "env_id", "family", "layout_key", "seed", "terminal_cause", "group_size")
+    __slots__ = ("episode_id", "actor_id", "group_id", "policy_versions", "turns", "success", "env_id", "family", "layout_key", "seed", "terminal_cause", "group_size", "bootstrap")
     EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Episode(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_CAUSE_FIELD_NUMBER: _ClassVar[int]
     GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
     episode_id: str
     actor_id: str
     group_id: str
@@ -86,7 +87,8 @@ class Episode(_message.Message):
     seed: int
     terminal_cause: str
     group_size: int
-    def __init__(self, episode_id: _Optional[str] = ..., actor_id: _Optional[str] = ..., group_id: _Optional[str] = ..., policy_versions: _Optional[_Iterable[int]] = ..., turns: _Optional[_Iterable[_Union[TurnRecord, _Mapping]]] = ..., success: _Optional[bool] = ..., env_id: _Optional[str] = ..., family: _Optional[str] = ..., layout_key: _Optional[str] = ..., seed: _Optional[int] = ..., terminal_cause: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
+    bootstrap: TurnRecord
+    def __init__(self, episode_id: _Optional[str] = ..., actor_id: _Optional[str] = ..., group_id: _Optional[str] = ..., policy_versions: _Optional[_Iterable[int]] = ..., turns: _Optional[_Iterable[_Union[TurnRecord, _Mapping]]] = ..., success: _Optional[bool] = ..., env_id: _Optional[str] = ..., family: _Optional[str] = ..., layout_key: _Optional[str] = ..., seed: _Optional[int] = ..., terminal_cause: _Optional[str] = ..., group_size: _Optional[int] = ..., bootstrap: _Optional[_Union[TurnRecord, _Mapping]] = ...) -> None: ...
 
 class PushAck(_message.Message):
     __slots__ = ("accepted", "duplicates", "acked_ids", "rejected", "learner_version")
@@ -117,7 +119,7 @@ class TrajectoryInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TrajectoryInfo(_message.Message):
-    __slots__ = ("version", "buffered", "capacity", "max_staleness", "consumed", "ready", "batch_episodes")
+    __slots__ = ("version", "buffered", "capacity", "max_staleness", "consumed", "ready", "batch_episodes", "wants_bootstrap")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class TrajectoryInfo(_message.Message):
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     BATCH_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    WANTS_BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
     version: int
     buffered: int
     capacity: int
@@ -132,4 +135,5 @@ class TrajectoryInfo(_message.Message):
     consumed: int
     ready: int
     batch_episodes: int
-    def __init__(self, version: _Optional[int] = ..., buffered: _Optional[int] = ..., capacity: _Optional[int] = ..., max_staleness: _Optional[int] = ..., consumed: _Optional[int] = ..., ready: _Optional[int] = ..., batch_episodes: _Optional[int] = ...) -> None: ...
+    wants_bootstrap: bool
+    def __init__(self, version: _Optional[int] = ..., buffered: _Optional[int] = ..., capacity: _Optional[int] = ..., max_staleness: _Optional[int] = ..., consumed: _Optional[int] = ..., ready: _Optional[int] = ..., batch_episodes: _Optional[int] = ..., wants_bootstrap: _Optional[bool] = ...) -> None: ...
