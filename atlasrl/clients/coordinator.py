@@ -67,7 +67,7 @@ from atlasrl.v1 import coordinator_pb2_grpc
 log = logging.getLogger("atlasrl.clients.coordinator")
 
 ROLES = {"envserver": pb.ROLE_ENVSERVER, "actor": pb.ROLE_ACTOR, "learner": pb.ROLE_LEARNER,
-         "memory": pb.ROLE_MEMORY, "other": pb.ROLE_OTHER}
+         "memory": pb.ROLE_MEMORY, "other": pb.ROLE_OTHER, "critic": pb.ROLE_CRITIC}
 RUN_STATES = {"running": pb.RUN_STATE_RUNNING, "paused": pb.RUN_STATE_PAUSED, "stopping": pb.RUN_STATE_STOPPING}
 
 
@@ -79,6 +79,7 @@ class EnvAssignment:
     env_servers: list[tuple[str, int]] = field(default_factory=list)  # (address, slots)
     learner_address: str = ""
     memory_address: str = ""
+    critic_address: str = ""
 
 
 class RegistrationAbandoned(RuntimeError):
@@ -225,7 +226,8 @@ class RoleRegistration:
     # --- queries ----------------------------------------------------------------
     async def assignment(self) -> EnvAssignment:
         a = await self._call(lambda: self._stub.GetAssignment(pb.GetAssignmentRequest(member_id=self.member_id), timeout=self._timeout))
-        return EnvAssignment(a.generation, [(s.address, s.slots) for s in a.env_servers], a.learner_address, a.memory_address)
+        return EnvAssignment(a.generation, [(s.address, s.slots) for s in a.env_servers], a.learner_address, a.memory_address,
+                             a.critic_address)
 
     async def wait_for(self, predicate, timeout: float | None = None) -> pb.RunView:
         """Wait until ``predicate(view)`` holds; returns that view."""

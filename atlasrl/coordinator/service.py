@@ -17,7 +17,7 @@ from atlasrl.v1 import coordinator_pb2 as pb
 log = logging.getLogger("atlasrl.coordinator")
 
 ROLE_NAMES = {pb.ROLE_ENVSERVER: "envserver", pb.ROLE_ACTOR: "actor", pb.ROLE_LEARNER: "learner",
-              pb.ROLE_MEMORY: "memory", pb.ROLE_OTHER: "other"}
+              pb.ROLE_MEMORY: "memory", pb.ROLE_OTHER: "other", pb.ROLE_CRITIC: "critic"}
 ROLE_ENUMS = {v: k for k, v in ROLE_NAMES.items()}
 STATE_NAMES = {pb.RUN_STATE_RUNNING: "running", pb.RUN_STATE_PAUSED: "paused", pb.RUN_STATE_STOPPING: "stopping"}
 STATE_ENUMS = {v: k for k, v in STATE_NAMES.items()}
@@ -132,7 +132,7 @@ class CoordinatorServicer:
                                    f"the {role} with its own token file (pki/tokens/{role}.tokens)")
         if not 0 <= request.capacity <= MAX_CAPACITY:
             raise InvalidArgument(f"capacity must be in [0, {MAX_CAPACITY}]; got {request.capacity}")
-        if role in ("envserver", "learner", "memory") and not request.address:
+        if role in ("envserver", "learner", "memory", "critic") and not request.address:
             raise InvalidArgument(f"address is required for role {role} (host:port others connect to)")
         if request.address and ":" not in request.address:
             raise InvalidArgument(f"address must be host:port; got {request.address!r}")
@@ -186,7 +186,7 @@ class CoordinatorServicer:
     async def GetAssignment(self, request: pb.GetAssignmentRequest, context) -> pb.Assignment:
         member = self._member(request.member_id)
         out = pb.Assignment(generation=self.store.generation, learner_address=self._address_of("learner"),
-                            memory_address=self._address_of("memory"))
+                            memory_address=self._address_of("memory"), critic_address=self._address_of("critic"))
         if member.role == "actor" and member.alive:
             for server, slots in self._assignment().get(member.member_id, []):
                 out.env_servers.add(member_id=server.member_id, address=server.address, slots=slots)

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("envserver", "actor", "learner", "memory", "other")
+ROLES = ("envserver", "actor", "learner", "memory", "other", "critic")
 RUN_STATES = ("running", "paused", "stopping")
 
 _SCHEMA = """

@@ -23,7 +23,7 @@ from atlasrl.rpc.config import SecurityConfig
 
 log = logging.getLogger("atlasrl.rpc")
 
-ROLES = ("actor", "learner", "envserver", "memory", "coordinator", "admin")
+ROLES = ("actor", "learner", "envserver", "memory", "coordinator", "admin", "critic")
 ANY = "*"
 MIN_TOKEN_CHARS = 16
 

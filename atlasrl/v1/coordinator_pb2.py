@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from atlasrl.v1 import common_pb2 as atlasrl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61tlasrl/v1/coordinator.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\"\x91\x01\n\x0fRegisterRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.atlasrl.v1.Role\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x06 \x01(\t\"]\n\x10RegisterResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0blease_ttl_s\x18\x02 \x01(\x01\x12!\n\x04view\x18\x03 \x01(\x0b\x32\x13.atlasrl.v1.RunView\"\xbe\x02\n\x10HeartbeatRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\x03\x12<\n\x08\x63ounters\x18\x03 \x03(\x0b\x32*.atlasrl.v1.HeartbeatRequest.CountersEntry\x12\x38\n\x06gauges\x18\x04 \x03(\x0b\x32(.atlasrl.v1.HeartbeatRequest.GaugesEntry\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x13\n\x0b\x65rror_count\x18\x06 \x01(\x03\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\x11HeartbeatResponse\x12!\n\x04view\x18\x01 \x01(\x0b\x32\x13.atlasrl.v1.RunView\x12\x13\n\x0bmay_proceed\x18\x02 \x01(\x08\"&\n\x11\x44\x65registerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"8\n\x12\x44\x65registerResponse\x12\"\n\x06status\x18\x01 \x01(\x0b\x32\x12.atlasrl.v1.Status\")\n\x14GetAssignmentRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"<\n\x07\x45nvSlot\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05slots\x18\x03 \x01(\x05\"{\n\nAssignment\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12(\n\x0b\x65nv_servers\x18\x02 \x03(\x0b\x32\x13.atlasrl.v1.EnvSlot\x12\x17\n\x0flearner_address\x18\x03 \x01(\t\x12\x16\n\x0ememory_address\x18\x04 \x01(\t\"!\n\x0cWatchRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"\xb1\x01\n\x07RunView\x12\x16\n\x0epolicy_version\x18\x01 \x01(\x03\x12\'\n\trun_state\x18\x02 \x01(\x0e\x32\x14.atlasrl.v1.RunState\x12\x1d\n\x15\x61ssignment_generation\x18\x03 \x01(\x03\x12\x15\n\rmax_staleness\x18\x04 \x01(\x05\x12\x17\n\x0flearner_address\x18\x05 \x01(\t\x12\x16\n\x0ememory_address\x18\x06 \x01(\t\"M\n\x12SetRunStateRequest\x12\'\n\trun_state\x18\x01 \x01(\x0e\x32\x14.atlasrl.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x10GetStatusRequest\x12\x14\n\x0cinclude_dead\x18\x01 \x01(\x08\x12\x16\n\x0ehistory_points\x18\x02 \x01(\x05\"\xf0\x03\n\nMemberInfo\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.atlasrl.v1.Role\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\r\n\x05\x61live\x18\x08 \x01(\x08\x12\x1c\n\x14last_heartbeat_age_s\x18\t \x01(\x01\x12\x16\n\x0epolicy_version\x18\n \x01(\x03\x12\x36\n\x08\x63ounters\x18\x0b \x03(\x0b\x32$.atlasrl.v1.MemberInfo.CountersEntry\x12\x32\n\x06gauges\x18\x0c \x03(\x0b\x32\".atlasrl.v1.MemberInfo.GaugesEntry\x12\x12\n\nlast_error\x18\r \x01(\t\x12\x13\n\x0b\x65rror_count\x18\x0e \x01(\x03\x12\x15\n\rregistered_at\x18\x0f \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xec\x01\n\x0cHistoryPoint\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x38\n\x08\x63ounters\x18\x02 \x03(\x0b\x32&.atlasrl.v1.HistoryPoint.CountersEntry\x12\x34\n\x06gauges\x18\x03 \x03(\x0b\x32$.atlasrl.v1.HistoryPoint.GaugesEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfe\x02\n\rClusterStatus\x12!\n\x04view\x18\x01 \x01(\x0b\x32\x13.atlasrl.v1.RunView\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\x16.atlasrl.v1.MemberInfo\x12\x39\n\x08\x63ounters\x18\x03 \x03(\x0b\x32\'.atlasrl.v1.ClusterStatus.CountersEntry\x12\x35\n\x06gauges\x18\x04 \x03(\x0b\x32%.atlasrl.v1.ClusterStatus.GaugesEntry\x12)\n\x07history\x18\x05 \x03(\x0b\x32\x18.atlasrl.v1.HistoryPoint\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x10\n\x08uptime_s\x18\x07 \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*o\n\x04Role\x12\x10\n\x0cROLE_INVALID\x10\x00\x12\x12\n\x0eROLE_ENVSERVER\x10\x01\x12\x0e\n\nROLE_ACTOR\x10\x02\x12\x10\n\x0cROLE_LEARNER\x10\x03\x12\x0f\n\x0bROLE_MEMORY\x10\x04\x12\x0e\n\nROLE_OTHER\x10\x05*f\n\x08RunState\x12\x15\n\x11RUN_STATE_INVALID\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x14\n\x10RUN_STATE_PAUSED\x10\x02\x12\x16\n\x12RUN_STATE_STOPPING\x10\x03\x32\x81\x04\n\x12\x43oordinatorService\x12\x45\n\x08Register\x12\x1b.atlasrl.v1.RegisterRequest\x1a\x1c.atlasrl.v1.RegisterResponse\x12H\n\tHeartbeat\x12\x1c.atlasrl.v1.HeartbeatRequest\x1a\x1d.atlasrl.v1.HeartbeatResponse\x12K\n\nDeregister\x12\x1d.atlasrl.v1.DeregisterRequest\x1a\x1e.atlasrl.v1.DeregisterResponse\x12I\n\rGetAssignment\x12 .atlasrl.v1.GetAssignmentRequest\x1a\x16.atlasrl.v1.Assignment\x12\x38\n\x05Watch\x12\x18.atlasrl.v1.WatchRequest\x1a\x13.atlasrl.v1.RunView0\x01\x12\x42\n\x0bSetRunState\x12\x1e.atlasrl.v1.SetRunStateRequest\x1a\x13.atlasrl.v1.RunView\x12\x44\n\tGetStatus\x12\x1c.atlasrl.v1.GetStatusRequest\x1a\x19.atlasrl.v1.ClusterStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61tlasrl/v1/coordinator.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\"\x91\x01\n\x0fRegisterRequest\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.atlasrl.v1.Role\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x06 \x01(\t\"]\n\x10RegisterResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0blease_ttl_s\x18\x02 \x01(\x01\x12!\n\x04view\x18\x03 \x01(\x0b\x32\x13.atlasrl.v1.RunView\"\xbe\x02\n\x10HeartbeatRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\x03\x12<\n\x08\x63ounters\x18\x03 \x03(\x0b\x32*.atlasrl.v1.HeartbeatRequest.CountersEntry\x12\x38\n\x06gauges\x18\x04 \x03(\x0b\x32(.atlasrl.v1.HeartbeatRequest.GaugesEntry\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x13\n\x0b\x65rror_count\x18\x06 \x01(\x03\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\x11HeartbeatResponse\x12!\n\x04view\x18\x01 \x01(\x0b\x32\x13.atlasrl.v1.RunView\x12\x13\n\x0bmay_proceed\x18\x02 \x01(\x08\"&\n\x11\x44\x65registerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"8\n\x12\x44\x65registerResponse\x12\"\n\x06status\x18\x01 \x01(\x0b\x32\x12.atlasrl.v1.Status\")\n\x14GetAssignmentRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"<\n\x07\x45nvSlot\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05slots\x18\x03 \x01(\x05\"\x93\x01\n\nAssignment\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12(\n\x0b\x65nv_servers\x18\x02 \x03(\x0b\x32\x13.atlasrl.v1.EnvSlot\x12\x17\n\x0flearner_address\x18\x03 \x01(\t\x12\x16\n\x0ememory_address\x18\x04 \x01(\t\x12\x16\n\x0e\x63ritic_address\x18\x05 \x01(\t\"!\n\x0cWatchRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"\xb1\x01\n\x07RunView\x12\x16\n\x0epolicy_version\x18\x01 \x01(\x03\x12\'\n\trun_state\x18\x02 \x01(\x0e\x32\x14.atlasrl.v1.RunState\x12\x1d\n\x15\x61ssignment_generation\x18\x03 \x01(\x03\x12\x15\n\rmax_staleness\x18\x04 \x01(\x05\x12\x17\n\x0flearner_address\x18\x05 \x01(\t\x12\x16\n\x0ememory_address\x18\x06 \x01(\t\"M\n\x12SetRunStateRequest\x12\'\n\trun_state\x18\x01 \x01(\x0e\x32\x14.atlasrl.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x10GetStatusRequest\x12\x14\n\x0cinclude_dead\x18\x01 \x01(\x08\x12\x16\n\x0ehistory_points\x18\x02 \x01(\x05\"\xf0\x03\n\nMemberInfo\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1e\n\x04role\x18\x02 \x01(\x0e\x32\x10.atlasrl.v1.Role\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\r\n\x05\x61live\x18\x08 \x01(\x08\x12\x1c\n\x14last_heartbeat_age_s\x18\t \x01(\x01\x12\x16\n\x0epolicy_version\x18\n \x01(\x03\x12\x36\n\x08\x63ounters\x18\x0b \x03(\x0b\x32$.atlasrl.v1.MemberInfo.CountersEntry\x12\x32\n\x06gauges\x18\x0c \x03(\x0b\x32\".atlasrl.v1.MemberInfo.GaugesEntry\x12\x12\n\nlast_error\x18\r \x01(\t\x12\x13\n\x0b\x65rror_count\x18\x0e \x01(\x03\x12\x15\n\rregistered_at\x18\x0f \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xec\x01\n\x0cHistoryPoint\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x38\n\x08\x63ounters\x18\x02 \x03(\x0b\x32&.atlasrl.v1.HistoryPoint.CountersEntry\x12\x34\n\x06gauges\x18\x03 \x03(\x0b\x32$.atlasrl.v1.HistoryPoint.GaugesEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfe\x02\n\rClusterStatus\x12!\n\x04view\x18\x01 \x01(\x0b\x32\x13.atlasrl.v1.RunView\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\x16.atlasrl.v1.MemberInfo\x12\x39\n\x08\x63ounters\x18\x03 \x03(\x0b\x32\'.atlasrl.v1.ClusterStatus.CountersEntry\x12\x35\n\x06gauges\x18\x04 \x03(\x0b\x32%.atlasrl.v1.ClusterStatus.GaugesEntry\x12)\n\x07history\x18\x05 \x03(\x0b\x32\x18.atlasrl.v1.HistoryPoint\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x10\n\x08uptime_s\x18\x07 \x01(\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\x80\x01\n\x04Role\x12\x10\n\x0cROLE_INVALID\x10\x00\x12\x12\n\x0eROLE_ENVSERVER\x10\x01\x12\x0e\n\nROLE_ACTOR\x10\x02\x12\x10\n\x0cROLE_LEARNER\x10\x03\x12\x0f\n\x0bROLE_MEMORY\x10\x04\x12\x0e\n\nROLE_OTHER\x10\x05\x12\x0f\n\x0bROLE_CRITIC\x10\x06*f\n\x08RunState\x12\x15\n\x11RUN_STATE_INVALID\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x14\n\x10RUN_STATE_PAUSED\x10\x02\x12\x16\n\x12RUN_STATE_STOPPING\x10\x03\x32\x81\x04\n\x12\x43oordinatorService\x12\x45\n\x08Register\x12\x1b.atlasrl.v1.RegisterRequest\x1a\x1c.atlasrl.v1.RegisterResponse\x12H\n\tHeartbeat\x12\x1c.atlasrl.v1.HeartbeatRequest\x1a\x1d.atlasrl.v1.HeartbeatResponse\x12K\n\nDeregister\x12\x1d.atlasrl.v1.DeregisterRequest\x1a\x1e.atlasrl.v1.DeregisterResponse\x12I\n\rGetAssignment\x12 .atlasrl.v1.GetAssignmentRequest\x1a\x16.atlasrl.v1.Assignment\x12\x38\n\x05Watch\x12\x18.atlasrl.v1.WatchRequest\x1a\x13.atlasrl.v1.RunView0\x01\x12\x42\n\x0bSetRunState\x12\x1e.atlasrl.v1.SetRunStateRequest\x1a\x13.atlasrl.v1.RunView\x12\x44\n\tGetStatus\x12\x1c.atlasrl.v1.GetStatusRequest\x1a\x19.atlasrl.v1.ClusterStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,10 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSTATUS_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_CLUSTERSTATUS_GAUGESENTRY']._loaded_options = None
   _globals['_CLUSTERSTATUS_GAUGESENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=2521
-  _globals['_ROLE']._serialized_end=2632
-  _globals['_RUNSTATE']._serialized_start=2634
-  _globals['_RUNSTATE']._serialized_end=2736
+  _globals['_ROLE']._serialized_start=2547
+  _globals['_ROLE']._serialized_end=2675
+  _globals['_RUNSTATE']._serialized_start=2677
+  _globals['_RUNSTATE']._serialized_end=2779
   _globals['_REGISTERREQUEST']._serialized_start=70
   _globals['_REGISTERREQUEST']._serialized_end=215
   _globals['_REGISTERRESPONSE']._serialized_start=217
@@ -72,34 +72,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETASSIGNMENTREQUEST']._serialized_end=849
   _globals['_ENVSLOT']._serialized_start=851
   _globals['_ENVSLOT']._serialized_end=911
-  _globals['_ASSIGNMENT']._serialized_start=913
-  _globals['_ASSIGNMENT']._serialized_end=1036
-  _globals['_WATCHREQUEST']._serialized_start=1038
-  _globals['_WATCHREQUEST']._serialized_end=1071
-  _globals['_RUNVIEW']._serialized_start=1074
-  _globals['_RUNVIEW']._serialized_end=1251
-  _globals['_SETRUNSTATEREQUEST']._serialized_start=1253
-  _globals['_SETRUNSTATEREQUEST']._serialized_end=1330
-  _globals['_GETSTATUSREQUEST']._serialized_start=1332
-  _globals['_GETSTATUSREQUEST']._serialized_end=1396
-  _globals['_MEMBERINFO']._serialized_start=1399
-  _globals['_MEMBERINFO']._serialized_end=1895
+  _globals['_ASSIGNMENT']._serialized_start=914
+  _globals['_ASSIGNMENT']._serialized_end=1061
+  _globals['_WATCHREQUEST']._serialized_start=1063
+  _globals['_WATCHREQUEST']._serialized_end=1096
+  _globals['_RUNVIEW']._serialized_start=1099
+  _globals['_RUNVIEW']._serialized_end=1276
+  _globals['_SETRUNSTATEREQUEST']._serialized_start=1278
+  _globals['_SETRUNSTATEREQUEST']._serialized_end=1355
+  _globals['_GETSTATUSREQUEST']._serialized_start=1357
+  _globals['_GETSTATUSREQUEST']._serialized_end=1421
+  _globals['_MEMBERINFO']._serialized_start=1424
+  _globals['_MEMBERINFO']._serialized_end=1920
   _globals['_MEMBERINFO_COUNTERSENTRY']._serialized_start=537
   _globals['_MEMBERINFO_COUNTERSENTRY']._serialized_end=584
   _globals['_MEMBERINFO_GAUGESENTRY']._serialized_start=586
   _globals['_MEMBERINFO_GAUGESENTRY']._serialized_end=631
-  _globals['_HISTORYPOINT']._serialized_start=1898
-  _globals['_HISTORYPOINT']._serialized_end=2134
+  _globals['_HISTORYPOINT']._serialized_start=1923
+  _globals['_HISTORYPOINT']._serialized_end=2159
   _globals['_HISTORYPOINT_COUNTERSENTRY']._serialized_start=537
   _globals['_HISTORYPOINT_COUNTERSENTRY']._serialized_end=584
   _globals['_HISTORYPOINT_GAUGESENTRY']._serialized_start=586
   _globals['_HISTORYPOINT_GAUGESENTRY']._serialized_end=631
-  _globals['_CLUSTERSTATUS']._serialized_start=2137
-  _globals['_CLUSTERSTATUS']._serialized_end=2519
+  _globals['_CLUSTERSTATUS']._serialized_start=2162
+  _globals['_CLUSTERSTATUS']._serialized_end=2544
   _globals['_CLUSTERSTATUS_COUNTERSENTRY']._serialized_start=537
   _globals['_CLUSTERSTATUS_COUNTERSENTRY']._serialized_end=584
   _globals['_CLUSTERSTATUS_GAUGESENTRY']._serialized_start=586
   _globals['_CLUSTERSTATUS_GAUGESENTRY']._serialized_end=631
-  _globals['_COORDINATORSERVICE']._serialized_start=2739
-  _globals['_COORDINATORSERVICE']._serialized_end=3252
+  _globals['_COORDINATORSERVICE']._serialized_start=2782
+  _globals['_COORDINATORSERVICE']._serialized_end=3295
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,7 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_LEARNER: _ClassVar[Role]
     ROLE_MEMORY: _ClassVar[Role]
     ROLE_OTHER: _ClassVar[Role]
+    ROLE_CRITIC: _ClassVar[Role]
 
 class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +30,7 @@ ROLE_ACTOR: Role
 ROLE_LEARNER: Role
 ROLE_MEMORY: Role
 ROLE_OTHER: Role
+ROLE_CRITIC: Role
 RUN_STATE_INVALID: RunState
 RUN_STATE_RUNNING: RunState
 RUN_STATE_PAUSED: RunState
@@ -127,16 +129,18 @@ class EnvSlot(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., address: _Optional[str] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("generation", "env_servers", "learner_address", "memory_address")
+    __slots__ = ("generation", "env_servers", "learner_address", "memory_address", "critic_address")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     ENV_SERVERS_FIELD_NUMBER: _ClassVar[int]
     LEARNER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CRITIC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     generation: int
     env_servers: _containers.RepeatedCompositeFieldContainer[EnvSlot]
     learner_address: str
     memory_address: str
-    def __init__(self, generation: _Optional[int] = ..., env_servers: _Optional[_Iterable[_Union[EnvSlot, _Mapping]]] = ..., learner_address: _Optional[str] = ..., memory_address: _Optional[str] = ...) -> None: ...
+    critic_address: str
+    def __init__(self, generation: _Optional[int] = ..., env_servers: _Optional[_Iterable[_Union[EnvSlot, _Mapping]]] = ..., learner_address: _Optional[str] = ..., memory_address: _Optional[str] = ..., critic_address: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("member_id",)
