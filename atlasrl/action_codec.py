@@ -167,35 +167,72 @@ class ActionCodec:
 
 
 class TemporalEnsemble:
-    """Average the predictions for the current step from the last ``horizon`` chunks.
+    """Average the predictions for the current step from the last ``horizon`` chunks (VLA-0 / ACT).
 
         ens = TemporalEnsemble(horizon=4, dim=7)
         for t in range(T):
             chunk = policy(obs)                # (<= 4, 7), predicted at step t
             obs = env.step(ens.step(chunk))    # smoothed action for step t
 
-    Weights: w_i = exp(-decay * i), i = 0 for the oldest prediction (ACT uses
-    decay 0.01); decay 0 is the plain mean.
+    A policy that decides every ``k`` steps (k > 1: fewer model calls, fewer
+    rendered frames) adds its chunk once and takes up to k actions:
+
+        ens.add(chunk)                         # predicted at the current step
+        for _ in range(k):
+            action = ens.next()                # None once no chunk covers the step
+            if action is None: break
+            obs = env.step(action)
+
+    Step t's action is the weighted mean of what every chunk still covering t
+    predicted for it (a chunk added at step s covers s .. s + min(len, horizon) - 1).
+    With k = 1 that is VLA-0's sliding window of H calls; with k = H the chunks do
+    not overlap and each step's action is its own chunk's (open-loop chunking).
+
+    Weights: w_i = exp(-decay * i), i = 0 for the oldest prediction. decay 0 is
+    VLA-0's plain mean; decay > 0 favours older predictions (ACT uses 0.01);
+    decay < 0 favours the newest.
     """
 
     def __init__(self, horizon: int, dim: int, decay: float = 0.0):
-        if horizon < 1 or dim < 1 or decay < 0:
-            raise ValueError("horizon and dim must be >= 1 and decay >= 0")
+        if horizon < 1 or dim < 1 or not np.isfinite(decay):
+            raise ValueError("horizon and dim must be >= 1 and decay finite")
         self.horizon, self.dim, self.decay = int(horizon), int(dim), float(decay)
         self.reset()
 
     def reset(self) -> None:
         self.t = 0
-        self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.horizon)
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()
+
+    def add(self, chunk) -> None:
+        """Register a chunk predicted at the current step (its row 0 is for this step)."""
+        c = np.asarray(chunk, dtype=np.float64).reshape(-1, self.dim)[: self.horizon]
+        self._chunks.append((self.t, c))
+
+    def covered(self) -> bool:
+        """Whether some chunk predicts the current step."""
+        return any(self.t - start < len(c) for start, c in self._chunks)
+
+    def next(self) -> np.ndarray | None:
+        """The smoothed action for the current step, then advance; None (not advancing) when no chunk covers it."""
+        while self._chunks and self.t - self._chunks[0][0] >= len(self._chunks[0][1]):
+            self._chunks.popleft()           # chunks whose last step has passed
+        preds = [c[self.t - start] for start, c in self._chunks if self.t - start < len(c)]
+        if not preds:
+            return None
+        weights = np.exp(-self.decay * np.arange(len(preds)))
+        self.t += 1
+        return np.average(np.stack(preds), axis=0, weights=weights).astype(np.float32)
+
+    def skip(self) -> None:
+        """Advance one step without an ensembled action (the env held instead): older chunks stay aligned."""
+        self.t += 1
 
     def step(self, chunk) -> np.ndarray:
         """Add the chunk predicted at the current step; return the action for it and advance."""
-        c = np.asarray(chunk, dtype=np.float64).reshape(-1, self.dim)[: self.horizon]
-        self._chunks.append((self.t, c))
-        preds = [c_[self.t - start] for start, c_ in self._chunks if self.t - start < len(c_)]
-        weights = np.exp(-self.decay * np.arange(len(preds)))
-        self.t += 1
-        return (np.average(np.stack(preds), axis=0, weights=weights)).astype(np.float32)
+        self.add(chunk)
+        out = self.next()
+        assert out is not None  # the chunk just added covers this step
+        return out
 
 
 def _clip(s: str, n: int = 24) -> str:

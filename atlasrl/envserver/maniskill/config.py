@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atlasrl.envserver.base import EnvConfigError
 
@@ -24,13 +24,29 @@ class ManiSkillConfig(BaseModel):
     control_mode: str = "pd_ee_delta_pose"
     """ManiSkill controller; the default moves the end effector by a delta pose per step."""
     action_chunk: int = Field(1, ge=1, le=32)
-    """Most primitive steps one action text may hold (chunks of H steps are H*D integers)."""
+    """H: most primitive steps one action text may hold (chunks of H steps are H*D integers)."""
+    execute_steps: int = Field(0, ge=0, le=32)
+    """Primitive steps executed per action text (a decision), at most action_chunk: 0 = every step of the chunk
+    (open-loop chunks, no overlap); 1 = VLA-0 (a decision every step, each step the ensemble of up to H chunks);
+    k in between: the next k steps, each the ensemble of the chunks that cover it."""
+    ensemble_decay: float = Field(0.0, ge=-5, le=5)
+    """Temporal-ensemble weights over the chunks predicting a step: w_i = exp(-decay*i), i = 0 the oldest.
+    0 = VLA-0's plain mean; > 0 favours older predictions (ACT: 0.01); < 0 favours the newest."""
+    render: Literal["decision", "every_step"] = "decision"
+    """decision: physics steps through a decision's steps and only the frame the model sees next is rendered;
+    every_step: render after every primitive step (discarding all but the last frame: the baseline of the bench)."""
     max_steps: int = Field(0, ge=0, le=100_000)
     """Primitive steps per episode before truncation; 0 = the task's registered limit."""
     invalid_action_penalty: float = Field(-0.1, ge=-10, le=0)
     """Reward of a turn whose text does not parse (the robot holds still for one step)."""
     render_backend: Literal["auto", "cpu", "gpu"] = "auto"
     """auto: SAPIEN's GPU renderer when CUDA is visible, else the CPU (software Vulkan) device."""
+
+    @model_validator(mode="after")
+    def _check_execute_steps(self):
+        if self.execute_steps > self.action_chunk:
+            raise ValueError(f"execute_steps ({self.execute_steps}) must be at most action_chunk ({self.action_chunk})")
+        return self
 
     @field_validator("workspace", mode="before")
     @classmethod

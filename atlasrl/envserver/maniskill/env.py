@@ -7,6 +7,17 @@
 One simulated env per instance (num_envs=1, CPU physics); rendering goes to the
 render device of this process (SAPIEN's GPU renderer when CUDA is visible, else
 a software Vulkan device such as Mesa lavapipe).
+
+Action chunks are decoded and smoothed here, on the env server, not in the actor:
+one action text (a decision) steps physics through up to ``execute_steps`` primitive
+steps with no round trip per step, each step's action being VLA-0's temporal
+ensemble of the chunks that predict it (atlasrl.action_codec.TemporalEnsemble, one
+per session, reset with the episode). The codec needs the controller's bounds and
+the ensemble the step clock, both of which the env owns; the actor stays
+env-agnostic and sends the model's <answer> text. With ``render=decision`` (the
+default) only the frame after a decision's last step is rendered: the steps in
+between run physics and the task's reward/success only (``_physics_step``), since
+rendering is most of a step's cost on a software Vulkan device.
 """
 from __future__ import annotations
 
@@ -17,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from atlasrl.action_codec import ActionCodec
+from atlasrl.action_codec import ActionCodec, TemporalEnsemble
 from atlasrl.envserver.base import Entity, EnvConfigError, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
 from atlasrl.envserver.maniskill import scene, tasks
 from atlasrl.envserver.maniskill.config import ManiSkillConfig
@@ -59,6 +70,7 @@ class ManiSkillEnv(TextEnv):
         size = self.config.image_size
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.codec = ActionCodec.from_space(self.action_space, max_steps=self.config.action_chunk)
+        self.ensemble = TemporalEnsemble(self.config.action_chunk, self.codec.dim, self.config.ensemble_decay)
         self._action_names = scene.action_names(controller)
         self._delta = scene.delta_mask(controller)
         self._workspace = scene.Workspace(self.config.workspace, self.config.grid_size, self.config.grid_size)
@@ -115,6 +127,7 @@ class ManiSkillEnv(TextEnv):
         self._next_seed = None
         obs, info = self._env.reset(seed=seed)
         self._steps = 0
+        self.ensemble.reset()
         self._last_command = scene.initial_hold(self._task_env.agent.controller)
         cells = [f"{b.name}:{r},{c}" for b in scene.bodies(self._task_env) for r, c in [self._layout.cell(b.position)]]
         self._layout_key = f"{self.task}|" + ";".join(cells)
@@ -123,6 +136,12 @@ class ManiSkillEnv(TextEnv):
 
     @_locked
     def text_step(self, text: str, strict: bool = False) -> StepOutput:
+        """One decision: decode the chunk, then step through ``execute_steps`` ensembled actions (module doc).
+
+        Invalid text: the robot holds for one step (the codec's hold action: zero for delta dimensions, the last
+        command for absolute ones), the turn gets ``invalid_action_penalty`` and ``info.action_is_valid=False``
+        (the actor counts it); the ensemble's clock advances with the held step, so earlier chunks stay aligned.
+        """
         last = self._last
         if last is not None and (last.terminated or last.truncated):  # same rule as the grid games
             info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
@@ -135,10 +154,21 @@ class ManiSkillEnv(TextEnv):
         extra: dict[str, Any] = {"action_is_valid": decoded.valid}
         if not decoded.valid:
             extra["invalid_reason"] = decoded.reason
-        out = self._apply(decoded.actions, extra)
-        if not decoded.valid:
+            self.ensemble.skip()
+            out = self._apply(iter([decoded.actions[0]]), extra)
             out.reward += self.config.invalid_action_penalty
-        return out
+            return out
+        self.ensemble.add(decoded.actions)
+        extra["chunk_steps"] = len(decoded.actions)
+        return self._apply(self._ensembled(self.config.execute_steps or len(decoded.actions)), extra)
+
+    def _ensembled(self, k: int):
+        """Up to k smoothed actions; fewer when no chunk predicts that far (a short chunk)."""
+        for _ in range(k):
+            action = self.ensemble.next()
+            if action is None:
+                return
+            yield action
 
     # -- Gymnasium ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -147,7 +177,7 @@ class ManiSkillEnv(TextEnv):
 
     @_locked
     def step(self, action):
-        out = self._apply(np.asarray(action, np.float32).reshape(1, -1), {"action_is_valid": True})
+        out = self._apply(iter(np.asarray(action, np.float32).reshape(1, -1)), {"action_is_valid": True})
         return out.images[0], out.reward, out.terminated, out.truncated, out.info
 
     def render(self):
@@ -160,25 +190,44 @@ class ManiSkillEnv(TextEnv):
             self._env = None
 
     # -- internals ----------------------------------------------------------------------------
-    def _apply(self, actions: np.ndarray, extra: dict[str, Any]) -> StepOutput:
+    def _apply(self, actions, extra: dict[str, Any]) -> StepOutput:
+        """Step through ``actions`` (an iterator of (D,) arrays), stopping when the episode ends; observe once."""
         if self._last is None:
             raise RuntimeError("step before reset")
+        every_step = self.config.render == "every_step"
         reward, terminated, truncated = 0.0, False, False
         obs = info = None
         applied = 0
         for action in actions:
-            obs, r, term, trunc, info = self._env.step(action[None])
+            if every_step:   # the gym loop: renders the cameras after every step
+                obs, r, term, _, info = self._env.step(action[None])
+            else:
+                r, term, info = self._physics_step(action)
             self._steps += 1
             applied += 1
             self._last_command = action
             reward += float(_scalar(r))
             terminated = bool(_scalar(term))
-            truncated = bool(_scalar(trunc)) or self._steps >= self.max_steps
+            truncated = self._steps >= self.max_steps
             if terminated or truncated:
                 break
+        if obs is None:   # render only the frame the model sees next
+            obs = self._task_env.get_obs(info)
         extra["steps_applied"] = applied  # a chunk stops early when the episode ends
         self._last = self._output(obs, reward, terminated, truncated, info, extra)
         return self._last
+
+    def _physics_step(self, action: np.ndarray):
+        """mani_skill's BaseEnv.step (3.0.x) without get_obs, i.e. without rendering the cameras: the controller
+        acts, physics steps, the task evaluates success/fail and its reward. No task computes its reward from the
+        observation, so ``obs=None``; test_render_at_decision_matches_render_every_step checks the equivalence."""
+        te = self._task_env
+        applied = te._step_action(action[None])
+        te._elapsed_steps += 1
+        info = te.get_info()
+        reward = te.get_reward(obs=None, action=applied, info=info)
+        terminated = any(bool(_scalar(info[k])) for k in ("success", "fail") if k in info)
+        return reward, terminated, info
 
     def _sensor_names(self) -> list[str]:
         return list(self._task_env._sensors) if hasattr(self._task_env, "_sensors") else ["base_camera"]
