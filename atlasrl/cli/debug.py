@@ -11,6 +11,7 @@ import typer
 DEBUG_MODULES = [
     "atlasrl.cli.debug_env",
     "atlasrl.cli.debug_memory",
+    "atlasrl.cli.debug_critic",
 ]
 
 debug_app = typer.Typer(help="gRPC client scripts to poke a live service.", no_args_is_help=True)

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "atlasrl.cli.actor",
     "atlasrl.cli.certs",
     "atlasrl.cli.model",
+    "atlasrl.cli.critic",
 ]
 
 app = typer.Typer(

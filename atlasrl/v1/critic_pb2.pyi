@@ -87,7 +87,7 @@ class CriticInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CriticInfo(_message.Message):
-    __slots__ = ("backend", "model", "max_side", "max_task_chars", "max_frames_per_request", "max_batch", "max_wait_ms", "frames_scored", "batches", "device")
+    __slots__ = ("backend", "model", "max_side", "max_task_chars", "max_frames_per_request", "max_batch", "max_wait_ms", "frames_scored", "batches", "device", "pairwise")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class CriticInfo(_message.Message):
     FRAMES_SCORED_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PAIRWISE_FIELD_NUMBER: _ClassVar[int]
     backend: str
     model: str
     max_side: int
@@ -108,4 +109,21 @@ class CriticInfo(_message.Message):
     frames_scored: int
     batches: int
     device: str
-    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., max_side: _Optional[int] = ..., max_task_chars: _Optional[int] = ..., max_frames_per_request: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., frames_scored: _Optional[int] = ..., batches: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    pairwise: bool
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., max_side: _Optional[int] = ..., max_task_chars: _Optional[int] = ..., max_frames_per_request: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., frames_scored: _Optional[int] = ..., batches: _Optional[int] = ..., device: _Optional[str] = ..., pairwise: _Optional[bool] = ...) -> None: ...
+
+class RecordedEpisode(_message.Message):
+    __slots__ = ("episode_id", "env_id", "task", "frames", "success", "truncated")
+    EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    episode_id: str
+    env_id: str
+    task: str
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    success: bool
+    truncated: bool
+    def __init__(self, episode_id: _Optional[str] = ..., env_id: _Optional[str] = ..., task: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., success: _Optional[bool] = ..., truncated: _Optional[bool] = ...) -> None: ...
