@@ -148,6 +148,15 @@ class ActorConfig(BaseModel):
     fresh and, on a shared CPU, leaves the cores to training instead of rollouts nobody trains on. With two batches
     the episodes trained lag 2 policy versions instead of 1 (tiny FrozenLake, seed 2: training success stalled at
     0.6-0.75, held-out 0.66, where one batch reached 0.94 by 180 s, held-out 0.95)."""
+    weight_swap: Literal["drain", "interrupt"] = "drain"
+    """When a weight version that arrives mid-generation is loaded: drain (between generate calls: a turn in flight
+    finishes on the weights it started with) or interrupt (transformers engine: between two decode steps; the cache
+    of the tokens so far is recomputed with the new weights and every token keeps the version that produced it,
+    TurnRecord.token_versions, so a turn may span versions). The vllm engine drains."""
+    sim_step_s: float = Field(0.0, ge=0, le=10)
+    """Simulated accelerator time per engine forward pass (prefill or decode step), slept with the CPU left free;
+    0 = off. Only for benches on CPU hosts (bench/async_vs_sync.py), to give generation a GPU's share of the time
+    against training (learner.sim_update_s); never set it for real runs."""
     info_interval_s: float = Field(1.0, gt=0)
     """How often the learner's TrajectoryInfo is polled for the staleness gate."""
     pacing_poll_s: float = Field(0.1, gt=0)
@@ -248,7 +257,7 @@ def engine_config(cfg: ActorConfig, gpus: int | None = None) -> EngineConfig:
                         dtype=cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpu else "float32"),
                         enforce_eager=cfg.enforce_eager if cfg.enforce_eager is not None else not gpu,
                         tensor_parallel_size=cfg.tensor_parallel_size, max_images_per_prompt=cfg.max_prompt_images,
-                        **kw)
+                        weight_swap=cfg.weight_swap, sim_step_s=cfg.sim_step_s, **kw)
 
 
 TINY_MARKER = "atlasrl_tiny.json"

@@ -131,6 +131,10 @@ class LearnerConfig(BaseModel):
     """Rank 0 tells the other ranks it is still waiting for data this often."""
     max_updates: int | None = Field(None, ge=1)
     """Stop after this many updates (None = until stopped)."""
+    sim_update_s: float = Field(0.0, ge=0, le=3600)
+    """Simulated accelerator time slept (CPU left free) at the end of every update; 0 = off. Only for benches on
+    CPU hosts (bench/async_vs_sync.py), with actor.sim_step_s, to give training a GPU's share of the time against
+    generation; never set it for real runs."""
 
     # --- weights ---
     chunk_bytes: int = Field(4 * MiB, ge=1 * MiB, le=4 * MiB)

@@ -70,11 +70,13 @@ class Generation:
     logprobs: list[float]                   # per token, see the module doc
     text: str                               # decoded response, special tokens and stop string removed
     finish_reason: str                      # "stop" (end token / stop string / choice complete) | "length"
-    version: int                            # weight version that produced it
+    version: int                            # weight version that produced it (its first token's, when it spans several)
     temperature: float                      # the request's temperature (TurnRecord.temperature)
     choice_index: int | None = None         # choice mode: index into GenerationRequest.choices
     choice_token_ids: list[list[int]] | None = None  # choice mode: candidates' ids (TurnRecord.choices)
     extra: dict[str, Any] = field(default_factory=dict)
+    token_versions: list[int] = field(default_factory=list)  # per token, when weights changed mid-call (interrupt);
+                                                             # empty: every token is ``version``'s
 
 
 class Engine(abc.ABC):

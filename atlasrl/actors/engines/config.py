@@ -38,3 +38,8 @@ class EngineConfig(BaseModel):
     """vllm: reuse KV of shared prompt prefixes (reset after every weight update)."""
     max_images_per_prompt: int = Field(4, ge=0)
     """vllm: limit_mm_per_prompt for images (VL models)."""
+    weight_swap: Literal["drain", "interrupt"] = "drain"
+    """transformers engine: interrupt loads weights staged mid-generation between decode steps (stage_weights);
+    drain waits for the generate call in flight. vllm always drains."""
+    sim_step_s: float = Field(0.0, ge=0, le=10)
+    """transformers engine: simulated accelerator time slept per forward pass (benches on CPU hosts only)."""

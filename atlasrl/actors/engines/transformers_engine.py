@@ -12,6 +12,15 @@ on one state) are prefilled once and their cache copied per row, each row then
 sampling on its own; and once every unfinished choice row has a single way left
 to complete its choice (an action's tail, the end token), those tokens are
 appended with log-prob 0 (the only allowed token) without another forward.
+
+Interruptible generation (``weight_swap="interrupt"``): ``stage_weights`` hands
+over a new version at any time. Idle, the engine loads it at once; generating,
+it loads it between two decode steps, recomputes the KV cache of every row's
+prompt and tokens so far with the new weights (a cache of the old weights
+would mix two policies in one forward), and goes on. Each token records the
+version that produced it (``Generation.token_versions``), so a turn may span
+versions and its behaviour log-probs stay exact per token. ``update_weights``
+is the drain path: it waits for the generate call in flight.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ class _Row:
     budget: int                                  # max response tokens
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)   # weight version that produced each token
     finish: str | None = None
 
 
@@ -60,7 +70,10 @@ class TransformersEngine(Engine):
         self._lock = threading.Lock()
         self._generator = torch.Generator(device=config.device).manual_seed(config.seed)
         self._end_id = self.policy.eos_token_ids[0]
-        self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0}
+        self._pending: tuple[int, list] | None = None   # staged (version, [(param, tensor)]) not loaded yet
+        self._pending_lock = threading.Lock()
+        self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0, "decode_steps": 0,
+                      "interrupts": 0}
 
     @property
     def version(self) -> int:
@@ -69,16 +82,21 @@ class TransformersEngine(Engine):
     # -- generation ------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
         rows = [self._prepare(r, params) for r in requests]   # validates before any compute
-        with self._lock, torch.inference_mode():
-            gen = self._generator
-            if params.seed is not None:
-                gen = torch.Generator(device=self.config.device).manual_seed(params.seed)
-            t0 = time.perf_counter()
-            for i in range(0, len(rows), self.config.max_batch_size):
-                self._run_batch(rows[i:i + self.config.max_batch_size], params, gen)
-            self.stats["seconds"] += time.perf_counter() - t0
-            version = self._version
-        return [self._result(req, row, params, version) for req, row in zip(requests, rows)]
+        with self._lock:
+            try:
+                with torch.inference_mode():
+                    self._load_pending()          # staged while no call was running to load it
+                    gen = self._generator
+                    if params.seed is not None:
+                        gen = torch.Generator(device=self.config.device).manual_seed(params.seed)
+                    t0 = time.perf_counter()
+                    for i in range(0, len(rows), self.config.max_batch_size):
+                        self._run_batch(rows[i:i + self.config.max_batch_size], params, gen)
+                    self.stats["seconds"] += time.perf_counter() - t0
+            finally:
+                self._load_pending()
+        self._load_if_idle()   # staged between our last check and the release: nobody else would load it
+        return [self._result(req, row, params) for req, row in zip(requests, rows)]
 
     def _prepare(self, req: GenerationRequest, params: SamplingParams) -> _Row:
         prompt = encode_prompt(self.policy, req.messages, list(req.images))
@@ -87,17 +105,25 @@ class TransformersEngine(Engine):
             trie = ChoiceTrie(choice_token_ids(self.tokenizer, list(req.choices), self._end_id))
         return _Row(prompt=prompt, trie=trie, budget=trie.max_len if trie else params.max_tokens)
 
-    def _run_batch(self, rows: list[_Row], params: SamplingParams, gen: torch.Generator) -> None:
-        model, policy, device = self.policy.model, self.policy, self.config.device
-        row_map, firsts = shared_rows([_prompt_key(r.prompt) for r in rows])
+    def _forward(self, **kw):
+        out = self.policy.model(**kw)
+        if self.config.sim_step_s:   # benches on CPU hosts: the accelerator's time for this pass (config doc)
+            time.sleep(self.config.sim_step_s)
+        return out
+
+    def _prefill(self, rows: list[_Row]):
+        """One forward over every row's prompt and tokens so far: (next-token logits, cache, mask, last positions),
+        one cache row per row. Rows with equal prompts and tokens are computed once."""
+        policy, device = self.policy, self.config.device
+        row_map, firsts = shared_rows([(*_prompt_key(r.prompt), tuple(r.tokens)) for r in rows])
         unique = [rows[i] for i in firsts]
-        S = max(len(r.prompt.input_ids) for r in unique)
+        seqs = [list(r.prompt.input_ids) + r.tokens for r in unique]
+        S = max(len(q) for q in seqs)
         ids = torch.full((len(unique), S), policy.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(unique), S), dtype=torch.long)
-        for b, r in enumerate(unique):
-            n = len(r.prompt.input_ids)
-            ids[b, S - n:] = torch.tensor(r.prompt.input_ids)
-            mask[b, S - n:] = 1
+        for b, q in enumerate(seqs):
+            ids[b, S - len(q):] = torch.tensor(q)
+            mask[b, S - len(q):] = 1
         vision = [r.prompt for r in unique if r.prompt.pixel_values is not None]
         grid = torch.cat([p.image_grid_thw for p in vision]) if vision else None
         pos = prompt_positions(ids, mask, policy.is_vl, policy.image_token_id, grid, policy.spatial_merge_size)
@@ -106,16 +132,22 @@ class TransformersEngine(Engine):
             kw = dict(pixel_values=torch.cat([p.pixel_values for p in vision]).to(device),
                       image_grid_thw=grid.to(device))
         ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kw)
+        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                            **kw)
         self.stats["prefill_tokens"] += int(mask.sum())
         logits, cache = out.logits, out.past_key_values
         if len(unique) < len(rows):                     # one cache row per request from here on
             index = torch.tensor(row_map, device=device)
             logits, mask, pos = logits.index_select(0, index), mask.index_select(0, index), pos.index_select(-2, index)
             cache.reorder_cache(index)
+        return logits, cache, mask, pos[..., -1:]
+
+    def _run_batch(self, rows: list[_Row], params: SamplingParams, gen: torch.Generator) -> None:
+        device = self.config.device
+        logits, cache, mask, last_pos = self._prefill(rows)
         temp = effective_temperature(params.temperature)
-        last_pos = pos[..., -1:]
-        for _step in range(max(r.budget for r in rows)):
+        budget = max(r.budget for r in rows)
+        while True:
             scaled = logits[:, -1, :].float() / temp
             allowed = [r.trie.allowed(r.tokens) if r.trie and r.finish is None else None for r in rows]
             scaled = mask_to_allowed(scaled, allowed)
@@ -124,14 +156,23 @@ class TransformersEngine(Engine):
                 if r.finish is None:
                     r.tokens.append(int(tokens[b]))
                     r.logprobs.append(float(logps[b]))
+                    r.versions.append(self._version)
                     r.finish = self._finished(r, params)
-            if all(r.finish for r in rows) or self._complete_forced(rows):
+            budget -= 1
+            if budget <= 0 or all(r.finish for r in rows) or self._complete_forced(rows):
                 break
             self.stats["generated_tokens"] += sum(1 for r in rows if r.finish is None)
+            self.stats["decode_steps"] += 1
+            if self.config.weight_swap == "interrupt" and self._load_pending():
+                # New weights between two decode steps: the cache holds the old weights' keys and values, so
+                # recompute it over prompt + tokens so far; the next token is the new version's.
+                self.stats["interrupts"] += 1
+                logits, cache, mask, last_pos = self._prefill(rows)
+                continue
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             last_pos = next_positions(last_pos)
-            out = model(input_ids=tokens.unsqueeze(-1).to(device), attention_mask=mask, position_ids=last_pos,
-                        past_key_values=cache, use_cache=True)
+            out = self._forward(input_ids=tokens.unsqueeze(-1).to(device), attention_mask=mask,
+                                position_ids=last_pos, past_key_values=cache, use_cache=True)
             logits, cache = out.logits, out.past_key_values
         for r in rows:
             r.finish = r.finish or "length"
@@ -145,6 +186,7 @@ class TransformersEngine(Engine):
         for r, tail in zip(open_rows, tails):
             r.tokens += tail
             r.logprobs += [0.0] * len(tail)            # the only allowed token: log 1
+            r.versions += [self._version] * len(tail)
             self.stats["generated_tokens"] += len(tail)
             r.finish = "stop"
         return True
@@ -160,7 +202,7 @@ class TransformersEngine(Engine):
                 return "stop"
         return "length" if len(r.tokens) >= r.budget else None
 
-    def _result(self, req: GenerationRequest, r: _Row, params: SamplingParams, version: int) -> Generation:
+    def _result(self, req: GenerationRequest, r: _Row, params: SamplingParams) -> Generation:
         text = self.tokenizer.decode(r.tokens, skip_special_tokens=True)
         cut = [(text.find(s), s) for s in params.stop if s in text]
         if cut:
@@ -168,13 +210,52 @@ class TransformersEngine(Engine):
             text = text[:at + (len(stop) if params.include_stop_str_in_output else 0)]
         return Generation(
             prompt_ids=list(r.prompt.input_ids), token_ids=r.tokens, logprobs=r.logprobs, text=text,
-            finish_reason=r.finish or "length", version=version, temperature=params.temperature,
+            finish_reason=r.finish or "length", version=r.versions[0], temperature=params.temperature,
+            token_versions=list(r.versions),
             choice_index=r.trie.index(r.tokens) if r.trie else None,
             choice_token_ids=[list(c) for c in r.trie.choices] if r.trie else None,
         )
 
     # -- weights ---------------------------------------------------------------------
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
+        staged = self._stage(named_tensors)
+        with self._lock, torch.no_grad():
+            self._copy(version, staged)
+
+    def stage_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
+        """Hand over a version without waiting (validated here, before anything changes): loaded at once when idle,
+        else between two decode steps (interrupt) or at the end of the generate call in flight (drain). A newer
+        version staged before the engine got to an older one replaces it; an older one never replaces a newer."""
+        staged = self._stage(named_tensors)
+        with self._pending_lock:
+            if self._pending is None or version > self._pending[0]:
+                self._pending = (int(version), staged)
+        self._load_if_idle()
+
+    def _load_if_idle(self) -> None:
+        if self._pending is not None and self._lock.acquire(blocking=False):
+            try:
+                self._load_pending()
+            finally:
+                self._lock.release()
+
+    def _load_pending(self) -> bool:
+        """Load the staged version, if any (the caller holds ``_lock``); True when the weights changed."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None or pending[0] <= self._version:
+            return False
+        with torch.no_grad():
+            self._copy(*pending)
+        return True
+
+    def _copy(self, version: int, staged: list) -> None:
+        for target, tensor in staged:
+            target.copy_(tensor.to(dtype=target.dtype, device=target.device))
+        self._version = int(version)
+
+    def _stage(self, named_tensors: Iterable[tuple[str, object]]) -> list:
+        """[(parameter, tensor)] checked against the model: unknown names and wrong shapes raise ValueError."""
         params = dict(self.policy.model.named_parameters())
         params.update(dict(self.policy.model.named_buffers()))
         staged = []
@@ -189,10 +270,7 @@ class TransformersEngine(Engine):
                 raise ValueError(f"update_weights: {name} has shape {tuple(tensor.shape)}, "
                                  f"expected {tuple(target.shape)}")
             staged.append((target, tensor))
-        with self._lock, torch.no_grad():
-            for target, tensor in staged:
-                target.copy_(tensor.to(dtype=target.dtype, device=target.device))
-            self._version = int(version)
+        return staged
 
     def close(self) -> None:
         self.policy.model = None
