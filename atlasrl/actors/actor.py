@@ -106,6 +106,8 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
     policy = Policy(engine, cfg, weights=weights, metrics=m)
     await policy.start()
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)
+    if sender is not None:   # learn the learner's batch and bootstrap wish before the first episode ends
+        await gate._refresh_info()
 
     async def deliver(episode, _buffer) -> None:
         if sender is not None:
@@ -121,7 +123,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
             loop.stop()
 
     loop = RolloutLoop(cfg, policy, env_clients(cfg.envs), on_episode=deliver, memory=memory, gate=gate_or_stop,
-                       admit=gate.admit, metrics=m)
+                       admit=gate.admit, metrics=m, wants_bootstrap=lambda: gate.learner_wants_bootstrap)
     parts = ActorParts(loop, policy, sender, memory, reg, server)
     if reg is not None:   # the registration fills each heartbeat from the parts (and the last one at close)
         reg.report = lambda r: report_to_coordinator(r, parts)

@@ -28,6 +28,7 @@ class EpisodeBuffer:
     turns: list[trajectory_pb2.TurnRecord] = field(default_factory=list)
     observations: list[env_pb2.Observation] = field(default_factory=list)  # answer to each turn's action
     max_turns: int = 64
+    bootstrap: trajectory_pb2.TurnRecord | None = None  # PPO's V(s_T) prompt for a cut episode (Episode.bootstrap)
 
     @property
     def last_obs(self) -> env_pb2.Observation:
@@ -37,6 +38,12 @@ class EpisodeBuffer:
     def done(self) -> bool:
         obs = self.last_obs
         return obs.terminated or obs.truncated or len(self.turns) >= self.max_turns
+
+    @property
+    def cut(self) -> bool:
+        """Ended by a time limit or the turn cap, not by reaching a terminal state: its last state has a value."""
+        obs = self.last_obs
+        return not obs.terminated and (obs.truncated or len(self.turns) >= self.max_turns)
 
     @property
     def success(self) -> bool:
@@ -77,6 +84,7 @@ class EpisodeBuffer:
             seed=self.seed,
             terminal_cause=self.terminal_cause,
             group_size=self.group_size,
+            bootstrap=self.bootstrap,
         )
 
     def to_memory_record(self) -> memory_pb2.EpisodeRecord:
@@ -87,7 +95,6 @@ class EpisodeBuffer:
             steps.append(
                 memory_pb2.MemoryStep(agent=obs.agent, entities=_moving(obs), action=turn.action_text, reward=obs.reward)
             )
-        last = self.last_obs
         frames = []
         for idx in _key_frame_steps(len(states)):
             if states[idx].images:
@@ -102,7 +109,7 @@ class EpisodeBuffer:
             entities=[e for e in self.first_obs.entities if e.kind != "agent"],
             terminal_cause=self.terminal_cause,
             success=self.success,
-            truncated=last.truncated or (not last.terminated and len(self.turns) >= self.max_turns),
+            truncated=self.cut,
             key_frames=frames,
         )
 

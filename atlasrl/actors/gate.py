@@ -46,6 +46,7 @@ class FlowGate:
         self._refresh: asyncio.Task | None = None
         self.learner_buffered = 0        # TrajectoryInfo.buffered at the latest poll
         self.learner_batch: int | None = None  # TrajectoryInfo.batch_episodes (None: not polled yet)
+        self.learner_wants_bootstrap = False   # TrajectoryInfo.wants_bootstrap (PPO learners)
         self._accepted_at_poll = 0       # sender.stats.accepted when that poll was sent
         self.stop_requested = False
 
@@ -71,6 +72,7 @@ class FlowGate:
             return
         self.learner_buffered, self._accepted_at_poll = int(info.buffered), accepted
         self.learner_batch = int(info.batch_episodes)
+        self.learner_wants_bootstrap = bool(info.wants_bootstrap)
         if self.cfg.max_staleness is None:
             self.max_staleness = int(info.max_staleness)
 

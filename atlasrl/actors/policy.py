@@ -16,6 +16,7 @@ neither loses the version nor cancels its copy still queued for a worker thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -67,6 +68,18 @@ class TurnOutput:
             shaping_reward=shaping, policy_version=g.version, images=self.images, action_mode=self.action_mode,
             temperature=g.temperature, action_text=self.action_text or "",
             action_valid=self.action_text is not None and (valid is None or bool(valid.bool_value)),
+        )
+        for ids in g.choice_token_ids or []:
+            rec.choices.add(ids=ids)
+        return rec
+
+    def to_bootstrap_record(self) -> trajectory_pb2.TurnRecord:
+        """This generation as Episode.bootstrap: the prompt of the state an episode was cut in, trained on by no
+        loss (loss_mask 0, reward 0); the learner reads only the value of its prompt."""
+        g = self.gen
+        rec = trajectory_pb2.TurnRecord(
+            prompt_ids=g.prompt_ids, response_ids=g.token_ids, logprobs=g.logprobs, loss_mask=[0] * len(g.token_ids),
+            policy_version=g.version, images=self.images, action_mode=self.action_mode, temperature=g.temperature,
         )
         for ids in g.choice_token_ids or []:
             rec.choices.add(ids=ids)
@@ -158,8 +171,10 @@ class Policy:
         log.info("weights updated to version %d", wv.version)
         return True
 
-    async def generate(self, inputs: list[TurnInput]) -> list[TurnOutput]:
+    async def generate(self, inputs: list[TurnInput], max_tokens: int | None = None) -> list[TurnOutput]:
+        """One engine call for all ``inputs``; ``max_tokens`` caps this call's responses (a bootstrap needs one)."""
         choice = self.cfg.action_mode == "choice"
+        params = self.params if max_tokens is None else dataclasses.replace(self.params, max_tokens=max_tokens)
         reqs = [
             GenerationRequest(
                 messages=i.prompt.messages,
@@ -168,7 +183,7 @@ class Policy:
             )
             for i in inputs
         ]
-        gens = await self.engine.agenerate(reqs, self.params)
+        gens = await self.engine.agenerate(reqs, params)
         return [self._output(i, g) for i, g in zip(inputs, gens)]
 
     def _output(self, inp: TurnInput, g: Generation) -> TurnOutput:

@@ -76,7 +76,10 @@ class RolloutLoop:
         gate: Callable[[], Awaitable[None]] | None = None,
         admit: Callable[[int], bool] | None = None,
         metrics: ActorMetrics | None = None,
+        wants_bootstrap: Callable[[], bool] | None = None,
     ):
+        """``wants_bootstrap``: whether the learner bootstraps cut episodes from a value (PPO; asked through its
+        TrajectoryInfo): such episodes then carry the prompt of the state they were cut in (Episode.bootstrap)."""
         if not links:
             raise ValueError("at least one env server is needed")
         self.cfg = cfg
@@ -87,6 +90,7 @@ class RolloutLoop:
         self.memory = memory
         self.gate = gate
         self.admit = admit
+        self.wants_bootstrap = wants_bootstrap
         self.m = metrics or ActorMetrics()
         self.slots = [Slot(i) for i in range(cfg.num_envs)]
         self.finished = 0
@@ -175,9 +179,19 @@ class RolloutLoop:
             self.m.env_steps.inc()
             if slot.episode.done:
                 finished.append(slot)
+        await self._bootstrap([s for s in finished if s.episode is not None and s.episode.cut])
         for slot in finished:
             await self._finish(slot)
         await asyncio.gather(*(self._start_episode(s) for s in finished))
+
+    async def _bootstrap(self, cut: list[Slot]) -> None:
+        """Episodes cut by a time limit or the turn cap keep the prompt of their last state, so PPO's learner can
+        read V(s_T) there (one engine call for all of them, one token each: only the prompt matters)."""
+        if not cut or self.wants_bootstrap is None or not self.wants_bootstrap():
+            return
+        outs = await self.policy.generate([self._turn_input(s) for s in cut], max_tokens=1)
+        for slot, out in zip(cut, outs):
+            slot.episode.bootstrap = out.to_bootstrap_record()
 
     def _turn_input(self, slot: Slot) -> TurnInput:
         obs = slot.episode.last_obs

@@ -60,22 +60,32 @@ class Seq:
 
 
 def episode_seqs(ep: trajectory_pb2.Episode, index: int, weight: float) -> list[Seq]:
-    out = []
-    for t, turn in enumerate(ep.turns):
-        choices = [list(c.ids) for c in turn.choices] if turn.action_mode == trajectory_pb2.ACTION_MODE_CHOICE else None
-        out.append(Seq(
-            input_ids=list(turn.prompt_ids) + list(turn.response_ids),
-            prompt_len=len(turn.prompt_ids),
-            behav_logp=list(turn.logprobs),
-            loss_mask=list(turn.loss_mask),
-            temperature=float(turn.temperature),
-            choices=choices,
-            episode=index,
-            turn=t,
-            weight=weight,
-            images=[codec.decode(img) for img in turn.images],
-        ))
-    return out
+    return [turn_seq(turn, index, t, weight) for t, turn in enumerate(ep.turns)]
+
+
+def bootstrap_seq(ep: trajectory_pb2.Episode, index: int) -> Seq | None:
+    """The episode's bootstrap state (PPO, a cut episode) as a sequence that trains nothing: only its value is read."""
+    if not ep.HasField("bootstrap"):
+        return None
+    seq = turn_seq(ep.bootstrap, index, len(ep.turns), 0.0)
+    seq.loss_mask = [0] * len(seq.loss_mask)
+    return seq
+
+
+def turn_seq(turn: trajectory_pb2.TurnRecord, index: int, t: int, weight: float) -> Seq:
+    choices = [list(c.ids) for c in turn.choices] if turn.action_mode == trajectory_pb2.ACTION_MODE_CHOICE else None
+    return Seq(
+        input_ids=list(turn.prompt_ids) + list(turn.response_ids),
+        prompt_len=len(turn.prompt_ids),
+        behav_logp=list(turn.logprobs),
+        loss_mask=list(turn.loss_mask),
+        temperature=float(turn.temperature),
+        choices=choices,
+        episode=index,
+        turn=t,
+        weight=weight,
+        images=[codec.decode(img) for img in turn.images],
+    )
 
 
 def shard_episodes(token_counts: list[int], world: int, rank: int) -> list[int]:

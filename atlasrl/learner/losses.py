@@ -72,18 +72,23 @@ def step_group_advantages(rewards: list[list[float]], state_keys: list[list[byte
     return out
 
 
-def gae_over_turns(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae_over_turns(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float,
+                   bootstrap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """rewards, values, mask: [E, T] (turns right-padded, mask 1 on real turns).
 
-    An episode ends after its last real turn (value 0 beyond). Returns
-    (advantages, returns), both [E, T], zero on padding.
+    ``bootstrap`` [E]: the value of the state after each episode's last real turn,
+    V(s_T) for an episode cut by a time limit, 0 for one that terminated (the
+    default: every episode terminal). Returns (advantages, returns), both [E, T],
+    zero on padding.
     """
     E, T = rewards.shape
     advantages = torch.zeros_like(rewards)
     lastgaelam = torch.zeros(E, dtype=rewards.dtype)
+    tail = torch.zeros(E, dtype=rewards.dtype) if bootstrap is None else bootstrap.to(rewards.dtype)
     for t in reversed(range(T)):
         next_real = mask[:, t + 1] if t + 1 < T else torch.zeros(E, dtype=rewards.dtype)
-        next_value = values[:, t + 1] * next_real if t + 1 < T else torch.zeros(E, dtype=rewards.dtype)
+        # After the last real turn the next state's value is the bootstrap (a cut, not an end).
+        next_value = (values[:, t + 1] * next_real if t + 1 < T else 0.0) + tail * (1.0 - next_real)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         lastgaelam = (delta + gamma * lam * next_real * lastgaelam) * mask[:, t]
         advantages[:, t] = lastgaelam

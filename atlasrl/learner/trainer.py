@@ -33,7 +33,15 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from atlasrl.learner import losses
-from atlasrl.learner.batching import Seq, collate, dummy_seq, episode_seqs, pack_micro_batches, shard_episodes
+from atlasrl.learner.batching import (
+    Seq,
+    bootstrap_seq,
+    collate,
+    dummy_seq,
+    episode_seqs,
+    pack_micro_batches,
+    shard_episodes,
+)
 from atlasrl.learner.config import STEP_RETURN_ALGOS, LearnerConfig
 from atlasrl.learner.policy import PolicyModel, load_lm
 from atlasrl.models.load import load_policy
@@ -131,7 +139,7 @@ class Trainer:
         minibatches = self._plan(mine, seqs)
         self._prepass(minibatches)
         if cfg.algo == "ppo":
-            self._gae(episodes, seqs)
+            self._gae(episodes, seqs, self._bootstrap_values(episodes, mine))
         for mbs in minibatches:
             for mb, _ in mbs:
                 adv = torch.tensor([s.advantage for s in mb["seqs"]], dtype=torch.float32)
@@ -228,12 +236,30 @@ class Trainer:
                 if self.ref is not None:
                     mb["ref_logp"] = self._forward(self.ref, mb)[0].cpu()
 
-    def _gae(self, episodes, seqs: dict[int, list[Seq]]) -> None:
+    @torch.no_grad()
+    def _bootstrap_values(self, episodes, mine: list[int]) -> dict[int, float]:
+        """V(s_T) of this rank's cut episodes (those carrying Episode.bootstrap), with the weights before the update.
+
+        Every rank runs the same number of forwards (FSDP's collectives), padding with a dummy row."""
+        boot = [s for i in mine if (s := bootstrap_seq(episodes[i], i)) is not None]
+        packed = pack_micro_batches(boot, self.cfg.micro_batch_tokens, share=False) if boot else []
+        n = int(self._all_reduce(torch.tensor([len(packed)], dtype=torch.long), dist.ReduceOp.MAX)[0])
+        out: dict[int, float] = {}
+        for k in range(n):
+            group = packed[k] if k < len(packed) else [dummy_seq()]
+            _, _, values = self._forward(self.policy, self._collate(group), want_values=True)
+            if k < len(packed):
+                out.update({s.episode: float(v) for s, v in zip(group, values.cpu().tolist())})
+        return out
+
+    def _gae(self, episodes, seqs: dict[int, list[Seq]], bootstrap: dict[int, float] | None = None) -> None:
+        """PPO's per-turn advantages and returns; ``bootstrap``: V(s_T) of cut episodes by index (others end at 0)."""
         cfg = self.cfg
         for i, turns in seqs.items():
             rewards = torch.tensor([[t.reward for t in episodes[i].turns]], dtype=torch.float64)
             values = torch.tensor([[s.old_value for s in turns]], dtype=torch.float64)
-            adv, ret = losses.gae_over_turns(rewards, values, torch.ones_like(rewards), cfg.gamma, cfg.gae_lambda)
+            tail = torch.tensor([(bootstrap or {}).get(i, 0.0)], dtype=torch.float64)
+            adv, ret = losses.gae_over_turns(rewards, values, torch.ones_like(rewards), cfg.gamma, cfg.gae_lambda, tail)
             for s, a, r in zip(turns, adv[0].tolist(), ret[0].tolist()):
                 s.advantage, s.ret = a, r
 

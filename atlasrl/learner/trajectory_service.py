@@ -82,4 +82,5 @@ class TrajectoryServicer:
             consumed=self.buffer.consumed,
             ready=self.buffer.ready,
             batch_episodes=cfg.batch_episodes,
+            wants_bootstrap=cfg.algo == "ppo",   # GAE bootstraps cut episodes from the value head
         )

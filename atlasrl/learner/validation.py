@@ -43,6 +43,8 @@ def validate_episode(ep: trajectory_pb2.Episode, *, vocab_size: int, max_seq_tok
         raise Malformed("group_id is empty; GRPO needs the group of each episode")
     for i, turn in enumerate(ep.turns):
         _validate_turn(turn, f"turn {i}", vocab_size, max_seq_tokens)
+    if ep.HasField("bootstrap"):
+        _validate_turn(ep.bootstrap, "bootstrap", vocab_size, max_seq_tokens)
     versions = sorted({t.policy_version for t in ep.turns})
     if list(ep.policy_versions) and list(ep.policy_versions) != versions:
         raise Malformed(f"policy_versions {list(ep.policy_versions)} does not match the turns' versions {versions}")
