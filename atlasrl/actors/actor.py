@@ -122,15 +122,35 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         if gate.stop_requested:  # the coordinator set the run to STOPPING
             loop.stop()
 
+    critic = await _critic_judge(cfg, m)
     loop = RolloutLoop(cfg, policy, env_clients(cfg.envs), on_episode=deliver, memory=memory, gate=gate_or_stop,
-                       admit=gate.admit, metrics=m, wants_bootstrap=lambda: gate.learner_wants_bootstrap)
+                       admit=gate.admit, metrics=m, wants_bootstrap=lambda: gate.learner_wants_bootstrap,
+                       critic=critic)
     parts = ActorParts(loop, policy, sender, memory, reg, server)
     if reg is not None:   # the registration fills each heartbeat from the parts (and the last one at close)
         reg.report = lambda r: report_to_coordinator(r, parts)
     return parts
 
 
+async def _critic_judge(cfg: ActorConfig, m: ActorMetrics):
+    """reward.source=critic: the judge of training episodes (atlasrl/actors/critic_reward.py); None otherwise."""
+    if cfg.reward.source != "critic":
+        return None
+    if not cfg.reward.critic_address:
+        raise ValueError("reward.source=critic needs a critic: set reward.critic_address, or register one with the "
+                         "coordinator (atlasrl critic --coordinator ADDR)")
+    from atlasrl.actors.critic_reward import CriticJudge
+
+    judge = CriticJudge(cfg.reward, cfg.reward.critic_address, m.metrics)
+    await judge.start()
+    return judge
+
+
 async def _fill_from_assignment(cfg: ActorConfig, reg) -> ActorConfig:
+    if cfg.reward.source == "critic" and not cfg.reward.critic_address:
+        a = await reg.assignment()
+        if a.critic_address:
+            cfg = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"critic_address": a.critic_address})})
     if cfg.envs and cfg.learner and cfg.memory:
         return cfg
     a = await reg.assignment()
@@ -159,6 +179,8 @@ async def stop_actor(parts: ActorParts, flush_timeout_s: float = 10.0) -> None:
         if not done:
             closing.cancel()
             log.info("deregistration skipped: the coordinator did not answer")
+    if parts.loop.critic is not None:
+        await parts.loop.critic.close()
     await parts.server.stop(0)
 
 
@@ -194,6 +216,8 @@ def report_to_coordinator(reg, parts: ActorParts) -> None:
         for outcome in OUTCOMES:
             reg.counters[f"episodes_{outcome}"] = parts.sender.spool.total(outcome)
     reg.gauges["success_rate"] = loop.success_rate
+    if loop.critic is not None:
+        loop.critic.report(reg.counters, reg.gauges)
     if loop.return_mean == loop.return_mean:   # nan until an episode finished
         reg.gauges["return_mean"] = loop.return_mean
     reg.policy_version = parts.policy.version

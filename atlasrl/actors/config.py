@@ -10,6 +10,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from atlasrl.actors.engines.config import EngineConfig
 
 
+class RewardConfig(BaseModel):
+    """Where training rewards and termination come from (docs/critic.md; evaluation always uses the env's done)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: Literal["env", "critic"] = "env"
+    """env: the env's reward and done. critic: after each step the critic (CriticService) decides done (terminal
+    reward 1.0); at the step cap its progress of the last frame is the reward; the env's reward and success are
+    only logged (agreement)."""
+    critic_address: str | None = None
+    """Critic address (host:port); None = the coordinator's assignment (a registered critic)."""
+    done_threshold: float = Field(0.5, gt=0, le=1)
+    """The critic's done_probability at or above which the episode is done."""
+    deadline_s: float = Field(2.0, gt=0, le=600)
+    """Longest wait for one critic verdict; later (or a critic that is down) takes the fallback."""
+    fallback: Literal["env", "drop_episode"] = "drop_episode"
+    """When the critic does not answer in time: drop_episode (dropped, its seed replayed) or env (the episode
+    finishes on the env's reward and done). Both are counted; no turn is trained on a missing reward."""
+    task: str = ""
+    """Task text sent to the critic; empty = the env's instruction (EnvSpec.instruction)."""
+
+
 class ActorConfig(BaseModel):
     """One rollout actor: env servers, engine, prompt, rewards, delivery and flow control."""
 
@@ -171,6 +193,10 @@ class ActorConfig(BaseModel):
     spool: bool = True
     """With a spool_dir: keep each unacked episode's payload and re-send it after a restart (the learner drops
     repeats by episode_id). False = ids only: episodes unacked at a restart or stop are counted lost."""
+
+    # -- reward source (atlasrl/actors/critic_reward.py) ---------------------
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    """Training reward and termination: the env's, or the progress critic's (reward.source=critic)."""
 
     @field_validator("envs", mode="before")
     @classmethod

@@ -28,6 +28,8 @@ class EpisodeBuffer:
     turns: list[trajectory_pb2.TurnRecord] = field(default_factory=list)
     observations: list[env_pb2.Observation] = field(default_factory=list)  # answer to each turn's action
     max_turns: int = 64
+    critic_done: bool = False       # reward.source=critic: the critic judged the task done (critic_reward.py)
+    reward_fallback: bool = False   # reward.source=critic: the critic failed; finishing on the env's reward
     bootstrap: trajectory_pb2.TurnRecord | None = None  # PPO's V(s_T) prompt for a cut episode (Episode.bootstrap)
 
     @property
@@ -37,7 +39,7 @@ class EpisodeBuffer:
     @property
     def done(self) -> bool:
         obs = self.last_obs
-        return obs.terminated or obs.truncated or len(self.turns) >= self.max_turns
+        return self.critic_done or obs.terminated or obs.truncated or len(self.turns) >= self.max_turns
 
     @property
     def cut(self) -> bool:
@@ -70,7 +72,7 @@ class EpisodeBuffer:
         self.observations.append(next_obs)
 
     def to_proto(self, actor_id: str) -> trajectory_pb2.Episode:
-        versions = sorted({t.policy_version for t in self.turns})
+        versions = sorted({v for t in self.turns for v in (t.token_versions or [t.policy_version])})
         return trajectory_pb2.Episode(
             episode_id=self.episode_id,
             actor_id=actor_id,

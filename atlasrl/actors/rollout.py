@@ -30,6 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -43,6 +44,9 @@ from atlasrl.actors.prompts import PastTurn, PromptBuilder
 from atlasrl.clients.env import EnvClient, EnvStreamClosed
 from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import env_pb2, trajectory_pb2
+
+if TYPE_CHECKING:
+    from atlasrl.actors.critic_reward import CriticJudge
 
 log = logging.getLogger("atlasrl.actors.rollout")
 PARKED_POLL_S = 0.02   # every slot parked: how often admission is asked again
@@ -77,6 +81,7 @@ class RolloutLoop:
         admit: Callable[[int], bool] | None = None,
         metrics: ActorMetrics | None = None,
         wants_bootstrap: Callable[[], bool] | None = None,
+        critic: CriticJudge | None = None,
     ):
         """``wants_bootstrap``: whether the learner bootstraps cut episodes from a value (PPO; asked through its
         TrajectoryInfo): such episodes then carry the prompt of the state they were cut in (Episode.bootstrap)."""
@@ -91,6 +96,7 @@ class RolloutLoop:
         self.gate = gate
         self.admit = admit
         self.wants_bootstrap = wants_bootstrap
+        self.critic = critic   # reward.source=critic, training only (atlasrl/actors/critic_reward.py)
         self.m = metrics or ActorMetrics()
         self.slots = [Slot(i) for i in range(cfg.num_envs)]
         self.finished = 0
@@ -169,10 +175,15 @@ class RolloutLoop:
                 else:
                     stepped[slot.index] = r.observation.proto
         ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
-        finished = []
-        for slot, out, obs in ok:
+        finished, restart = [], []
+        verdicts = await self.critic.judge([(s.episode, o) for s, _, o in ok]) if self.critic is not None else None
+        for i, (slot, out, obs) in enumerate(ok):
             turn = out.to_turn_record(obs, self._shaping(slot, obs))
             turn.state_key = state_key(slot.episode.last_obs)
+            if verdicts is not None and not self.critic.apply(slot.episode, turn, obs, verdicts[i]):
+                self._drop_unjudged(slot)   # fallback drop_episode: never trained on a missing reward
+                restart.append(slot)
+                continue
             slot.episode.add_turn(turn, obs)
             slot.history.append(PastTurn(observation=_prev_text(slot), frame=_prev_frame(slot), response=out.text))
             self.env_steps += 1
@@ -182,7 +193,7 @@ class RolloutLoop:
         await self._bootstrap([s for s in finished if s.episode is not None and s.episode.cut])
         for slot in finished:
             await self._finish(slot)
-        await asyncio.gather(*(self._start_episode(s) for s in finished))
+        await asyncio.gather(*(self._start_episode(s) for s in finished + restart))
 
     async def _bootstrap(self, cut: list[Slot]) -> None:
         """Episodes cut by a time limit or the turn cap keep the prompt of their last state, so PPO's learner can
@@ -223,6 +234,8 @@ class RolloutLoop:
         self._recent_returns.append(ep.total_reward)
         self.m.episodes.labels("success" if ep.success else "failure").inc()
         self.m.success_rate.set(sum(self._recent) / len(self._recent))
+        if self.critic is not None:
+            self.critic.finished(ep)
         if self.memory is not None and self.cfg.memory_ingest:
             self.memory.ingest(ep)
         if self.on_episode is not None:
@@ -271,6 +284,14 @@ class RolloutLoop:
                 self.seeds.give_back(slot.episode.group_id, slot.episode.seed)
                 slot.episode = None
         self._mark_broken(slots, err)
+
+    def _drop_unjudged(self, slot: Slot) -> None:
+        """The critic missed its deadline and the fallback is drop_episode: the session stays open, the seed is
+        played again."""
+        self.dropped += 1
+        self.m.dropped.labels("critic_unavailable").inc()
+        self.seeds.give_back(slot.episode.group_id, slot.episode.seed)
+        slot.episode = None
 
     def _mark_broken(self, slots: list[Slot], err: Exception) -> None:
         for slot in slots:

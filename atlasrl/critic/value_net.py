@@ -53,7 +53,8 @@ def frames_tensor(frames: Sequence[np.ndarray], side: int, device: str = "cpu") 
     """uint8 (H, W, 3) frames of any sizes -> float (N, 3, side, side) in [0, 1] (area resize)."""
     out = []
     for f in frames:
-        t = torch.from_numpy(np.ascontiguousarray(f)).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        arr = np.ascontiguousarray(f) if f.flags.writeable else np.array(f)   # decoded frames are read-only
+        t = torch.from_numpy(arr).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         if t.shape[-2:] != (side, side):
             t = F.interpolate(t, size=(side, side), mode="area")
         out.append(t)
