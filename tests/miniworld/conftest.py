@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.envserver.conftest import start_server  # noqa: F401  (a real env server on port 0, for the compliance suite)
+
 
 def require_miniworld() -> None:
     from atlasrl.envserver.miniworld.gl import MiniWorldUnavailable, call, installed, load
