@@ -72,7 +72,7 @@ async def test_bad_config_gets_a_status_naming_the_key(start_server):
 def test_dm_env_rpc_adaptor_plays_miniworld():
     with ThreadedServer(envs=["miniworld"]) as server:
         conn = dm_connection.Connection(grpc.insecure_channel(server.address))
-        env, world = dm_env_adaptor.create_and_join_world(
+        env, _world = dm_env_adaptor.create_and_join_world(
             conn, create_world_settings={"env_id": "miniworld:OneRoomS6", "seed": 3, "config": SMALL},
             join_world_settings={}, requested_observations=["RGB", "text", "agent"])
         assert env.observation_spec()["RGB"].shape == (32, 32, 3)
