@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:  # transformers is imported lazily at run time
     from transformers import PretrainedConfig, PreTrainedModel
 
-Arch = Literal["qwen2", "qwen2.5-vl"]
-ARCHS: tuple[str, ...] = ("qwen2", "qwen2.5-vl")
+Arch = Literal["qwen2", "qwen2.5-vl", "qwen3"]
+ARCHS: tuple[str, ...] = ("qwen2", "qwen2.5-vl", "qwen3")  # qwen3: the AtlasVLA language side (tests/action_head)
 BUILD_FORMAT = 2  # bump when the build recipe changes, so caches are rebuilt
 
 
@@ -121,6 +121,12 @@ def build_tiny(spec: TinySpec, out: str | os.PathLike) -> Path:
 
         config = Qwen2Config(**text, rope_parameters={"rope_type": "default", "rope_theta": 1e6})
         model = Qwen2ForCausalLM(config)
+    elif spec.arch == "qwen3":
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        config = Qwen3Config(**text, head_dim=spec.hidden // spec.heads,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+        model = Qwen3ForCausalLM(config)
     else:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -145,7 +151,7 @@ def build_tiny(spec: TinySpec, out: str | os.PathLike) -> Path:
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    if spec.arch != "qwen2":
+    if spec.arch == "qwen2.5-vl":
         from transformers import Qwen2VLImageProcessorPil
 
         # Laid out like a real Qwen2.5-VL-3B-Instruct dir: the processor is named in

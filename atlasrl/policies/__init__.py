@@ -1,0 +1,1 @@
+"""Policies that are not text generators (the text policies live in atlasrl/models/)."""
