@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.metrics import ActorMetrics
@@ -137,3 +138,35 @@ class FlowGate:
                             return
             finally:
                 self.m.paused.labels("run_paused").set(0)
+
+
+class VersionAdmission:
+    """Bounded staleness by admission (AReaL's max_head_offpolicyness): a new GRPO group may start only while the
+    groups started stay within ``bound + 1`` learner batches of the loaded policy version.
+
+        admit = VersionAdmission(bound=1, groups_per_batch=4, version=lambda: policy.version)
+        RolloutLoop(..., admit=admit)
+
+    With policy version v (v updates trained since ``base_version``), groups of batch b (the b-th run of
+    ``groups_per_batch`` groups, in start order) start once v >= b - bound. Bound 0 is synchronous training:
+    batch b starts only with the weights trained on batch b - 1, and nothing is generated while the learner
+    trains (every slot parks). Bound k lets generation run k batches ahead of training. Only the start of a
+    group is gated: episodes in flight finish (drain) or continue on new weights (interrupt).
+    """
+
+    def __init__(self, bound: int, groups_per_batch: int, version: Callable[[], int], base_version: int = 0):
+        if bound < 0 or groups_per_batch < 1:
+            raise ValueError(f"bound must be >= 0 and groups_per_batch >= 1, got {bound}, {groups_per_batch}")
+        self.bound, self.groups_per_batch = bound, groups_per_batch
+        self.version, self.base_version = version, base_version
+        self.started = 0     # groups admitted so far
+
+    def allowed(self) -> int:
+        """Groups that may have started at the current version."""
+        return (self.version() - self.base_version + 1 + self.bound) * self.groups_per_batch
+
+    def __call__(self, in_flight: int = 0) -> bool:
+        if self.started >= self.allowed():
+            return False
+        self.started += 1
+        return True

@@ -71,6 +71,8 @@ class TurnOutput:
         )
         for ids in g.choice_token_ids or []:
             rec.choices.add(ids=ids)
+        if len(set(g.token_versions)) > 1:   # new weights mid-turn (interrupt): each token's own version
+            rec.token_versions.extend(g.token_versions)
         return rec
 
     def to_bootstrap_record(self) -> trajectory_pb2.TurnRecord:
@@ -123,7 +125,9 @@ class Policy:
         subscriber counts it and resyncs, and the engine keeps acting with its last good version."""
         try:
             async for wv in self.weights.versions():
-                if wv.version > self.engine.version or wv.lineage_reset:
+                if self.cfg.weight_swap == "interrupt" and hasattr(self.engine, "stage_weights"):
+                    await self._stage(wv)   # loaded between decode steps, without waiting for the turn
+                elif wv.version > self.engine.version or wv.lineage_reset:
                     self._latest = wv
                     self._arrived.set()
         except asyncio.CancelledError:
@@ -170,6 +174,20 @@ class Policy:
         self.m.policy_version.set(wv.version)
         log.info("weights updated to version %d", wv.version)
         return True
+
+    async def _stage(self, wv) -> None:
+        """Interrupt mode: hand the version to the engine now (it loads it at once when idle, else between two
+        decode steps of the call in flight: atlasrl/actors/engines/transformers_engine.py)."""
+        if wv.version <= self.engine.version and not wv.lineage_reset:
+            return
+        try:
+            await asyncio.to_thread(self.engine.stage_weights, wv.version, wv.to_torch())
+        except ValueError:
+            log.exception("weight version %d does not fit the engine's model", wv.version)
+            raise
+        self.m.weight_updates.inc()
+        self.m.policy_version.set(wv.version)
+        self._arrived.set()
 
     async def generate(self, inputs: list[TurnInput], max_tokens: int | None = None) -> list[TurnOutput]:
         """One engine call for all ``inputs``; ``max_tokens`` caps this call's responses (a bootstrap needs one)."""

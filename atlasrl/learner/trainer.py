@@ -150,6 +150,8 @@ class Trainer:
         for _ in range(cfg.ppo_epochs):
             for mbs in minibatches:
                 sums += self._optimizer_step(mbs, grad_norms)
+        if cfg.sim_update_s:   # benches on CPU hosts: the accelerator's share of an update (config doc)
+            time.sleep(cfg.sim_update_s)
         self.version += 1
         sums = self._all_reduce(sums)
         return self._summarise(sums, grad_norms, returns, time.perf_counter() - t0)

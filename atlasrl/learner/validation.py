@@ -45,7 +45,7 @@ def validate_episode(ep: trajectory_pb2.Episode, *, vocab_size: int, max_seq_tok
         _validate_turn(turn, f"turn {i}", vocab_size, max_seq_tokens)
     if ep.HasField("bootstrap"):
         _validate_turn(ep.bootstrap, "bootstrap", vocab_size, max_seq_tokens)
-    versions = sorted({t.policy_version for t in ep.turns})
+    versions = sorted({v for t in ep.turns for v in (t.token_versions or [t.policy_version])})
     if list(ep.policy_versions) and list(ep.policy_versions) != versions:
         raise Malformed(f"policy_versions {list(ep.policy_versions)} does not match the turns' versions {versions}")
 
@@ -81,6 +81,13 @@ def _validate_turn(t: trajectory_pb2.TurnRecord, where: str, vocab_size: int, ma
         raise Malformed(f"{where}: temperature {t.temperature} must be finite and >= 0")
     if t.policy_version < 0:
         raise Malformed(f"{where}: policy_version {t.policy_version} is negative")
+    if t.token_versions:   # a turn that spans weight versions (interrupt): one version per token, in order
+        tv = list(t.token_versions)
+        if len(tv) != n:
+            raise Malformed(f"{where}: {len(tv)} token_versions for {n} response tokens (must be equal)")
+        if tv[0] != t.policy_version or tv != sorted(tv):
+            raise Malformed(f"{where}: token_versions must be non-decreasing and start at policy_version "
+                            f"{t.policy_version}, got {tv}")
     if t.action_mode == trajectory_pb2.ACTION_MODE_CHOICE:
         _validate_choice(t, where)
     elif t.action_mode != trajectory_pb2.ACTION_MODE_FREE:
@@ -137,7 +144,7 @@ class ModelInputCheck:
 
 def episode_versions(ep: trajectory_pb2.Episode) -> tuple[int, int]:
     """(oldest, newest) policy version used by the episode's turns."""
-    versions = [t.policy_version for t in ep.turns]
+    versions = [v for t in ep.turns for v in (t.token_versions or [t.policy_version])]
     return min(versions), max(versions)
 
 
