@@ -244,7 +244,7 @@ async def main_async(args) -> list[dict]:
     model = str(tiny_model_path("qwen2", hidden=64, layers=2))
     base = dict(updates=args.updates, groups_per_batch=args.groups, group_size=args.group_size, num_envs=args.num_envs,
                 max_turns=args.max_turns, sim_step_s=args.sim_step_s, sim_update_s=args.sim_update_s, seed=args.seed,
-                eval_episodes=args.eval_episodes, model=model, lr=args.lr)
+                eval_episodes=args.eval_episodes, model=model, lr=args.lr, env_config=args.env_config)
     specs = []
     for bound in args.bounds:
         for swap in args.swaps:
@@ -288,7 +288,9 @@ def main() -> int:
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-set", default="", help="env config overrides, k=v[,k=v] (e.g. size=6,hole_prob=0.1)")
     args = p.parse_args()
+    args.env_config = {**ENV_CONFIG, **dict(kv.split("=", 1) for kv in args.env_set.split(",") if kv)}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -296,7 +298,7 @@ def main() -> int:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} ({os.cpu_count()} cores); simulated accelerator "
           f"time: {args.sim_step_s * 1000:.0f} ms per forward pass, {args.sim_update_s:.1f} s per update")
-    print(f"FrozenLake 8x8, batch {args.groups * args.group_size} episodes ({args.groups} groups of {args.group_size}), "
+    print(f"FrozenLake {args.env_config}, batch {args.groups * args.group_size} episodes ({args.groups} groups of {args.group_size}), "
           f"{args.updates} updates, {args.num_envs} env slots, turn cap {args.max_turns}")
     print(HEADER)
     results = asyncio.run(main_async(args))
@@ -310,7 +312,7 @@ def main() -> int:
         r.pop("losses"), r.pop("seeds")
     print(json.dumps({
         "bench": "async_vs_sync", "load_avg": [round(x, 2) for x in load], "end_load_avg": [round(x, 2) for x in os.getloadavg()],
-        "sim_step_s": args.sim_step_s, "sim_update_s": args.sim_update_s, "env": "frozenlake 8x8",
+        "sim_step_s": args.sim_step_s, "sim_update_s": args.sim_update_s, "env": "frozenlake", "env_config": args.env_config,
         "batch_episodes": args.groups * args.group_size, "updates": args.updates, "num_envs": args.num_envs,
         "speedup_by_bound": speedup["drain"], "speedup_by_bound_interrupt": speedup["interrupt"], "runs": results,
     }))

@@ -19,6 +19,10 @@ gRPC: serialized messages, HTTP/2 framing not included).
     (``--openenv-port``); B ``GenericEnvClient`` sessions (one WebSocket each) step
     concurrently, frames as nested JSON lists (``list``, OpenEnv's convention) or
     base64 PNG (``png``), decoded to numpy. Bytes: JSON text of both directions.
+(d) batch 1 with pipelining (``--pipelined N``, the recommended client setting): N envs, one action per
+    Step request, all N requests in flight on the one stream, against HTTP with N envs (min(N, 8)
+    connections); the JSON's ``pipelined_vs_http_batch1`` sets it against the HTTP client at batch 1.
+``--profile-server FILE`` writes the env server's cProfile top 30 (by own time) when it stops.
 Each batch size runs ``--rounds`` alternating rounds (grpc, http, grpc, ...) and reports
 medians, and the median of the per-round ratios, so a shared machine's load swings hit both.
 Prints a table, then one JSON line with steps/s, bytes/step and the grpc/http ratio.
@@ -138,12 +142,22 @@ def bench_http(port: int, batch: int, seconds: float) -> tuple[float, float]:
 
 
 # --- (a) our gRPC stream ----------------------------------------------------------------
-def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False) -> None:
+def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False, profile: str = "") -> None:
     from atlasrl.envserver.config import EnvServerConfig
     from atlasrl.envserver.server import serve
 
     cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096, openenv_port=0 if openenv else None)
-    asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put((s.rpc.port, s.openenv.port if s.openenv else None))))
+    run = lambda: asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put((s.rpc.port, s.openenv.port if s.openenv else None))))  # noqa: E731
+    if not profile:
+        run()
+        return
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(run)   # SIGTERM stops the server gracefully, so the profile of the whole run is written
+    with open(profile, "w") as f:
+        pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(30)
 
 
 async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, inflight: int) -> tuple[float, float]:
@@ -248,6 +262,10 @@ def main() -> None:
     ap.add_argument("--image-size", default="128")
     ap.add_argument("--workers", type=int, default=0, help="env server worker processes (0 = threads in the server process)")
     ap.add_argument("--inflight", type=int, default=2, help="batched Step requests kept in flight per stream")
+    ap.add_argument("--pipelined", type=int, default=8,
+                    help="extra row: this many envs, one action per Step request, all in flight on one stream "
+                         "(batch 1 with pipelining, the recommended client setting), against HTTP with as many envs; 0 = off")
+    ap.add_argument("--profile-server", default="", help="write the gRPC env server's cProfile top 30 (tottime) here")
     ap.add_argument("--openenv", default="", help="also bench the OpenEnv side with these image formats (list,png); needs openenv-core")
     args = ap.parse_args()
     openenv_formats = [f for f in args.openenv.split(",") if f]
@@ -256,22 +274,25 @@ def main() -> None:
 
     http_proc, http_port = start(run_http_server, args.env, config)
     grpc_proc, (grpc_port, openenv_port) = start(run_grpc_server, args.env, args.workers, bool(openenv_formats),
-                                                 daemon=False)  # it starts env workers itself
+                                                 args.profile_server, daemon=False)  # it starts env workers itself
     rows = []
+    plan = [(b, b, args.inflight) for b in batches]          # (label batch, envs, requests in flight)
+    if args.pipelined:
+        plan.append((1, args.pipelined, args.pipelined))
     try:
-        for b in batches:
+        for b, envs, inflight in plan:
             grpc_runs, http_runs = [], []
-            openenv_runs: dict[str, list[tuple[float, float]]] = {f: [] for f in openenv_formats}
+            openenv_runs: dict[str, list[tuple[float, float]]] = {f: [] for f in openenv_formats if envs == b}
             for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both alike
-                grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, b, args.seconds, args.inflight)))
-                http_runs.append(bench_http(http_port, b, args.seconds))
+                grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, envs, args.seconds, inflight)))
+                http_runs.append(bench_http(http_port, envs, args.seconds))
                 for f in openenv_formats:
                     assert openenv_port is not None
                     openenv_runs[f].append(asyncio.run(bench_openenv(openenv_port, args.env, config, b, args.seconds, f)))
             g_sps, g_bytes = (statistics.median(x) for x in zip(*grpc_runs))
             h_sps, h_bytes = (statistics.median(x) for x in zip(*http_runs))
             speedup = statistics.median(g[0] / h[0] for g, h in zip(grpc_runs, http_runs))
-            rows.append({"batch": b, "grpc_steps_per_s": round(g_sps, 1), "http_steps_per_s": round(h_sps, 1),
+            rows.append({"batch": b, "envs": envs, "inflight": min(inflight, envs), "grpc_steps_per_s": round(g_sps, 1), "http_steps_per_s": round(h_sps, 1),
                          "speedup": round(speedup, 2), "grpc_bytes_per_step": round(g_bytes), "http_bytes_per_step": round(h_bytes),
                          "bytes_ratio": round(h_bytes / g_bytes, 1)})
             for f, runs in openenv_runs.items():
@@ -286,14 +307,24 @@ def main() -> None:
           f"median of {args.rounds} alternating rounds of {args.seconds:g} s, {mp.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"{'batch':>5} | {'grpc steps/s':>12} | {'http steps/s':>12} | {'speedup':>7} | {'grpc B/step':>11} | {'http B/step':>11} | {'http/grpc bytes':>15}")
     for r in rows:
-        print(f"{r['batch']:>5} | {r['grpc_steps_per_s']:>12,.0f} | {r['http_steps_per_s']:>12,.0f} | {r['speedup']:>6.1f}x | "
+        label = str(r["batch"]) if r["envs"] == r["batch"] else f"1x{r['envs']}"
+        print(f"{label:>5} | {r['grpc_steps_per_s']:>12,.0f} | {r['http_steps_per_s']:>12,.0f} | {r['speedup']:>6.1f}x | "
               f"{r['grpc_bytes_per_step']:>11,} | {r['http_bytes_per_step']:>11,} | {r['bytes_ratio']:>14.1f}x")
     for f in openenv_formats:
         print(f"openenv ({f} frames):")
         for r in rows:
+            if f"openenv_{f}_steps_per_s" not in r:
+                continue
             print(f"{r['batch']:>5} | {r[f'openenv_{f}_steps_per_s']:>12,.0f} steps/s | {r[f'openenv_{f}_bytes_per_step']:>11,} B/step")
+    # The pipelined row against the HTTP client at batch 1 (one env, one connection: what it can do alone).
+    piped = next((r for r in rows if r["envs"] != r["batch"]), None)
+    single = next((r for r in rows if r["envs"] == r["batch"] == 1), None)
+    vs_single = round(piped["grpc_steps_per_s"] / single["http_steps_per_s"], 2) if piped and single else None
+    if vs_single is not None:
+        print(f"pipelined 1x{piped['envs']} against HTTP at batch 1 (one connection): {vs_single:.1f}x")
     print(json.dumps({"bench": "env_throughput", "env": args.env, "size": int(args.size), "image_size": int(args.image_size),
-                      "grpc_workers": args.workers, "inflight": args.inflight, "rows": rows}))
+                      "grpc_workers": args.workers, "inflight": args.inflight, "load_avg": round(os.getloadavg()[0], 2),
+                      "pipelined_vs_http_batch1": vs_single, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -177,6 +178,16 @@ async def main_async(args) -> dict:
         for _ in range(args.rounds):              # interleaved rounds: slow phases of a shared machine hit all modes
             for mode, run in modes.items():
                 rounds[mode].append(await run())
+        if args.profile:   # the actor's event-loop thread only: its per-turn work, not the engine's worker thread
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.enable()
+            await modes["grpc-1"]()
+            prof.disable()
+            with open(args.profile, "w") as f:
+                pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(30)
     finally:
         for p in procs:
             p.terminate()
@@ -219,6 +230,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=60, help="untimed batches first (kernel warm-up)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each mode is reported")
     ap.add_argument("--arch", default="qwen2", choices=["qwen2", "qwen2.5-vl"])
+    ap.add_argument("--profile", default="", help="after the timed rounds, profile one grpc-1 run (the actor's "
+                    "event-loop thread: prompts, protos, records, decode) and write cProfile's top 30 here")
     args = ap.parse_args()
     results = asyncio.run(main_async(args))
     channels = memory_channel_costs()
@@ -236,6 +249,9 @@ def main() -> None:
         "bench": "rollout_throughput", "arch": args.arch, "num_envs": args.num_envs, "batches": args.batches,
         **{f"{m}_env_steps_per_s": round(r["env_steps_per_s"], 2) for m, r in results.items()},
         **{f"{m}_tokens_per_s": round(r["tokens_per_s"], 2) for m, r in results.items()},
+        # the figure: bare steps/s over actor-over-gRPC steps/s (1.0 = free; goal <= 1.10)
+        "overhead": round(base["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
+        "load_avg": round(os.getloadavg()[0], 2),
         "overhead_ratio_baseline_over_grpc1": round(base["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "speedup_grpc2_over_grpc1": round(results["grpc-2"]["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "baseline": "bare" if "bare" in results else "local",
