@@ -121,3 +121,27 @@ def test_temporal_ensemble_decay_favours_older_predictions_and_short_chunks():
     short = TemporalEnsemble(horizon=3, dim=2)
     short.step([[1, 1]])                                  # a one-step chunk says nothing about t=1
     np.testing.assert_allclose(short.step([[3, 5]]), [3, 5])
+
+
+def test_temporal_ensemble_with_a_stride_averages_the_chunks_covering_each_step():
+    """Decisions every k=2 steps with H=4: steps t, t+1 average the new chunk with the previous chunk's tail."""
+    ens = TemporalEnsemble(horizon=4, dim=1)
+    ens.add([[0.0], [1.0], [2.0], [3.0]])
+    assert [ens.next()[0] for _ in range(2)] == [0.0, 1.0]          # only the first chunk so far
+    ens.add([[10.0], [11.0], [12.0], [13.0]])
+    assert [ens.next()[0] for _ in range(2)] == [pytest.approx(6.0), pytest.approx(7.0)]   # (2+10)/2, (3+11)/2
+    assert ens.next()[0] == 12.0 and ens.next()[0] == 13.0           # the first chunk ended at step 3
+    assert ens.next() is None and ens.t == 6                          # nothing predicts step 6: no advance
+
+
+def test_temporal_ensemble_skip_keeps_chunks_aligned_and_negative_decay_favours_the_newest():
+    ens = TemporalEnsemble(horizon=3, dim=1)
+    ens.add([[0.0], [1.0], [2.0]])
+    ens.next()
+    ens.skip()                                                        # a held step (invalid text) at t=1
+    assert ens.covered() and ens.next()[0] == 2.0                     # step 2 is still the chunk's row 2
+    newest = TemporalEnsemble(horizon=2, dim=1, decay=-5.0)
+    newest.step([[0.0], [0.0]])
+    assert newest.step([[1.0], [1.0]])[0] > 0.99
+    with pytest.raises(ValueError):
+        TemporalEnsemble(horizon=0, dim=1)
