@@ -294,10 +294,14 @@ class EnvClient:
         resp = await self.request(env_pb2.EnvRequest(reset=req))
         return EnvObservation.from_proto(resp.reset.observation, self.decode_images)
 
-    async def step(self, actions: Mapping[int, str] | Iterable[tuple[int, str]], strict: bool = False) -> list[StepResult]:
-        """One result per action, in order. Errors of single actions are in ``StepResult.error``."""
+    async def step(self, actions: Mapping[int, str | np.ndarray] | Iterable[tuple[int, str | np.ndarray]],
+                   strict: bool = False) -> list[StepResult]:
+        """One result per action, in order. Errors of single actions are in ``StepResult.error``.
+
+        An action is text, or a numeric array (float32/float64, (action_dim,) or (n, action_dim)) for envs
+        whose spec has ``numeric_actions`` (sent as ``Action.values``)."""
         pairs = list(actions.items()) if isinstance(actions, Mapping) else list(actions)
-        req = env_pb2.StepRequest(actions=[env_pb2.Action(handle=h, text=t) for h, t in pairs], strict=strict)
+        req = env_pb2.StepRequest(actions=[_action(h, a) for h, a in pairs], strict=strict)
         stream, resp = await self._roundtrip(env_pb2.EnvRequest(step=req))
         results = resp.step.results
         if len(results) != len(pairs):  # which actions were applied is unknown: the stream's sessions are lost
@@ -370,6 +374,12 @@ class EnvClient:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+
+def _action(handle: int, action: str | np.ndarray) -> env_pb2.Action:
+    if isinstance(action, str):
+        return env_pb2.Action(handle=handle, text=action)
+    return env_pb2.Action(handle=handle, values=codec.encode(action, compress=False))
 
 
 def _str(v: Any) -> str:

@@ -63,6 +63,10 @@ class EnvSpecInfo:
     config: dict[str, str] = field(default_factory=dict)
     action_dim: int = 0
     camera_names: list[str] = field(default_factory=lambda: ["main"])
+    numeric_actions: bool = False              # Action.values accepted: numeric_step (atlasrl/envserver/numeric.py)
+    action_low: list[float] = field(default_factory=list)   # numeric bounds per dimension; empty = unbounded
+    action_high: list[float] = field(default_factory=list)
+    clip_actions: bool = False                 # out-of-range numeric actions are clipped (else refused)
 
 
 class InvalidActionText(ValueError):
@@ -82,3 +86,8 @@ class TextEnv(gym.Env, abc.ABC):
     def text_step(self, text: str, strict: bool = False) -> StepOutput:
         """Apply an action text. Unparseable text: strict -> raise InvalidActionText;
         otherwise a penalised no-op turn with info["action_is_valid"] = False."""
+
+    def numeric_step(self, actions: np.ndarray) -> StepOutput:
+        """Apply (n, action_dim) float64 actions in order, already checked against the spec
+        (atlasrl/envserver/numeric.py). Envs whose spec has numeric_actions override this."""
+        raise InvalidActionText(f"{type(self).__name__} takes text actions only")

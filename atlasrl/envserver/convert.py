@@ -39,6 +39,10 @@ def spec_to_proto(spec: EnvSpecInfo) -> env_pb2.EnvSpec:
         config={str(k): str(v) for k, v in spec.config.items()},
         action_dim=spec.action_dim,
         camera_names=list(spec.camera_names),
+        numeric_actions=spec.numeric_actions,
+        action_low=list(spec.action_low),
+        action_high=list(spec.action_high),
+        clip_actions=spec.clip_actions,
     )
 
 

@@ -17,6 +17,8 @@ import grpc
 from atlasrl.envserver import registry
 from atlasrl.envserver.base import EnvConfigError, InvalidActionText, TextEnv
 from atlasrl.envserver.convert import observation_to_proto, spec_to_proto
+from atlasrl.envserver.numeric import numeric_action
+from atlasrl.v1 import tensor_pb2
 
 log = logging.getLogger("atlasrl.envserver")
 
@@ -91,8 +93,10 @@ class EnvHost:
     def reset(self, handle: int, seed: int | None) -> Outcome:
         return self._run(handle, lambda env: env.text_reset(seed=seed), "reset")
 
-    def step(self, actions: list[tuple[int, str]], strict: bool) -> list[Outcome]:
-        return [self._run(h, lambda env, t=text: env.text_step(t, strict=strict), "step") for h, text in actions]
+    def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
+        """Text actions, or numeric ones (an ``Action.values`` Tensor, checked by atlasrl/envserver/numeric.py)."""
+        return [self._run(h, lambda env, a=action: env.text_step(a, strict=strict) if isinstance(a, str)
+                          else env.numeric_step(numeric_action(a, env.spec_info())), "step") for h, action in actions]
 
     def close(self, handles: list[int]) -> int:
         closed = 0

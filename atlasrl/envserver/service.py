@@ -139,7 +139,10 @@ class EnvServicer:
         return reset_response(req.request_id, outcome.observation)
 
     async def _step(self, session: EnvSession, req: env_pb2.EnvRequest):
-        actions = [(a.handle, a.text) for a in req.step.actions]
+        actions = [(a.handle, a.values if a.HasField("values") else a.text) for a in req.step.actions]
+        for a in req.step.actions:
+            if a.text and a.HasField("values"):
+                raise InvalidArgument(f"step.actions[].values: the action for env handle {a.handle} sets both text and values; set one")
         outcomes = await self.manager.step(session, actions, req.step.strict)
         return step_response(req.request_id, ((h, o.code, o.message, o.observation) for (h, _), o in zip(actions, outcomes)))
 

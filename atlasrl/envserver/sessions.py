@@ -25,7 +25,7 @@ from atlasrl.envserver.host import Outcome
 from atlasrl.envserver.workers import WorkerPool
 from atlasrl.metrics import Metrics
 from atlasrl.rpc.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from atlasrl.v1 import env_pb2
+from atlasrl.v1 import env_pb2, tensor_pb2
 
 _NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
@@ -139,7 +139,7 @@ class EnvManager:
         self._after(session, "reset", [handle], [o])
         return o
 
-    async def step(self, session: Session, actions: list[tuple[int, str]], strict: bool) -> list[Outcome]:
+    async def step(self, session: Session, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
         if not actions:
             raise InvalidArgument("step request has no actions")
         if not session.envs:

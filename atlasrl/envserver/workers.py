@@ -34,6 +34,7 @@ import grpc
 from atlasrl.envserver.host import EnvHost, HostError, Outcome
 from atlasrl.lifeline import die_with_parent
 from atlasrl.rpc.errors import ServiceError
+from atlasrl.v1 import tensor_pb2
 
 log = logging.getLogger("atlasrl.envserver")
 
@@ -305,7 +306,7 @@ class WorkerPool:
     async def reset(self, handle: int, seed: int | None) -> Outcome:
         return (await self._batch("reset", [handle], lambda w, hs: w.call("reset", hs[0], seed)))[0]
 
-    async def step(self, actions: list[tuple[int, str]], strict: bool) -> list[Outcome]:
+    async def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
         texts = dict(actions)
         return await self._batch("step", [h for h, _ in actions], lambda w, hs: w.call("step", [(h, texts[h]) for h in hs], strict))
 

@@ -59,12 +59,14 @@ class ResetRequest(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("handle", "text")
+    __slots__ = ("handle", "text", "values")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
     handle: int
     text: str
-    def __init__(self, handle: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+    values: _tensor_pb2.Tensor
+    def __init__(self, handle: _Optional[int] = ..., text: _Optional[str] = ..., values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
     __slots__ = ("actions", "strict")
@@ -143,7 +145,7 @@ class ListEnvsResponse(_message.Message):
     def __init__(self, envs: _Optional[_Iterable[_Union[EnvSpec, _Mapping]]] = ...) -> None: ...
 
 class EnvSpec(_message.Message):
-    __slots__ = ("env_id", "family", "image_shape", "valid_actions", "max_steps", "grid_rows", "grid_cols", "max_actions_per_turn", "action_kind", "action_format", "instruction", "config", "action_dim", "camera_names")
+    __slots__ = ("env_id", "family", "image_shape", "valid_actions", "max_steps", "grid_rows", "grid_cols", "max_actions_per_turn", "action_kind", "action_format", "instruction", "config", "action_dim", "camera_names", "numeric_actions", "action_low", "action_high", "clip_actions")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +167,10 @@ class EnvSpec(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     ACTION_DIM_FIELD_NUMBER: _ClassVar[int]
     CAMERA_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_LOW_FIELD_NUMBER: _ClassVar[int]
+    ACTION_HIGH_FIELD_NUMBER: _ClassVar[int]
+    CLIP_ACTIONS_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     family: str
     image_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -179,7 +185,11 @@ class EnvSpec(_message.Message):
     config: _containers.ScalarMap[str, str]
     action_dim: int
     camera_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, env_id: _Optional[str] = ..., family: _Optional[str] = ..., image_shape: _Optional[_Iterable[int]] = ..., valid_actions: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_actions_per_turn: _Optional[int] = ..., action_kind: _Optional[_Union[ActionKind, str]] = ..., action_format: _Optional[str] = ..., instruction: _Optional[str] = ..., config: _Optional[_Mapping[str, str]] = ..., action_dim: _Optional[int] = ..., camera_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    numeric_actions: bool
+    action_low: _containers.RepeatedScalarFieldContainer[float]
+    action_high: _containers.RepeatedScalarFieldContainer[float]
+    clip_actions: bool
+    def __init__(self, env_id: _Optional[str] = ..., family: _Optional[str] = ..., image_shape: _Optional[_Iterable[int]] = ..., valid_actions: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., max_actions_per_turn: _Optional[int] = ..., action_kind: _Optional[_Union[ActionKind, str]] = ..., action_format: _Optional[str] = ..., instruction: _Optional[str] = ..., config: _Optional[_Mapping[str, str]] = ..., action_dim: _Optional[int] = ..., camera_names: _Optional[_Iterable[str]] = ..., numeric_actions: _Optional[bool] = ..., action_low: _Optional[_Iterable[float]] = ..., action_high: _Optional[_Iterable[float]] = ..., clip_actions: _Optional[bool] = ...) -> None: ...
 
 class GridCoord(_message.Message):
     __slots__ = ("row", "col")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import gymnasium
 
 from atlasrl.envserver.envs.frozenlake import FrozenLakeEnv
+from atlasrl.envserver.envs.reach import ReachEnv
 from atlasrl.envserver.envs.sokoban import SokobanEnv
 from atlasrl.envserver.registry import register
 
 register("frozenlake", FrozenLakeEnv.from_config)
 register("sokoban", SokobanEnv.from_config)
+register("reach", ReachEnv.from_config)   # numeric actions (action-head policies): docs/action_head.md
 
 
 def make_gym_frozenlake(render_mode: str | None = "rgb_array", seed: int | None = None, **config) -> FrozenLakeEnv:
@@ -34,4 +36,4 @@ for _gym_id, _entry in (("atlasrl/FrozenLake-v0", "make_gym_frozenlake"), ("atla
     if _gym_id not in gymnasium.registry:
         gymnasium.register(id=_gym_id, entry_point=f"{__name__}:{_entry}")
 
-__all__ = ["FrozenLakeEnv", "SokobanEnv"]
+__all__ = ["FrozenLakeEnv", "ReachEnv", "SokobanEnv"]
