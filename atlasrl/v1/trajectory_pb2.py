@@ -26,29 +26,31 @@ from atlasrl.v1 import common_pb2 as atlasrl_dot_v1_dot_common__pb2
 from atlasrl.v1 import tensor_pb2 as atlasrl_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61tlasrl/v1/trajectory.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\x1a\x17\x61tlasrl/v1/tensor.proto\"\x17\n\x08TokenSeq\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"\xa9\x03\n\nTurnRecord\x12\x12\n\nprompt_ids\x18\x01 \x03(\x05\x12\x14\n\x0cresponse_ids\x18\x02 \x03(\x05\x12\x10\n\x08logprobs\x18\x03 \x03(\x02\x12\x11\n\tloss_mask\x18\x04 \x03(\x05\x12\x0e\n\x06reward\x18\x05 \x01(\x01\x12\x12\n\nenv_reward\x18\x06 \x01(\x01\x12\x15\n\rformat_reward\x18\x07 \x01(\x01\x12\x16\n\x0eshaping_reward\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\x12\"\n\x06images\x18\n \x03(\x0b\x32\x12.atlasrl.v1.Tensor\x12+\n\x0b\x61\x63tion_mode\x18\x0b \x01(\x0e\x32\x16.atlasrl.v1.ActionMode\x12%\n\x07\x63hoices\x18\x0c \x03(\x0b\x32\x14.atlasrl.v1.TokenSeq\x12\x13\n\x0btemperature\x18\r \x01(\x02\x12\x13\n\x0b\x61\x63tion_text\x18\x0e \x01(\t\x12\x14\n\x0c\x61\x63tion_valid\x18\x0f \x01(\x08\x12\x11\n\tstate_key\x18\x10 \x01(\x0c\x12\x16\n\x0etoken_versions\x18\x14 \x03(\x03\"\xab\x02\n\x07\x45pisode\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x17\n\x0fpolicy_versions\x18\x04 \x03(\x03\x12%\n\x05turns\x18\x05 \x03(\x0b\x32\x16.atlasrl.v1.TurnRecord\x12\x0f\n\x07success\x18\x06 \x01(\x08\x12\x0e\n\x06\x65nv_id\x18\x07 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x08 \x01(\t\x12\x12\n\nlayout_key\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x16\n\x0eterminal_cause\x18\x0b \x01(\t\x12\x12\n\ngroup_size\x18\x0c \x01(\r\x12)\n\tbootstrap\x18\r \x01(\x0b\x32\x16.atlasrl.v1.TurnRecord\"\x8a\x01\n\x07PushAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x11\n\tacked_ids\x18\x03 \x03(\t\x12-\n\x08rejected\x18\x04 \x03(\x0b\x32\x1b.atlasrl.v1.RejectedEpisode\x12\x17\n\x0flearner_version\x18\x05 \x01(\x03\"Y\n\x0fRejectedEpisode\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x17\n\x15TrajectoryInfoRequest\"\xae\x01\n\x0eTrajectoryInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x10\n\x08\x62uffered\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x15\n\rmax_staleness\x18\x04 \x01(\r\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x04\x12\r\n\x05ready\x18\x06 \x01(\x04\x12\x16\n\x0e\x62\x61tch_episodes\x18\x07 \x01(\r\x12\x17\n\x0fwants_bootstrap\x18\x08 \x01(\x08*S\n\nActionMode\x12\x17\n\x13\x41\x43TION_MODE_INVALID\x10\x00\x12\x14\n\x10\x41\x43TION_MODE_FREE\x10\x01\x12\x16\n\x12\x41\x43TION_MODE_CHOICE\x10\x02\x32\x91\x01\n\x11TrajectoryService\x12\x32\n\x04Push\x12\x13.atlasrl.v1.Episode\x1a\x13.atlasrl.v1.PushAck(\x01\x12H\n\x07GetInfo\x12!.atlasrl.v1.TrajectoryInfoRequest\x1a\x1a.atlasrl.v1.TrajectoryInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61tlasrl/v1/trajectory.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\x1a\x17\x61tlasrl/v1/tensor.proto\"t\n\x0b\x41\x63tionChunk\x12 \n\x04path\x18\x01 \x01(\x0b\x32\x12.atlasrl.v1.Tensor\x12!\n\x05times\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Tensor\x12 \n\x04sent\x18\x03 \x01(\x0b\x32\x12.atlasrl.v1.Tensor\"\x17\n\x08TokenSeq\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"\xd1\x03\n\nTurnRecord\x12\x12\n\nprompt_ids\x18\x01 \x03(\x05\x12\x14\n\x0cresponse_ids\x18\x02 \x03(\x05\x12\x10\n\x08logprobs\x18\x03 \x03(\x02\x12\x11\n\tloss_mask\x18\x04 \x03(\x05\x12\x0e\n\x06reward\x18\x05 \x01(\x01\x12\x12\n\nenv_reward\x18\x06 \x01(\x01\x12\x15\n\rformat_reward\x18\x07 \x01(\x01\x12\x16\n\x0eshaping_reward\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\x12\"\n\x06images\x18\n \x03(\x0b\x32\x12.atlasrl.v1.Tensor\x12+\n\x0b\x61\x63tion_mode\x18\x0b \x01(\x0e\x32\x16.atlasrl.v1.ActionMode\x12%\n\x07\x63hoices\x18\x0c \x03(\x0b\x32\x14.atlasrl.v1.TokenSeq\x12\x13\n\x0btemperature\x18\r \x01(\x02\x12\x13\n\x0b\x61\x63tion_text\x18\x0e \x01(\t\x12\x14\n\x0c\x61\x63tion_valid\x18\x0f \x01(\x08\x12\x11\n\tstate_key\x18\x10 \x01(\x0c\x12&\n\x05\x63hunk\x18\x11 \x01(\x0b\x32\x17.atlasrl.v1.ActionChunk\x12\x16\n\x0etoken_versions\x18\x14 \x03(\x03\"\xab\x02\n\x07\x45pisode\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x17\n\x0fpolicy_versions\x18\x04 \x03(\x03\x12%\n\x05turns\x18\x05 \x03(\x0b\x32\x16.atlasrl.v1.TurnRecord\x12\x0f\n\x07success\x18\x06 \x01(\x08\x12\x0e\n\x06\x65nv_id\x18\x07 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x08 \x01(\t\x12\x12\n\nlayout_key\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x16\n\x0eterminal_cause\x18\x0b \x01(\t\x12\x12\n\ngroup_size\x18\x0c \x01(\r\x12)\n\tbootstrap\x18\r \x01(\x0b\x32\x16.atlasrl.v1.TurnRecord\"\x8a\x01\n\x07PushAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x11\n\tacked_ids\x18\x03 \x03(\t\x12-\n\x08rejected\x18\x04 \x03(\x0b\x32\x1b.atlasrl.v1.RejectedEpisode\x12\x17\n\x0flearner_version\x18\x05 \x01(\x03\"Y\n\x0fRejectedEpisode\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x17\n\x15TrajectoryInfoRequest\"\xae\x01\n\x0eTrajectoryInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x10\n\x08\x62uffered\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x15\n\rmax_staleness\x18\x04 \x01(\r\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x04\x12\r\n\x05ready\x18\x06 \x01(\x04\x12\x16\n\x0e\x62\x61tch_episodes\x18\x07 \x01(\r\x12\x17\n\x0fwants_bootstrap\x18\x08 \x01(\x08*i\n\nActionMode\x12\x17\n\x13\x41\x43TION_MODE_INVALID\x10\x00\x12\x14\n\x10\x41\x43TION_MODE_FREE\x10\x01\x12\x16\n\x12\x41\x43TION_MODE_CHOICE\x10\x02\x12\x14\n\x10\x41\x43TION_MODE_FLOW\x10\x03\x32\x91\x01\n\x11TrajectoryService\x12\x32\n\x04Push\x12\x13.atlasrl.v1.Episode\x1a\x13.atlasrl.v1.PushAck(\x01\x12H\n\x07GetInfo\x12!.atlasrl.v1.TrajectoryInfoRequest\x1a\x1a.atlasrl.v1.TrajectoryInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atlasrl.v1.trajectory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIONMODE']._serialized_start=1282
-  _globals['_ACTIONMODE']._serialized_end=1365
-  _globals['_TOKENSEQ']._serialized_start=93
-  _globals['_TOKENSEQ']._serialized_end=116
-  _globals['_TURNRECORD']._serialized_start=119
-  _globals['_TURNRECORD']._serialized_end=544
-  _globals['_EPISODE']._serialized_start=547
-  _globals['_EPISODE']._serialized_end=846
-  _globals['_PUSHACK']._serialized_start=849
-  _globals['_PUSHACK']._serialized_end=987
-  _globals['_REJECTEDEPISODE']._serialized_start=989
-  _globals['_REJECTEDEPISODE']._serialized_end=1078
-  _globals['_TRAJECTORYINFOREQUEST']._serialized_start=1080
-  _globals['_TRAJECTORYINFOREQUEST']._serialized_end=1103
-  _globals['_TRAJECTORYINFO']._serialized_start=1106
-  _globals['_TRAJECTORYINFO']._serialized_end=1280
-  _globals['_TRAJECTORYSERVICE']._serialized_start=1368
-  _globals['_TRAJECTORYSERVICE']._serialized_end=1513
+  _globals['_ACTIONMODE']._serialized_start=1440
+  _globals['_ACTIONMODE']._serialized_end=1545
+  _globals['_ACTIONCHUNK']._serialized_start=93
+  _globals['_ACTIONCHUNK']._serialized_end=209
+  _globals['_TOKENSEQ']._serialized_start=211
+  _globals['_TOKENSEQ']._serialized_end=234
+  _globals['_TURNRECORD']._serialized_start=237
+  _globals['_TURNRECORD']._serialized_end=702
+  _globals['_EPISODE']._serialized_start=705
+  _globals['_EPISODE']._serialized_end=1004
+  _globals['_PUSHACK']._serialized_start=1007
+  _globals['_PUSHACK']._serialized_end=1145
+  _globals['_REJECTEDEPISODE']._serialized_start=1147
+  _globals['_REJECTEDEPISODE']._serialized_end=1236
+  _globals['_TRAJECTORYINFOREQUEST']._serialized_start=1238
+  _globals['_TRAJECTORYINFOREQUEST']._serialized_end=1261
+  _globals['_TRAJECTORYINFO']._serialized_start=1264
+  _globals['_TRAJECTORYINFO']._serialized_end=1438
+  _globals['_TRAJECTORYSERVICE']._serialized_start=1548
+  _globals['_TRAJECTORYSERVICE']._serialized_end=1693
 # @@protoc_insertion_point(module_scope)

@@ -14,9 +14,21 @@ class ActionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_MODE_INVALID: _ClassVar[ActionMode]
     ACTION_MODE_FREE: _ClassVar[ActionMode]
     ACTION_MODE_CHOICE: _ClassVar[ActionMode]
+    ACTION_MODE_FLOW: _ClassVar[ActionMode]
 ACTION_MODE_INVALID: ActionMode
 ACTION_MODE_FREE: ActionMode
 ACTION_MODE_CHOICE: ActionMode
+ACTION_MODE_FLOW: ActionMode
+
+class ActionChunk(_message.Message):
+    __slots__ = ("path", "times", "sent")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    path: _tensor_pb2.Tensor
+    times: _tensor_pb2.Tensor
+    sent: _tensor_pb2.Tensor
+    def __init__(self, path: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., times: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sent: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class TokenSeq(_message.Message):
     __slots__ = ("ids",)
@@ -25,7 +37,7 @@ class TokenSeq(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TurnRecord(_message.Message):
-    __slots__ = ("prompt_ids", "response_ids", "logprobs", "loss_mask", "reward", "env_reward", "format_reward", "shaping_reward", "policy_version", "images", "action_mode", "choices", "temperature", "action_text", "action_valid", "state_key", "token_versions")
+    __slots__ = ("prompt_ids", "response_ids", "logprobs", "loss_mask", "reward", "env_reward", "format_reward", "shaping_reward", "policy_version", "images", "action_mode", "choices", "temperature", "action_text", "action_valid", "state_key", "chunk", "token_versions")
     PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_IDS_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +54,7 @@ class TurnRecord(_message.Message):
     ACTION_TEXT_FIELD_NUMBER: _ClassVar[int]
     ACTION_VALID_FIELD_NUMBER: _ClassVar[int]
     STATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     TOKEN_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     prompt_ids: _containers.RepeatedScalarFieldContainer[int]
     response_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -59,8 +72,9 @@ class TurnRecord(_message.Message):
     action_text: str
     action_valid: bool
     state_key: bytes
+    chunk: ActionChunk
     token_versions: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., response_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[int]] = ..., reward: _Optional[float] = ..., env_reward: _Optional[float] = ..., format_reward: _Optional[float] = ..., shaping_reward: _Optional[float] = ..., policy_version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., action_mode: _Optional[_Union[ActionMode, str]] = ..., choices: _Optional[_Iterable[_Union[TokenSeq, _Mapping]]] = ..., temperature: _Optional[float] = ..., action_text: _Optional[str] = ..., action_valid: _Optional[bool] = ..., state_key: _Optional[bytes] = ..., token_versions: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., response_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[int]] = ..., reward: _Optional[float] = ..., env_reward: _Optional[float] = ..., format_reward: _Optional[float] = ..., shaping_reward: _Optional[float] = ..., policy_version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., action_mode: _Optional[_Union[ActionMode, str]] = ..., choices: _Optional[_Iterable[_Union[TokenSeq, _Mapping]]] = ..., temperature: _Optional[float] = ..., action_text: _Optional[str] = ..., action_valid: _Optional[bool] = ..., state_key: _Optional[bytes] = ..., chunk: _Optional[_Union[ActionChunk, _Mapping]] = ..., token_versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Episode(_message.Message):
     __slots__ = ("episode_id", "actor_id", "group_id", "policy_versions", "turns", "success", "env_id", "family", "layout_key", "seed", "terminal_cause", "group_size", "bootstrap")
