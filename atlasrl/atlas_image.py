@@ -62,3 +62,15 @@ def overlay(frame: np.ndarray | None, danger: np.ndarray, affinity: np.ndarray, 
         img[y0:y1 + 1, x0:x0 + t] = yellow
         img[y0:y1 + 1, x1 - t + 1:x1 + 1] = yellow
     return img
+
+
+def overlay_box(frame: np.ndarray, danger: np.ndarray, affinity: np.ndarray, box: tuple[int, int, int, int],
+                agent: Cell | None = None, alpha: float = 0.6) -> np.ndarray:
+    """``overlay`` inside the pixel box (top, bottom, left, right) of ``frame`` only: maps whose grid covers part
+    of a picture, such as a MiniWorld floor plan inside its top-down view (the env reports the box)."""
+    h, w = frame.shape[:2]
+    top, bottom, left, right = max(0, box[0]), min(h, box[1]), max(0, box[2]), min(w, box[3])
+    out = np.array(frame, np.uint8, copy=True)
+    if bottom - top >= danger.shape[0] and right - left >= danger.shape[1]:   # at least a pixel per cell
+        out[top:bottom, left:right] = overlay(out[top:bottom, left:right], danger, affinity, agent=agent, alpha=alpha)
+    return out

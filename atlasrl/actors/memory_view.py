@@ -11,6 +11,7 @@ members did. The channels are switches of ``ActorConfig``: ``memory_hints`` (tex
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from atlasrl import codec
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.atlas_image import overlay as render_overlay
-from atlasrl.atlas_image import overlay_layers
+from atlasrl.atlas_image import overlay_box, overlay_layers
 from atlasrl.v1 import env_pb2
 
 DIRECTIONS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
@@ -59,12 +60,29 @@ class TurnView:
                 if 0 <= r < rows and 0 <= c < cols:
                     line = f"{line} (risk {risk_word(float(self.danger[r, c]))})"
             out.append(line)
+        if "heading_deg" in obs.info:     # continuous-space envs (MiniWorld): no neighbour lines, a heading instead
+            out.append(self._ahead_line(obs.agent.row, obs.agent.col, float(obs.info["heading_deg"])))
         return "\n".join(out)
+
+    def _ahead_line(self, row: int, col: int, heading_deg: float) -> str:
+        """"Memory: here risk low, ahead risk high." for the agent's cell and the cell its heading points to
+        (heading 0 = +column, 90 = -row, as MiniWorld's top view)."""
+        rows, cols = self.danger.shape
+        rad = math.radians(heading_deg)
+        r, c = row - round(math.sin(rad)), col + round(math.cos(rad))
+        here = risk_word(float(self.danger[row, col])) if 0 <= row < rows and 0 <= col < cols else "unknown"
+        ahead = f"risk {risk_word(float(self.danger[r, c]))}" if 0 <= r < rows and 0 <= c < cols else "the edge"
+        return f"Memory: here risk {here}, ahead {ahead}."
 
     def hints(self, obs: env_pb2.Observation) -> MemoryHints:
         """Skills and exemplars as queried; the overlay drawn on this turn's frame around the agent's cell."""
         picture = None
-        if self.overlay:
+        if self.overlay and len(obs.images) > 1 and "top_view_grid_box" in obs.info:
+            # the env sends a top-down map and where its grid lies in it (MiniWorld): draw the maps on the map
+            box = tuple(int(v) for v in obs.info["top_view_grid_box"])
+            agent = (obs.agent.row, obs.agent.col) if obs.HasField("agent") else None
+            picture = overlay_box(codec.decode(obs.images[1]), self.danger, self.affinity, box, agent=agent)  # type: ignore[arg-type]
+        elif self.overlay:
             frame = codec.decode(obs.images[0]) if obs.images else None
             if frame is not None and (frame.ndim != 3 or frame.shape[-1] != 3):
                 frame = None                                   # not an RGB frame: the overlay on its own canvas

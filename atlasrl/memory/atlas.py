@@ -7,6 +7,8 @@ terminal cause k, with failure weight w_k (config ``cause_weights``):
     F(c) += sum_{t : c_t = c} w_k * gamma_d ** (T - t)      failure mass (failed episodes only)
     S(c) += sum_{t : c_t = c} gamma_a ** (T - t)            success mass (successful episodes only)
 
+and, with ``stall_steps`` = K > 0, each visit that ends K or more consecutive steps on one cell adds at
+least w_stall to F whatever the outcome (its F term is max(w_k * gamma_d ** (T - t), w_stall));
 so a cell gets danger for being close in time to a failure (the hole itself gets
 w_k per visit, the cell before it w_k * gamma_d, ...) and affinity for lying on
 successful trajectories, discounted by how far from the end it was. Evidence is a
@@ -78,9 +80,13 @@ class Atlas:
             passed[rows, cols] = True
             self.success_episode_visits += passed
             self.successes += 1
+            fail: np.ndarray = np.zeros(len(cells))
         else:
             weight = cfg.cause_weights.get(cause, cfg.other_cause_weight)
-            np.add.at(self.fail_mass, (rows, cols), weight * cfg.gamma_danger ** steps_to_end)
+            fail = weight * cfg.gamma_danger ** steps_to_end
+        if cfg.stall_steps:  # a stalled visit weighs at least stall_weight: the larger of the two, so <= w_max
+            fail = np.maximum(fail, min(cfg.stall_weight, max_cause_weight(cfg)) * stalled(cells, cfg.stall_steps))
+        np.add.at(self.fail_mass, (rows, cols), fail)
         end = self.end_counts.setdefault(cause, np.zeros_like(self.visits))
         end[rows[-1], cols[-1]] += 1
         for kind, (r, c) in entity_ends:
@@ -156,6 +162,15 @@ class Atlas:
 
 def max_cause_weight(cfg: AtlasConfig) -> float:
     return max([cfg.other_cause_weight, *cfg.cause_weights.values()]) or 1.0
+
+
+def stalled(cells: np.ndarray, min_run: int) -> np.ndarray:
+    """1.0 at steps t where cells[t - min_run + 1 .. t] are one cell (the agent has not left it for min_run steps)."""
+    same = np.ones(len(cells), np.int64)
+    for t in range(1, len(cells)):
+        if cells[t, 0] == cells[t - 1, 0] and cells[t, 1] == cells[t - 1, 1]:
+            same[t] = same[t - 1] + 1
+    return (same >= min_run).astype(np.float64)
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:

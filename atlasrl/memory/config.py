@@ -28,6 +28,12 @@ class AtlasConfig(BaseModel):
     """Failure mass w_c per terminal cause; causes not listed weigh `other_cause_weight`."""
     other_cause_weight: float = Field(1.0, ge=0)
     """w_c for a failure cause missing from cause_weights."""
+    stall_steps: int = Field(0, ge=0, le=100_000)
+    """Danger for getting stuck: a visit that ends a run of at least this many consecutive steps on one cell
+    (turning in place, walking into a wall: continuous-space envs such as MiniWorld) carries failure mass
+    ``stall_weight``, whatever the episode's outcome; 0 = off (grid games stay in a cell only when bumping an edge)."""
+    stall_weight: float = Field(0.5, ge=0)
+    """Failure mass of one stalled visit (capped at the largest cause weight, so a visit still adds at most w_max)."""
     anchor_kinds: tuple[str, ...] = ("goal", "target")
     """Entity kinds that anchor the goal-relative family atlas, in order of preference."""
     tracked_entity_kinds: tuple[str, ...] = ("box", "object")

@@ -158,6 +158,16 @@ class MiniWorldTextEnv(TextEnv):
             x0, x1 = x0 - (h - w) / 2, x1 + (h - w) / 2
         return float(x0), float(x1), float(z0), float(z1)
 
+    def grid_box(self, size: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) pixels of the workspace grid in a ``size`` px top view: where atlases of this
+        env's cells are drawn over the map."""
+        x0, x1, z0, z1 = self.top_view_extent()
+        g = self.grid
+
+        def px(v: float, lo: float, hi: float) -> int:
+            return round((v - lo) / (hi - lo) * size)
+        return (px(g.z0, z0, z1), px(g.z0 + g.rows * g.cell, z0, z1), px(g.x0, x0, x1), px(g.x0 + g.cols * g.cell, x0, x1))
+
     # -- internals (OpenGL thread) ------------------------------------------------------------
     def _close(self) -> None:
         u, self._env = self._env, None
@@ -180,6 +190,7 @@ class MiniWorldTextEnv(TextEnv):
         self._stall = 0
         self._cause: str | None = None
         self._layout_key = self._layout()
+        self._grid_box = self.grid_box(self.config.top_view_size)   # the floor plan may differ per layout
         self._last = self._output(obs, 0.0, "", {"action_is_valid": True})
         return self._last
 
@@ -275,6 +286,7 @@ class MiniWorldTextEnv(TextEnv):
         images = [np.ascontiguousarray(obs, dtype=np.uint8)]
         if self.config.top_view:
             images.append(self._top_view(self.config.top_view_size))
+            extra = {**extra, "top_view_grid_box": list(self._grid_box)}
         entities = self._entities()
         cause = self._cause
         info: dict[str, Any] = {"step": self.steps, "success": cause == "success", "position": [round(x, 4), round(z, 4)],
