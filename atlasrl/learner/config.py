@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from atlasrl.policies.action_head.config import ActionHeadConfig
+
 MiB = 1 << 20
 Transport = Literal["stream", "delta", "collective"]
 
@@ -26,6 +28,9 @@ class LearnerConfig(BaseModel):
     devices: list[str] = Field(default_factory=list)
     """Host GPU ids of this learner's ranks, one per rank (nproc of them; rank i gets cuda:i of these, through
     CUDA_VISIBLE_DEVICES); empty = the GPUs the process inherits."""
+    action_head: ActionHeadConfig | None = None
+    """Train a continuous action-head policy (backbone + flow expert, docs/action_head.md) instead of the text
+    policy in `model`; must equal the actors' engine.action_head."""
     algo: Literal["grpo", "gigpo", "ppo"] = "grpo"
     """GRPO (group-normalised returns, no critic), GiGPO (GRPO plus step advantages over shared states, no critic)
     or PPO (value head, GAE over turns)."""

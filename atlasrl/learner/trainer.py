@@ -80,6 +80,11 @@ def state_key(turn: trajectory_pb2.TurnRecord) -> bytes:
     return hashlib.blake2b(b"".join(i.to_bytes(4, "little", signed=True) for i in turn.prompt_ids), digest_size=16).digest()
 
 
+def _token_size(ep: trajectory_pb2.Episode) -> int:
+    """Work of an episode for sharding across ranks: its tokens."""
+    return sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns)
+
+
 def backend_device(local_rank: int = 0) -> tuple[str, torch.device]:
     """The process group backend and this rank's device: NCCL on ``cuda:local_rank`` where CUDA is there, gloo on
     the CPU otherwise. A rank without a GPU of its own is refused (more ranks than visible GPUs)."""
@@ -97,6 +102,10 @@ class Trainer:
         self.cfg, self.rank, self.world = cfg, rank, world
         self.device = device or torch.device("cpu")
         torch.manual_seed(cfg.seed)
+        self._seqs_of, self._size_of = episode_seqs, _token_size
+        if cfg.action_head is not None:   # a continuous action-head policy (atlasrl/policies/action_head)
+            self._init_action_head(cfg.action_head)
+            return
         lm = load_lm(cfg.model)
         self.info = load_policy(cfg.model, with_model=False)   # pad id, image processor, VL flags
         self.info.model = lm
@@ -113,6 +122,27 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.version = 0   # grows by one per optimizer update
 
+    def _init_action_head(self, ah) -> None:
+        """Backbone + flow expert instead of an LM: its turns become FlowSeqs, one loss "token" per denoising step."""
+        from atlasrl.policies.action_head import learning
+        from atlasrl.policies.action_head.policy import ActionHeadPolicy
+
+        self.info = None
+        self.vocab_size = 0
+        self._seqs_of, self._size_of = learning.episode_flow_seqs, learning.flow_size
+        self.policy = ActionHeadPolicy(ah, value_head=self.cfg.algo == "ppo", seed=self.cfg.seed).to(self.device)  # type: ignore[assignment]
+        self.ref = None
+        if self.cfg.kl_coef > 0:
+            self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else self.device.type == "cuda"
+        self.mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+        self._shard(self.policy)
+        if self.ref is not None:
+            self._shard(self.ref)
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.version = 0
+
     def _frozen_copy(self, lm) -> PolicyModel:
         ref = PolicyModel(copy.deepcopy(lm)).to(self.device).eval()
         for p in ref.parameters():
@@ -120,6 +150,11 @@ class Trainer:
         return ref
 
     def _shard(self, policy: PolicyModel) -> None:
+        if self.cfg.action_head is not None:   # FSDP2 over backbone blocks and expert layers, then the root
+            for unit in policy.shard_units():  # type: ignore[operator]
+                fully_shard(unit, mp_policy=self.mp)
+            fully_shard(policy, mp_policy=self.mp)
+            return
         blocks = set(getattr(policy.lm, "_no_split_modules", None) or [])
         for module in policy.lm.modules():
             if type(module).__name__ in blocks:
@@ -132,8 +167,8 @@ class Trainer:
         cfg = self.cfg
         episodes = [trajectory_pb2.Episode.FromString(b) for b in batch.episodes]
         returns = torch.tensor([sum(t.reward for t in ep.turns) for ep in episodes], dtype=torch.float64)
-        mine = shard_episodes([sum(len(t.prompt_ids) + len(t.response_ids) for t in ep.turns) for ep in episodes], self.world, self.rank)
-        seqs = {i: episode_seqs(episodes[i], i, batch.weights[i]) for i in mine}
+        mine = shard_episodes([self._size_of(ep) for ep in episodes], self.world, self.rank)
+        seqs = {i: self._seqs_of(episodes[i], i, batch.weights[i]) for i in mine}
         if cfg.algo in ("grpo", "gigpo"):
             self._group_advantages(episodes, mine, seqs)
         minibatches = self._plan(mine, seqs)
@@ -177,12 +212,12 @@ class Trainer:
         """Per minibatch, the micro-batches of this rank, padded to the same count on every rank."""
         cfg = self.cfg
         groups = [[s for k, i in enumerate(mine) if k % cfg.minibatches == m for s in seqs[i]] for m in range(cfg.minibatches)]
-        packed = [pack_micro_batches(g, cfg.micro_batch_tokens, share=cfg.share_rows) for g in groups]
+        packed = [self._pack(g) for g in groups]
         counts = self._all_reduce(torch.tensor([len(p) for p in packed], dtype=torch.long), dist.ReduceOp.MAX)
         plan = []
         for p, n in zip(packed, counts.tolist()):
             real = [(self._collate(m), True) for m in p]
-            filler = real[0][0] if real else self._collate([dummy_seq()])
+            filler = real[0][0] if real else self._collate([self._dummy()])
             plan.append(real + [(filler, False)] * (n - len(real)))
         return plan
 
@@ -214,7 +249,25 @@ class Trainer:
         return out
 
     def _collate(self, seqs: list[Seq]) -> dict:
+        if self.cfg.action_head is not None:
+            from atlasrl.policies.action_head.learning import collate_flow
+
+            return collate_flow(seqs)  # type: ignore[arg-type]
         return collate(seqs, self.info, share=self.cfg.share_rows)
+
+    def _pack(self, seqs: list[Seq]) -> list[list[Seq]]:
+        if self.cfg.action_head is not None:
+            from atlasrl.policies.action_head.learning import pack_flow
+
+            return pack_flow(seqs, self.cfg.action_head.micro_batch)  # type: ignore[arg-type]
+        return pack_micro_batches(seqs, self.cfg.micro_batch_tokens, share=self.cfg.share_rows)
+
+    def _dummy(self) -> Seq:
+        if self.cfg.action_head is not None:
+            from atlasrl.policies.action_head.learning import dummy_flow_seq
+
+            return dummy_flow_seq(self.cfg.action_head)  # type: ignore[return-value]
+        return dummy_seq()
 
     def _forward(self, model: PolicyModel, mb: dict, want_values: bool = False):
         return model(mb["tf"].to(self.device), mb["temperature"], want_values=want_values)

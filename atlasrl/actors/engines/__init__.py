@@ -17,4 +17,8 @@ def make_engine(config: EngineConfig) -> Engine:
         from atlasrl.actors.engines.vllm_engine import VllmEngine
 
         return VllmEngine(config)
+    if config.kind == "action_head":
+        from atlasrl.actors.engines.action_head_engine import ActionHeadEngine
+
+        return ActionHeadEngine(config)
     raise ValueError(f"unknown engine kind {config.kind!r}")

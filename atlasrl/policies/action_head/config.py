@@ -35,6 +35,9 @@ class ActionHeadConfig(BaseModel):
     action_scale: float = Field(1.0, gt=0)
     """Chunks are produced in units of this; the env receives chunk x action_scale."""
 
+    micro_batch: int = Field(64, ge=1, le=65536)
+    """Learner: decisions per forward/backward pass (the text policies' micro_batch_tokens does not apply)."""
+
     # --- the expert network ---
     width: int = Field(64, ge=8, le=4096)
     """Expert transformer width."""

@@ -70,6 +70,12 @@ class ActionHeadPolicy(nn.Module):
                 for p in m.parameters():
                     p.requires_grad_(False)
 
+    def hf_named_parameters(self):
+        """(name, parameter) of what actors load (all but the value head), in a fixed order."""
+        for name, p in self.named_parameters():
+            if not name.startswith("value_head."):
+                yield name, p
+
     def shard_units(self) -> list[nn.Module]:
         """What FSDP2 shards on its own before the root: backbone blocks and the expert's decoder layers."""
         return self.backbone.shard_units() + list(self.expert.layers)
