@@ -4,6 +4,9 @@
     text = view.annotate(obs)        # "Down: ice" -> "Down: ice (risk high)" for each neighbour line
     hints = view.hints(obs)          # skills, the overlay around the agent's current cell, exemplar frames
 
+Envs in continuous space (MiniWorld) send a top-down map as a second image with ``info.top_view_grid_box``:
+the overlay is drawn on that map, and risk hints name the agent's cell and the cell ahead of its heading.
+
 One Query per GRPO group (MemoryAdvisor.episode_start) returns the maps; every member of the group then reads
 the same frozen maps on every turn, as its shaping does, so the prompts of a group differ only by what the
 members did. The channels are switches of ``ActorConfig``: ``memory_hints`` (text skills and/or the overlay),
