@@ -169,3 +169,29 @@ class CriticJudge:
             counters[f"critic_{k}"] = v
         p, r, f1 = s.precision_recall_f1()
         gauges["critic_precision"], gauges["critic_recall"], gauges["critic_f1"] = p, r, f1
+
+
+def run_summary(counters: dict, wall_s: float) -> dict | None:
+    """The critic figures of a run from the coordinator's summed actor counters (``actor.critic_*``): calls, calls/s
+    over the run's wall time, mean latency, fallbacks and the agreement of critic done with env success. None when
+    no actor used a critic."""
+    c = {k.removeprefix("actor.critic_"): v for k, v in counters.items() if k.startswith("actor.critic_")}
+    if not c:
+        return None
+    stats = CriticStats(agreement={k: int(c.get(k, 0)) for k in ("tp", "fp", "fn", "tn")})
+    p, r, f1 = stats.precision_recall_f1()
+    calls = int(c.get("calls", 0))
+    return {"calls": calls, "calls_per_s": round(calls / wall_s, 2) if wall_s > 0 else 0.0,
+            "latency_ms_mean": round(c.get("latency_ms_sum", 0) / calls, 2) if calls else None,
+            "failures": int(c.get("failures", 0)),
+            "fallbacks": {k: int(c.get(f"fallback_{k}", 0)) for k in ("env", "drop_episode")},
+            "agreement": {**stats.agreement, "precision": round(p, 3), "recall": round(r, 3), "f1": round(f1, 3)}}
+
+
+def summary_line(s: dict) -> str:
+    a = s["agreement"]
+    lat = "-" if s["latency_ms_mean"] is None else f"{s['latency_ms_mean']:.1f} ms"
+    return (f"critic: {s['calls']:,} calls ({s['calls_per_s']:.1f}/s, mean {lat}), {s['failures']} failed, fallbacks "
+            f"env {s['fallbacks']['env']} / drop {s['fallbacks']['drop_episode']}; critic done vs env success: precision "
+            f"{a['precision']:.2f} recall {a['recall']:.2f} F1 {a['f1']:.2f} (tp {a['tp']} fp {a['fp']} fn {a['fn']} "
+            f"tn {a['tn']})")

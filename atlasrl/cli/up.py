@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
         console.print(summary_text(summary))
         typer.echo(json.dumps({k: summary.get(k) for k in ("run_dir", "stop_reason", "counters", "policy_version", "error")}
                               | {"eval_before": (summary.get("eval_before") or {}).get("success_rate"),
-                                 "eval_after": (summary.get("eval_after") or {}).get("success_rate")}))
+                                 "eval_after": (summary.get("eval_after") or {}).get("success_rate")}
+                              | ({"critic": summary["critic"]} if summary.get("critic") else {})))
         if summary.get("error"):
             raise typer.Exit(1)
 
@@ -72,6 +73,10 @@ def summary_text(s: dict) -> str:
              f"env steps {c.get('actor.env_steps', 0):,}, episodes {c.get('actor.episodes', 0):,}, policy version {s.get('policy_version', '-')}",
              f"held-out eval before training (initial random-weights policy): {rate('eval_before')}",
              f"held-out eval after training:                                 {rate('eval_after')}"]
+    if s.get("critic"):
+        from atlasrl.actors.critic_reward import summary_line
+
+        lines.append(summary_line(s["critic"]))
     a = s.get("accounting")
     if a:
         reasons = ", ".join(f"{k} {v:,}" for k, v in a["outcomes"].items() if ":" in k)

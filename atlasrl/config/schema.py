@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from atlasrl.actors.config import ActorConfig
 from atlasrl.coordinator.config import CoordinatorConfig
+from atlasrl.critic.config import CriticConfig
 from atlasrl.envserver.config import EnvServerConfig
 from atlasrl.learner.config import LearnerConfig
 from atlasrl.memory.config import MemoryConfig
@@ -23,7 +24,8 @@ TRAIN_SEED_BLOCK = 100_000_000  # training seeds of run.seed s: [s * block, (s +
 ACTOR_SEED_STRIDE = 1_000_000    # actor i starts at s * block + i * stride
 
 ROLE_MODELS: dict[str, type[BaseModel]] = {"coordinator": CoordinatorConfig, "envserver": EnvServerConfig,
-                                           "memory": MemoryConfig, "learner": LearnerConfig, "actor": ActorConfig}
+                                           "memory": MemoryConfig, "learner": LearnerConfig, "actor": ActorConfig,
+                                           "critic": CriticConfig}
 """Role name -> its config model: the sections of RunConfig and what `atlasrl <role> --config` reads."""
 
 
@@ -87,6 +89,9 @@ class ProcessesSection(Section):
     """Actor processes."""
     memory: bool = True
     """Run the memory service (off: no shaping, no hints, no atlases)."""
+    critic: bool = False
+    """Run the progress critic (the critic section; docs/critic.md): actors with actor.reward.source=critic are
+    wired to it. Its process shares the first actor's GPUs when critic.device is a GPU (critic.memory_fraction)."""
     actor_devices: list[list[str]] = Field(default_factory=list)
     """Host GPU ids of each actor process's engine: entry i for actor-i (e.g. [[4, 5], [6, 7]]: two actors, tensor
     parallel over two GPUs each); empty = every actor gets actor.devices. `up` gives each process only its GPUs
@@ -120,6 +125,7 @@ class RunConfig(Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     actor: ActorConfig = Field(default_factory=ActorConfig)
+    critic: CriticConfig = Field(default_factory=CriticConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -135,6 +141,9 @@ class RunConfig(Section):
         if a.max_learner_backlog and a.max_learner_backlog < lr.batch_episodes:
             raise ValueError(f"actor.max_learner_backlog ({a.max_learner_backlog}) is below learner.batch_episodes "
                              f"({lr.batch_episodes}): actors would wait for a batch the learner never gets (0 = no limit)")
+        if a.reward.source == "critic" and not (self.processes.critic or a.reward.critic_address):
+            raise ValueError("actor.reward.source=critic needs a critic: processes.critic=true (up starts one from the "
+                             "critic section) or actor.reward.critic_address")
         train_lo, train_hi = TRAIN_SEED_BLOCK * self.run.seed, TRAIN_SEED_BLOCK * (self.run.seed + 1)
         if train_lo <= self.run.eval_seed_start < train_hi:
             raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atlasrl.rpc.config import ServerConfig
 
@@ -91,6 +91,11 @@ class CriticTrainConfig(BaseModel):
     """Seed of weights, shuffling and the hold-out split."""
     side: int = Field(64, ge=16, le=512)
     """Frames are resized to side x side before the network (stored in the checkpoint)."""
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _split(cls, v):
+        return [p for p in (s.strip() for s in v.split(",")) if p] if isinstance(v, str) else v
 
 
 class CriticRecordConfig(BaseModel):

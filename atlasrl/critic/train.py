@@ -33,7 +33,9 @@ def _dataset(episodes, gamma: float, side: int):
             tasks.append(ep.task)
             progress.append(gamma ** (T - t) if ep.success else 0.0)
             done.append(1.0 if f.oracle.success else 0.0)
-    x = frames_tensor(frames, side) if frames else torch.zeros(0, 3, side, side)
+    # resized frames kept as uint8 (a quarter of float32's memory); batches are scaled back to [0, 1]
+    x = torch.cat([(frames_tensor(frames[i:i + 1024], side) * 255).round().to(torch.uint8)
+                   for i in range(0, len(frames), 1024)]) if frames else torch.zeros(0, 3, side, side, dtype=torch.uint8)
     return x, task_features(tasks), torch.tensor(progress), torch.tensor(done)
 
 
@@ -67,7 +69,7 @@ def train_value_critic(cfg: CriticTrainConfig) -> dict:
         perm = torch.randperm(n)
         for i in range(0, n, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            out = net(x[idx], task[idx])
+            out = net(x[idx].float() / 255.0, task[idx])
             loss = (F.binary_cross_entropy_with_logits(out[:, 0], prog[idx])
                     + F.binary_cross_entropy_with_logits(out[:, 1], done[idx], pos_weight=done_weight))
             opt.zero_grad()
@@ -80,7 +82,7 @@ def train_value_critic(cfg: CriticTrainConfig) -> dict:
     if held:
         hx, htask, hprog, hdone = _dataset(held, cfg.gamma, cfg.side)
         with torch.inference_mode():
-            p = torch.sigmoid(net(hx, htask)).numpy()
+            p = torch.sigmoid(net(hx.float() / 255.0, htask)).numpy()
         report["holdout"] = {**{f"done_{k}": v for k, v in agreement(p[:, 1] >= 0.5, hdone.numpy() >= 0.5).items()},
                              "progress_mae": float(np.abs(p[:, 0] - hprog.numpy()).mean())}
     return report

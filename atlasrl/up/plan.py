@@ -71,6 +71,7 @@ class Plan:
     coordinator_address: str = ""
     learner_address: str = ""
     memory_address: str = ""
+    critic_address: str = ""
     envserver_addresses: list[str] = field(default_factory=list)
     config_files: dict[str, Path] = field(default_factory=dict)  # process name -> its <name>.yaml
 
@@ -93,7 +94,7 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
     c = cfg
     config_dir = rd.root / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
-    pool = free_ports(2 * (4 + c.processes.envservers + c.processes.actors))
+    pool = free_ports(2 * (5 + c.processes.envservers + c.processes.actors))
     level_env: dict[str, str] = {"ATLASRL_LOG_LEVEL": c.run.log_level}
     light_env = {**level_env, "OMP_NUM_THREADS": "1"}  # roles without heavy maths leave the cores to torch
 
@@ -151,6 +152,16 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
         plan.memory_address = f"{HOST}:{p}"
     elif c.processes.memory:
         plan.skipped.append("memory")
+    cr = c.critic
+    if c.processes.critic and role_available("critic"):
+        p = port(cr.server.port)
+        critic_gpus = [] if cr.device == "cpu" else c.processes.devices_of_actor(c.actor, 0)   # shares actor-0's
+        first_stage.append(process("critic", "critic", {
+            "server": {"host": HOST, "port": p, "metrics_port": metrics_port("critic", cr.server.metrics_port)},
+            "coordinator": coord_addr}, port=p, env={**level_env, **gpus(c, critic_gpus)}))
+        plan.critic_address = f"{HOST}:{p}"
+    elif c.processes.critic:
+        plan.skipped.append("critic")
     ln = c.learner
     if role_available("learner"):
         p = port(ln.port)
@@ -176,7 +187,9 @@ def build_plan(cfg: RunConfig, rd: RunDir, model_dir: str, security: RunSecurity
                 "memory": plan.memory_address or None, "coordinator": coord_addr, "model": model_dir,
                 "actor_id": name, "seed_start": c.run.seed * TRAIN_SEED_BLOCK + i * ACTOR_SEED_STRIDE,
                 "spool_dir": str(rd.root / "spool"), "bare_prompt": bare_prompt(c),
-                "host": HOST, "port": p, "metrics_port": metrics_port(name, ac.metrics_port, i), "devices": devices},
+                "host": HOST, "port": p, "metrics_port": metrics_port(name, ac.metrics_port, i), "devices": devices,
+                **({"reward": {"critic_address": plan.critic_address}}
+                   if plan.critic_address and not ac.reward.critic_address else {})},
                 port=p, env={**level_env, **gpus(c, devices)}))
     else:
         plan.skipped.append("actor")

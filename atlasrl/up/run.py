@@ -246,6 +246,9 @@ class UpRun:
             out["policy_version"] = display.policy_version(st)
             rate, _n = recent_success(from_status(st.history), 64)
             out["training_success_recent"] = _finite(rate)
+            from atlasrl.actors.critic_reward import run_summary
+
+            out["critic"] = run_summary(out["counters"], wall_s)   # None without reward.source=critic
         return out
 
     def _accounting(self) -> dict | None:
