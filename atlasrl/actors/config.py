@@ -242,6 +242,9 @@ class ActorConfig(BaseModel):
         elif self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device}: vllm places itself on the GPUs the process sees; choose them "
                              "with devices (CUDA_VISIBLE_DEVICES) and use device=cuda")
+        if self.weight_swap == "interrupt" and self.engine != "transformers":
+            raise ValueError(f"weight_swap=interrupt needs engine=transformers: the {self.engine} engine loads weights "
+                             "between generate calls only (weight_swap=drain)")
         if self.device == "cpu" and (self.devices or self.tensor_parallel_size > 1 or self.gpu_memory_utilization):
             key = "devices" if self.devices else ("tensor_parallel_size" if self.tensor_parallel_size > 1
                                                   else "gpu_memory_utilization")
