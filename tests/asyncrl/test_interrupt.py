@@ -139,3 +139,11 @@ def test_staged_versions_never_mix_and_never_go_back():
     with pytest.raises(ValueError, match="unknown parameter"):
         engine.stage_weights(5, [("no.such.weight", torch.zeros(1))])
     assert engine.version == 4
+
+
+def test_interrupt_is_refused_where_the_engine_would_drain():
+    from atlasrl.actors.config import ActorConfig
+
+    assert ActorConfig(model=MODEL, weight_swap="interrupt").weight_swap == "interrupt"
+    with pytest.raises(ValueError, match="weight_swap=interrupt needs engine=transformers"):
+        ActorConfig(model=MODEL, engine="vllm", weight_swap="interrupt")
