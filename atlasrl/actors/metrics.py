@@ -14,6 +14,8 @@ class ActorMetrics:
         self.metrics = m = metrics or Metrics("actor")
         self.env_steps = m.counter("actor_env_steps_total", "Env turns stepped (one action text each)")
         self.tokens = m.counter("actor_generated_tokens_total", "Response tokens generated")
+        self.invalid_actions = m.counter("actor_invalid_actions_total", "Turns whose action was invalid, by where it was "
+                                         "caught: format (the actor's parser) or env (the env rejected the text)", ["where"])
         self.prompt_tokens = m.counter("actor_prompt_tokens_total", "Prompt tokens fed to the engine")
         self.episodes = m.counter("actor_episodes_total", "Finished episodes, by outcome", ["outcome"])
         self.dropped = m.counter("actor_dropped_episodes_total", "Episodes dropped (never reported), by reason", ["reason"])
@@ -40,6 +42,8 @@ class ActorMetrics:
             self.episodes.labels(outcome)
         for reason in ("env_server_down", "env_error"):
             self.dropped.labels(reason)
+        for where in ("format", "env"):
+            self.invalid_actions.labels(where)
         for reason in ("stale_weights", "learner_backlog", "run_paused", "buffer_full"):
             self.paused.labels(reason)
         for outcome in ("generated", "acked", "resent"):

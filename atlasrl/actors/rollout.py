@@ -161,6 +161,11 @@ class RolloutLoop:
             self.m.tokens.inc(len(out.response_ids))
             self.m.prompt_tokens.inc(len(out.prompt_ids))
             if out.action_text is None:  # invalid output: a no-op turn, the env is not stepped
+                if slot.builder.spec.action_kind == env_pb2.ACTION_KIND_CONTINUOUS:
+                    # ... except a robot's: it does not pause while the model writes nonsense. "" is the env's
+                    # hold for one step (action_is_valid=False, its invalid_action_penalty), so time and truncation go on.
+                    by_link.setdefault(id(slot.link), []).append((slot, ""))
+                    continue
                 stepped[slot.index] = _noop_observation(slot.episode.last_obs)
                 continue
             by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
@@ -180,6 +185,8 @@ class RolloutLoop:
         for i, (slot, out, obs) in enumerate(ok):
             turn = out.to_turn_record(obs, self._shaping(slot, obs))
             turn.state_key = state_key(slot.episode.last_obs)
+            if not turn.action_valid:
+                self.m.invalid_actions.labels("format" if out.action_text is None else "env").inc()
             if verdicts is not None and not self.critic.apply(slot.episode, turn, obs, verdicts[i]):
                 self._drop_unjudged(slot)   # fallback drop_episode: never trained on a missing reward
                 restart.append(slot)

@@ -72,8 +72,9 @@ class ScriptedEngine(Engine):
 
     tokenizer = None
 
-    def __init__(self, horizon: int):
+    def __init__(self, horizon: int, garbled_calls: int = 0):
         self.horizon = horizon
+        self.garbled_calls = garbled_calls        # the first N batches get text without the <answer> format
         self.frames: list[tuple[int, ...]] = []   # shapes of the frames the prompts carried
 
     @property
@@ -85,9 +86,12 @@ class ScriptedEngine(Engine):
         for req in requests:
             self.frames += [tuple(np.asarray(img).shape) for img in req.images]
             text = f"<think>pick</think><answer>{pickcube_text(_last_user_text(req.messages), self.horizon)}</answer>"
+            if self.garbled_calls > 0:
+                text = "Action: move towards the cube"
             ids = list(text.encode())
             outs.append(Generation(prompt_ids=[], token_ids=ids, logprobs=[0.0] * len(ids), text=text,
                                    finish_reason="stop", version=0, temperature=params.temperature))
+        self.garbled_calls -= 1
         return outs
 
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:

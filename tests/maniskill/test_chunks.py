@@ -16,6 +16,7 @@ from maniskill_scripted import CODEC, ScriptedEngine, pickcube_text
 from atlasrl.actors.actor import start_actor, stop_actor
 from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.eval import evaluate
+from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.rollout import env_clients
 from atlasrl.clients.env import EnvClient
 from atlasrl.envserver.config import EnvServerConfig
@@ -37,14 +38,15 @@ async def server(maniskill_ready):
 
 
 async def test_scripted_pickcube_succeeds_through_a_real_actor(server, tmp_path):
-    engine = ScriptedEngine(horizon=H)
+    engine = ScriptedEngine(horizon=H, garbled_calls=1)     # the first decision of both episodes is unparseable
+    metrics = ActorMetrics()
     cfg = ActorConfig(envs=[server.address], env_id="maniskill:PickCube-v1", env_config=dict(CHUNKED),
                       action_mode="free", num_envs=2, group_size=1, max_turns=50, use_image=True, bare_prompt=False,
                       temperature=0.0)
     parts = await start_actor(cfg, engine=engine)
     try:
         report = await evaluate(cfg, parts.policy, env_clients(cfg.envs), episodes=2, seed_start=0,
-                                jsonl=tmp_path / "eval.jsonl")
+                                jsonl=tmp_path / "eval.jsonl", metrics=metrics)
     finally:
         await stop_actor(parts)
     assert report.episodes == 2 and report.successes == 2, report.summary()
@@ -53,8 +55,10 @@ async def test_scripted_pickcube_succeeds_through_a_real_actor(server, tmp_path)
         rec = json.loads(line)
         # Every turn is one decision of H*D integers; physics ran K steps per decision, so the 50-step limit
         # allows at most 25 decisions, and the scripted grasp needs more than a handful.
-        assert 8 <= rec["turns"] <= 25 and all(len(a.split()) == H * 7 for a in rec["actions"])
-        assert all(CODEC.decode(a).valid for a in rec["actions"])
+        assert 8 <= rec["turns"] <= 25 and all(len(a.split()) == H * 7 for a in rec["actions"][1:])
+        assert all(CODEC.decode(a).valid for a in rec["actions"][1:])
+        assert rec["actions"][0] == ""   # the garbled first turn: the env held for one step (a robot does not pause)
+    assert metrics.invalid_actions.labels("format")._value.get() == 2
     assert engine.frames and all(shape == (64, 64, 3) for shape in engine.frames)   # decision frames reached it
 
 
