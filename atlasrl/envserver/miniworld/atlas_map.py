@@ -20,11 +20,18 @@ import numpy as np
 from atlasrl.atlas_image import overlay_box
 
 
-def atlas_over_map(env, danger: np.ndarray, affinity: np.ndarray, size: int = 384, agent: bool = False) -> np.ndarray:
-    """The top view of ``env``'s current layout with the maps tinted over its workspace grid."""
+def atlas_over_map(env, danger: np.ndarray, affinity: np.ndarray, size: int = 384, agent: bool = False,
+                   crop: bool = False) -> np.ndarray:
+    """The top view of ``env``'s current layout with the maps tinted over its workspace grid; ``crop`` keeps the
+    grid and a margin of a tenth of the image (the square view of a long hallway is mostly sky)."""
     if danger.shape != (env.grid.rows, env.grid.cols):
         raise ValueError(f"maps of shape {danger.shape} do not match the env's {env.grid.rows}x{env.grid.cols} grid")
-    return overlay_box(env.top_view(size, agent=agent), danger, affinity, env.grid_box(size))
+    box = env.grid_box(size)
+    img = overlay_box(env.top_view(size, agent=agent), danger, affinity, box)
+    if crop:
+        m = size // 10
+        img = img[max(0, box[0] - m):box[1] + m, max(0, box[2] - m):box[3] + m]
+    return img
 
 
 async def _query(address: str, family: str, layout_key: str, rows: int, cols: int, goal):
@@ -51,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1_000_000_000, help="the layout to draw on")
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--out", type=Path, default=Path("atlas-miniworld.png"))
+    ap.add_argument("--no-crop", dest="crop", action="store_false", help="keep the whole square top view")
     args = ap.parse_args(argv)
     config = dict(kv.split("=", 1) for kv in args.set)
     env = registry.make(args.env, config, seed=args.seed)
@@ -59,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         goal = next((e.cell for e in obs.entities if e.kind == "goal"), None)
         spec = env.spec_info()
         fam, lay = asyncio.run(_query(args.memory, spec.family, obs.layout_key, spec.grid_rows, spec.grid_cols, goal))
-        panels = [atlas_over_map(env, fam.danger, fam.affinity, args.size)]
+        panels = [atlas_over_map(env, fam.danger, fam.affinity, args.size, crop=args.crop)]
         if lay is not None and lay.source in ("layout", "blended"):   # this layout's own episodes
-            panels.append(atlas_over_map(env, lay.danger, lay.affinity, args.size))
+            panels.append(atlas_over_map(env, lay.danger, lay.affinity, args.size, crop=args.crop))
     finally:
         env.close()
     Image.fromarray(np.concatenate(panels, axis=1)).save(args.out)
