@@ -230,9 +230,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=60, help="untimed batches first (kernel warm-up)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each mode is reported")
     ap.add_argument("--arch", default="qwen2", choices=["qwen2", "qwen2.5-vl"])
+    ap.add_argument("--no-frames", action="store_true",
+                    help="env config render=false in every mode: no frame rendered, encoded or sent (text-only "
+                         "policies; the qwen2 arch never reads frames)")
     ap.add_argument("--profile", default="", help="after the timed rounds, profile one grpc-1 run (the actor's "
                     "event-loop thread: prompts, protos, records, decode) and write cProfile's top 30 here")
     args = ap.parse_args()
+    if args.no_frames and args.arch != "qwen2":
+        ap.error("--no-frames is for the text model (qwen2): a VL policy reads the frames")
+    if args.no_frames:          # every mode, bare included: the same env work on both sides of the ratio
+        ENV_CONFIG["render"] = "false"
     results = asyncio.run(main_async(args))
     channels = memory_channel_costs()
     base = results.get("bare", results["local"])
@@ -251,7 +258,7 @@ def main() -> None:
         **{f"{m}_tokens_per_s": round(r["tokens_per_s"], 2) for m, r in results.items()},
         # the figure: bare steps/s over actor-over-gRPC steps/s (1.0 = free; goal <= 1.10)
         "overhead": round(base["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
-        "load_avg": round(os.getloadavg()[0], 2),
+        "load_avg": round(os.getloadavg()[0], 2), "frames": not args.no_frames,
         "overhead_ratio_baseline_over_grpc1": round(base["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "speedup_grpc2_over_grpc1": round(results["grpc-2"]["env_steps_per_s"] / results["grpc-1"]["env_steps_per_s"], 3),
         "baseline": "bare" if "bare" in results else "local",

@@ -41,6 +41,10 @@ class GridConfig(BaseModel):
     text_mode: Literal["grid", "relative", "none"] = "grid"
     """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are;
     "none": no map at all, only the task in one line (pixel-only play: the state is in the image alone)."""
+    render: bool = True
+    """Render the RGB frame of every observation. false: observations carry no image, for text-only policies
+    (an actor with use_image off never reads them): rendering, zstd and the bytes of a frame were most of the
+    env server's work per step (docs/results/2026-12-06-throughput-async.md). Needs a text_mode other than none."""
     outcome_text: bool = False
     """Start the observation text with what the last turn's actions did ("You moved down.", "You bumped into
     a wall."); any text_mode, meant for text_mode=none. The text is part of GiGPO's state key, so with outcomes
@@ -54,6 +58,8 @@ class GridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _tiles_visible(self):
+        if not self.render and self.text_mode == "none":
+            raise ValueError("render=false with text_mode=none leaves the observation without the state")
         if self.cell_px is not None:
             side = self.size * self.cell_px
             if "image_size" in self.model_fields_set and self.image_size != side:

@@ -220,7 +220,7 @@ class GridTextEnv(TextEnv, abc.ABC):
 
     def _output(self, reward: float, info: dict[str, Any]) -> StepOutput:
         return StepOutput(
-            images=[self.render()], text=self.text(), reward=float(reward), terminated=self.terminated,
+            images=[self.render()] if self.config.render else [], text=self.text(), reward=float(reward), terminated=self.terminated,
             truncated=self.truncated, success=self.success, info=info, agent=self.agent_cell(),
             entities=self.entities(), step=self.steps, layout_key=self.layout_key)
 
