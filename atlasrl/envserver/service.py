@@ -120,7 +120,7 @@ class EnvServicer:
             log.exception("%s request %d failed", kind, req.request_id)
             self.manager.metrics.error(kind, grpc.StatusCode.INTERNAL.value[0])
             resp = env_pb2.EnvResponse(request_id=req.request_id, status=to_status_msg(e))
-        self.manager.metrics.request_latency.labels(kind).observe(time.perf_counter() - t0)
+        self.manager.metrics.latency(kind).observe(time.perf_counter() - t0)
         return resp
 
     async def _open(self, session: EnvSession, req: env_pb2.EnvRequest):

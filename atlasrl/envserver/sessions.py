@@ -49,6 +49,16 @@ class EnvMetrics:
         self.image_raw = m.counter("env_image_raw_bytes_total", "Observation image bytes before the codec")
         self.image_wire = m.counter("env_image_wire_bytes_total", "Observation image bytes on the wire (after zstd when it pays)")
         self.errors = m.counter("env_errors_total", "Requests or actions answered with an error status", ["op", "code"])
+        self._children: dict[tuple[str, str], tuple] = {}   # (op, env_id) -> labelled series: labels() is a
+                                                            # lock and a dict lookup per call, on every step
+
+    def latency(self, op: str):
+        """The request-latency series of one request kind (cached like the per-env ones)."""
+        key = ("request", op)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (self.request_latency.labels(op),)
+        return child[0]
 
     def error(self, op: str, code: int) -> None:
         self.errors.labels(op, _NAMES.get(code, str(code))).inc()
@@ -57,8 +67,13 @@ class EnvMetrics:
         if o.code:
             self.error(op, o.code)
             return
-        (self.steps if op == "step" else self.resets).labels(o.env_id).inc()
-        self.step_latency.labels(o.env_id).observe(o.seconds)
+        key = (op, o.env_id)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = ((self.steps if op == "step" else self.resets).labels(o.env_id),
+                                             self.step_latency.labels(o.env_id))
+        series[0].inc()
+        series[1].observe(o.seconds)
         self.image_raw.inc(o.raw_bytes)
         self.image_wire.inc(o.wire_bytes)
 
