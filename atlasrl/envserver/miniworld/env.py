@@ -74,8 +74,9 @@ class MiniWorldTextEnv(TextEnv):
         mw = gl.load()
         cfg = self.config
         try:  # the class itself, not gym.make: no wrappers, and no dependence on gymnasium's global registry
+            # window_*: MiniWorld's human-view frame buffer (800x600, multisampled: ~30 MB per env) is never drawn
             self._env = getattr(mw.envs, self.name)(obs_width=cfg.image_size, obs_height=cfg.image_size,
-                                                    domain_rand=cfg.domain_rand)
+                                                    domain_rand=cfg.domain_rand, window_width=16, window_height=16)
         except Exception as e:  # a GL context or frame buffer that cannot be made: not the caller's config
             raise gl.MiniWorldUnavailable(f"MiniWorld env '{self._gym_id}' could not be created: {type(e).__name__}: {e}. "
                                           f"{gl.FIX}") from e
