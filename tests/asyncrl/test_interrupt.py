@@ -61,7 +61,7 @@ def episode(gens, group="g") -> list[trajectory_pb2.Episode]:
 @pytest.fixture(scope="module")
 def swapped():
     """One generation across a swap, and the reference log-probs of its tokens under both weight versions."""
-    engine = make_engine(EngineConfig(model=MODEL, weight_swap="interrupt", sim_step_s=0.03, seed=1))
+    engine = make_engine(EngineConfig(model=MODEL, weight_swap="interrupt", sim_step_s=0.05, seed=1))
     old = {n: p.detach().clone() for n, p in engine.policy.model.named_parameters()}
     new = perturbed(engine)
     gens = generate_with_swap(engine, new)
