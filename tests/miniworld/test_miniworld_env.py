@@ -191,3 +191,19 @@ def test_listed_in_the_registry(miniworld_ready):
     env = registry.make("miniworld:MiniWorld-OneRoomS6Fast-v0", {})
     assert env.spec_info().env_id == "miniworld:OneRoomS6Fast" and env.spec_info().max_steps == 50
     env.close()
+
+
+def test_every_listed_env_opens_renders_and_steps(miniworld_ready):
+    from atlasrl.envserver.miniworld.tasks import NAMES
+
+    for name in NAMES:
+        env = registry.make(f"miniworld:{name}", {"image_size": "32", "top_view": "true", "top_view_size": "32"}, seed=0)
+        try:
+            spec = env.spec_info()
+            out = env.text_reset()
+            assert 0 < spec.max_steps <= 2000 and spec.grid_rows * spec.grid_cols > 1, name
+            assert out.images[0].std() > 0 and out.images[1].std() > 0 and out.entities, name
+            step = env.text_step("move forward, turn left")
+            assert step.info["action_is_valid"] and step.step >= 1 and step.layout_key == out.layout_key, name
+        finally:
+            env.close()

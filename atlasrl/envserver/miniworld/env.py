@@ -28,6 +28,8 @@ from atlasrl.envserver.miniworld import actions, gl
 from atlasrl.envserver.miniworld.config import MiniWorldConfig
 from atlasrl.envserver.miniworld.tasks import failure_cause, gym_id, instruction
 
+OPEN_ENDED_MAX_STEPS = 1000
+"""Episode length of envs without a limit of their own, when max_steps is not set."""
 INVALID_OUTCOME = "Your reply was not a valid action."
 EPISODE_OVER = "the episode is over; reset the env"
 COMPASS = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
@@ -83,7 +85,8 @@ class MiniWorldTextEnv(TextEnv):
         u = self._env
         self.n_actions = int(u.action_space.n)
         self.action_space = gym.spaces.Discrete(self.n_actions)
-        self.max_steps = cfg.max_steps or int(u.max_episode_steps)
+        native = u.max_episode_steps     # math.inf in RoomObjects, which never ends on its own
+        self.max_steps = cfg.max_steps or (int(native) if math.isfinite(native) else OPEN_ENDED_MAX_STEPS)
         u.max_episode_steps = self.max_steps
         if cfg.forward_step or cfg.turn_step:
             params = u.params.copy()
