@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -198,6 +199,7 @@ class ManiSkillEnv(TextEnv):
         reward, terminated, truncated = 0.0, False, False
         obs = info = None
         applied = 0
+        t0 = time.perf_counter()
         for action in actions:
             if every_step:   # the gym loop: renders the cameras after every step
                 obs, r, term, _, info = self._env.step(action[None])
@@ -211,8 +213,12 @@ class ManiSkillEnv(TextEnv):
             truncated = self._steps >= self.max_steps
             if terminated or truncated:
                 break
+        t1 = time.perf_counter()
         if obs is None:   # render only the frame the model sees next
             obs = self._task_env.get_obs(info)
+        # Where a decision's time goes (bench/maniskill_actor.py): physics (with every frame under every_step), the
+        # decision's frame; the observation's assembly and the RPC are the rest of the step's round trip.
+        extra["sim_s"], extra["render_s"] = round(t1 - t0, 6), round(time.perf_counter() - t1, 6)
         extra["steps_applied"] = applied  # a chunk stops early when the episode ends
         self._last = self._output(obs, reward, terminated, truncated, info, extra)
         return self._last
