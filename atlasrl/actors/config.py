@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atlasrl.actors.engines.config import EngineConfig
+from atlasrl.policies.action_head.config import ActionHeadConfig
 
 
 class RewardConfig(BaseModel):
@@ -68,8 +69,11 @@ class ActorConfig(BaseModel):
     # -- policy ------------------------------------------------------------
     model: str = ""
     """Local HF model directory (tiny model or a real Qwen2.5-VL checkpoint)."""
-    engine: Literal["transformers", "vllm"] = "transformers"
-    """Generation engine: transformers (CPU default) or vllm (GPU)."""
+    engine: Literal["transformers", "vllm", "action_head"] = "transformers"
+    """Generation engine: transformers (CPU default) or vllm (GPU); action_head: a continuous action-head policy
+    (`action_head` below) whose chunks go to the env as numbers (docs/action_head.md)."""
+    action_head: ActionHeadConfig | None = None
+    """engine=action_head: the backbone + flow expert (must equal learner.action_head)."""
     action_mode: Literal["free", "choice"] = "choice"
     """free: the model writes <think>..</think><answer>..</answer>; choice: it picks one of the env's valid actions."""
     temperature: float = Field(1.0, ge=0.0, le=10.0)
@@ -231,7 +235,9 @@ class ActorConfig(BaseModel):
 
     def _check_engine(self) -> None:
         """Engine settings the chosen engine would ignore, refused (the host is checked by ``engine_config``)."""
-        if self.engine == "transformers":
+        if (self.engine == "action_head") != (self.action_head is not None):
+            raise ValueError("engine=action_head and the action_head settings go together (set both or neither)")
+        if self.engine in ("transformers", "action_head"):
             ignored = {"tensor_parallel_size": self.tensor_parallel_size if self.tensor_parallel_size > 1 else None,
                        "gpu_memory_utilization": self.gpu_memory_utilization, "max_model_len": self.max_model_len,
                        "enforce_eager": False if self.enforce_eager is False else None}
@@ -286,7 +292,7 @@ def engine_config(cfg: ActorConfig, gpus: int | None = None) -> EngineConfig:
                         dtype=cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpu else "float32"),
                         enforce_eager=cfg.enforce_eager if cfg.enforce_eager is not None else not gpu,
                         tensor_parallel_size=cfg.tensor_parallel_size, max_images_per_prompt=cfg.max_prompt_images,
-                        weight_swap=cfg.weight_swap, sim_step_s=cfg.sim_step_s, **kw)
+                        weight_swap=cfg.weight_swap, sim_step_s=cfg.sim_step_s, action_head=cfg.action_head, **kw)
 
 
 TINY_MARKER = "atlasrl_tiny.json"
@@ -297,6 +303,8 @@ def resolve_images(cfg: ActorConfig) -> ActorConfig:
     """Fill the settings left to the model directory (None = auto): ``use_image`` (images for VL models only) and
     ``bare_prompt`` (on for a tiny random-weights model)."""
     upd: dict[str, Any] = {}
+    if cfg.engine == "action_head":   # the backbone reads the frame; prompts stay bare (no answer format to teach)
+        return cfg.model_copy(update={"use_image": True, "bare_prompt": True, "memory_exemplars": 0})
     if cfg.bare_prompt is None:
         upd["bare_prompt"] = bool(cfg.model) and (Path(cfg.model) / TINY_MARKER).is_file()
     if cfg.use_image is None:

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from atlasrl import codec
 from atlasrl.actors.config import ActorConfig
@@ -45,6 +46,7 @@ class TurnOutput:
     format_reward: float
     action_mode: int            # trajectory_pb2.ActionMode
     images: list[tensor_pb2.Tensor]
+    action_values: Any = None   # ACTION_MODE_FLOW: the numeric chunk (H, D) sent to the env as Action.values
 
     @property
     def prompt_ids(self) -> list[int]:
@@ -71,6 +73,11 @@ class TurnOutput:
         )
         for ids in g.choice_token_ids or []:
             rec.choices.add(ids=ids)
+        if self.action_mode == trajectory_pb2.ACTION_MODE_FLOW:   # the SDE path the learner rescores
+            from atlasrl.policies.action_head.learning import action_chunk
+
+            rec.chunk.CopyFrom(action_chunk(g.extra))
+            rec.loss_mask[:] = [1] * len(g.logprobs)
         if len(set(g.token_versions)) > 1:   # new weights mid-turn (interrupt): each token's own version
             rec.token_versions.extend(g.token_versions)
         return rec
@@ -205,6 +212,9 @@ class Policy:
         return [self._output(i, g) for i, g in zip(inputs, gens)]
 
     def _output(self, inp: TurnInput, g: Generation) -> TurnOutput:
+        if "chunk" in g.extra:   # an action-head engine: numbers for the env, and only the frame it read
+            return TurnOutput(g, g.text, 0.0, trajectory_pb2.ACTION_MODE_FLOW, list(inp.prompt.images[-1:]),
+                              action_values=g.extra["chunk"])
         if self.cfg.action_mode == "choice":
             parsed = parse_choice(g.choice_index, inp.choices)
             mode = trajectory_pb2.ACTION_MODE_CHOICE

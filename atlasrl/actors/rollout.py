@@ -168,7 +168,8 @@ class RolloutLoop:
                     continue
                 stepped[slot.index] = _noop_observation(slot.episode.last_obs)
                 continue
-            by_link.setdefault(id(slot.link), []).append((slot, out.action_text))
+            action = out.action_text if out.action_values is None else out.action_values   # numbers: Action.values
+            by_link.setdefault(id(slot.link), []).append((slot, action))
         results = await asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
         for pairs, res in zip(by_link.values(), results):
             if isinstance(res, EnvStreamClosed):

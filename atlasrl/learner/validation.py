@@ -51,6 +51,14 @@ def validate_episode(ep: trajectory_pb2.Episode, *, vocab_size: int, max_seq_tok
 
 
 def _validate_turn(t: trajectory_pb2.TurnRecord, where: str, vocab_size: int, max_seq_tokens: int) -> None:
+    if t.action_mode == trajectory_pb2.ACTION_MODE_FLOW:   # an action-head turn: numbers, not tokens
+        from atlasrl.policies.action_head.learning import validate_flow_turn
+
+        try:
+            validate_flow_turn(t)
+        except ValueError as e:
+            raise Malformed(f"{where}: {e}") from None
+        return
     n = len(t.response_ids)
     if not t.prompt_ids:
         raise Malformed(f"{where}: prompt_ids is empty")

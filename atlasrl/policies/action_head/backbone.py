@@ -24,7 +24,7 @@ from torch import nn
 
 from atlasrl.policies.action_head.config import ActionHeadConfig
 
-PARTS = ("patch_embed", "vit", "geometry", "language")
+PARTS = ("patch_embed", "vit", "geometry", "language", "keypoints")
 
 
 def _images(images: Sequence[np.ndarray], size: int, device) -> torch.Tensor:
@@ -59,6 +59,25 @@ def _load_exported(path: str) -> nn.Module:
     return torch.export.load(path).module()
 
 
+class SpatialKeypoints(nn.Module):
+    """Conv features -> per channel the softmax-weighted mean (x, y) of the image: k keypoint tokens."""
+
+    def __init__(self, k: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, k, 3, padding=1))
+        self.temperature = nn.Parameter(torch.ones(()))
+        self.proj = nn.Linear(2, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.net(x)
+        B, K, H, W = f.shape
+        attn = torch.softmax(f.flatten(2) / self.temperature, -1).view(B, K, H, W)
+        ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype)
+        coords = torch.stack([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], -1)   # (B, K, 2)
+        return self.proj(coords)
+
+
 def tiny_dinov2(cfg: ActionHeadConfig) -> nn.Module:
     """A DINOv2 ViT (transformers' Dinov2Model) from a small config: random weights, built offline."""
     from transformers import Dinov2Config, Dinov2Model
@@ -77,6 +96,7 @@ class AtlasBackbone(nn.Module):
         n = (cfg.image_size // cfg.patch_size) ** 2
         self.patch_embed = nn.Conv2d(3, C, cfg.patch_size, stride=cfg.patch_size)
         self.patch_pos = nn.Parameter(torch.randn(n, C) * 0.02)
+        self.keypoints = SpatialKeypoints(cfg.keypoints, C) if cfg.keypoints else None
         self.vit: nn.Module | None = None
         if cfg.vit:
             from transformers import Dinov2Model
@@ -111,6 +131,8 @@ class AtlasBackbone(nn.Module):
         x = _images(images, self.cfg.image_size, dev)
         B = x.shape[0]
         parts = [self.patch_embed(x).flatten(2).transpose(1, 2) + self.patch_pos + self.part_type[0]]
+        if self.keypoints is not None:
+            parts.append(self.keypoints(x) + self.part_type[4])
         if self.vit is not None:
             mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
             std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
@@ -133,6 +155,8 @@ class AtlasBackbone(nn.Module):
     def part_modules(self) -> dict[str, list[nn.Module]]:
         """The modules of each freezable part."""
         out: dict[str, list[nn.Module]] = {"patch_embed": [self.patch_embed]}
+        if self.keypoints is not None:
+            out["keypoints"] = [self.keypoints]
         if self.vit is not None:
             out["vit"] = [self.vit]
         if self.geometry is not None:

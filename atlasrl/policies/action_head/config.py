@@ -75,6 +75,10 @@ class ActionHeadConfig(BaseModel):
     """atlas: patch embedding stride (and the ViT's patch size)."""
     vision_width: int = Field(64, ge=8, le=4096)
     """atlas: width of the patch embedding and the stand-in geometry encoder."""
+    keypoints: int = Field(0, ge=0, le=256)
+    """atlas: spatial-softmax keypoints (Levine et al. 2016's visuomotor layer): a small conv net whose every
+    channel becomes the expected (x, y) of its activation, one token each; 0 = none. Where things are is what
+    reaching needs, and a patch embedding alone learns it slowly."""
     vit: str = ""
     """atlas: a DINOv2-style ViT tower: `tiny` (built offline, random weights) or an HF Dinov2 directory;
     empty = the patch embedding alone."""
@@ -82,7 +86,7 @@ class ActionHeadConfig(BaseModel):
     """atlas: geometry encoder fused with the vision tokens: `standin` (a small conv net with VGGT's interface:
     image -> per-patch tokens), or a `torch.export` file (.pt2) mapping (B, 3, H, W) float images in [0, 1] to
     (B, N, C) tokens (e.g. a traced VGGT aggregator; VGGT weights are not shipped); empty = none."""
-    freeze: list[Literal["patch_embed", "vit", "geometry", "language", "backbone"]] = Field(default_factory=list)
+    freeze: list[Literal["patch_embed", "keypoints", "vit", "geometry", "language", "backbone"]] = Field(default_factory=list)
     """Parts kept frozen by the learner (`backbone` = all of them)."""
 
     @model_validator(mode="after")

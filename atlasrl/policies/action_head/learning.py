@@ -44,14 +44,17 @@ class FlowSeq:
         return len(self.behav_logp)
 
 
+def action_chunk(gen_extra: dict) -> trajectory_pb2.ActionChunk:
+    """TurnRecord.chunk from an action-head engine's Generation.extra."""
+    f32 = lambda k: codec.encode(np.asarray(gen_extra[k], np.float32), compress=False)  # noqa: E731
+    return trajectory_pb2.ActionChunk(path=f32("path"), times=f32("times"), sent=f32("chunk"))
+
+
 def turn_record(prompt_ids: list[int], image: np.ndarray, gen_extra: dict, logprobs: list[float]) -> trajectory_pb2.TurnRecord:
     """The flow part of an ACTION_MODE_FLOW turn (rewards and versions are the caller's)."""
     return trajectory_pb2.TurnRecord(
         prompt_ids=prompt_ids, logprobs=logprobs, loss_mask=[1] * len(logprobs), temperature=1.0,
-        images=[codec.encode(image)], action_mode=trajectory_pb2.ACTION_MODE_FLOW,
-        chunk=trajectory_pb2.ActionChunk(path=codec.encode(np.asarray(gen_extra["path"], np.float32), compress=False),
-                                         times=codec.encode(np.asarray(gen_extra["times"], np.float32), compress=False),
-                                         sent=codec.encode(np.asarray(gen_extra["chunk"], np.float32), compress=False)))
+        images=[codec.encode(image)], action_mode=trajectory_pb2.ACTION_MODE_FLOW, chunk=action_chunk(gen_extra))
 
 
 def episode_flow_seqs(ep: trajectory_pb2.Episode, index: int, weight: float) -> list[FlowSeq]:
@@ -94,3 +97,33 @@ def collate_flow(seqs: list[FlowSeq]) -> dict:
     return {"tf": batch, "temperature": 1.0, "behav_logp": torch.tensor([s.behav_logp for s in seqs], dtype=torch.float32),
             "loss_mask": torch.tensor([s.loss_mask for s in seqs], dtype=torch.float32),
             "episode_weight": torch.tensor([s.weight for s in seqs]).unsqueeze(1).expand(B, K).clone(), "seqs": seqs}
+
+
+def validate_flow_turn(t: trajectory_pb2.TurnRecord) -> None:
+    """The learner's check of an ACTION_MODE_FLOW turn on Push; ValueError naming the field."""
+    import math
+
+    if t.response_ids:
+        raise ValueError("response_ids must be empty for ACTION_MODE_FLOW (the action is chunk.sent)")
+    try:
+        path, times = codec.decode(t.chunk.path), codec.decode(t.chunk.times)
+        codec.decode(t.chunk.sent)
+        images = [codec.decode(i) for i in t.images]
+    except codec.CodecError as e:
+        raise ValueError(f"chunk: {e}") from None
+    if path.ndim != 3 or path.dtype != np.float32 or not np.isfinite(path).all():
+        raise ValueError(f"chunk.path must be finite float32 (K + 1, H, D), got {path.dtype} {list(path.shape)}")
+    if times.shape != path.shape[:2] or not np.isfinite(times).all() or times.min() < 0 or times.max() > 1:
+        raise ValueError(f"chunk.times must be (K + 1, H) = {list(path.shape[:2])} in [0, 1], got {list(times.shape)}")
+    K = path.shape[0] - 1
+    if len(t.logprobs) != K or not all(math.isfinite(x) for x in t.logprobs):
+        raise ValueError(f"logprobs: {len(t.logprobs)} values for {K} denoising steps (must be equal and finite)")
+    if len(t.loss_mask) != K or any(m not in (0, 1) for m in t.loss_mask):
+        raise ValueError(f"loss_mask: {len(t.loss_mask)} entries for {K} steps (must be equal, 0 or 1)")
+    if len(images) != 1 or images[0].dtype != np.uint8 or images[0].ndim != 3 or images[0].shape[2] != 3:
+        raise ValueError("images: exactly one uint8 HxWx3 frame (what the backbone read)")
+    for name in ("reward", "env_reward", "format_reward", "shaping_reward"):
+        if not math.isfinite(getattr(t, name)):
+            raise ValueError(f"{name} is not finite")
+    if t.policy_version < 0:
+        raise ValueError(f"policy_version {t.policy_version} is negative")
