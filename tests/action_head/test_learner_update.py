@@ -18,7 +18,7 @@ from atlasrl.policies.action_head.learning import collate_flow, episode_flow_seq
 from atlasrl.v1 import trajectory_pb2
 
 AH = ActionHeadConfig(image_size=32, patch_size=8, horizon=4, steps=3, width=32, heads=2, depth=1,
-                      vision_width=32, geometry="standin", freeze=["geometry"])
+                      vision_width=32, geometry="standin", keypoints=4, freeze=["geometry"])
 
 
 def rollouts(engine, groups: int = 2, size: int = 2, turns: int = 2) -> list[bytes]:

@@ -65,7 +65,7 @@ class SpatialKeypoints(nn.Module):
     def __init__(self, k: int, width: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, k, 3, padding=1))
-        self.temperature = nn.Parameter(torch.ones(()))
+        self.temperature = nn.Parameter(torch.ones(1))   # 1-D: FSDP2 shards no scalars
         self.proj = nn.Linear(2, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
