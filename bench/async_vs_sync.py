@@ -227,6 +227,25 @@ async def run(spec: Spec, env_address: str) -> dict:
     return out
 
 
+async def initial_heldout(spec: Spec, env_address: str) -> dict:
+    """Held-out success of the untrained model (the start every run shares), same seeds and settings."""
+    from atlasrl.actors.config import ActorConfig
+    from atlasrl.actors.engines import EngineConfig, make_engine
+    from atlasrl.actors.eval import evaluate
+    from atlasrl.actors.policy import Policy
+    from atlasrl.actors.rollout import env_clients
+
+    cfg = ActorConfig(model=spec.model, envs=[env_address], env_id=spec.env_id, env_config=spec.env_config,
+                      num_envs=spec.num_envs, max_turns=spec.max_turns, actor_id="bench", memory_hints="none",
+                      use_image=False)
+    engine = make_engine(EngineConfig(model=spec.model, seed=spec.seed))
+    report = await evaluate(cfg, Policy(engine, cfg), env_clients([env_address]), episodes=spec.eval_episodes,
+                            seed_start=EVAL_SEED_START)
+    engine.close()
+    return {"success": round(report.success_rate, 3), "ci": [round(report.ci_low, 3), round(report.ci_high, 3)],
+            "episodes": report.episodes}
+
+
 def _percentiles(xs: list[int]) -> list[int]:
     if not xs:
         return [0, 0, 0]
@@ -253,6 +272,11 @@ async def main_async(args) -> list[dict]:
             specs.append(Spec(bound=bound, swap=swap, **base))
     results = []
     try:
+        if args.eval_episodes and specs:
+            h = await initial_heldout(specs[0], server.address)
+            args.heldout_initial = h
+            print(f"{'untrained model':<20} {'':>7} {'':>12} {'':>10} {'':>12} {'':>17} {'':>10} "
+                  f"{h['success']:.2f} [{h['ci'][0]:.2f}, {h['ci'][1]:.2f}]".rstrip(), flush=True)
         for spec in specs:
             r = await run(spec, server.address)
             results.append(r)
@@ -314,7 +338,7 @@ def main() -> int:
         "bench": "async_vs_sync", "load_avg": [round(x, 2) for x in load], "end_load_avg": [round(x, 2) for x in os.getloadavg()],
         "sim_step_s": args.sim_step_s, "sim_update_s": args.sim_update_s, "env": "frozenlake", "env_config": args.env_config,
         "batch_episodes": args.groups * args.group_size, "updates": args.updates, "num_envs": args.num_envs,
-        "speedup_by_bound": speedup["drain"], "speedup_by_bound_interrupt": speedup["interrupt"], "runs": results,
+        "heldout_initial": getattr(args, "heldout_initial", None), "speedup_by_bound": speedup["drain"], "speedup_by_bound_interrupt": speedup["interrupt"], "runs": results,
     }))
     return 0
 
