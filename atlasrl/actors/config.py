@@ -174,6 +174,12 @@ class ActorConfig(BaseModel):
     fresh and, on a shared CPU, leaves the cores to training instead of rollouts nobody trains on. With two batches
     the episodes trained lag 2 policy versions instead of 1 (tiny FrozenLake, seed 2: training success stalled at
     0.6-0.75, held-out 0.66, where one batch reached 0.94 by 180 s, held-out 0.95)."""
+    staleness_bound: int | None = Field(None, ge=0, le=1000)
+    """AReaL-style bounded staleness by admission, instead of max_learner_backlog: a new GRPO group starts only
+    while this actor's groups started stay within staleness_bound + 1 learner batches (learner batch_episodes /
+    group_size groups, from TrajectoryInfo) of the policy version it holds. 0 = synchronous training: a batch
+    is generated with the weights trained on the one before, and nothing is generated while the learner trains.
+    None = off. Counts this actor's groups only, so it is exact with one actor (bench/async_vs_sync.py)."""
     weight_swap: Literal["drain", "interrupt"] = "drain"
     """When a weight version that arrives mid-generation is loaded: drain (between generate calls: a turn in flight
     finishes on the weights it started with) or interrupt (transformers engine: between two decode steps; the cache
