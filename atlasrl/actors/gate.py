@@ -49,6 +49,7 @@ class FlowGate:
         self.learner_batch: int | None = None  # TrajectoryInfo.batch_episodes (None: not polled yet)
         self.learner_wants_bootstrap = False   # TrajectoryInfo.wants_bootstrap (PPO learners)
         self._accepted_at_poll = 0       # sender.stats.accepted when that poll was sent
+        self._by_version: VersionAdmission | None = None   # cfg.staleness_bound, once the learner batch is known
         self.stop_requested = False
 
     @property
@@ -87,6 +88,8 @@ class FlowGate:
         """Whether a new GRPO group may start now (see the module doc)."""
         if self.sender is None:
             return True
+        if self.cfg.staleness_bound is not None:
+            return self._admit_by_version()
         bound = self.cfg.max_learner_backlog
         if bound is None:   # one learner batch, from its TrajectoryInfo (not polled yet or not told: no bound)
             bound = self.learner_batch
@@ -97,12 +100,26 @@ class FlowGate:
         self.m.paused.labels("learner_backlog").set(0 if ok else 1)
         return ok
 
+    def _admit_by_version(self) -> bool:
+        if self._by_version is None:
+            if not self.learner_batch:          # the learner's batch size is not known yet: ask, and wait
+                self._kick_refresh(self.cfg.pacing_poll_s)
+                return False
+            groups = max(1, self.learner_batch // self.cfg.group_size)
+            self._by_version = VersionAdmission(self.cfg.staleness_bound or 0, groups, lambda: self.policy.version,
+                                                base_version=self.policy.version)
+        ok = self._by_version()
+        self.m.paused.labels("staleness_bound").set(0 if ok else 1)
+        return ok
+
     def lag(self) -> int:
         v = self.learner_version
         return max(0, v - self.policy.version) if v >= 0 else 0
 
     async def __call__(self) -> None:
         self._kick_refresh()
+        if self.cfg.staleness_bound is not None:
+            await self.policy.maybe_update()   # slots parked on the bound wait for exactly this version
         self.m.version_lag.set(self.lag())
         if self.max_staleness is not None and self.lag() > self.max_staleness:
             self.m.paused.labels("stale_weights").set(1)
