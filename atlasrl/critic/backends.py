@@ -158,8 +158,7 @@ class HfBackend(Backend):
             by_task.setdefault(it.task, []).append(i)
         scores: list[Score | None] = [None] * len(items)
         for task, idx in by_task.items():
-            pairs = [(items[i].reference if items[i].reference is not None else items[i].image, items[i].image)
-                     for i in idx]
+            pairs = [(_reference(items[i]), items[i].image) for i in idx]
             for i, d in zip(idx, self._deltas(task, pairs)):
                 p = float(np.clip(d, 0.0, 1.0))
                 scores[i] = Score(p, 1.0 if p >= self.threshold else p / self.threshold * 0.5)
@@ -167,6 +166,11 @@ class HfBackend(Backend):
 
     def compare(self, task: str, a: Item, b: Item) -> float:
         return self._deltas(task, [(a.image, b.image)])[0]
+
+
+def _reference(it: Item) -> np.ndarray:
+    """The frame VLAC compares against: the episode's first, or the frame itself when none was sent."""
+    return it.reference if it.reference is not None else it.image
 
 
 def resolve_device(device: str) -> str:

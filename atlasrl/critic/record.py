@@ -17,12 +17,19 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from atlasrl.clients.critic import frame, oracle_state
 from atlasrl.critic.config import CriticRecordConfig
 from atlasrl.protowire import read_varint, varint
 from atlasrl.v1 import critic_pb2
+
+
+@dataclass
+class _Slot:
+    handle: int
+    episode: critic_pb2.RecordedEpisode | None = None
 
 
 def write_episode(fh, ep: critic_pb2.RecordedEpisode) -> None:
@@ -57,15 +64,15 @@ async def record_episodes(cfg: CriticRecordConfig) -> tuple[int, int]:
         slots = []
         for _ in range(min(cfg.num_envs, cfg.episodes)):
             handle, spec = await envs.open(cfg.env_id, cfg.env_config)
-            slots.append([handle, None])
+            slots.append(_Slot(handle))
         if not spec.valid_actions:
             raise ValueError(f"{cfg.env_id} has no discrete valid actions to sample from")
         with open(cfg.out, "wb") as fh:
-            async def start(slot) -> None:
+            async def start(slot: _Slot) -> None:
                 nonlocal next_seed
-                obs = (await envs.reset(slot[0], next_seed)).proto
+                obs = (await envs.reset(slot.handle, next_seed)).proto
                 next_seed += 1
-                slot[1] = critic_pb2.RecordedEpisode(episode_id=str(uuid.uuid4()), env_id=cfg.env_id,
+                slot.episode = critic_pb2.RecordedEpisode(episode_id=str(uuid.uuid4()), env_id=cfg.env_id,
                                                      task=spec.instruction, frames=[_frame(obs, spec)])
 
             started = 0
@@ -73,18 +80,19 @@ async def record_episodes(cfg: CriticRecordConfig) -> tuple[int, int]:
                 await start(slot)
                 started += 1
             while done < cfg.episodes:
-                live = [s for s in slots if s[1] is not None]
-                results = await envs.step([(s[0], rng.choice(list(spec.valid_actions))) for s in live])
+                live = [s for s in slots if s.episode is not None]
+                results = await envs.step([(s.handle, rng.choice(list(spec.valid_actions))) for s in live])
                 for slot, r in zip(live, results):
                     obs = r.unwrap().proto
-                    ep = slot[1]
+                    ep = slot.episode
+                    assert ep is not None
                     ep.frames.append(_frame(obs, spec))
                     if obs.terminated or obs.truncated:
                         ep.success, ep.truncated = bool(obs.success), bool(obs.truncated)
                         write_episode(fh, ep)
                         done += 1
                         successes += int(ep.success)
-                        slot[1] = None
+                        slot.episode = None
                         if started < cfg.episodes:
                             await start(slot)
                             started += 1

@@ -126,7 +126,7 @@ async def test_the_critic_ends_episodes_the_env_would_continue(tiny_engine, env_
         got, loop = await play(config(env_server.address, critic.address), tiny_engine, 8)
     finally:
         await critic.stop(0)
-    for proto, ep in got:
+    for proto, _ep in got:
         assert len(proto.turns) == 1 and critic_part(proto.turns[0]) == 1.0
     # the env's success is logged, never used: a one-step FrozenLake episode cannot have succeeded
     assert not any(ep.success for _, ep in got)

@@ -27,7 +27,7 @@ def test_up_starts_a_critic_and_wires_the_actors_to_it(tmp_path):
 
 
 def test_critic_reward_without_a_critic_is_refused(tmp_path):
-    with pytest.raises((ConfigError, ValueError), match="reward.source=critic needs a critic"):
+    with pytest.raises((ConfigError, ValueError), match=r"reward\.source=critic needs a critic"):
         load_config(None, [f"run.run_dir={tmp_path}", "actor.reward.source=critic"])
     assert "critic" not in plan_files(tmp_path)   # off by default
 
