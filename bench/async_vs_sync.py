@@ -19,7 +19,8 @@ learner.sim_update_s). On a 2-core CPU the tiny model's generation and training 
 overlapping them cannot buy wall time the way it does when generation runs on inference GPUs and training on
 training GPUs. The bench therefore sleeps (CPU free) ``sim_step_s`` per engine forward pass and ``sim_update_s``
 per update, a GPU-side ratio of generation to training time; the figures say so. Defaults: 20 ms per forward
-(a decode step of a 3B VLM batch on one GPU is of that order) and 2 s per update.
+(a decode step of a 3B VLM batch on one GPU is of that order) and 0.6 s per update, which gives
+generation and training about equal shares in a synchronous run (learner and actor idle ~0.5 each).
 
 Reported per run: wall time to the fixed number of trained episodes, learner idle fraction (not in an update),
 actor idle fraction (not generating or stepping envs), staleness of the trained tokens (learner version minus the
@@ -308,7 +309,7 @@ def main() -> int:
     p.add_argument("--num-envs", type=int, default=16, help="actor env slots (sync can use one batch of them)")
     p.add_argument("--max-turns", type=int, default=40)
     p.add_argument("--sim-step-s", type=float, default=0.02, help="actor.sim_step_s: simulated time per forward pass")
-    p.add_argument("--sim-update-s", type=float, default=2.0, help="learner.sim_update_s: simulated time per update")
+    p.add_argument("--sim-update-s", type=float, default=0.6, help="learner.sim_update_s: simulated time per update")
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
