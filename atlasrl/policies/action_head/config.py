@@ -32,6 +32,10 @@ class ActionHeadConfig(BaseModel):
     marginal-preserving drift v - noise_std^2 / (2 (1 - t)) (x - t v), same std)."""
     noise_std: float = Field(0.5, gt=0, le=5)
     """sigma of the injected noise (exploration); the chunk's std about the ODE path is about sigma."""
+    x0_std: float = Field(1.0, gt=0, le=10)
+    """Std of the starting noise x_0 (1 = the flow-matching prior). x_0 is not part of the log-prob (its density
+    does not depend on the weights), so the randomness it carries into the chunk gets no credit; an RL run from
+    scratch learns faster when it is small and the credited SDE noise (noise_std) does the exploring."""
     action_scale: float = Field(1.0, gt=0)
     """Chunks are produced in units of this; the env receives chunk x action_scale."""
 

@@ -149,7 +149,9 @@ def sample_chunk(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor |
     ``x0`` starts from a given state (refinement); default N(0, I). Held tokens (dt = 0) stay unchanged.
     """
     B, K1, H = times.shape
-    x = torch.randn(B, H, cfg.action_dim, generator=generator, device=ctx.device, dtype=ctx.dtype) if x0 is None else x0
+    if x0 is None:
+        x0 = cfg.x0_std * torch.randn(B, H, cfg.action_dim, generator=generator, device=ctx.device, dtype=ctx.dtype)
+    x = x0
     path = [x]
     for k in range(K1 - 1):
         v = expert(x, times[:, k], ctx, ctx_mask)
