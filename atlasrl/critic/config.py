@@ -77,8 +77,12 @@ class CriticTrainConfig(BaseModel):
     """Recorded episode files (`atlasrl critic record` output: length-delimited atlasrl.v1.RecordedEpisode)."""
     out: str = "critic.pt"
     """Checkpoint to write (the critic's `model` setting)."""
-    epochs: int = Field(8, ge=1, le=10_000)
-    """Passes over the frames."""
+    epochs: int = Field(30, ge=1, le=10_000)
+    """Passes over the epoch's frames (see balance)."""
+    balance: bool = True
+    """Each epoch: every frame of the successful episodes plus as many frames drawn from the failed ones. Random
+    play succeeds rarely (FrozenLake 4x4: ~5%); on all frames the done head saw a positive once in ~200 frames and
+    learned none (held-out done F1 0.0 after 3 epochs over 2,000 episodes)."""
     batch_size: int = Field(64, ge=1, le=65536)
     """Frames per optimiser step."""
     lr: float = Field(3e-3, gt=0, le=1)

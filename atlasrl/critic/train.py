@@ -25,7 +25,7 @@ from atlasrl.critic.value_net import ValueCritic, frames_tensor, save, task_feat
 
 
 def _dataset(episodes, gamma: float, side: int):
-    frames, tasks, progress, done = [], [], [], []
+    frames, tasks, progress, done, won = [], [], [], [], []
     for ep in episodes:
         T = len(ep.frames) - 1
         for t, f in enumerate(ep.frames):
@@ -33,10 +33,11 @@ def _dataset(episodes, gamma: float, side: int):
             tasks.append(ep.task)
             progress.append(gamma ** (T - t) if ep.success else 0.0)
             done.append(1.0 if f.oracle.success else 0.0)
+            won.append(bool(ep.success))
     # resized frames kept as uint8 (a quarter of float32's memory); batches are scaled back to [0, 1]
     x = torch.cat([(frames_tensor(frames[i:i + 1024], side) * 255).round().to(torch.uint8)
                    for i in range(0, len(frames), 1024)]) if frames else torch.zeros(0, 3, side, side, dtype=torch.uint8)
-    return x, task_features(tasks), torch.tensor(progress), torch.tensor(done)
+    return x, task_features(tasks), torch.tensor(progress), torch.tensor(done), torch.tensor(won, dtype=torch.bool)
 
 
 def agreement(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -58,16 +59,23 @@ def train_value_critic(cfg: CriticTrainConfig) -> dict:
     rng.shuffle(episodes)
     n_hold = int(len(episodes) * cfg.holdout)
     held, train = episodes[:n_hold], episodes[n_hold:]
-    x, task, prog, done = _dataset(train, cfg.gamma, cfg.side)
+    x, task, prog, done, won = _dataset(train, cfg.gamma, cfg.side)
     torch.manual_seed(cfg.seed)
     net = ValueCritic()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    pos = float(done.sum())
-    done_weight = torch.tensor((len(done) - pos) / pos if pos else 1.0)
     n = len(x)
+    wins, losses = torch.nonzero(won).flatten(), torch.nonzero(~won).flatten()
+    balanced = cfg.balance and len(wins) > 0 and len(losses) > len(wins)
+    size = 2 * len(wins) if balanced else n
+    pos = float(done[wins].sum() if balanced else done.sum())
+    done_weight = torch.tensor((size - pos) / pos if pos else 1.0)
     for _ in range(cfg.epochs):
-        perm = torch.randperm(n)
-        for i in range(0, n, cfg.batch_size):
+        if balanced:
+            perm = torch.cat([wins, losses[torch.randperm(len(losses))[:len(wins)]]])
+            perm = perm[torch.randperm(len(perm))]
+        else:
+            perm = torch.randperm(n)
+        for i in range(0, size, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             out = net(x[idx].float() / 255.0, task[idx])
             loss = (F.binary_cross_entropy_with_logits(out[:, 0], prog[idx])
@@ -77,10 +85,10 @@ def train_value_critic(cfg: CriticTrainConfig) -> dict:
             opt.step()
     net.eval()
     save(net, cfg.side, cfg.out)
-    report = {"episodes": len(episodes), "train_frames": n, "train_successes": sum(e.success for e in train),
+    report = {"episodes": len(episodes), "train_frames": n, "frames_per_epoch": size, "train_successes": sum(e.success for e in train),
               "holdout_episodes": len(held), "seconds": round(time.perf_counter() - t0, 1), "out": cfg.out}
     if held:
-        hx, htask, hprog, hdone = _dataset(held, cfg.gamma, cfg.side)
+        hx, htask, hprog, hdone, _ = _dataset(held, cfg.gamma, cfg.side)
         with torch.inference_mode():
             p = torch.sigmoid(net(hx.float() / 255.0, htask)).numpy()
         report["holdout"] = {**{f"done_{k}": v for k, v in agreement(p[:, 1] >= 0.5, hdone.numpy() >= 0.5).items()},
