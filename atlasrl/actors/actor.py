@@ -139,6 +139,9 @@ async def _critic_judge(cfg: ActorConfig, m: ActorMetrics):
     if not cfg.reward.critic_address:
         raise ValueError("reward.source=critic needs a critic: set reward.critic_address, or register one with the "
                          "coordinator (atlasrl critic --coordinator ADDR)")
+    if cfg.memory and cfg.memory_shaping:
+        raise ValueError("reward.source=critic with memory_shaping: the memory's shaping is learned from env success, "
+                         "which critic-reward training must not use; set memory_shaping=false")
     from atlasrl.actors.critic_reward import CriticJudge
 
     judge = CriticJudge(cfg.reward, cfg.reward.critic_address, m.metrics)

@@ -144,6 +144,10 @@ class RunConfig(Section):
         if a.reward.source == "critic" and not (self.processes.critic or a.reward.critic_address):
             raise ValueError("actor.reward.source=critic needs a critic: processes.critic=true (up starts one from the "
                              "critic section) or actor.reward.critic_address")
+        if a.reward.source == "critic" and self.processes.memory and a.memory_shaping:
+            raise ValueError("actor.reward.source=critic with memory shaping: the memory's potentials are learned from "
+                             "env success, which critic-reward training must not use; set actor.memory_shaping=false "
+                             "(or processes.memory=false)")
         train_lo, train_hi = TRAIN_SEED_BLOCK * self.run.seed, TRAIN_SEED_BLOCK * (self.run.seed + 1)
         if train_lo <= self.run.eval_seed_start < train_hi:
             raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "

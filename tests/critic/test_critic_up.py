@@ -19,7 +19,8 @@ def plan_files(tmp_path, *sets) -> dict:
 
 
 def test_up_starts_a_critic_and_wires_the_actors_to_it(tmp_path):
-    files = plan_files(tmp_path, "processes.critic=true", "actor.reward.source=critic", "critic.backend=oracle")
+    files = plan_files(tmp_path, "processes.critic=true", "actor.reward.source=critic", "critic.backend=oracle",
+                       "actor.memory_shaping=false")
     critic = files["critic"]
     assert critic["backend"] == "oracle" and critic["coordinator"]
     address = f"{critic['server']['host']}:{critic['server']['port']}"
@@ -29,6 +30,8 @@ def test_up_starts_a_critic_and_wires_the_actors_to_it(tmp_path):
 def test_critic_reward_without_a_critic_is_refused(tmp_path):
     with pytest.raises((ConfigError, ValueError), match=r"reward\.source=critic needs a critic"):
         load_config(None, [f"run.run_dir={tmp_path}", "actor.reward.source=critic"])
+    with pytest.raises((ConfigError, ValueError), match="memory shaping"):   # learned from env success
+        load_config(None, [f"run.run_dir={tmp_path}", "actor.reward.source=critic", "processes.critic=true"])
     assert "critic" not in plan_files(tmp_path)   # off by default
 
 
