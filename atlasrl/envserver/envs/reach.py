@@ -14,6 +14,7 @@ in the pixels only: the text says the task, not the positions.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +39,8 @@ class ReachConfig(BaseModel):
     """Arena units moved per action of magnitude 1 (the arena is 2 wide)."""
     radius: float = Field(0.15, gt=0, le=1)
     """Success when the agent is this close to the target."""
+    start: Literal["random", "center"] = "random"
+    """Where the agent starts: anywhere, or at the centre (then only the target moves between episodes)."""
     min_distance: float = Field(0.5, ge=0, le=2)
     """Targets are drawn at least this far from the start."""
     clip: bool = True
@@ -77,7 +80,7 @@ class ReachEnv(TextEnv):
     def text_reset(self, seed: int | None = None) -> StepOutput:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self.agent = self.rng.uniform(-0.8, 0.8, 2)
+        self.agent = self.rng.uniform(-0.8, 0.8, 2) if self.config.start == "random" else np.zeros(2)
         while True:
             self.target = self.rng.uniform(-0.8, 0.8, 2)
             if np.linalg.norm(self.target - self.agent) >= self.config.min_distance:
