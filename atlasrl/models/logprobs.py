@@ -69,6 +69,7 @@ class TeacherForcedBatch:
     choice_cols: torch.Tensor | None = None     # (N,) response column of it
     choice_allowed: torch.Tensor | None = None  # (N, K) allowed token ids (padded by repetition)
     row_map: torch.Tensor | None = None         # (B,) model row of each sample when rows are shared (U < B rows)
+    banned_ids: torch.Tensor | None = None      # ids never sampled (banned_response_ids), -inf here as in the engine
 
     def model_inputs(self) -> dict:
         kw = dict(input_ids=self.input_ids, attention_mask=self.attention_mask,
@@ -172,12 +173,20 @@ def build_batch(policy, samples: Sequence[Sample], device: str | torch.device = 
         response_mask=resp_mask, logits_index=torch.arange(S - 1, S + R - 1),
         pixel_values=pixel_values, image_grid_thw=grid,
         row_map=torch.tensor(row_map) if U < B else None,
+        banned_ids=torch.tensor(banned_response_ids(policy)) if banned_response_ids(policy) else None,
     )
     if rows:
         k = max(len(a) for a in allowed)
         batch.choice_rows, batch.choice_cols = torch.tensor(rows), torch.tensor(cols)
         batch.choice_allowed = torch.tensor([a + [a[0]] * (k - len(a)) for a in allowed])
     return batch.to(device)
+
+
+def banned_response_ids(policy) -> list[int]:
+    """Token ids no response may hold, masked (-inf) in the engines' sampling and in ``response_logprobs`` alike:
+    a VL model's image placeholder, since its forward reads every one in the ids as an image slot, so a response
+    holding one (a random-weights model writing free text samples it now and then) could not be replayed."""
+    return [policy.image_token_id] if policy.is_vl and policy.image_token_id is not None else []
 
 
 def _check_image_tokens(policy, b: int, ids: list[int], images) -> None:
@@ -213,6 +222,8 @@ def response_logprobs(model, batch: TeacherForcedBatch, temperature: float = 1.0
     if batch.row_map is not None:
         logits = logits[batch.row_map]                                     # (B, R, V)
     scaled = constrain_choices(logits.float() / effective_temperature(temperature), batch)
+    if batch.banned_ids is not None:
+        scaled = scaled.index_fill(-1, batch.banned_ids, float("-inf"))
     lse = torch.logsumexp(scaled, dim=-1)
     logp = (scaled.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - lse) * batch.response_mask
     entropy = None

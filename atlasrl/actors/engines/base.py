@@ -12,7 +12,8 @@ Log-prob contract (the learner recomputes exactly this with
 ``atlasrl.models.logprobs``): ``Generation.logprobs[i]`` is the log-prob of
 ``token_ids[i]`` under ``softmax(logits / T)`` over the full vocabulary, with
 T = ``SamplingParams.temperature`` (T = 0 means greedy, and the log-probs are
-then those of T = 1). They are the *tempered* distribution, i.e. the one the
+then those of T = 1), with the ids of ``atlasrl.models.logprobs.banned_response_ids``
+(a VL model's image placeholder) at -inf: never sampled, masked alike by the learner. They are the *tempered* distribution, i.e. the one the
 token was drawn from, before top-p truncation (top-p only narrows what may be
 drawn). Choice mode (``GenerationRequest.choices``): the same tempered logits
 restricted at each step to the prefix trie of the choices' token ids

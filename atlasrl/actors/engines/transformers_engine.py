@@ -38,7 +38,7 @@ from atlasrl.actors.engines.sampling import mask_to_allowed, sample_tokens
 from atlasrl.models.chat import EncodedPrompt, encode_prompt
 from atlasrl.models.choice import ChoiceTrie, choice_token_ids
 from atlasrl.models.load import load_policy
-from atlasrl.models.logprobs import effective_temperature, shared_rows
+from atlasrl.models.logprobs import banned_response_ids, effective_temperature, shared_rows
 from atlasrl.models.names import to_module_name
 from atlasrl.models.positions import next_positions, prompt_positions
 
@@ -146,9 +146,12 @@ class TransformersEngine(Engine):
         device = self.config.device
         logits, cache, mask, last_pos = self._prefill(rows)
         temp = effective_temperature(params.temperature)
+        banned = banned_response_ids(self.policy)   # never sampled; the learner masks the same ids
         budget = max(r.budget for r in rows)
         while True:
             scaled = logits[:, -1, :].float() / temp
+            if banned:
+                scaled[:, banned] = float("-inf")
             allowed = [r.trie.allowed(r.tokens) if r.trie and r.finish is None else None for r in rows]
             scaled = mask_to_allowed(scaled, allowed)
             tokens, logps = sample_tokens(scaled, params.temperature == 0, params.top_p, gen)
