@@ -52,7 +52,8 @@ class ReachConfig(BaseModel):
 class ReachEnv(TextEnv):
     @classmethod
     def from_config(cls, config: dict[str, str], seed: int | None = None, env_id: str = "reach") -> ReachEnv:
-        return cls(parse_config(ReachConfig, config), seed, env_id)
+        # parse_config's type bound is the grid games' base; it only needs a pydantic model (the same checks apply)
+        return cls(parse_config(ReachConfig, config), seed, env_id)  # type: ignore[type-var]
 
     def __init__(self, config: ReachConfig, seed: int | None = None, env_id: str = "reach"):
         self.config, self.env_id = config, env_id
@@ -92,10 +93,10 @@ class ReachEnv(TextEnv):
         c = self.config
         reward, success = 0.0, False
         for a in np.asarray(actions, dtype=np.float64).reshape(-1, 2):
-            before = np.linalg.norm(self.target - self.agent)
+            before = float(np.linalg.norm(self.target - self.agent))
             self.agent = np.clip(self.agent + c.step_size * np.clip(a, -1, 1), -1, 1)
             self.steps += 1
-            after = np.linalg.norm(self.target - self.agent)
+            after = float(np.linalg.norm(self.target - self.agent))
             reward += before - after
             if after <= c.radius:
                 success = True
