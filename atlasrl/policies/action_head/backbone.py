@@ -65,7 +65,9 @@ class SpatialKeypoints(nn.Module):
     def __init__(self, k: int, width: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, k, 3, padding=1))
-        self.temperature = nn.Parameter(torch.ones(1))   # 1-D: FSDP2 shards no scalars
+        # 1-D: FSDP2 shards no scalars. Starts sharp: at 1 the softmax over small initial activations is nearly
+        # uniform, every keypoint sits near the centre and the image barely reaches the expert.
+        self.temperature = nn.Parameter(torch.full((1,), 0.05))
         self.proj = nn.Linear(2, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
