@@ -33,6 +33,7 @@ from atlasrl.actors.engines.config import EngineConfig
 from atlasrl.models.chat import encode_prompt, render
 from atlasrl.models.choice import ChoiceTrie, choice_token_ids
 from atlasrl.models.load import load_policy
+from atlasrl.models.logprobs import banned_response_ids
 from atlasrl.models.names import to_checkpoint_name
 
 EXT = "atlasrl.actors.engines.vllm_worker_ext"
@@ -113,8 +114,10 @@ class VllmEngine(Engine):
         if trie is not None:
             return VSP(max_tokens=trie.max_len, extra_args={"atlasrl_choices": [list(c) for c in trie.choices]},
                        **common)
+        banned = banned_response_ids(self.policy)   # never sampled; the learner masks the same ids
         return VSP(max_tokens=params.max_tokens, stop=list(params.stop) or None,
-                   include_stop_str_in_output=params.include_stop_str_in_output, **common)
+                   include_stop_str_in_output=params.include_stop_str_in_output,
+                   extra_args={"atlasrl_banned": banned} if banned else None, **common)
 
     def _result(self, out, trie: ChoiceTrie | None, params: SamplingParams, version: int) -> Generation:
         comp = out.outputs[0]

@@ -17,6 +17,7 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 from atlasrl.models.choice import ChoiceTrie
 
 CHOICES_KEY = "atlasrl_choices"
+BANNED_KEY = "atlasrl_banned"   # ids never sampled (atlasrl.models.logprobs.banned_response_ids)
 
 
 class WeightUpdateExtension:
@@ -47,7 +48,7 @@ def _refresh_tied_lm_heads(model: torch.nn.Module) -> None:
 
 
 class ChoiceLogitsProcessor(AdapterLogitsProcessor):
-    """Restricts each step's logits to the choice trie (atlasrl.models.choice).
+    """Restricts each step's logits to the choice trie (atlasrl.models.choice), or bans ids in free text.
 
     Applied before temperature, so with ``logprobs_mode="processed_logprobs"``
     vLLM's returned log-probs are exactly the learner's choice-mode ones.
@@ -58,6 +59,12 @@ class ChoiceLogitsProcessor(AdapterLogitsProcessor):
 
     def new_req_logits_processor(self, params):
         choices = (params.extra_args or {}).get(CHOICES_KEY)
+        banned = (params.extra_args or {}).get(BANNED_KEY)
+        if not choices and banned:
+            def ban(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+                return logits.index_fill(-1, torch.tensor(banned, device=logits.device), float("-inf"))
+
+            return ban
         if not choices:
             return None
         trie = ChoiceTrie(choices)
