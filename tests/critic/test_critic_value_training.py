@@ -38,6 +38,7 @@ async def test_record_train_serve(tmp_path):
     json.dumps(report)
     assert report["episodes"] == 60 and report["holdout_episodes"] == 15 and ck.is_file()
     assert 0 <= report["holdout"]["progress_mae"] <= 1
+    assert 0 <= report["holdout"]["failed_end_progress_mean"] <= 1   # the value a failed episode's end earns
     server = CriticServer(CriticConfig(server=ServerConfig(port=0), backend="value", model=str(ck)))
     await server.start()
     try:
