@@ -70,5 +70,5 @@ def _load_builtin() -> None:
         return
     _loaded = True
     import atlasrl.envserver.envs  # registers the built-in envs
-    import atlasrl.envserver.maniskill  # noqa: F401  (maniskill:<Task>; mani_skill imported lazily)
+    import atlasrl.envserver.maniskill  # maniskill:<Task>; mani_skill imported lazily
     import atlasrl.envserver.miniworld  # noqa: F401  (miniworld:<Env>; miniworld imported lazily)
