@@ -7,7 +7,14 @@ import torch
 
 from atlasrl.models.chat import encode_prompt, user
 from atlasrl.models.choice import choice_token_ids
-from atlasrl.models.logprobs import Sample, build_batch, response_logprobs, sample_logprobs, share_key
+from atlasrl.models.logprobs import (
+    Sample,
+    banned_response_ids,
+    build_batch,
+    response_logprobs,
+    sample_logprobs,
+    share_key,
+)
 from atlasrl.models.positions import mm_token_type_ids
 
 
@@ -21,11 +28,14 @@ def _resp(policy, text):
 
 @torch.no_grad()
 def _reference(policy, prompt_ids, response_ids, temperature=1.0, **vision):
-    """Plain HF forward of one unpadded sequence, positions left to the model."""
+    """Plain HF forward of one unpadded sequence, positions left to the model; the ids engines never sample
+    (a VL model's image placeholder: banned_response_ids) get no probability, as in the engines."""
     ids = torch.tensor([list(prompt_ids) + list(response_ids)])
     if vision:
         vision["mm_token_type_ids"] = mm_token_type_ids(ids, policy.image_token_id)
     logits = policy.model(input_ids=ids, **vision).logits[0].float() / temperature
+    for banned in banned_response_ids(policy):
+        logits[:, banned] = float("-inf")
     logp = torch.log_softmax(logits, -1)
     n = len(prompt_ids)
     return [float(logp[n - 1 + i, t]) for i, t in enumerate(response_ids)]

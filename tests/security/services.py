@@ -85,7 +85,17 @@ async def _learner(tmp: Path):
     return s, s.rpc, lambda: (s.buffer.buffered, latest())
 
 
-ROLE_SERVERS = {"envserver": _env, "memory": _memory, "coordinator": _coordinator, "learner": _learner}
+async def _critic(tmp: Path):
+    from atlasrl.critic.config import CriticConfig
+    from atlasrl.critic.server import CriticServer
+    from atlasrl.rpc import ServerConfig
+
+    s = CriticServer(CriticConfig(server=ServerConfig(port=0)))   # the default: value backend, seeded weights, no files
+    await s.start()
+    return s, s.rpc, lambda: (s.batcher.frames, s.batcher.batches)
+
+
+ROLE_SERVERS = {"envserver": _env, "memory": _memory, "coordinator": _coordinator, "learner": _learner, "critic": _critic}
 
 
 def _served(rpc) -> list:

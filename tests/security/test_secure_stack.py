@@ -8,6 +8,8 @@ from atlasrl.rpc.config import ChannelConfig
 from atlasrl.v1 import (
     coordinator_pb2,
     coordinator_pb2_grpc,
+    critic_pb2,
+    critic_pb2_grpc,
     env_pb2,
     env_pb2_grpc,
     memory_pb2,
@@ -51,6 +53,7 @@ CASES = [
     ("atlasrl.v1.TrajectoryService", lambda ch: trajectory_pb2_grpc.TrajectoryServiceStub(ch).GetInfo(trajectory_pb2.TrajectoryInfoRequest(), timeout=10), None),
     ("atlasrl.v1.WeightService", lambda ch: weights_pb2_grpc.WeightServiceStub(ch).GetLatest(weights_pb2.GetLatestRequest(), timeout=10),
      (lambda ch: weights_pb2_grpc.WeightServiceStub(ch).Publish(iter([]), timeout=10), "learner")),
+    ("atlasrl.v1.CriticService", lambda ch: critic_pb2_grpc.CriticServiceStub(ch).Info(critic_pb2.CriticInfoRequest(), timeout=10), None),
 ]
 
 
