@@ -346,6 +346,23 @@ class RoleRegistration:
             await backoff.sleep()
 
 
+async def serve_registered(server, register=None, on_ready=None) -> None:
+    """A role's serving life: start ``server`` (an object with ``start``/``stop`` and an ``rpc`` RpcServer), stop on
+    SIGTERM/SIGINT, join the run (``register()`` returns its RoleRegistration; None: standalone), serve until
+    stopped, then leave the run before the server goes. Memory and critic share it."""
+    await server.start()
+    server.rpc.stop_on_signals()
+    if on_ready:
+        on_ready(server)
+    registration = await register() if register is not None else None
+    try:
+        await server.rpc.wait()
+    finally:
+        if registration is not None:
+            await registration.close()
+        await server.stop()
+
+
 @contextlib.contextmanager
 def _on_stop_signals(callback):
     """While inside: SIGTERM/SIGINT also call ``callback()``, then the handler that was installed.

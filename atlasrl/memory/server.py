@@ -72,18 +72,10 @@ class MemoryServer:
 
 
 async def run(cfg: MemoryConfig, on_ready=None) -> None:
+    from atlasrl.clients.coordinator import serve_registered
+
     server = MemoryServer(cfg)
-    await server.start()
-    server.rpc.stop_on_signals()
-    if on_ready:
-        on_ready(server)
-    registration = await _register(cfg, server) if cfg.coordinator else None
-    try:
-        await server.rpc.wait()
-    finally:
-        if registration is not None:
-            await registration.close()
-        await server.stop()
+    await serve_registered(server, (lambda: _register(cfg, server)) if cfg.coordinator else None, on_ready)
 
 
 async def _register(cfg: MemoryConfig, server: MemoryServer):
