@@ -14,29 +14,10 @@ from atlasrl.clients.critic import oracle_state
 from atlasrl.critic.backends import Backend, Item, Score, oracle_score
 from atlasrl.critic.config import CriticConfig
 from atlasrl.critic.server import CriticServer
-from atlasrl.envserver.config import EnvServerConfig
-from atlasrl.envserver.server import EnvServer
 from atlasrl.rpc import ServerConfig
 
-SMALL_ENV = {"text_mode": "relative", "max_actions_per_turn": "1", "max_steps": "6", "image_size": "32"}
-
-
-@pytest.fixture(scope="module")
-def tiny_engine():
-    from atlasrl.actors.engines import EngineConfig, make_engine
-    from atlasrl.models.tiny import tiny_model_path
-
-    engine = make_engine(EngineConfig(model=str(tiny_model_path("qwen2")), seed=0))
-    yield engine
-    engine.close()
-
-
-@pytest.fixture
-async def env_server():
-    server = EnvServer(EnvServerConfig(port=0, workers=0))
-    await server.start()
-    yield server
-    await server.stop(0)
+# The actor tests' small FrozenLake settings; their fixtures come in through tests/critic/conftest.py.
+from tests.actors.conftest import SMALL_ENV
 
 
 class AlwaysDone(Backend):
