@@ -29,11 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 EVAL_SEED_START = 900_000
 
 
-def preset_configs():
-    """Engine and learner settings of the reach-flow preset (one source: the preset file)."""
+def preset_configs(overrides: list[str] = ()):
+    """Engine and learner settings of the reach-flow preset (one source: the preset file), with ``--set``
+    overrides: ``learner.KEY=VALUE`` or ``action_head.KEY=VALUE`` (the policy both sides build)."""
     import yaml
 
     preset = yaml.safe_load((Path(__file__).resolve().parents[1] / "atlasrl/config/presets/reach-flow.yaml").read_text())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or not name or section not in ("learner", "action_head"):
+            raise SystemExit(f"--set {item!r}: expected learner.KEY=VALUE or action_head.KEY=VALUE")
+        target = preset["actor"]["action_head"] if section == "action_head" else preset["learner"]
+        target[name] = yaml.safe_load(value)
+    preset["learner"]["action_head"] = preset["actor"]["action_head"]
     return preset
 
 
@@ -100,7 +109,7 @@ async def run(args, seed: int) -> dict:
 
     if not dist.is_initialized():   # the Trainer's FSDP2 needs a process group, even of one rank
         dist.init_process_group("gloo", init_method=f"file://{tempfile.mktemp(prefix='atlasrl-pg-')}", rank=0, world_size=1)
-    preset = preset_configs()
+    preset = preset_configs(args.set)
     ah = ActionHeadConfig(**preset["actor"]["action_head"])
     env_config = {k: str(v) for k, v in preset["actor"]["env_config"].items()}
     lcfg = {k: v for k, v in preset["learner"].items() if k not in ("action_head", "max_staleness")}
@@ -158,6 +167,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds between held-out evaluations")
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--final-episodes", type=int, default=200)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a preset setting: learner.lr=1e-4, action_head.noise_std_final=0.3 (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     args = p.parse_args()
     load0 = os.getloadavg()
@@ -168,7 +179,7 @@ def main() -> None:
     for r in results:
         print(f"{r['seed']:>4} {r['updates']:>8} {r['seconds']:>8.0f} {r['final_success']:>18.3f} "
               f"[{r['final_ci'][0]:.3f}, {r['final_ci'][1]:.3f}]")
-    print(json.dumps({"results": results, "loadavg_before": load0, "loadavg_after": load1,
+    print(json.dumps({"results": results, "overrides": args.set, "loadavg_before": load0, "loadavg_after": load1,
                       "target_met": all(r["final_success"] >= 0.9 for r in results)}))
 
 

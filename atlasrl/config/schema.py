@@ -49,7 +49,8 @@ class RunSection(Section):
     target_success: float = Field(0.0, ge=0, le=1)
     """Stop early once the rolling training success rate reaches this (0 = never)."""
     seed: int = Field(0, ge=0)
-    """Base seed: actor i trains on env seeds from seed * 10^8 + i * 10^6; the tiny model is built with this seed."""
+    """Base seed: actor i trains on env seeds from seed * 10^8 + i * 10^6; the tiny model (or an action-head
+    policy's initial weights, action_head.init_seed) is built with this seed."""
     eval_episodes: int = Field(128, ge=0, le=100_000)
     """Episodes of the held-out eval run before training (random-policy baseline) and after (0 = skip)."""
     eval_temperature: float = Field(1.0, ge=0, le=10)
@@ -148,11 +149,29 @@ class RunConfig(Section):
             raise ValueError("actor.reward.source=critic with memory shaping: the memory's potentials are learned from "
                              "env success, which critic-reward training must not use; set actor.memory_shaping=false "
                              "(or processes.memory=false)")
+        self._check_action_head()
         train_lo, train_hi = TRAIN_SEED_BLOCK * self.run.seed, TRAIN_SEED_BLOCK * (self.run.seed + 1)
         if train_lo <= self.run.eval_seed_start < train_hi:
             raise ValueError(f"run.eval_seed_start ({self.run.eval_seed_start}) is inside the training seeds of run.seed "
                              f"{self.run.seed} ([{train_lo}, {train_hi})): eval seeds must be held out")
         return self
+
+    def _check_action_head(self) -> None:
+        """An action-head run: actor and learner build the same policy (same settings, initial weights from
+        run.seed unless action_head.init_seed is given)."""
+        a, lr = self.actor, self.learner
+        if a.action_head is None and lr.action_head is None:
+            return
+        if a.action_head is None or lr.action_head is None:
+            raise ValueError("actor.action_head and learner.action_head go together: the learner trains the policy the "
+                             "actors run (set both, e.g. with a YAML anchor as the reach-flow preset does)")
+        differ = a.action_head.differences(lr.action_head)
+        if differ:
+            raise ValueError(f"actor.action_head and learner.action_head differ in {', '.join(differ)}: the learner "
+                             "would score the actors' chunks under another policy (set both)")
+        if a.action_head.init_seed is None:
+            a.action_head = a.action_head.model_copy(update={"init_seed": self.run.seed})
+            lr.action_head = lr.action_head.model_copy(update={"init_seed": self.run.seed})
 
     def _check_devices(self) -> None:
         """GPUs per process: one group per actor, each big enough for the engine, and no GPU claimed twice by

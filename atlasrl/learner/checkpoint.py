@@ -2,7 +2,8 @@
 
     save(trainer, root, buffer_state)      # collective: every rank writes its shards
     meta = load(trainer, root)             # latest complete checkpoint, or None; returns its meta
-    export(root_or_step_dir, out_dir)      # single process: HF model dir the actor engines load
+    export(root_or_step_dir, out_dir)      # single process: HF model dir the actor engines load (an action-head
+                                           # run: its exported policy directory, ActionHeadPolicy.save_exported)
 
 Layout: ``root/step-00000012/`` holds the DCP shards of model + optimizer,
 ``learner.pt`` (version, step, buffer state: seen ids, waiting episodes,
@@ -43,8 +44,11 @@ def save(trainer, root: str | Path, buffer_state: dict | None, keep: int = 2) ->
     model_sd, optim_sd = get_state_dict(trainer.policy, trainer.optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path))
     if trainer.rank == 0:
-        _copy_hf_files(trainer.cfg.model, root / "hf")
-        meta = {"version": trainer.version, "algo": trainer.cfg.algo, "value_head": trainer.policy.value_head is not None}
+        ah = trainer.cfg.action_head
+        if ah is None:   # an action-head policy is rebuilt from its config (in meta), not from HF files
+            _copy_hf_files(trainer.cfg.model, root / "hf")
+        meta = {"version": trainer.version, "algo": trainer.cfg.algo, "value_head": trainer.policy.value_head is not None,
+                "action_head": None if ah is None else ah.model_dump(mode="json")}
         torch.save({"meta": meta, "buffer": buffer_state}, path / "learner.pt")
         (path / "meta.json").write_text(json.dumps(meta))
         (path / MARKER).write_text("ok\n")
@@ -69,6 +73,19 @@ def load(trainer, root: str | Path) -> dict | None:
     return extra
 
 
+def _export_action_head(path: Path, meta: dict, out: Path) -> int:
+    """An action-head run's checkpoint as the directory its engine loads (ActionHeadPolicy.save_exported)."""
+    from atlasrl.policies.action_head.config import ActionHeadConfig
+    from atlasrl.policies.action_head.policy import ActionHeadPolicy
+
+    policy = ActionHeadPolicy(ActionHeadConfig(**meta["action_head"]), value_head=meta["value_head"])
+    state = {"model": policy.state_dict()}
+    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    policy.load_state_dict(state["model"])
+    policy.save_exported(out, int(meta["version"]), checkpoint=str(path))
+    return int(meta["version"])
+
+
 def _copy_hf_files(model_dir: str | Path, dst: Path) -> None:
     if dst.exists():
         return
@@ -89,8 +106,10 @@ def export(ckpt: str | Path, out: str | Path) -> int:
     path = ckpt if (ckpt / MARKER).exists() else latest(ckpt)
     if path is None:
         raise FileNotFoundError(f"{ckpt}: no complete checkpoint (a step-* directory with {MARKER})")
-    hf = path.parent / "hf"
     meta = json.loads((path / "meta.json").read_text())
+    if meta.get("action_head") is not None:
+        return _export_action_head(path, meta, Path(out))
+    hf = path.parent / "hf"
     policy = PolicyModel(load_lm_from_config(hf), value_head=meta["value_head"])
     state = {"model": policy.state_dict()}
     dcp.load(state, checkpoint_id=str(path), no_dist=True)

@@ -270,7 +270,10 @@ class Trainer:
         return dummy_seq()
 
     def _forward(self, model: PolicyModel, mb: dict, want_values: bool = False):
-        return model(mb["tf"].to(self.device), mb["temperature"], want_values=want_values)
+        tf = mb["tf"].to(self.device)
+        if self.cfg.action_head is not None:   # scored under this version's SDE noise (ActionHeadConfig.sigma_at)
+            tf = tf.at_version(self.version)
+        return model(tf, mb["temperature"], want_values=want_values)
 
     @torch.no_grad()
     def _prepass(self, minibatches) -> None:

@@ -13,9 +13,11 @@ from atlasrl.up.rundir import RunDir
 
 
 def latest_model_dir(root: Path) -> Path | None:
-    """Newest complete HF model directory (config.json and weights) under ``root``."""
+    """Newest complete model directory under ``root``: an HF one (config.json and weights) or an exported
+    action-head policy (action_head.json and its weights)."""
     found = [p.parent for p in root.rglob("config.json")
              if any(p.parent.glob("*.safetensors")) or (p.parent / "pytorch_model.bin").exists()]
+    found += [p.parent for p in root.rglob("action_head.json") if (p.parent / "action_head.safetensors").exists()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 

@@ -180,3 +180,16 @@ def test_vllm_actors_start_from_the_vllm_venv(tmp_path, monkeypatch):
     monkeypatch.setenv("ATLASRL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
     with pytest.raises(RoleFailed, match=r"actor\.engine=vllm, but vLLM is installed neither here nor at"):
         plan_mod.build_plan(cfg, plan_mod.RunDir.create(cfg), model_dir=str(tmp_path))
+
+
+def test_action_head_sides_agree_and_take_the_run_seed():
+    cfg = load_config(preset="reach-flow", overrides=["run.seed=2"])
+    assert cfg.actor.action_head == cfg.learner.action_head and cfg.actor.action_head.init_seed == 2
+    one = load_config(preset="reach-flow", overrides=["learner.action_head.init_seed=5", "actor.action_head.init_seed=5"])
+    assert one.learner.action_head.init_seed == 5                  # given on both sides: kept
+    # the learner's micro-batch and the actor's refinement are one side's business
+    load_config(preset="reach-flow", overrides=["learner.action_head.micro_batch=16"])
+    with pytest.raises(ConfigError, match="differ in noise_std, width"):
+        load_config(preset="reach-flow", overrides=["learner.action_head.width=32", "learner.action_head.noise_std=0.5"])
+    with pytest.raises(ConfigError, match="go together"):
+        load_config(preset="reach-flow", overrides=["learner.action_head=null"])

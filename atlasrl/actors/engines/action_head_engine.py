@@ -13,6 +13,8 @@ one lock around generate and update_weights, ``version`` tags every output. Log-
 ``Generation.token_ids`` is empty; ``text`` is the chunk as "dx dy, ..." for logs. SamplingParams:
 ``seed`` seeds the SDE noise; temperature 0 runs the deterministic ODE (evaluation), whose log-probs are
 then those of the SDE at the same path (not a sample of it); other fields do not apply.
+``model``: a directory exported by `atlasrl learner export` from an action-head run loads its weights and
+version; any other value (the run's LM directory) keeps the seeded initial weights the learner also starts from.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 
 from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from atlasrl.actors.engines.config import EngineConfig
-from atlasrl.policies.action_head.policy import ActionHeadPolicy
+from atlasrl.policies.action_head.policy import ActionHeadPolicy, is_exported
 
 
 def instruction_of(messages: Sequence[dict]) -> str:
@@ -50,6 +52,8 @@ class ActionHeadEngine(Engine):
         self.policy = ActionHeadPolicy(config.action_head, seed=config.seed).to(self.device).eval()
         self.tokenizer = getattr(self.policy.backbone, "tokenizer", None)
         self._version = 0
+        if is_exported(config.model):   # a trained policy (`atlasrl learner export`); otherwise the seeded init
+            self._version = self.policy.load_exported(config.model)
         self._lock = threading.Lock()
         self._rng = torch.Generator(device=self.device).manual_seed(config.seed)
 
@@ -74,7 +78,7 @@ class ActionHeadEngine(Engine):
             images.append(np.asarray(r.images[0], dtype=np.uint8))
         bb = self.policy.backbone
         ids = [bb.tokenize(instruction_of(r.messages), img) for r, img in zip(requests, images)]
-        acted = self.policy.act(ids, images, generator=gen, stochastic=params.temperature > 0)
+        acted = self.policy.act(ids, images, generator=gen, stochastic=params.temperature > 0, version=self._version)
         chunks, path, times, logp = (t.float().cpu().numpy() for t in (acted.chunks, acted.path, acted.times, acted.logp))
         res = []
         for b in range(len(requests)):

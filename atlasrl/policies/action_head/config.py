@@ -7,7 +7,7 @@ distributions.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,12 +32,24 @@ class ActionHeadConfig(BaseModel):
     marginal-preserving drift v - noise_std^2 / (2 (1 - t)) (x - t v), same std)."""
     noise_std: float = Field(0.5, gt=0, le=5)
     """sigma of the injected noise (exploration); the chunk's std about the ODE path is about sigma."""
+    noise_std_final: float | None = Field(None, gt=0, le=5)
+    """Anneal sigma linearly from noise_std to this over noise_decay_updates policy versions (None = constant).
+    A fixed large sigma keeps the sampled policy far from the deterministic one being evaluated, and the
+    noise-dominated returns then push the learnt mean around after it has found the goal; shrinking sigma
+    as it learns is what ReinFlow's bounded, decaying noise does. Actor and learner both take sigma from the
+    policy version (``sigma_at``), so their log-probs describe the same distribution."""
+    noise_decay_updates: int = Field(500, ge=1)
+    """Policy versions over which sigma goes from noise_std to noise_std_final."""
     x0_std: float = Field(1.0, gt=0, le=10)
     """Std of the starting noise x_0 (1 = the flow-matching prior). x_0 is not part of the log-prob (its density
     does not depend on the weights), so the randomness it carries into the chunk gets no credit; an RL run from
     scratch learns faster when it is small and the credited SDE noise (noise_std) does the exploring."""
     action_scale: float = Field(1.0, gt=0)
     """Chunks are produced in units of this; the env receives chunk x action_scale."""
+
+    init_seed: int | None = Field(None, ge=0)
+    """Seed of the initial weights, which actor and learner must share (their first log-probs are of the same
+    network). None = the caller's seed: `atlasrl up` sets run.seed on both sides, a lone engine or learner 0."""
 
     micro_batch: int = Field(64, ge=1, le=65536)
     """Learner: decisions per forward/backward pass (the text policies' micro_batch_tokens does not apply)."""
@@ -92,6 +104,21 @@ class ActionHeadConfig(BaseModel):
     (B, N, C) tokens (e.g. a traced VGGT aggregator; VGGT weights are not shipped); empty = none."""
     freeze: list[Literal["patch_embed", "keypoints", "vit", "geometry", "language", "backbone"]] = Field(default_factory=list)
     """Parts kept frozen by the learner (`backbone` = all of them)."""
+
+    ONE_SIDED: ClassVar[frozenset[str]] = frozenset({"micro_batch", "refine_threshold", "refine_time", "refine_steps"})
+    """Settings only one side reads (the learner's micro-batch, the actor's refinement); all others must agree."""
+
+    def differences(self, other: ActionHeadConfig) -> list[str]:
+        """Keys (outside ONE_SIDED) whose values differ: actor and learner would build different policies."""
+        a, b = self.model_dump(), other.model_dump()
+        return [k for k in a if k not in self.ONE_SIDED and a[k] != b[k]]
+
+    def sigma_at(self, version: int) -> float:
+        """The injected noise's sigma at a policy version (the one schedule actor and learner share)."""
+        if self.noise_std_final is None:
+            return self.noise_std
+        frac = min(max(version, 0) / self.noise_decay_updates, 1.0)
+        return self.noise_std + frac * (self.noise_std_final - self.noise_std)
 
     @model_validator(mode="after")
     def _check(self) -> ActionHeadConfig:

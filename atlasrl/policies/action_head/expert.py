@@ -99,17 +99,20 @@ def time_grid(cfg: ActionHeadConfig, batch: int, device=None, dtype=torch.float3
     return grid.to(dtype=dtype, device=device).unsqueeze(0).expand(batch, K + 1, H).contiguous()
 
 
-def step_mean_std(cfg: ActionHeadConfig, x: torch.Tensor, v: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor):
-    """Mean and std of one SDE transition from x at times t0 to t1 (per token). x, v (..., H, D); t (..., H)."""
+def step_mean_std(cfg: ActionHeadConfig, x: torch.Tensor, v: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor,
+                  sigma: float | None = None):
+    """Mean and std of one SDE transition from x at times t0 to t1 (per token). x, v (..., H, D); t (..., H).
+    ``sigma``: the injected noise (default cfg.noise_std; ``cfg.sigma_at(version)`` under a noise schedule)."""
+    sigma = cfg.noise_std if sigma is None else sigma
     dt = (t1 - t0).unsqueeze(-1)
     t = t0.unsqueeze(-1)
     drift = v
     if cfg.sde == "flow_grpo":
         # t < 1 wherever dt > 0; held tokens (dt = 0, maybe t = 1) are masked below
         safe = torch.where(dt > 0, 1 - t, torch.ones_like(t))
-        drift = v - cfg.noise_std**2 / (2 * safe) * (x - t * v)
+        drift = v - sigma**2 / (2 * safe) * (x - t * v)
     mean = torch.where(dt > 0, x + drift * dt, x)
-    std = cfg.noise_std * dt.clamp_min(0).sqrt()
+    std = sigma * dt.clamp_min(0).sqrt()
     return mean, std.expand_as(mean)
 
 
@@ -123,12 +126,12 @@ def gaussian_log_prob(x_next: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
 
 
 def path_log_probs(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor | None, path: torch.Tensor,
-                   times: torch.Tensor, cfg: ActionHeadConfig) -> torch.Tensor:
+                   times: torch.Tensor, cfg: ActionHeadConfig, sigma: float | None = None) -> torch.Tensor:
     """THE log-prob of a sampled chunk, per denoising step: (B, K). Actor and learner both call this.
 
     path (B, K + 1, H, D) = x_0 (noise) ... x_K (the chunk); times (B, K + 1, H). All K velocities come from
     one batched expert call (steps folded into the batch), so the actor's value and the learner's are the
-    same computation on the same inputs.
+    same computation on the same inputs. ``sigma``: the noise of the policy version that is scored.
     """
     B, K1, H, D = path.shape
     K = K1 - 1
@@ -136,14 +139,14 @@ def path_log_probs(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor
     t0, t1 = times[:, :-1].reshape(B * K, H), times[:, 1:].reshape(B * K, H)
     rep = lambda a: a.unsqueeze(1).expand(B, K, *a.shape[1:]).reshape(B * K, *a.shape[1:])  # noqa: E731
     v = expert(x, t0, rep(ctx), None if ctx_mask is None else rep(ctx_mask))
-    mean, std = step_mean_std(cfg, x, v, t0, t1)
+    mean, std = step_mean_std(cfg, x, v, t0, t1, sigma)
     return gaussian_log_prob(path[:, 1:].reshape(B * K, H, D), mean, std).view(B, K)
 
 
 @torch.no_grad()
 def sample_chunk(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor | None, times: torch.Tensor,
                  cfg: ActionHeadConfig, generator: torch.Generator | None = None, x0: torch.Tensor | None = None,
-                 stochastic: bool = True) -> torch.Tensor:
+                 stochastic: bool = True, sigma: float | None = None) -> torch.Tensor:
     """Run the SDE (or the ODE when ``stochastic`` is False) along ``times``; returns the path (B, K + 1, H, D).
 
     ``x0`` starts from a given state (refinement); default N(0, I). Held tokens (dt = 0) stay unchanged.
@@ -155,7 +158,7 @@ def sample_chunk(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor |
     path = [x]
     for k in range(K1 - 1):
         v = expert(x, times[:, k], ctx, ctx_mask)
-        mean, std = step_mean_std(cfg, x, v, times[:, k], times[:, k + 1])
+        mean, std = step_mean_std(cfg, x, v, times[:, k], times[:, k + 1], sigma)
         if stochastic:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             x = mean + std * noise
@@ -167,7 +170,8 @@ def sample_chunk(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor |
 
 @torch.no_grad()
 def refine(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor | None, chunk: torch.Tensor,
-           cfg: ActionHeadConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           cfg: ActionHeadConfig, generator: torch.Generator | None = None,
+           sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """AsyncVLA's self-correction: re-noise only the tokens rated below ``cfg.refine_threshold`` back to
     ``cfg.refine_time`` and denoise them again (deterministically) while the others stay exactly as they are.
 
@@ -184,7 +188,8 @@ def refine(expert: FlowExpert, ctx: torch.Tensor, ctx_mask: torch.Tensor | None,
     start = torch.where(m, tr * chunk + (1 - tr) * noise, chunk)
     steps = torch.linspace(tr, 1.0, cfg.refine_steps + 1, dtype=chunk.dtype, device=chunk.device)
     times = torch.where(redo.unsqueeze(1), steps.view(1, -1, 1), torch.ones((), dtype=chunk.dtype, device=chunk.device))
-    path = sample_chunk(expert, ctx, ctx_mask, times.expand(B, -1, H).contiguous(), cfg, x0=start, stochastic=False)
+    path = sample_chunk(expert, ctx, ctx_mask, times.expand(B, -1, H).contiguous(), cfg, x0=start, stochastic=False,
+                        sigma=sigma)
     return torch.where(m, path[:, -1], chunk), redo
 
 

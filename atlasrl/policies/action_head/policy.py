@@ -1,6 +1,7 @@
 """ActionHeadPolicy: backbone + flow expert, the one module actor and learner both run.
 
     policy = ActionHeadPolicy(cfg)                          # same seed -> same initial weights on both sides
+    policy.save_exported(dir, version); policy.load_exported(dir)   # `learner export` / the engine's `model`
     out = policy.act(prompt_ids, images, generator=g)        # actor: chunks (B, H, D), paths, times, logp (B, K)
     logp, entropy, values = policy(ChunkBatch(...))          # learner: (B, K), (B, K), (B,) or None
 
@@ -10,9 +11,11 @@ and normalisation work unchanged. Both sides get these numbers from ``expert.pat
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +24,14 @@ from torch import nn
 from atlasrl.policies.action_head.backbone import build_backbone
 from atlasrl.policies.action_head.config import ActionHeadConfig
 from atlasrl.policies.action_head.expert import FlowExpert, path_log_probs, refine, sample_chunk, time_grid
+
+EXPORT_WEIGHTS = "action_head.safetensors"
+EXPORT_CONFIG = "action_head.json"
+
+
+def is_exported(directory: str | Path) -> bool:
+    """Whether ``directory`` holds an exported action-head policy (``ActionHeadPolicy.save_exported``)."""
+    return bool(str(directory)) and (Path(directory) / EXPORT_WEIGHTS).is_file()
 
 
 @dataclass
@@ -31,9 +42,13 @@ class ChunkBatch:
     images: list[np.ndarray]          # primary camera, uint8 (H, W, 3)
     path: torch.Tensor                # (B, K + 1, H, D): x_0 (noise) ... x_K (the chunk)
     times: torch.Tensor               # (B, K + 1, H)
+    version: int = 0                  # the policy version scoring them: its noise sigma (cfg.sigma_at)
 
     def to(self, device) -> ChunkBatch:
-        return ChunkBatch(self.prompt_ids, self.images, self.path.to(device), self.times.to(device))
+        return ChunkBatch(self.prompt_ids, self.images, self.path.to(device), self.times.to(device), self.version)
+
+    def at_version(self, version: int) -> ChunkBatch:
+        return ChunkBatch(self.prompt_ids, self.images, self.path, self.times, version)
 
 
 @dataclass
@@ -50,7 +65,8 @@ class ActionHeadPolicy(nn.Module):
         super().__init__()
         self.cfg = cfg
         with torch.random.fork_rng():
-            torch.manual_seed(seed)   # actor and learner build the same initial weights
+            # actor and learner build the same initial weights (cfg.init_seed, else the caller's seed)
+            torch.manual_seed(cfg.init_seed if cfg.init_seed is not None else seed)
             self.backbone = build_backbone(cfg)
             self.expert = FlowExpert(cfg, self.backbone.context_dim)
         self.value_head = nn.Linear(self.backbone.context_dim, 1) if value_head else None
@@ -76,6 +92,41 @@ class ActionHeadPolicy(nn.Module):
             if not name.startswith("value_head."):
                 yield name, p
 
+    def save_exported(self, out: str | Path, version: int, **about) -> Path:
+        """An exported policy directory: ``action_head.safetensors`` (what actors load: every parameter but the
+        value head), ``action_head.json`` (its config) and ``atlasrl_version.json``. What `atlasrl learner
+        export` writes for an action-head run and what the engine loads from ``model`` (``load_exported``)."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.hf_named_parameters()}, str(out / EXPORT_WEIGHTS))
+        (out / EXPORT_CONFIG).write_text(self.cfg.model_dump_json(indent=2))
+        (out / "atlasrl_version.json").write_text(json.dumps({"version": version, **about}))
+        return out
+
+    def load_exported(self, directory: str | Path) -> int:
+        """Load an exported directory's weights (every parameter by name and shape, or ValueError naming the
+        first that differs: the directory was exported from another network); returns its policy version."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        tensors = load_file(str(directory / EXPORT_WEIGHTS))
+        params = dict(self.hf_named_parameters())
+        missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+        if missing or extra:
+            raise ValueError(f"{directory / EXPORT_WEIGHTS}: not this action-head network (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}); compare {directory / EXPORT_CONFIG} with action_head")
+        for name, p in params.items():
+            if tuple(tensors[name].shape) != tuple(p.shape):
+                raise ValueError(f"{directory / EXPORT_WEIGHTS}: parameter {name!r} has shape {tuple(tensors[name].shape)}, "
+                                 f"this action_head builds {tuple(p.shape)}; compare {directory / EXPORT_CONFIG}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(tensors[name].to(dtype=p.dtype, device=p.device))
+        about = directory / "atlasrl_version.json"
+        return int(json.loads(about.read_text()).get("version", 0)) if about.exists() else 0
+
     def shard_units(self) -> list[nn.Module]:
         """What FSDP2 shards on its own before the root: backbone blocks and the expert's decoder layers."""
         return self.backbone.shard_units() + list(self.expert.layers)
@@ -86,8 +137,9 @@ class ActionHeadPolicy(nn.Module):
     def forward(self, batch: ChunkBatch, temperature: float = 1.0, want_values: bool = False):
         """Learner side: per-step log-probs (B, K) of the recorded paths, the (constant) Gaussian entropy, values."""
         ctx, mask = self.context(batch.prompt_ids, batch.images)
-        logp = path_log_probs(self.expert, ctx, mask, batch.path, batch.times, self.cfg)
-        entropy = transition_entropy(self.cfg, batch.times).to(logp.dtype)
+        sigma = self.cfg.sigma_at(batch.version)
+        logp = path_log_probs(self.expert, ctx, mask, batch.path, batch.times, self.cfg, sigma)
+        entropy = transition_entropy(self.cfg, batch.times, sigma).to(logp.dtype)
         values = None
         if want_values and self.value_head is not None:
             m = mask.unsqueeze(-1).to(ctx.dtype)
@@ -95,22 +147,25 @@ class ActionHeadPolicy(nn.Module):
         return logp.clone(), entropy, None if values is None else values.clone()
 
     @torch.no_grad()
-    def act(self, prompt_ids, images, generator: torch.Generator | None = None, stochastic: bool = True) -> Acted:
-        """Actor side: sample chunks with the SDE; log-probs by the learner's function on the same path."""
+    def act(self, prompt_ids, images, generator: torch.Generator | None = None, stochastic: bool = True,
+            version: int = 0) -> Acted:
+        """Actor side: sample chunks with the SDE of policy ``version`` (its sigma); log-probs by the learner's
+        function on the same path."""
+        sigma = self.cfg.sigma_at(version)
         ctx, mask = self.context(prompt_ids, images)
         times = time_grid(self.cfg, len(images), device=ctx.device, dtype=ctx.dtype)
-        path = sample_chunk(self.expert, ctx, mask, times, self.cfg, generator=generator, stochastic=stochastic)
-        logp = path_log_probs(self.expert, ctx, mask, path, times, self.cfg)
+        path = sample_chunk(self.expert, ctx, mask, times, self.cfg, generator=generator, stochastic=stochastic, sigma=sigma)
+        logp = path_log_probs(self.expert, ctx, mask, path, times, self.cfg, sigma)
         chunk, refined = path[:, -1], None
         if self.expert.confidence_out is not None and self.cfg.refine_threshold > 0:
-            chunk, refined = refine(self.expert, ctx, mask, chunk, self.cfg, generator=generator)
+            chunk, refined = refine(self.expert, ctx, mask, chunk, self.cfg, generator=generator, sigma=sigma)
         return Acted(chunk * self.cfg.action_scale, path, times, logp, refined)
 
 
-def transition_entropy(cfg: ActionHeadConfig, times: torch.Tensor) -> torch.Tensor:
+def transition_entropy(cfg: ActionHeadConfig, times: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
     """Entropy of each step's Gaussian (B, K): fixed by the noise schedule, so it carries no gradient."""
     dt = (times[:, 1:] - times[:, :-1]).clamp_min(0)
-    var = cfg.noise_std**2 * dt
+    var = (cfg.noise_std if sigma is None else sigma) ** 2 * dt
     live = var > 0
     ent = torch.where(live, 0.5 * torch.log(2 * math.pi * math.e * torch.where(live, var, torch.ones_like(var))),
                       torch.zeros_like(var))
