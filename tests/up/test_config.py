@@ -183,13 +183,21 @@ def test_vllm_actors_start_from_the_vllm_venv(tmp_path, monkeypatch):
 
 
 def test_action_head_sides_agree_and_take_the_run_seed():
+    import pydantic
+
+    from atlasrl.config.schema import RunConfig
+
     cfg = load_config(preset="reach-flow", overrides=["run.seed=2"])
     assert cfg.actor.action_head == cfg.learner.action_head and cfg.actor.action_head.init_seed == 2
-    one = load_config(preset="reach-flow", overrides=["learner.action_head.init_seed=5", "actor.action_head.init_seed=5"])
-    assert one.learner.action_head.init_seed == 5                  # given on both sides: kept
-    # the learner's micro-batch and the actor's refinement are one side's business
-    load_config(preset="reach-flow", overrides=["learner.action_head.micro_batch=16"])
-    with pytest.raises(ConfigError, match="differ in noise_std, width"):
-        load_config(preset="reach-flow", overrides=["learner.action_head.width=32", "learner.action_head.noise_std=0.5"])
-    with pytest.raises(ConfigError, match="go together"):
-        load_config(preset="reach-flow", overrides=["learner.action_head=null"])
+    one = load_config(preset="reach-flow", overrides=["actor.action_head.init_seed=5"])
+    assert one.learner.action_head.init_seed == 5       # the preset's YAML anchor: one dict, both sides
+    data = load_config(preset="reach-flow").model_dump(mode="json")
+    data["learner"]["action_head"]["micro_batch"] = 16  # the learner's micro-batch and the actor's refinement
+    data["actor"]["action_head"]["refine_threshold"] = 0.5   # are one side's business
+    RunConfig.model_validate(data)
+    data["learner"]["action_head"].update(width=32, noise_std=0.5)
+    with pytest.raises(pydantic.ValidationError, match="differ in noise_std, width"):
+        RunConfig.model_validate(data)
+    data["learner"]["action_head"] = None
+    with pytest.raises(pydantic.ValidationError, match="go together"):
+        RunConfig.model_validate(data)
