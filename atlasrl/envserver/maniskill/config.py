@@ -41,6 +41,10 @@ class ManiSkillConfig(BaseModel):
     """Reward of a turn whose text does not parse (the robot holds still for one step)."""
     render_backend: Literal["auto", "cpu", "gpu"] = "auto"
     """auto: SAPIEN's GPU renderer when CUDA is visible, else the CPU (software Vulkan) device."""
+    clip_actions: bool = True
+    """Numeric actions (``Action.values``, an action-head policy's chunk) outside the controller's bounds are
+    clipped to them, as ManiSkill's controllers do; false = refused with INVALID_ARGUMENT. A Gaussian policy's
+    samples leave any box now and then, and refusing them would end its episodes."""
 
     @model_validator(mode="after")
     def _check_execute_steps(self):

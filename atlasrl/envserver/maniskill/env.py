@@ -3,6 +3,7 @@
     env = registry.make("maniskill:PickCube-v1", {"image_size": "128"}, seed=0)
     out = env.text_reset()                          # images, text, ee/object entities, layout_key
     out = env.text_step("500 500 400 500 500 500 0")  # codec text (spec_info().action_format)
+    out = env.numeric_step(chunk)                   # or (n <= action_chunk, D) controller units (Action.values)
 
 One simulated env per instance (num_envs=1, CPU physics); rendering goes to the
 render device of this process (SAPIEN's GPU renderer when CUDA is visible, else
@@ -120,6 +121,8 @@ class ManiSkillEnv(TextEnv):
             action_format=self.codec.describe(self._action_names), instruction=tasks.instruction(self.task),
             config=self.config.as_strings(), action_dim=self.codec.dim,
             camera_names=self._camera_names or self._sensor_names(),
+            numeric_actions=True, action_low=[float(x) for x in self.action_space.low],
+            action_high=[float(x) for x in self.action_space.high], clip_actions=self.config.clip_actions,
         )
 
     @_locked
@@ -162,6 +165,21 @@ class ManiSkillEnv(TextEnv):
         self.ensemble.add(decoded.actions)
         extra["chunk_steps"] = len(decoded.actions)
         return self._apply(self._ensembled(self.config.execute_steps or len(decoded.actions)), extra)
+
+    @_locked
+    def numeric_step(self, actions: np.ndarray) -> StepOutput:
+        """One decision from numbers (an action-head policy): the (n, D) chunk in controller units, already
+        checked (and clipped, with clip_actions) against the spec by atlasrl/envserver/numeric.py, goes through
+        the same temporal ensemble and ``execute_steps`` as a decoded text chunk."""
+        last = self._last
+        if last is not None and (last.terminated or last.truncated):
+            info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
+            self._last = dataclasses.replace(last, reward=0.0, info=info)
+            return self._last
+        chunk = np.asarray(actions, np.float32).reshape(-1, self.codec.dim)
+        self.ensemble.add(chunk)
+        return self._apply(self._ensembled(self.config.execute_steps or len(chunk)),
+                           {"action_is_valid": True, "chunk_steps": len(chunk)})
 
     def _ensembled(self, k: int):
         """Up to k smoothed actions; fewer when no chunk predicts that far (a short chunk)."""
