@@ -36,7 +36,7 @@ class EnvServerConfig(BaseModel):
     threads: int = Field(4, ge=1, le=256)
     """Thread-pool size when workers == 0 (envs of different streams step concurrently)."""
     idle_timeout_s: float | None = Field(None, gt=0)
-    """A stream with no request for this long is ended and its envs freed; None = never."""
+    """A stream (gRPC, or an OpenEnv WebSocket) with no request for this long is ended and its envs freed; None = never."""
     max_sessions_per_client: int | None = Field(None, ge=1)
     """Live streams one client may hold (``ServerConfig.max_sessions_per_client``); None = unlimited."""
     session_idle_timeout_s: float | None = Field(None, gt=0)

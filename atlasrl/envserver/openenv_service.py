@@ -291,10 +291,15 @@ class Guard:
     WebSocketDisconnect that openenv-core 0.3.0 raises when it closes a socket its
     client already closed (it catches only RuntimeError), which uvicorn would log
     as an error on every normal client exit.
+
+    ``idle_timeout_s`` (the env server's ``idle_timeout_s``, as on the gRPC
+    stream): a WebSocket with no message for that long is closed (code 1001,
+    "idle timeout") and openenv-core sees a disconnect, which frees its env's
+    slot of --max-envs. openenv-core 0.3.0 has no session timeout of its own.
     """
 
-    def __init__(self, app, tokens: TokenStore | None):
-        self.app, self.tokens = app, tokens
+    def __init__(self, app, tokens: TokenStore | None, idle_timeout_s: float | None = None):
+        self.app, self.tokens, self.idle_timeout_s = app, tokens, idle_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -314,7 +319,23 @@ class Guard:
         from starlette.websockets import WebSocketDisconnect
 
         with contextlib.suppress(WebSocketDisconnect):
-            await self.app(scope, receive, send)
+            await self.app(scope, self._idle_receive(receive, send) if self.idle_timeout_s else receive, send)
+
+    def _idle_receive(self, receive, send):
+        """``receive`` that turns a silence of idle_timeout_s into a close (to the client) and a disconnect (to
+        the app). The app is waiting in receive then, so closing from here does not race one of its sends."""
+        idle = self.idle_timeout_s
+
+        async def wrapped():
+            try:
+                return await asyncio.wait_for(receive(), idle)
+            except TimeoutError:
+                log.info("OpenEnv WebSocket idle for more than %g s (idle timeout): closed", idle)
+                with contextlib.suppress(Exception):   # the socket may be gone already
+                    await send({"type": "websocket.close", "code": 1001, "reason": "idle timeout"})
+                return {"type": "websocket.disconnect", "code": 1001}
+
+        return wrapped
 
     def _ok(self, scope) -> bool:
         assert self.tokens is not None
@@ -382,7 +403,7 @@ class OpenEnvServer:
         bridge = Bridge(self.manager, asyncio.get_running_loop(), self.default_env)
         app: Any = create_fastapi_app(functools.partial(AtlasEnvironment, bridge), AtlasAction, AtlasObservation,
                                       max_concurrent_envs=self.cfg.max_envs)
-        app = Guard(app, self.tokens or None)
+        app = Guard(app, self.tokens or None, self.cfg.idle_timeout_s)
         family = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:

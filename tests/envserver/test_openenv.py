@@ -18,6 +18,7 @@ pytest.importorskip("openenv.core", reason="needs the 'openenv' extra (openenv-c
 from openenv.core import GenericEnvClient
 from PIL import Image
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from atlasrl.clients.env import EnvClient
 from atlasrl.rpc import RemoteError
@@ -233,3 +234,42 @@ async def test_maniskill_two_cameras(start_server):
         assert r.observation["info"]["action_is_valid"] is True and r.observation["step"] == 1
         with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
             await env.step({"action": "500 500", "strict": True})
+
+
+async def test_idle_timeout_closes_the_socket_and_frees_its_env(start_server):
+    """The env server's idle_timeout_s holds for OpenEnv sessions as for gRPC streams: a silent WebSocket is closed
+    and its env's slot returns; a session that keeps talking is not touched."""
+    server = await _server(start_server, idle_timeout_s=0.5, max_envs=1)
+    quiet = GenericEnvClient(base_url=server.openenv.url)
+    async with quiet:
+        await quiet.reset(env_id="frozenlake", seed=0)
+        assert server.manager.live == 1
+        await asyncio.sleep(1.2)
+        assert server.manager.live == 0                       # closed by the server, slot freed
+        with pytest.raises(ConnectionClosed, match="1001"):     # the socket is gone: closed as idle
+            await quiet.step({"action": "Right"})
+    busy = GenericEnvClient(base_url=server.openenv.url)
+    async with busy:
+        await busy.reset(env_id="frozenlake", seed=0)        # the freed slot (max_envs=1) serves a new session
+        for _ in range(4):
+            await asyncio.sleep(0.3)                          # under the timeout each time, 1.2 s in all
+            await busy.step({"action": "Left"})
+        assert server.manager.live == 1
+
+
+async def test_openenv_steps_count_in_the_env_metrics(start_server):
+    from tests.envserver.test_lifecycle import _scrape, _value
+
+    server = await _server(start_server, metrics_port=0)
+    async with GenericEnvClient(base_url=server.openenv.url) as env:
+        await env.reset(env_id="frozenlake", seed=3)
+        for _ in range(2):
+            await env.step({"action": "Right"})
+        with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+            await env.step({"action": "Fly", "strict": True})
+        text = _scrape(server.metrics_port)
+        assert _value(text, 'atlasrl_env_steps_total{env_id="frozenlake"}') == 2
+        assert _value(text, 'atlasrl_env_resets_total{env_id="frozenlake"}') == 1
+        assert _value(text, 'atlasrl_env_live_sessions{protocol="openenv"}') == 1
+        assert _value(text, "atlasrl_env_live_envs") == 1
+        assert _value(text, 'atlasrl_env_errors_total{code="INVALID_ARGUMENT",op="step"}') == 1
