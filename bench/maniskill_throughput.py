@@ -31,6 +31,7 @@ import os
 import time
 
 import numpy as np
+from interleave import interleaved_seconds  # bench/interleave.py (the script's directory is on sys.path)
 
 
 def make_gym(task: str, size: int):
@@ -101,18 +102,8 @@ async def run(args) -> tuple[dict, dict]:
         "server-p": await make_server(args.task, args.image_size, 1, [], {}),
     }
     per_block = max(1, args.steps // args.rounds)
-    for block, _ in modes.values():          # warm-up: first frames, caches
-        await block(3)
-    seconds = dict.fromkeys(modes, 0.0)
-    for _ in range(args.rounds):
-        for name, (block, _) in modes.items():
-            t0 = time.perf_counter()
-            await block(per_block)
-            seconds[name] += time.perf_counter() - t0
-    for _, close in modes.values():
-        res = close()
-        if asyncio.iscoroutine(res):
-            await res
+    # warm-up (first frames, caches), then interleaved blocks: load drift hits every mode alike
+    seconds = await interleaved_seconds(modes, per_block, args.rounds, warmup=3)
     rates = {k: per_block * args.rounds / s for k, s in seconds.items()}
     sizes["wire_observation_bytes"] = float(np.mean(wire[3:]))
     return rates, sizes

@@ -20,9 +20,9 @@ import argparse
 import asyncio
 import json
 import os
-import time
 
 import numpy as np
+from interleave import interleaved_seconds  # bench/interleave.py (the script's directory is on sys.path)
 
 WORDS = ("turn left", "turn right", "move forward")
 
@@ -109,18 +109,8 @@ async def run_size(args, size: int) -> tuple[dict[str, float], float]:
         "server-b": await make_server(args.env, size, 0, [], batch=args.batch),
     }
     per_block = max(1, args.steps // args.rounds)
-    for block, _ in modes.values():          # warm-up: first frames, shader and pipe start-up
-        await block(10)
-    seconds = dict.fromkeys(modes, 0.0)
-    for _ in range(args.rounds):
-        for name, (block, _) in modes.items():
-            t0 = time.perf_counter()
-            await block(per_block)
-            seconds[name] += time.perf_counter() - t0
-    for _, close in modes.values():
-        res = close()
-        if asyncio.iscoroutine(res):
-            await res
+    # warm-up (first frames, shader and pipe start-up), then interleaved blocks: load drift hits every mode alike
+    seconds = await interleaved_seconds(modes, per_block, args.rounds, warmup=10)
     steps = {k: per_block * args.rounds for k in modes}
     steps["server-b"] = max(1, per_block // args.batch) * args.batch * args.rounds
     return {k: steps[k] / s for k, s in seconds.items()}, float(np.mean(wire[10:]))

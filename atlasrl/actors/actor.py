@@ -107,7 +107,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
     await policy.start()
     gate = FlowGate(cfg, policy, sender=sender, registration=reg, metrics=m)
     if sender is not None:   # learn the learner's batch and bootstrap wish before the first episode ends
-        await gate._refresh_info()
+        await gate.poll_learner()
 
     async def deliver(episode, _buffer) -> None:
         if sender is not None:

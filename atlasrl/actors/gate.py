@@ -63,9 +63,11 @@ class FlowGate:
         if time.monotonic() - self._last_info < (self.cfg.info_interval_s if interval_s is None else interval_s):
             return
         self._last_info = time.monotonic()
-        self._refresh = asyncio.create_task(self._refresh_info())
+        self._refresh = asyncio.create_task(self.poll_learner())
 
-    async def _refresh_info(self) -> None:
+    async def poll_learner(self) -> None:
+        """One GetInfo: the learner's buffer, batch size, bootstrap wish (and staleness bound, unless set here).
+        The gate polls in the background; the actor calls it once at start-up, before the first episode ends."""
         accepted = self.sender.stats.accepted
         try:
             info = await self.sender.get_info(timeout=2.0)
@@ -131,7 +133,7 @@ class FlowGate:
                     try:
                         await asyncio.wait_for(self.policy.wait_for_version_above(need), self.cfg.info_interval_s)
                     except TimeoutError:
-                        await self._refresh_info()  # the learner may have moved on (or back)
+                        await self.poll_learner()  # the learner may have moved on (or back)
             finally:
                 self.m.paused.labels("stale_weights").set(0)
             self.m.version_lag.set(self.lag())
