@@ -50,9 +50,12 @@ def summarize(run_dir: Path) -> dict:
                                     "episodes": e["episodes"]}
 
     last = rows[-1] if rows else {}
+    acc = s.get("accounting") or {}   # the episode ledger: generated = trained + refused + lost + waiting + unsent
     return {"run_dir": str(run_dir), "seed": seed, "before": ev("eval_before"), "after": ev("eval_after"),
-            "train_s": last.get("elapsed_s"), "policy_version": last.get("policy_version"),
-            "episodes": last.get("episodes"), "stop_reason": s.get("stop_reason"),
+            "train_s": last.get("elapsed_s"), "policy_version": s.get("policy_version"),
+            "episodes": acc.get("trained"), "ledger": {k: acc.get(k) for k in ("generated", "trained", "refused", "lost",
+                                                                                "waiting", "unsent", "balanced")},
+            "stop_reason": s.get("stop_reason"),
             # windows of >= 32 finished episodes (the first samples of a run cover a handful)
             "curve": [(r["elapsed_s"], r["success_recent"]) for r in rows
                       if r.get("success_recent") is not None and (r.get("success_window") or 0) >= 32]}
@@ -102,11 +105,11 @@ def main() -> None:
             loads.append((s, before, os.getloadavg()[0]))
             print(f"seed {s}: {run_dirs[-1]} (load {before:.1f} before, {loads[-1][2]:.1f} after)", flush=True)
     results = [summarize(d) for d in run_dirs]
-    print(f"\n{'seed':>4} {'before (held out)':>24} {'after (held out)':>24} {'train s':>8} {'versions':>9} {'episodes':>9}")
+    print(f"\n{'seed':>4} {'before (held out)':>24} {'after (held out)':>24} {'train s':>8} {'versions':>9} {'trained':>9} {'lost':>5}")
     for r in results:
         fmt = lambda e: "-" if not e else f"{e['success']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"  # noqa: E731
         print(f"{r['seed']:>4} {fmt(r['before']):>24} {fmt(r['after']):>24} {r['train_s'] or 0:>8.0f} "
-              f"{r['policy_version'] or 0:>9} {r['episodes'] or 0:>9}")
+              f"{r['policy_version'] or 0:>9} {r['episodes'] or 0:>9} {r['ledger']['lost'] or 0:>5}")
     out = args.out or args.runs_dir / f"{args.preset}-seeds.png"
     plot(results, out, f"{args.preset}: {len(results)} seeds", args.target)
     print(f"plot: {out}")
