@@ -68,6 +68,7 @@ class ManiSkillEnv(TextEnv):
             self.close()
             raise EnvConfigError(f"ManiSkill task '{task}' has a {type(self.action_space).__name__} action space "
                                  f"(several robots); only single-robot tasks with a Box action space are supported")
+        self._bounds = ([float(x) for x in self.action_space.low], [float(x) for x in self.action_space.high])
         controller = self._task_env.agent.controller
         size = self.config.image_size
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
@@ -121,8 +122,8 @@ class ManiSkillEnv(TextEnv):
             action_format=self.codec.describe(self._action_names), instruction=tasks.instruction(self.task),
             config=self.config.as_strings(), action_dim=self.codec.dim,
             camera_names=self._camera_names or self._sensor_names(),
-            numeric_actions=True, action_low=[float(x) for x in self.action_space.low],
-            action_high=[float(x) for x in self.action_space.high], clip_actions=self.config.clip_actions,
+            numeric_actions=True, action_low=self._bounds[0], action_high=self._bounds[1],
+            clip_actions=self.config.clip_actions,
         )
 
     @_locked
