@@ -61,6 +61,11 @@ def summarize(run_dir: Path) -> dict:
                       if r.get("success_recent") is not None and (r.get("success_window") or 0) >= 32]}
 
 
+def fmt(e: dict | None) -> str:
+    """A held-out eval as 'rate [low, high]' ('-' when it did not run)."""
+    return "-" if not e else f"{e['success']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"
+
+
 def plot(results: list[dict], out: Path, title: str, target: float | None) -> None:
     import matplotlib
 
@@ -107,7 +112,6 @@ def main() -> None:
     results = [summarize(d) for d in run_dirs]
     print(f"\n{'seed':>4} {'before (held out)':>24} {'after (held out)':>24} {'train s':>8} {'versions':>9} {'trained':>9} {'lost':>5}")
     for r in results:
-        fmt = lambda e: "-" if not e else f"{e['success']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"  # noqa: E731
         print(f"{r['seed']:>4} {fmt(r['before']):>24} {fmt(r['after']):>24} {r['train_s'] or 0:>8.0f} "
               f"{r['policy_version'] or 0:>9} {r['episodes'] or 0:>9} {r['ledger']['lost'] or 0:>5}")
     out = args.out or args.runs_dir / f"{args.preset}-seeds.png"

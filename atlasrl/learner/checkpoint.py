@@ -73,15 +73,20 @@ def load(trainer, root: str | Path) -> dict | None:
     return extra
 
 
+def _restore_model(policy: torch.nn.Module, path: Path) -> None:
+    """The model part of a DCP checkpoint step into an unsharded module, in this one process (export)."""
+    state = {"model": policy.state_dict()}
+    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    policy.load_state_dict(state["model"])
+
+
 def _export_action_head(path: Path, meta: dict, out: Path) -> int:
     """An action-head run's checkpoint as the directory its engine loads (ActionHeadPolicy.save_exported)."""
     from atlasrl.policies.action_head.config import ActionHeadConfig
     from atlasrl.policies.action_head.policy import ActionHeadPolicy
 
     policy = ActionHeadPolicy(ActionHeadConfig(**meta["action_head"]), value_head=meta["value_head"])
-    state = {"model": policy.state_dict()}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
-    policy.load_state_dict(state["model"])
+    _restore_model(policy, path)
     policy.save_exported(out, int(meta["version"]), checkpoint=str(path))
     return int(meta["version"])
 
@@ -111,9 +116,7 @@ def export(ckpt: str | Path, out: str | Path) -> int:
         return _export_action_head(path, meta, Path(out))
     hf = path.parent / "hf"
     policy = PolicyModel(load_lm_from_config(hf), value_head=meta["value_head"])
-    state = {"model": policy.state_dict()}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
-    policy.load_state_dict(state["model"])
+    _restore_model(policy, path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for f in hf.iterdir():

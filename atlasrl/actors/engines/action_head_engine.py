@@ -93,17 +93,5 @@ class ActionHeadEngine(Engine):
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """Replace parameters by name (ActionHeadPolicy's names); all checked before any is changed."""
         with self._lock:
-            params = dict(self.policy.named_parameters())
-            staged = []
-            for name, t in named_tensors:
-                p = params.get(name)
-                if p is None:
-                    raise ValueError(f"unknown parameter {name!r} for the action-head policy")
-                t = torch.as_tensor(t)
-                if tuple(t.shape) != tuple(p.shape):
-                    raise ValueError(f"parameter {name!r}: shape {tuple(t.shape)}, expected {tuple(p.shape)}")
-                staged.append((p, t))
-            with torch.no_grad():
-                for p, t in staged:
-                    p.copy_(t.to(device=p.device, dtype=p.dtype))
+            self.policy.assign(named_tensors)
             self._version = version

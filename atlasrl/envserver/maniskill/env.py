@@ -147,11 +147,9 @@ class ManiSkillEnv(TextEnv):
         command for absolute ones), the turn gets ``invalid_action_penalty`` and ``info.action_is_valid=False``
         (the actor counts it); the ensemble's clock advances with the held step, so earlier chunks stay aligned.
         """
-        last = self._last
-        if last is not None and (last.terminated or last.truncated):  # same rule as the grid games
-            info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
-            self._last = dataclasses.replace(last, reward=0.0, info=info)
-            return self._last
+        ended = self._ended()
+        if ended is not None:
+            return ended
         hold = np.where(self._delta, 0.0, self._last_command).astype(np.float32)
         decoded = self.codec.decode(text, hold=hold)
         if not decoded.valid and strict:
@@ -163,24 +161,32 @@ class ManiSkillEnv(TextEnv):
             out = self._apply(iter([decoded.actions[0]]), extra)
             out.reward += self.config.invalid_action_penalty
             return out
-        self.ensemble.add(decoded.actions)
-        extra["chunk_steps"] = len(decoded.actions)
-        return self._apply(self._ensembled(self.config.execute_steps or len(decoded.actions)), extra)
+        return self._decide(decoded.actions, extra)
 
     @_locked
     def numeric_step(self, actions: np.ndarray) -> StepOutput:
         """One decision from numbers (an action-head policy): the (n, D) chunk in controller units, already
         checked (and clipped, with clip_actions) against the spec by atlasrl/envserver/numeric.py, goes through
         the same temporal ensemble and ``execute_steps`` as a decoded text chunk."""
+        ended = self._ended()
+        if ended is not None:
+            return ended
+        return self._decide(np.asarray(actions, np.float32).reshape(-1, self.codec.dim), {"action_is_valid": True})
+
+    def _ended(self) -> StepOutput | None:
+        """A step after the episode ended (same rule as the grid games): a no-op answer, else None."""
         last = self._last
-        if last is not None and (last.terminated or last.truncated):
-            info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
-            self._last = dataclasses.replace(last, reward=0.0, info=info)
-            return self._last
-        chunk = np.asarray(actions, np.float32).reshape(-1, self.codec.dim)
+        if last is None or not (last.terminated or last.truncated):
+            return None
+        info = {**last.info, "action_is_valid": False, "invalid_reason": "the episode has ended; reset the env"}
+        self._last = dataclasses.replace(last, reward=0.0, info=info)
+        return self._last
+
+    def _decide(self, chunk: np.ndarray, extra: dict[str, Any]) -> StepOutput:
+        """One decision's chunk (n, D) in controller units: into the ensemble, then its ``execute_steps``."""
         self.ensemble.add(chunk)
-        return self._apply(self._ensembled(self.config.execute_steps or len(chunk)),
-                           {"action_is_valid": True, "chunk_steps": len(chunk)})
+        extra["chunk_steps"] = len(chunk)
+        return self._apply(self._ensembled(self.config.execute_steps or len(chunk)), extra)
 
     def _ensembled(self, k: int):
         """Up to k smoothed actions; fewer when no chunk predicts that far (a short chunk)."""

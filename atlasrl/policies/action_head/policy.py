@@ -105,25 +105,39 @@ class ActionHeadPolicy(nn.Module):
         (out / "atlasrl_version.json").write_text(json.dumps({"version": version, **about}))
         return out
 
+    def assign(self, named_tensors, complete: bool = False) -> None:
+        """Replace parameters by name (``hf_named_parameters``' names), all checked before any is changed:
+        ValueError naming an unknown parameter or a shape that differs; with ``complete``, also one left out.
+        The engine's weight swaps and ``load_exported`` both go through here."""
+        params = dict(self.hf_named_parameters())
+        staged = []
+        for name, t in named_tensors:
+            p = params.get(name)
+            if p is None:
+                raise ValueError(f"unknown parameter {name!r} for the action-head policy")
+            t = torch.as_tensor(t)
+            if tuple(t.shape) != tuple(p.shape):
+                raise ValueError(f"parameter {name!r}: shape {tuple(t.shape)}, expected {tuple(p.shape)}")
+            staged.append((name, p, t))
+        if complete:
+            missing = sorted(set(params) - {name for name, _, _ in staged})
+            if missing:
+                raise ValueError(f"missing parameters {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        with torch.no_grad():
+            for _, p, t in staged:
+                p.copy_(t.to(device=p.device, dtype=p.dtype))
+
     def load_exported(self, directory: str | Path) -> int:
         """Load an exported directory's weights (every parameter by name and shape, or ValueError naming the
         first that differs: the directory was exported from another network); returns its policy version."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        tensors = load_file(str(directory / EXPORT_WEIGHTS))
-        params = dict(self.hf_named_parameters())
-        missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-        if missing or extra:
-            raise ValueError(f"{directory / EXPORT_WEIGHTS}: not this action-head network (missing {missing[:3]}, "
-                             f"unexpected {extra[:3]}); compare {directory / EXPORT_CONFIG} with action_head")
-        for name, p in params.items():
-            if tuple(tensors[name].shape) != tuple(p.shape):
-                raise ValueError(f"{directory / EXPORT_WEIGHTS}: parameter {name!r} has shape {tuple(tensors[name].shape)}, "
-                                 f"this action_head builds {tuple(p.shape)}; compare {directory / EXPORT_CONFIG}")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(tensors[name].to(dtype=p.dtype, device=p.device))
+        try:
+            self.assign(load_file(str(directory / EXPORT_WEIGHTS)).items(), complete=True)
+        except ValueError as e:
+            raise ValueError(f"{directory / EXPORT_WEIGHTS}: not this action-head network ({e}); compare "
+                             f"{directory / EXPORT_CONFIG} with action_head") from None
         about = directory / "atlasrl_version.json"
         return int(json.loads(about.read_text()).get("version", 0)) if about.exists() else 0
 
