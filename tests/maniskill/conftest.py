@@ -3,6 +3,7 @@ or fail when ATLASRL_REQUIRE_MANISKILL=1 (CI must run them, never skip)."""
 import os
 
 import pytest
+import pytest_asyncio
 
 
 def require_maniskill() -> None:
@@ -19,3 +20,15 @@ def require_maniskill() -> None:
 @pytest.fixture(scope="module")
 def maniskill_ready():
     require_maniskill()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chunk_server(maniskill_ready):
+    """A real env server serving maniskill in-process (threads), one per test module."""
+    from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.server import EnvServer
+
+    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=2, envs=["maniskill"]))
+    await s.start()
+    yield s
+    await s.stop(0)

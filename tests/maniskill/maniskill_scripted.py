@@ -26,6 +26,10 @@ CODEC = ActionCodec([-1.0] * 7, [1.0] * 7, max_steps=32)   # pd_ee_delta_pose: n
 _XYZ = r"\(([-\d.]+), ([-\d.]+), ([-\d.]+)\) m"
 _STEP_M = 0.1                      # pd_ee_delta_pose moves at most 0.1 m per step at action 1.0
 GAIN = 0.5                         # share of the remaining gap commanded per step: two steps per decision close it
+# The chunk settings the chunk and numeric-action tests share: chunks of H = 4 steps, a decision every K = 2, so
+# each step averages two overlapping chunks.
+H, K = 4, 2
+CHUNKED = {"image_size": "64", "action_chunk": str(H), "execute_steps": str(K)}
 
 
 def _position(text: str, name: str) -> np.ndarray:

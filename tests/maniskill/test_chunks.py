@@ -10,8 +10,7 @@ import json
 
 import numpy as np
 import pytest
-import pytest_asyncio
-from maniskill_scripted import CODEC, ScriptedEngine, pickcube_text
+from maniskill_scripted import CHUNKED, CODEC, H, K, ScriptedEngine, pickcube_text
 
 from atlasrl.actors.actor import start_actor, stop_actor
 from atlasrl.actors.config import ActorConfig
@@ -19,28 +18,15 @@ from atlasrl.actors.eval import evaluate
 from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.rollout import env_clients
 from atlasrl.clients.env import EnvClient
-from atlasrl.envserver.config import EnvServerConfig
-from atlasrl.envserver.server import EnvServer
 from atlasrl.rpc import RemoteError
 
 pytestmark = [pytest.mark.maniskill, pytest.mark.asyncio(loop_scope="module")]
 
-H, K = 4, 2   # chunks of 4 steps, a decision every 2: each step averages two overlapping chunks
-CHUNKED = {"image_size": "64", "action_chunk": str(H), "execute_steps": str(K)}
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(maniskill_ready):
-    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=2, envs=["maniskill"]))
-    await s.start()
-    yield s
-    await s.stop(0)
-
-
-async def test_scripted_pickcube_succeeds_through_a_real_actor(server, tmp_path):
+async def test_scripted_pickcube_succeeds_through_a_real_actor(chunk_server, tmp_path):
     engine = ScriptedEngine(horizon=H, garbled_calls=1)     # the first decision of both episodes is unparseable
     metrics = ActorMetrics()
-    cfg = ActorConfig(envs=[server.address], env_id="maniskill:PickCube-v1", env_config=dict(CHUNKED),
+    cfg = ActorConfig(envs=[chunk_server.address], env_id="maniskill:PickCube-v1", env_config=dict(CHUNKED),
                       action_mode="free", num_envs=2, group_size=1, max_turns=50, use_image=True, bare_prompt=False,
                       temperature=0.0)
     parts = await start_actor(cfg, engine=engine)
@@ -62,8 +48,8 @@ async def test_scripted_pickcube_succeeds_through_a_real_actor(server, tmp_path)
     assert engine.frames and all(shape == (64, 64, 3) for shape in engine.frames)   # decision frames reached it
 
 
-async def test_chunk_steps_invalid_text_and_bad_config(server):
-    async with EnvClient(server.address) as client:
+async def test_chunk_steps_invalid_text_and_bad_config(chunk_server):
+    async with EnvClient(chunk_server.address) as client:
         handle, spec = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=0)
         assert spec.max_actions_per_turn == H and spec.config["execute_steps"] == str(K)
         obs = await client.reset(handle, seed=0)

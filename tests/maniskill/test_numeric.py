@@ -3,36 +3,22 @@ physics as a decoded text chunk, the spec's bounds (clip or refuse), the scripte
 from numbers alone, and the action-head engine driving PickCube through a real actor and its turn records."""
 import numpy as np
 import pytest
-import pytest_asyncio
-from maniskill_scripted import CODEC, pickcube_chunk
+from maniskill_scripted import CHUNKED, CODEC, H, K, pickcube_chunk
 
 from atlasrl.actors.actor import start_actor, stop_actor
 from atlasrl.actors.config import ActorConfig
 from atlasrl.actors.eval import evaluate
 from atlasrl.actors.rollout import env_clients
 from atlasrl.clients.env import EnvClient
-from atlasrl.envserver.config import EnvServerConfig
-from atlasrl.envserver.server import EnvServer
 from atlasrl.policies.action_head.config import ActionHeadConfig
 from atlasrl.rpc import RemoteError
 
 pytestmark = [pytest.mark.maniskill, pytest.mark.asyncio(loop_scope="module")]
 
-H, K = 4, 2
-CHUNKED = {"image_size": "64", "action_chunk": str(H), "execute_steps": str(K)}
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(maniskill_ready):
-    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=2, envs=["maniskill"]))
-    await s.start()
-    yield s
-    await s.stop(0)
-
-
-async def test_numbers_step_as_the_decoded_text_does(server):
+async def test_numbers_step_as_the_decoded_text_does(chunk_server):
     """Two sessions on one seed, one driven by the codec's text, one by the decoded numbers: same physics."""
-    async with EnvClient(server.address) as client:
+    async with EnvClient(chunk_server.address) as client:
         a, spec = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=3)
         assert spec.numeric_actions and spec.clip_actions and len(spec.action_low) == spec.action_dim == 7
         b, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=3)
@@ -46,8 +32,8 @@ async def test_numbers_step_as_the_decoded_text_does(server):
             assert oa.text == ob.text and oa.reward == pytest.approx(ob.reward, abs=1e-5) and oa.step == ob.step
 
 
-async def test_bounds_clip_or_refuse_and_bad_shapes(server):
-    async with EnvClient(server.address) as client:
+async def test_bounds_clip_or_refuse_and_bad_shapes(chunk_server):
+    async with EnvClient(chunk_server.address) as client:
         h, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=0)
         await client.reset(h, seed=0)
         far = np.full((H, 7), 5.0, np.float32)
@@ -64,8 +50,8 @@ async def test_bounds_clip_or_refuse_and_bad_shapes(server):
         assert ok.step == K
 
 
-async def test_scripted_pickcube_succeeds_from_numbers(server):
-    async with EnvClient(server.address) as client:
+async def test_scripted_pickcube_succeeds_from_numbers(chunk_server):
+    async with EnvClient(chunk_server.address) as client:
         h, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=1)
         obs = await client.reset(h, seed=1)
         while not (obs.terminated or obs.truncated):
@@ -73,7 +59,7 @@ async def test_scripted_pickcube_succeeds_from_numbers(server):
         assert obs.info["success"] is True
 
 
-async def test_action_head_engine_drives_pickcube_through_an_actor(server, tmp_path):
+async def test_action_head_engine_drives_pickcube_through_an_actor(chunk_server, tmp_path):
     """The action-head engine (tiny AtlasVLA backbone) acts on PickCube's camera frame through the actor's
     rollout loop: chunks go out as Action.values, every turn is a flow turn the learner can train on."""
     from atlasrl.actors.engines import EngineConfig, make_engine
@@ -82,7 +68,7 @@ async def test_action_head_engine_drives_pickcube_through_an_actor(server, tmp_p
     ah = ActionHeadConfig(image_size=64, patch_size=8, horizon=H, action_dim=7, steps=2, width=32, heads=2, depth=1,
                           vision_width=32, keypoints=4, noise_std=0.5)
     engine = make_engine(EngineConfig(kind="action_head", model="", action_head=ah, seed=0))
-    cfg = ActorConfig(envs=[server.address], env_id="maniskill:PickCube-v1", env_config={**CHUNKED, "max_steps": "8"},
+    cfg = ActorConfig(envs=[chunk_server.address], env_id="maniskill:PickCube-v1", env_config={**CHUNKED, "max_steps": "8"},
                       engine="action_head", action_head=ah, num_envs=2, group_size=2, max_turns=4, use_image=True,
                       memory_hints="none", memory_shaping=False)
     episodes: list = []
