@@ -108,6 +108,21 @@ def test_shipped_presets_validate(preset):
     for section, values in data.items():   # every key of the preset took effect (none is silently ignored)
         for key, value in values.items():
             _took_effect(dumped[section][key], value, (preset, section, key))
+    _no_idle_schedule(data, dumped, (preset,))
+
+
+# A schedule's span does nothing while its end value is None (the start value holds throughout), so a preset that
+# sets the span alone silently trains without the schedule it describes (miniworld-nav did, with entropy).
+SCHEDULE_ENDS = {"lr_decay_updates": "lr_final", "entropy_decay_updates": "entropy_coef_final",
+                 "noise_decay_updates": "noise_std_final"}
+
+
+def _no_idle_schedule(data: dict, dumped: dict, where: tuple) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(dumped.get(key), dict):
+            _no_idle_schedule(value, dumped[key], (*where, key))
+        elif key in SCHEDULE_ENDS:
+            assert dumped[SCHEDULE_ENDS[key]] is not None, (*where, key, f"needs {SCHEDULE_ENDS[key]}")
 
 
 def _took_effect(dumped, value, where) -> None:
