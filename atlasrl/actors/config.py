@@ -43,7 +43,8 @@ class ActorConfig(BaseModel):
     across restarts when a spool_dir is set)."""
     nice: int = Field(0, ge=0, le=19)
     """CPU priority increment the actor applies to itself at start: on a small shared machine the learner should
-    win the cores (generation only runs ahead into staleness otherwise). 0 on dedicated actor hosts."""
+    win the cores (generation only runs ahead into staleness otherwise). Set on the process and on its Linux
+    autogroup, so it holds against roles started in other sessions (atlasrl/priority.py). 0 on dedicated actor hosts."""
 
     # -- where things are --------------------------------------------------
     host: str = "127.0.0.1"

@@ -29,10 +29,11 @@ def actor(
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
-    import os
 
     if cfg.nice:  # first, before any thread exists: Linux applies nice per thread, new threads inherit it
-        os.nice(cfg.nice)
+        from atlasrl.priority import lower_priority
+
+        lower_priority(cfg.nice)   # and its autogroup's: `up` starts each role in its own session
     from atlasrl.rpc import ServerConfig
 
     opts.apply("actor", host=cfg.host)

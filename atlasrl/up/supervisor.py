@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ class RoleProcess:
     restart: bool = True
     env: dict[str, str] = field(default_factory=dict)
     stop_timeout_s: float | None = None  # None: the supervisor's; the learner gets longer (final checkpoint)
-    nice: int = 0                        # CPU priority increment (actors yield the cores to the learner)
     # filled in while running
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -84,12 +82,11 @@ class Supervisor:
         logf = open(self.logs_dir / f"{spec.name}.log", "ab", buffering=0)  # noqa: SIM115 - handed to the child, closed below
         logf.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start #{spec.restarts}: {' '.join(spec.argv)}\n".encode())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
-        # `nice` as a command, not preexec_fn: Python code between fork and exec runs gRPC's fork
-        # handlers in the child, which abort ("wakeup_fd ... Check failed") while channels are open.
-        argv = ["nice", "-n", str(spec.nice), *spec.argv] if spec.nice and shutil.which("nice") else spec.argv
-        # Through the lifeline exec (also a command): the kernel SIGKILLs the role if this process dies,
-        # even SIGKILLed with no chance to stop anything (the role's own children see to theirs).
-        argv = lifeline_argv(os.getpid(), argv)
+        # Through the lifeline exec (a command, not preexec_fn: Python code between fork and exec runs gRPC's fork
+        # handlers in the child, which abort while channels are open): the kernel SIGKILLs the role if this
+        # process dies, even SIGKILLed with no chance to stop anything (the role's own children see to theirs).
+        # CPU priority is each role's own setting (actor.nice, atlasrl/priority.py), applied in the role.
+        argv = lifeline_argv(os.getpid(), spec.argv)
         spec.proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                                                          stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
         logf.close()  # the child holds its own descriptor
