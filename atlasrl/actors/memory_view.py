@@ -23,7 +23,7 @@ from atlasrl import codec
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.atlas_image import overlay as render_overlay
 from atlasrl.atlas_image import overlay_box, overlay_layers
-from atlasrl.v1 import env_pb2
+from atlasrl.v1 import env_pb2, tensor_pb2
 
 DIRECTIONS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 RISK_HIGH = 0.5
@@ -46,6 +46,12 @@ class TurnView:
     risk: bool = False
     overlay: bool = False
     _layers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _exemplar_tensors: list[tuple[tensor_pb2.Tensor, str]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        # Prompt images are wire tensors, like the env's frames: the engine decodes them and the episode keeps them
+        # for the learner. Exemplars are encoded once per group here, the overlay once per turn in hints().
+        self._exemplar_tensors = [(codec.encode(frame, "memory_exemplar"), caption) for frame, caption in self.exemplars]
 
     def annotate(self, obs: env_pb2.Observation) -> str:
         """The observation text with the risk word of each neighbour cell appended to its line ("Up: ice" ->
@@ -97,4 +103,5 @@ class TurnView:
                     self._layers[key] = overlay_layers(self.danger, self.affinity, *key)
                 layers = self._layers[key]
             picture = render_overlay(frame, self.danger, self.affinity, agent=agent, layers=layers)
-        return MemoryHints(skills=list(self.skills), overlay=picture, exemplars=list(self.exemplars))
+        return MemoryHints(skills=list(self.skills), exemplars=list(self._exemplar_tensors),
+                           overlay=None if picture is None else codec.encode(picture, "memory_overlay"))

@@ -3,7 +3,7 @@
     builder = PromptBuilder(spec, action_mode="choice", context_turns=1, context_images=1)
     prompt = builder.build(history, current_obs_text, frame, hints)
     prompt.messages   # HF chat messages; image placeholders are {"type": "image"}
-    prompt.images     # uint8 HxWx3 arrays, in placeholder order
+    prompt.images     # wire tensors (atlasrl.codec) of uint8 HxWx3 frames, in placeholder order
 
 Prompts are short on purpose: on a CPU every prompt token costs generation time,
 and a tiny model learns faster from a compact, regular prompt. The instruction
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from atlasrl.v1 import env_pb2
+from atlasrl.v1 import env_pb2, tensor_pb2
 
 CHOICE_SYSTEM = "You control the agent. Reply with one action."
 FREE_SYSTEM = (
@@ -33,7 +31,7 @@ class PastTurn:
     """What the model saw and said on an earlier turn of the episode."""
 
     observation: str
-    frame: np.ndarray | None
+    frame: tensor_pb2.Tensor | None
     response: str
 
 
@@ -42,14 +40,15 @@ class MemoryHints:
     """The memory's view of the current state, for this turn's prompt (atlasrl/actors/memory_view.py)."""
 
     skills: list[str] = field(default_factory=list)
-    overlay: np.ndarray | None = None
-    exemplars: list[tuple[np.ndarray, str]] = field(default_factory=list)   # (frame, caption), most similar first
+    # images as wire tensors, like the env's frames in a prompt (the engine decodes them; the episode keeps them)
+    overlay: tensor_pb2.Tensor | None = None
+    exemplars: list[tuple[tensor_pb2.Tensor, str]] = field(default_factory=list)   # (frame, caption), most similar first
 
 
 @dataclass
 class Prompt:
     messages: list[dict]
-    images: list[np.ndarray]
+    images: list[tensor_pb2.Tensor]
 
 
 class PromptBuilder:
@@ -90,7 +89,7 @@ class PromptBuilder:
         self,
         history: list[PastTurn],
         observation: str,
-        frame: np.ndarray | None,
+        frame: tensor_pb2.Tensor | None,
         hints: MemoryHints | None = None,
     ) -> Prompt:
         kept = history[-self.context_turns:] if self.context_turns else []
@@ -102,7 +101,7 @@ class PromptBuilder:
                 with_frame.add(i)
                 frames_left -= 1
         messages: list[dict] = [{"role": "system", "content": self.system}]
-        images: list[np.ndarray] = []
+        images: list[tensor_pb2.Tensor] = []
         for i, turn in enumerate(kept):
             frame_i = turn.frame if i in with_frame else None
             messages.append({"role": "user", "content": self._content(turn.observation, frame_i, None, images)})

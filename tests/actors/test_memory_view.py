@@ -45,24 +45,29 @@ def test_the_overlay_is_redrawn_each_turn_around_the_agent():
     danger, affinity = rng.random((4, 4)).astype(np.float32), rng.random((4, 4)).astype(np.float32)
     frame = np.full((64, 64, 3), 200, np.uint8)
     view = TurnView(danger, affinity, overlay=True, skills=["avoid (1,1)."])
-    a, b = view.hints(obs_at(0, 0, "x", frame)), view.hints(obs_at(3, 3, "x", frame))
-    assert a.overlay.shape == frame.shape and a.skills == ["avoid (1,1)."]
+    ha, hb = view.hints(obs_at(0, 0, "x", frame)), view.hints(obs_at(3, 3, "x", frame))
+    a, b = codec.decode(ha.overlay), codec.decode(hb.overlay)   # a wire tensor, like the frames of a prompt
+    assert a.shape == frame.shape and ha.skills == ["avoid (1,1)."]
     yellow = np.array([255, 220, 0], np.uint8)
-    assert (a.overlay[0, 0] == yellow).all() and not (a.overlay[63, 63] == yellow).all()   # outline on the agent's cell
-    assert (b.overlay[63, 63] == yellow).all() and not (b.overlay[0, 0] == yellow).all()
+    assert (a[0, 0] == yellow).all() and not (a[63, 63] == yellow).all()   # outline on the agent's cell
+    assert (b[63, 63] == yellow).all() and not (b[0, 0] == yellow).all()
     assert TurnView(danger, affinity).hints(obs_at(0, 0, "x", frame)).overlay is None
 
 
 def test_exemplars_and_overlay_reach_the_prompt_images():
+    """As the rollout builds a turn: the env's frame as it came (a wire tensor), the memory's images beside it,
+    and every prompt image decodable as the engine (Policy.generate) and the learner decode them."""
     from atlasrl.actors.prompts import PromptBuilder
 
     spec = env_pb2.EnvSpec(env_id="frozenlake", valid_actions=["Up", "Down"], instruction="go")
     ex = [(np.zeros((8, 8, 3), np.uint8), "failure (hole)"), (np.ones((8, 8, 3), np.uint8), "success")]
     view = TurnView(np.zeros((4, 4)), np.zeros((4, 4)), overlay=True, exemplars=ex)
-    frame = np.full((16, 16, 3), 9, np.uint8)
+    obs = obs_at(0, 0, "Up: ice", np.full((16, 16, 3), 9, np.uint8))
     b = PromptBuilder(spec, use_image=True, context_turns=0)
-    p = b.build([], "Up: ice", frame, view.hints(obs_at(0, 0, "Up: ice", frame)))
-    assert len(p.images) == 4 and p.images[0] is ex[0][0] and p.images[-1] is frame
+    p = b.build([], "Up: ice", obs.images[0], view.hints(obs))
+    decoded = [codec.decode(t) for t in p.images]
+    assert len(decoded) == 4 and (decoded[0] == ex[0][0]).all() and (decoded[1] == ex[1][0]).all()
+    assert decoded[2].shape == (16, 16, 3) and p.images[-1] is obs.images[0]   # the overlay, then the frame
     texts = [part["text"] for part in p.messages[-1]["content"] if part["type"] == "text"]
     assert texts[:2] == ["Remembered: failure (hole)", "Remembered: success"]
 

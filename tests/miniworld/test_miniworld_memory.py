@@ -77,7 +77,7 @@ async def test_atlases_over_positions_through_env_server_and_memory(start_server
             assert spun.danger[start] > 0.3 and spun.danger[start] == spun.danger.max()
             # per-turn memory channels of the actor: the overlay on the top-down map, the heading hint
             view = TurnView(spun.danger, spun.affinity, overlay=True, risk=True)
-            picture = view.hints(spinner.first_obs).overlay
+            picture = codec.decode(view.hints(spinner.first_obs).overlay)
             top = spinner.first_obs.images[1]
             box = tuple(int(v) for v in spinner.first_obs.info["top_view_grid_box"])
             raw = codec.decode(top)
