@@ -149,5 +149,5 @@ def test_an_actor_renices_itself_before_it_starts(tmp_path):
             "base = os.nice(0); a.run_actor = fake\n"
             "from atlasrl.cli.main import build; build()(prog_name='atlasrl')")
     r = subprocess.run([sys.executable, "-c", code, "actor", "--nice", "3", "--envs", "127.0.0.1:1"], capture_output=True,
-                       text=True, cwd=ROOT)
+                       text=True, cwd=ROOT, start_new_session=True)   # as `up` starts it: its autogroup is its own
     assert r.returncode == 0 and "NICE 3" in r.stdout, r.stderr
