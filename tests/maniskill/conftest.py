@@ -23,12 +23,12 @@ def maniskill_ready():
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chunk_server(maniskill_ready):
-    """A real env server serving maniskill in-process (threads), one per test module."""
+async def maniskill_server(maniskill_ready):
+    """A real env server serving maniskill in-process (threads; 4, so four envs step at once), one per test module."""
     from atlasrl.envserver.config import EnvServerConfig
     from atlasrl.envserver.server import EnvServer
 
-    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=2, envs=["maniskill"]))
+    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=4, envs=["maniskill"]))
     await s.start()
     yield s
     await s.stop(0)

@@ -23,10 +23,10 @@ from atlasrl.rpc import RemoteError
 pytestmark = [pytest.mark.maniskill, pytest.mark.asyncio(loop_scope="module")]
 
 
-async def test_scripted_pickcube_succeeds_through_a_real_actor(chunk_server, tmp_path):
+async def test_scripted_pickcube_succeeds_through_a_real_actor(maniskill_server, tmp_path):
     engine = ScriptedEngine(horizon=H, garbled_calls=1)     # the first decision of both episodes is unparseable
     metrics = ActorMetrics()
-    cfg = ActorConfig(envs=[chunk_server.address], env_id="maniskill:PickCube-v1", env_config=dict(CHUNKED),
+    cfg = ActorConfig(envs=[maniskill_server.address], env_id="maniskill:PickCube-v1", env_config=dict(CHUNKED),
                       action_mode="free", num_envs=2, group_size=1, max_turns=50, use_image=True, bare_prompt=False,
                       temperature=0.0)
     parts = await start_actor(cfg, engine=engine)
@@ -48,8 +48,8 @@ async def test_scripted_pickcube_succeeds_through_a_real_actor(chunk_server, tmp
     assert engine.frames and all(shape == (64, 64, 3) for shape in engine.frames)   # decision frames reached it
 
 
-async def test_chunk_steps_invalid_text_and_bad_config(chunk_server):
-    async with EnvClient(chunk_server.address) as client:
+async def test_chunk_steps_invalid_text_and_bad_config(maniskill_server):
+    async with EnvClient(maniskill_server.address) as client:
         handle, spec = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=0)
         assert spec.max_actions_per_turn == H and spec.config["execute_steps"] == str(K)
         obs = await client.reset(handle, seed=0)

@@ -13,8 +13,6 @@ import pytest_asyncio
 
 from atlasrl.action_codec import ActionCodec
 from atlasrl.clients.env import EnvClient
-from atlasrl.envserver.config import EnvServerConfig
-from atlasrl.envserver.server import EnvServer
 from atlasrl.rpc import RemoteError
 from atlasrl.v1 import env_pb2
 
@@ -25,17 +23,9 @@ CODEC = ActionCodec([-1.0] * 7, [1.0] * 7)  # pd_ee_delta_pose: normalized, 6 ar
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(maniskill_ready):
-    s = EnvServer(EnvServerConfig(port=0, workers=0, threads=4, envs=["maniskill"]))
-    await s.start()
-    yield s
-    await s.stop(0)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pick(server):
+async def pick(maniskill_server):
     """One PickCube-v1 env at the default 128x128, shared by the tests below."""
-    async with EnvClient(server.address) as client:
+    async with EnvClient(maniskill_server.address) as client:
         handle, spec = await client.open("maniskill:PickCube-v1", seed=0)
         yield client, handle, spec
 
@@ -124,8 +114,8 @@ async def test_scripted_policy_reaches_success(pick):
     ("maniskill:PickCube-v1", {"image_size": "8"}, "maniskill config 'image_size'"),
     ("maniskill:PickCube-v1", {"control_mode": "warp_drive"}, "could not be created (control_mode=warp_drive, reward_mode=dense)"),
 ])
-async def test_bad_opens_fail_fast_with_a_clear_error(server, env_id, config, reason):
-    async with EnvClient(server.address) as client:
+async def test_bad_opens_fail_fast_with_a_clear_error(maniskill_server, env_id, config, reason):
+    async with EnvClient(maniskill_server.address) as client:
         with pytest.raises(RemoteError) as e:
             await asyncio.wait_for(client.open(env_id, config), timeout=120)  # never an input() prompt
         assert e.value.code == INVALID_ARGUMENT and reason in str(e.value)
@@ -134,12 +124,12 @@ async def test_bad_opens_fail_fast_with_a_clear_error(server, env_id, config, re
         assert await client.close([]) == 0                                # the stream still serves
 
 
-async def test_four_concurrent_envs_of_the_listed_tasks(server):
+async def test_four_concurrent_envs_of_the_listed_tasks(maniskill_server):
     """Four clients at once, one env each, on the other required tasks."""
     tasks = {"PushCube-v1": 7, "StackCube-v1": 7, "PegInsertionSide-v1": 7, "PushT-v1": 6}
 
     async def run(task: str, dim: int):
-        async with EnvClient(server.address) as client:
+        async with EnvClient(maniskill_server.address) as client:
             config = {"image_size": "64", "reward_mode": "sparse", "action_chunk": "2"}
             handle, spec = await client.open(f"maniskill:{task}", config, seed=3)
             assert spec.action_dim == dim and spec.image_shape[:2] == [64, 64] and spec.max_actions_per_turn == 2

@@ -16,9 +16,9 @@ from atlasrl.rpc import RemoteError
 pytestmark = [pytest.mark.maniskill, pytest.mark.asyncio(loop_scope="module")]
 
 
-async def test_numbers_step_as_the_decoded_text_does(chunk_server):
+async def test_numbers_step_as_the_decoded_text_does(maniskill_server):
     """Two sessions on one seed, one driven by the codec's text, one by the decoded numbers: same physics."""
-    async with EnvClient(chunk_server.address) as client:
+    async with EnvClient(maniskill_server.address) as client:
         a, spec = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=3)
         assert spec.numeric_actions and spec.clip_actions and len(spec.action_low) == spec.action_dim == 7
         b, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=3)
@@ -32,8 +32,8 @@ async def test_numbers_step_as_the_decoded_text_does(chunk_server):
             assert oa.text == ob.text and oa.reward == pytest.approx(ob.reward, abs=1e-5) and oa.step == ob.step
 
 
-async def test_bounds_clip_or_refuse_and_bad_shapes(chunk_server):
-    async with EnvClient(chunk_server.address) as client:
+async def test_bounds_clip_or_refuse_and_bad_shapes(maniskill_server):
+    async with EnvClient(maniskill_server.address) as client:
         h, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=0)
         await client.reset(h, seed=0)
         far = np.full((H, 7), 5.0, np.float32)
@@ -50,8 +50,8 @@ async def test_bounds_clip_or_refuse_and_bad_shapes(chunk_server):
         assert ok.step == K
 
 
-async def test_scripted_pickcube_succeeds_from_numbers(chunk_server):
-    async with EnvClient(chunk_server.address) as client:
+async def test_scripted_pickcube_succeeds_from_numbers(maniskill_server):
+    async with EnvClient(maniskill_server.address) as client:
         h, _ = await client.open("maniskill:PickCube-v1", dict(CHUNKED), seed=1)
         obs = await client.reset(h, seed=1)
         while not (obs.terminated or obs.truncated):
@@ -59,7 +59,7 @@ async def test_scripted_pickcube_succeeds_from_numbers(chunk_server):
         assert obs.info["success"] is True
 
 
-async def test_action_head_engine_drives_pickcube_through_an_actor(chunk_server, tmp_path):
+async def test_action_head_engine_drives_pickcube_through_an_actor(maniskill_server, tmp_path):
     """The action-head engine (tiny AtlasVLA backbone) acts on PickCube's camera frame through the actor's
     rollout loop: chunks go out as Action.values, every turn is a flow turn the learner can train on."""
     from atlasrl.actors.engines import EngineConfig, make_engine
@@ -68,7 +68,7 @@ async def test_action_head_engine_drives_pickcube_through_an_actor(chunk_server,
     ah = ActionHeadConfig(image_size=64, patch_size=8, horizon=H, action_dim=7, steps=2, width=32, heads=2, depth=1,
                           vision_width=32, keypoints=4, noise_std=0.5)
     engine = make_engine(EngineConfig(kind="action_head", model="", action_head=ah, seed=0))
-    cfg = ActorConfig(envs=[chunk_server.address], env_id="maniskill:PickCube-v1", env_config={**CHUNKED, "max_steps": "8"},
+    cfg = ActorConfig(envs=[maniskill_server.address], env_id="maniskill:PickCube-v1", env_config={**CHUNKED, "max_steps": "8"},
                       engine="action_head", action_head=ah, num_envs=2, group_size=2, max_turns=4, use_image=True,
                       memory_hints="none", memory_shaping=False)
     episodes: list = []
