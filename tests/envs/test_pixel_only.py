@@ -173,6 +173,10 @@ def test_default_image_size_is_unchanged():
     ({"cell_px": "3"}, r"'cell_px'='3'"),
     ({"cell_px": "wide"}, r"'cell_px'='wide'"),
     ({"cell_px": "28", "image_size": "128"}, r"image_size=128 contradicts cell_px=28 with size=4"),
+    ({"cell_px": "28", "view": "egocentric", "view_radius": "1", "image_size": "112"},
+     r"image_size=112 contradicts cell_px=28 with view=egocentric, view_radius=1 \(3 cells across\)"),
+    ({"view_radius": "1"}, r"view_radius=1 needs view=egocentric"),
+    ({"view": "sideways"}, r"'view'='sideways'"),
     ({"cell_px": "100", "size": "16"}, r"cell_px=100 with size=16 makes a 1600 px frame"),
 ])
 def test_bad_cell_px_names_the_keys(config, match):
@@ -184,6 +188,8 @@ def test_bad_cell_px_names_the_keys(config, match):
     (FrozenLakeConfig, {"cell_px": "28", "text_mode": "none", "outcome_text": "true"}),
     (FrozenLakeConfig, {"image_size": "96"}),
     (SokobanConfig, {"cell_px": "28", "image_size": "168"}),           # both given, and they agree
+    (FrozenLakeConfig, {"cell_px": "28", "view": "egocentric", "view_radius": "1"}),
+    (SokobanConfig, {"view": "egocentric"}),
 ])
 def test_resolved_config_strings_parse_back_to_the_same_config(model, raw):
     cfg = parse_config(model, raw)
@@ -194,3 +200,62 @@ def test_resolved_config_strings_parse_back_to_the_same_config(model, raw):
 @pytest.mark.parametrize("env_id", ["frozenlake", "sokoban"])
 def test_pixel_only_env_passes_gymnasium_checks(env_id):
     check_env(make(env_id, 0, text_mode="none", outcome_text=True, cell_px=28).unwrapped, skip_render_check=True)
+
+
+# --- view=egocentric ----------------------------------------------------------------------
+
+def _window_codes(env, radius):
+    """What the egocentric frame must show: the tile codes around the agent, void beyond the map."""
+    codes, (row, col) = env.tile_codes(), env.agent_cell()
+    out = np.full((2 * radius + 1, 2 * radius + 1), env._void_code)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            r, c = row + dr, col + dc
+            if 0 <= r < env.rows and 0 <= c < env.cols:
+                out[dr + radius, dc + radius] = codes[r, c]
+    return out
+
+
+@pytest.mark.parametrize("env_id, radius, cells", [("frozenlake", "1", 3), ("frozenlake", None, 7), ("sokoban", "2", 5)])
+def test_egocentric_frame_is_the_window_around_the_agent(env_id, radius, cells):
+    config = {"view": "egocentric", "cell_px": 12} | ({"view_radius": radius} if radius else {})
+    env = make(env_id, 3, **config)
+    assert env.observation_space.shape == (12 * cells, 12 * cells, 3) == env.spec_info().image_shape
+    r = cells // 2
+    seen_agent_cells = set()
+    for action in ["Right", "Down", "Down", "Right", "Left", "Up", "Right", "Down", "Down"]:
+        if env.terminated or env.truncated:
+            env.text_reset()
+        frame = env.text_step(action).images[0]
+        want = _window_codes(env, r)
+        assert want[r, r] == env.tile_codes()[env.agent_cell()]               # the agent is the centre cell
+        for i in range(cells):
+            for j in range(cells):
+                assert np.array_equal(frame[12 * i:12 * (i + 1), 12 * j:12 * (j + 1)], env._renderer.atlas[want[i, j]])
+        seen_agent_cells.add(env.agent_cell())
+    assert len(seen_agent_cells) > 1
+
+
+def test_egocentric_void_is_unlike_every_cell():
+    env = make("frozenlake", 0, view="egocentric", view_radius=1, cell_px=28)
+    atlas = env._renderer.atlas
+    assert len(atlas) == len(env.sprites) + 1
+    assert all(not np.array_equal(atlas[-1], tile) for tile in atlas[:-1])
+    frame = env.render()                                  # the start, top-left: the row above and column left are void
+    assert np.array_equal(frame[:28, :28], atlas[-1]) and np.array_equal(frame[28:56, :28], atlas[-1])
+
+
+def test_egocentric_radius_1_is_one_merged_qwen25_vl_token_per_cell():
+    transformers = pytest.importorskip("transformers")
+    from atlasrl.models.tiny import TinySpec
+
+    processor = transformers.Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=TinySpec().max_pixels)
+    frame = make("frozenlake", 0, view="egocentric", view_radius=1, cell_px=28).render()
+    out = processor(images=[frame], return_tensors="np")
+    t, h, w = (int(x) for x in out["image_grid_thw"][0])
+    assert frame.shape == (84, 84, 3) and (t, h * 14, w * 14) == (1, 84, 84) and (h // 2, w // 2) == (3, 3)
+
+
+def test_egocentric_env_passes_gymnasium_checks():
+    check_env(make("frozenlake", 0, text_mode="none", view="egocentric", view_radius=1, cell_px=28).unwrapped,
+              skip_render_check=True)

@@ -38,6 +38,13 @@ class GridConfig(BaseModel):
     """How many actions one action text may hold ("Left, Up" is two)."""
     max_steps: int | None = Field(None, ge=1, le=100_000)
     """Primitive actions (an invalid turn counts one) before the episode is truncated; default by size."""
+    view: Literal["full", "egocentric"] = "full"
+    """What the frame shows. "full": the whole map. "egocentric": a square window of the map centred on the agent,
+    view_radius cells to each side, cells beyond the map edge drawn as void; the agent is always the centre cell,
+    so what lies next to it is always at the same place in the frame (MiniGrid's partial views)."""
+    view_radius: int | None = Field(None, ge=1, le=15)
+    """With view=egocentric: cells shown on each side of the agent (the frame is 2 * view_radius + 1 cells wide);
+    default size - 1, the whole map from any cell."""
     text_mode: Literal["grid", "relative", "none"] = "grid"
     """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are;
     "none": no map at all, only the task in one line (pixel-only play: the state is in the image alone)."""
@@ -60,19 +67,35 @@ class GridConfig(BaseModel):
     def _tiles_visible(self):
         if not self.render and self.text_mode == "none":
             raise ValueError("render=false with text_mode=none leaves the observation without the state")
+        if self.view_radius is not None and self.view != "egocentric":
+            raise ValueError(f"view_radius={self.view_radius} needs view=egocentric (view={self.view} shows the "
+                             "whole map)")
+        cells, across = self.view_cells(), self._cells_named()
         if self.cell_px is not None:
-            side = self.size * self.cell_px
+            side = cells * self.cell_px
             if "image_size" in self.model_fields_set and self.image_size != side:
-                raise ValueError(f"image_size={self.image_size} contradicts cell_px={self.cell_px} with "
-                                 f"size={self.size} (size * cell_px = {side}); give only one of them")
+                raise ValueError(f"image_size={self.image_size} contradicts cell_px={self.cell_px} with {across} "
+                                 f"(cell_px * {cells} = {side}); give only one of them")
             if side > MAX_IMAGE_SIZE:
-                raise ValueError(f"cell_px={self.cell_px} with size={self.size} makes a {side} px frame, "
-                                 f"over the {MAX_IMAGE_SIZE} px limit of image_size")
+                raise ValueError(f"cell_px={self.cell_px} with {across} makes a {side} px frame, over the "
+                                 f"{MAX_IMAGE_SIZE} px limit of image_size")
             self.__dict__["image_size"] = side     # frozen model: the derived value is set once, here
-        if self.image_size // self.size < MIN_TILE_PIXELS:
+        if self.image_size // cells < MIN_TILE_PIXELS:
             raise ValueError(
-                f"image_size={self.image_size} leaves tiles under {MIN_TILE_PIXELS} px for size={self.size}")
+                f"image_size={self.image_size} leaves tiles under {MIN_TILE_PIXELS} px for {across}")
         return self
+
+    def _cells_named(self) -> str:
+        """The keys that set the frame's cells across, for error messages."""
+        if self.view == "full":
+            return f"size={self.size}"
+        return f"view={self.view}, view_radius={self.view_cells() // 2} ({self.view_cells()} cells across)"
+
+    def view_cells(self) -> int:
+        """Cells across the frame: the map's side, or the egocentric window's."""
+        if self.view == "full":
+            return self.size
+        return 2 * (self.view_radius if self.view_radius is not None else self.size - 1) + 1
 
     def resolved_max_steps(self) -> int:
         return self.max_steps if self.max_steps is not None else self.default_max_steps()
@@ -83,6 +106,8 @@ class GridConfig(BaseModel):
     def as_strings(self) -> dict[str, str]:
         values = self.model_dump()
         values["max_steps"] = self.resolved_max_steps()
+        if self.view == "egocentric":
+            values["view_radius"] = self.view_cells() // 2
         return {key: _to_string(value) for key, value in values.items()}
 
 
@@ -162,12 +187,12 @@ def parse_config(model: type[ConfigT], raw: dict[str, str]) -> ConfigT:
         raise EnvConfigError(_describe(model, raw, exc)) from None
 
 
-_OPTIONAL_KEYS = ("max_steps", "cell_px")
+_OPTIONAL_KEYS = ("max_steps", "cell_px", "view_radius")
 
 
 def _from_string(key: str, value: str):
-    # "none"/"" for max_steps means "default by size" (cell_px: "unset, image_size rules"); pydantic parses the
-    # rest ("8", "0.2", "true").
+    # "none"/"" for max_steps means "default by size" (cell_px: "unset, image_size rules"; view_radius: the whole
+    # map); pydantic parses the rest ("8", "0.2", "true").
     if key in _OPTIONAL_KEYS and value.strip().lower() in ("", "none", "default"):
         return None
     return value.strip()

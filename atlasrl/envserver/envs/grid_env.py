@@ -6,7 +6,8 @@ the rest the same way for every game: action-text parsing, K actions per turn,
 step penalties, invalid turns, truncation, terminal causes, ``StepOutput`` and
 the Gymnasium API.
 
-Observation space: the RGB frame, ``Box(0, 255, (image_size, image_size, 3), uint8)``.
+Observation space: the RGB frame, ``Box(0, 255, (image_size, image_size, 3), uint8)``: the whole map, or with
+``view=egocentric`` a window of it centred on the agent (cells beyond the edge drawn as void).
 Action space: ``Discrete(4)`` in the order of ``grid_actions.ACTIONS`` (Up, Down, Left, Right).
 
 Text: ``text_mode`` picks the view ("grid", "relative", or "none": only the
@@ -26,7 +27,7 @@ from gymnasium import spaces
 from atlasrl.envserver.base import Entity, EnvSpecInfo, InvalidActionText, StepOutput, TextEnv
 from atlasrl.envserver.envs.config import GridConfig
 from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS, ActionParseError, parse_actions
-from atlasrl.envserver.envs.render import GridRenderer, Painter
+from atlasrl.envserver.envs.render import GridRenderer, Painter, void
 
 FAILURE_CAUSES = frozenset({"hole", "deadlock"})
 EPISODE_OVER = "the episode is over; reset the env"
@@ -51,7 +52,10 @@ class GridTextEnv(TextEnv, abc.ABC):
         self.max_steps = config.resolved_max_steps()
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.observation_space = spaces.Box(0, 255, (config.image_size, config.image_size, 3), np.uint8)
-        self._renderer = GridRenderer(self.sprites, self.rows, self.cols, config.image_size)
+        # Egocentric views draw a window of the tile codes padded with one more code, the void beyond the edge.
+        cells = config.view_cells()
+        self._void_code = len(self.sprites)
+        self._renderer = GridRenderer((*self.sprites, void), cells, cells, config.image_size)
         self._events: list[str] = []
         self._outcome = ""
         self.terminal_cause: str | None = None
@@ -119,7 +123,18 @@ class GridTextEnv(TextEnv, abc.ABC):
         return self.render(), reward, self.terminated, self.truncated, info
 
     def render(self) -> np.ndarray:
-        return self._renderer.frame(self.tile_codes())
+        codes = self.tile_codes()
+        if self.config.view == "egocentric":
+            codes = self._egocentric(codes)
+        return self._renderer.frame(codes)
+
+    def _egocentric(self, codes: np.ndarray) -> np.ndarray:
+        """The (2r+1, 2r+1) window of ``codes`` centred on the agent; cells off the map get the void code."""
+        r = self.config.view_cells() // 2
+        padded = np.full((self.rows + 2 * r, self.cols + 2 * r), self._void_code, codes.dtype)
+        padded[r:r + self.rows, r:r + self.cols] = codes
+        row, col = self.agent_cell()
+        return padded[row:row + 2 * r + 1, col:col + 2 * r + 1]
 
     # --- text API ---------------------------------------------------------------------------
 

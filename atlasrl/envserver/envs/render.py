@@ -96,6 +96,15 @@ def _box_on_target(draw, s):
     _crate((90, 190, 90), (30, 110, 40))(draw, s)
 
 
+def void(draw, s):
+    """Beyond the map's edge, in egocentric views: dark and hatched, unlike any cell of a game."""
+    draw.rectangle((0, 0, s, s), fill=(46, 46, 52))
+    w = max(1, s // 16)
+    for k in (0.0, 0.5, 1.0):
+        draw.line((s * k, 0, 0, s * k), fill=(70, 70, 78), width=w)
+        draw.line((s, s * k, s * k, s), fill=(70, 70, 78), width=w)
+
+
 def _person(body, head=(250, 220, 180)) -> Painter:
     def paint(draw, s):
         draw.ellipse((s * 0.36, s * 0.10, s * 0.64, s * 0.38), fill=head, outline=(40, 40, 40),
