@@ -129,6 +129,10 @@ class ActorConfig(BaseModel):
     """Frames kept in the prompt, counting the current one (older turns lose theirs first)."""
     use_image: bool | None = None
     """Put the rendered frame in the prompt; None = yes for vision-language models, no for text-only ones."""
+    frame_after_text: bool = False
+    """Put each turn's frame after its text instead of before it (Qwen-VL's usual order). For small models trained
+    from scratch: the frame's tokens then sit at the same distance from where the model answers whatever the text
+    says ("You moved right." or "You bumped into the edge."), so a cell is found by its position alone."""
     system_prompt: str = ""
     """Override of the built-in system prompt (empty = built-in, kept short on purpose)."""
     bare_prompt: bool | None = None
@@ -227,6 +231,11 @@ class ActorConfig(BaseModel):
     def _check(self) -> ActorConfig:
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
+        if self.memory_hints in ("overlay", "both") and self.env_config.get("view", "full") != "full":
+            # The overlay paints the atlas cell by cell on a frame of the whole map (atlasrl/atlas_image.py).
+            raise ValueError(f"memory_hints={self.memory_hints} draws the atlas over a frame of the whole map; "
+                             f"env_config view={self.env_config['view']} shows a window around the agent "
+                             "(use memory_hints=text, or view=full)")
         if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only
             raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
         if self.use_image is False and self.memory_exemplars:

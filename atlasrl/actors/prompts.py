@@ -62,8 +62,10 @@ class PromptBuilder:
         use_image: bool = True,
         system_prompt: str = "",
         bare: bool = False,
+        frame_after_text: bool = False,
     ):
         self.spec = spec
+        self.frame_after_text = frame_after_text
         self.action_mode = action_mode
         self.context_turns = context_turns
         self.context_images = context_images if use_image else 0
@@ -119,12 +121,15 @@ class PromptBuilder:
             if hints.overlay is not None:
                 parts += [{"type": "text", "text": "Memory map (red=danger, green=good):"}, {"type": "image"}]
                 images.append(hints.overlay)
-        if frame is not None:
-            parts.append({"type": "image"})
-            images.append(frame)
         if hints is not None and hints.skills:
             text = "Memory: " + " ".join(hints.skills) + "\n" + text
-        if not parts:
+        if frame is None and not parts:
             return text  # plain string: text-only chat templates handle it, and it is shortest
+        if frame is not None and not self.frame_after_text:
+            parts.append({"type": "image"})
+            images.append(frame)
         parts.append({"type": "text", "text": text})
+        if frame is not None and self.frame_after_text:
+            parts.append({"type": "image"})
+            images.append(frame)
         return parts

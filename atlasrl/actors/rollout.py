@@ -339,6 +339,7 @@ class RolloutLoop:
                 spec, action_mode=self.cfg.action_mode, context_turns=self.cfg.context_turns,
                 context_images=self.cfg.context_images, use_image=self.cfg.use_image,
                 system_prompt=self.cfg.system_prompt, bare=self.cfg.bare_prompt,
+                frame_after_text=self.cfg.frame_after_text,
             )
             await self._start_episode(slot)
 

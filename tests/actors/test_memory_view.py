@@ -76,6 +76,8 @@ def test_exemplars_and_overlay_reach_the_prompt_images():
     (dict(use_image=True, context_images=6, memory_hints="overlay", memory_exemplars=2),
      "context_images (6) + the memory overlay (1) + memory_exemplars (2) = 9 images exceed max_prompt_images (8)"),
     (dict(use_image=False, memory_exemplars=1), "memory_exemplars needs use_image"),
+    (dict(use_image=True, memory_hints="overlay", env_config={"view": "egocentric"}),
+     "memory_hints=overlay draws the atlas over a frame of the whole map; env_config view=egocentric"),
 ])
 def test_image_budget_is_checked_at_start_up(kw, words):
     with pytest.raises(ValidationError, match=re.escape(words)):

@@ -41,6 +41,16 @@ def test_window_keeps_last_k_turns_and_frames_budget():
     assert codec.decode(p.images[0])[0, 0, 0] == 4 and codec.decode(p.images[1])[0, 0, 0] == 9
 
 
+def test_frame_after_text_puts_every_frame_last_in_its_turn():
+    b = PromptBuilder(SPEC, context_turns=1, context_images=2, use_image=True, frame_after_text=True)
+    p = b.build(history(2), "You moved down.\nnow", frame(9), MemoryHints(skills=["avoid (1,2)."]))
+    assert texts(p)[1:] == ["obs1 <img>", "act1", "Memory: avoid (1,2).\nYou moved down.\nnow <img>"]
+    assert p.messages[-1]["content"][-1] == {"type": "image"}     # the last thing before the model answers
+    assert [codec.decode(i)[0, 0, 0] for i in p.images] == [1, 9]
+    before = PromptBuilder(SPEC, context_turns=1, context_images=2, use_image=True).build(history(2), "now", frame(9))
+    assert texts(before)[1:] == ["<img> obs1", "act1", "<img> now"]
+
+
 def test_text_only_prompt_is_plain_strings_with_memory_skills():
     b = PromptBuilder(SPEC, context_turns=0, use_image=False)
     p = b.build(history(3), "Up: edge", frame(1), MemoryHints(skills=["avoid (1,2)."], overlay=frame(5)))
