@@ -16,6 +16,8 @@ The baseline variant ``default`` is `atlasrl up`'s config (atlasrl.config.RunCon
 variant overrides fields of its ``learner``/``actor``/``envserver`` sections (``env.KEY=V`` sets an env
 config key; ``model.layers``/``model.hidden`` pick another tiny model). After --seconds of training
 each run plays --eval-episodes held-out maps at temperature 1 (as in training) and 0 (greedy).
+Each run also reports what a turn cost each side: the actor's batched generate per turn and the learner's update
+(with the weight push into the engine) per trained turn, e.g. a VL policy's against the text one's.
 Prints a table (one row per run, then mean/min per variant) and ends with one JSON line.
 """
 from __future__ import annotations
@@ -83,6 +85,7 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     from atlasrl.learner.trainer import TrainBatch, Trainer
     from atlasrl.models.tiny import tiny_model_path
     from atlasrl.up.plan import bare_prompt
+    from atlasrl.v1 import trajectory_pb2
 
     cfg, env_config, model_kw, seed_start = resolve(overrides, seed)
     torch.set_num_threads(1)
@@ -95,7 +98,7 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=a.env_id, env_config=env_config,
                             num_envs=a.num_envs, group_size=a.group_size, action_mode=a.action_mode,
                             memory_hints="none", use_image=cfg.model.arch == "qwen2.5-vl", bare_prompt=bare_prompt(cfg),
-                            context_turns=a.context_turns, seed_start=seed_start)
+                            context_turns=a.context_turns, frame_after_text=a.frame_after_text, seed_start=seed_start)
     engine = make_engine(EngineConfig(model=model, seed=seed))
     # Every training setting `atlasrl up` models (algo, lr and its decay, batch, entropy, step_gamma), not its ports.
     trainer = Trainer(lc.model_copy(update={"model": model, "seed": seed}))
@@ -103,6 +106,10 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     ready: list[bytes] = []
     recent: collections.deque[bool] = collections.deque(maxlen=200)
     env_steps, t0 = 0, time.monotonic()
+
+    # What a turn costs each side (the actor's batched generate, the learner's update per trained turn): the probe
+    # runs them one after the other, so the two add up to its wall time and compare text and VL policies directly.
+    cost = {"gen_s": 0.0, "gen_turns": 0, "learn_s": 0.0, "learn_turns": 0}
 
     async def on_episode(proto, ep) -> None:
         nonlocal env_steps
@@ -113,15 +120,31 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
             ready.extend(groups.pop(proto.group_id))
         if len(ready) >= lc.batch_episodes:
             batch, ready[:] = list(ready), []
+            t = time.perf_counter()
             await asyncio.to_thread(trainer.update, TrainBatch(batch, [1.0] * len(batch), [0] * len(batch)))
             engine.update_weights(trainer.version, list(trainer.full_tensors(torch.float32)))
+            cost["learn_s"] += time.perf_counter() - t
+            cost["learn_turns"] += sum(len(trajectory_pb2.Episode.FromString(b).turns) for b in batch)
             if time.monotonic() - t0 > seconds:
                 loop.stop()
 
-    loop = RolloutLoop(actor_cfg, Policy(engine, actor_cfg), env_clients([server.address]), on_episode=on_episode)
+    policy = Policy(engine, actor_cfg)
+    generate = policy.generate
+
+    async def timed_generate(inputs, max_tokens=None):
+        t = time.perf_counter()
+        out = await generate(inputs, max_tokens=max_tokens)
+        cost["gen_s"] += time.perf_counter() - t
+        cost["gen_turns"] += len(inputs)
+        return out
+
+    policy.generate = timed_generate  # type: ignore[method-assign]  # the probe's timer around the real call
+    loop = RolloutLoop(actor_cfg, policy, env_clients([server.address]), on_episode=on_episode)
     await loop.run()
     out = {"seed": seed, "updates": trainer.version, "env_steps": env_steps, "train_success": sum(recent) / max(1, len(recent)),
-           "seconds": round(time.monotonic() - t0, 1)}
+           "seconds": round(time.monotonic() - t0, 1),
+           "gen_ms_per_turn": round(1000 * cost["gen_s"] / max(1, cost["gen_turns"]), 2),
+           "learn_ms_per_turn": round(1000 * cost["learn_s"] / max(1, cost["learn_turns"]), 2)}
     for temperature in (1.0, 0.0):
         ecfg = actor_cfg.model_copy(update={"temperature": temperature})
         report = await evaluate(ecfg, Policy(engine, ecfg), env_clients([server.address]), episodes=eval_episodes,
@@ -157,13 +180,15 @@ def run_all(variants: dict[str, dict[str, str]], args) -> list[dict]:
     return results
 
 
-HEADER = f"{'variant':14} {'seed':>4} {'updates':>7} {'env steps':>9} {'train':>5} {'eval T=1':>8} {'eval T=0':>8}  failures at T=1"
+HEADER = (f"{'variant':14} {'seed':>4} {'updates':>7} {'env steps':>9} {'train':>5} {'eval T=1':>8} {'eval T=0':>8} "
+          f"{'gen ms/turn':>11} {'learn ms/turn':>13}  failures at T=1")
 
 
 def row(r: dict) -> str:
     fails = ", ".join(f"{k} {v}" for k, v in sorted(r["causes_t1"].items()) if k != "success") or "-"
     return (f"{r['variant']:14} {r['seed']:>4} {r['updates']:>7} {r['env_steps']:>9,} {r['train_success']:>5.2f} "
-            f"{r['eval_t1']:>8.3f} {r['eval_t0']:>8.3f}  {fails}")
+            f"{r['eval_t1']:>8.3f} {r['eval_t0']:>8.3f} {r['gen_ms_per_turn']:>11.2f} {r['learn_ms_per_turn']:>13.2f}  "
+            f"{fails}")
 
 
 def main() -> int:
