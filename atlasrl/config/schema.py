@@ -79,6 +79,17 @@ class ModelSection(Section):
     """HF model directory; None = the tiny random-weights model (built once into the atlasrl cache)."""
     arch: Literal["qwen2", "qwen2.5-vl"] = "qwen2"
     """Architecture of the tiny model built when ``path`` is None."""
+    max_pixels: int | None = Field(None, ge=28 * 28, le=4096 * 4096)
+    """The tiny VL model's image budget (its processor's max_pixels); None = 112 x 112. Larger frames are scaled
+    down to it, so a frame drawn with one merged token per 28-px cell needs at least its own area (196 x 196 for
+    a 7 x 7 egocentric window). Only with arch qwen2.5-vl and no path."""
+
+    @model_validator(mode="after")
+    def _max_pixels_needs_tiny_vl(self):
+        if self.max_pixels is not None and (self.arch != "qwen2.5-vl" or self.path is not None):
+            raise ValueError("model.max_pixels sets the tiny VL model's image budget: it needs model.arch=qwen2.5-vl "
+                             "and no model.path (a real model's processor config holds its own)")
+        return self
 
 
 class ProcessesSection(Section):

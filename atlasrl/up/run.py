@@ -41,8 +41,9 @@ async def ensure_model(cfg: RunConfig, rd: RunDir) -> Path:
         if not (Path(cfg.model.path) / "config.json").is_file():
             raise RoleFailed(f"model.path {cfg.model.path} is not a HF model directory (no config.json)")
         return Path(cfg.model.path).resolve()
+    extra = {} if cfg.model.max_pixels is None else {"max_pixels": cfg.model.max_pixels}
     code = ("import sys; from atlasrl.models.tiny import tiny_model_path; "
-            f"print(tiny_model_path(arch={cfg.model.arch!r}, seed={cfg.run.seed}))")
+            f"print(tiny_model_path(arch={cfg.model.arch!r}, seed={cfg.run.seed}, **{extra!r}))")
     with open(rd.logs / "model.log", "ab") as logf:
         proc = await asyncio.create_subprocess_exec(*lifeline_argv(os.getpid(), [sys.executable, "-c", code]),
                                                     stdout=asyncio.subprocess.PIPE, stderr=logf)

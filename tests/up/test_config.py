@@ -38,6 +38,7 @@ def test_yaml_and_round_trip(tmp_path):
     (["coordinator.max_staleness=3"], "must agree"),
     (["learner.batch_episodes=32", "actor.max_learner_backlog=16"], "actors would wait for a batch"),
     (["nosection"], "expected section.key=value"),
+    (["model.max_pixels=38416"], "model.max_pixels sets the tiny VL model's image budget: it needs model.arch=qwen2.5-vl"),
     (["actor=3"], "key must be section.key"),
 ])
 def test_invalid_values_name_the_key(overrides, words):
@@ -201,3 +202,16 @@ def test_action_head_sides_agree_and_take_the_run_seed():
     data["learner"]["action_head"] = None
     with pytest.raises(pydantic.ValidationError, match="go together"):
         RunConfig.model_validate(data)
+
+
+async def test_up_builds_the_tiny_vl_model_with_its_image_budget(tmp_path, monkeypatch):
+    """model.max_pixels reaches the tiny model's processor, so a 196 px frame keeps one token per 28-px cell."""
+    from atlasrl.models.load import load_image_processor
+    from atlasrl.up.rundir import RunDir
+    from atlasrl.up.run import ensure_model
+
+    monkeypatch.setenv("ATLASRL_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, ["model.arch=qwen2.5-vl", "model.max_pixels=38416", f"run.runs_dir={tmp_path}"])
+    path = await ensure_model(cfg, RunDir.create(cfg))
+    processor = load_image_processor(path)
+    assert processor.size["longest_edge"] == 196 * 196 and str(path).startswith(str(tmp_path / "cache"))
