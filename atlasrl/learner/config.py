@@ -82,6 +82,9 @@ class LearnerConfig(BaseModel):
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
+    freeze_vision: bool = False
+    """Keep a VL model's vision tower (and its merger into the LM) at its loaded weights: only the language model
+    learns (verl's freeze_vision_tower). The actors still get every weight. No effect on text-only models."""
     clip_eps: float = Field(0.2, gt=0, lt=1)
     """PPO/GRPO ratio clip: ratios outside [1 - eps, 1 + eps] get no gradient."""
     clip_eps_high: float | None = Field(None, gt=0, lt=10)

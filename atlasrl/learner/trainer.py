@@ -97,6 +97,12 @@ def backend_device(local_rank: int = 0) -> tuple[str, torch.device]:
     return "gloo", torch.device("cpu")
 
 
+def vision_parameters(lm) -> list[torch.nn.Parameter]:
+    """A VL model's vision tower with its merger (Qwen2.5-VL: ``model.visual``); [] for a text-only model."""
+    visual = getattr(getattr(lm, "model", lm), "visual", None)
+    return list(visual.parameters()) if visual is not None else []
+
+
 class Trainer:
     def __init__(self, cfg: LearnerConfig, rank: int = 0, world: int = 1, device: torch.device | None = None):
         self.cfg, self.rank, self.world = cfg, rank, world
@@ -111,6 +117,9 @@ class Trainer:
         self.info.model = lm
         self.vocab_size = lm.config.get_text_config().vocab_size
         self.policy = PolicyModel(lm, value_head=cfg.algo == "ppo").to(self.device)
+        if cfg.freeze_vision:   # before sharding: FSDP2 keeps requires_grad per parameter
+            for p in vision_parameters(lm):
+                p.requires_grad_(False)
         self.ref = self._frozen_copy(lm) if cfg.kl_coef > 0 else None
         if cfg.activation_checkpointing:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -119,7 +128,8 @@ class Trainer:
         self._shard(self.policy)
         if self.ref is not None:
             self._shard(self.ref)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.version = 0   # grows by one per optimizer update
 
     def _init_action_head(self, ah) -> None:

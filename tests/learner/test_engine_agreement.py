@@ -84,3 +84,21 @@ def test_learner_logprobs_equal_engine_before_and_after_update(arch):
     assert all(ep.turns[0].policy_version == 1 for ep in eps)
     for ep, mine in zip(eps, learner_logprobs(trainer, eps)):
         assert mine == pytest.approx(list(ep.turns[0].logprobs), abs=2e-4)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_vision_trains_the_language_model_only(freeze):
+    """learner.freeze_vision: the vision tower and merger keep their weights through an update on image turns,
+    while the language model moves; without it both move (the image's gradient reaches the tower)."""
+    model = str(tiny_model_path("qwen2.5-vl", seed=0))
+    engine = make_engine(EngineConfig(kind="transformers", model=model))
+    trainer = Trainer(LearnerConfig(model=model, lr=1e-3, batch_episodes=3, freeze_vision=freeze))
+    reqs, images = requests(True)
+    eps = episodes_from(engine.generate(reqs, SamplingParams(max_tokens=6, temperature=1.0, seed=1)), images)
+    before = {n: t.clone() for n, t in trainer.full_tensors(torch.float32)}
+    trainer.update(TrainBatch([e.SerializeToString() for e in eps], [1.0] * 3, [0] * 3))
+    after = dict(trainer.full_tensors(torch.float32))
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    vision = {n for n in before if ".visual." in n or n.startswith("visual.")}
+    assert vision and moved - vision                                   # the language model learnt either way
+    assert (moved & vision == set()) if freeze else (vision <= moved | {n for n in vision if "norm" in n})
