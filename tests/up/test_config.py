@@ -207,8 +207,8 @@ def test_action_head_sides_agree_and_take_the_run_seed():
 async def test_up_builds_the_tiny_vl_model_with_its_image_budget(tmp_path, monkeypatch):
     """model.max_pixels reaches the tiny model's processor, so a 196 px frame keeps one token per 28-px cell."""
     from atlasrl.models.load import load_image_processor
-    from atlasrl.up.rundir import RunDir
     from atlasrl.up.run import ensure_model
+    from atlasrl.up.rundir import RunDir
 
     monkeypatch.setenv("ATLASRL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, ["model.arch=qwen2.5-vl", "model.max_pixels=38416", f"run.runs_dir={tmp_path}"])
