@@ -85,7 +85,6 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     from atlasrl.learner.trainer import TrainBatch, Trainer
     from atlasrl.models.tiny import tiny_model_path
     from atlasrl.up.plan import bare_prompt
-    from atlasrl.v1 import trajectory_pb2
 
     cfg, env_config, model_kw, seed_start = resolve(overrides, seed)
     torch.set_num_threads(1)
@@ -102,8 +101,8 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
     engine = make_engine(EngineConfig(model=model, seed=seed))
     # Every training setting `atlasrl up` models (algo, lr and its decay, batch, entropy, step_gamma), not its ports.
     trainer = Trainer(lc.model_copy(update={"model": model, "seed": seed}))
-    groups: dict[str, list[bytes]] = collections.defaultdict(list)
-    ready: list[bytes] = []
+    groups: dict[str, list[tuple[bytes, int]]] = collections.defaultdict(list)   # (episode, its turns)
+    ready: list[tuple[bytes, int]] = []
     recent: collections.deque[bool] = collections.deque(maxlen=200)
     env_steps, t0 = 0, time.monotonic()
 
@@ -115,16 +114,16 @@ async def one_run(overrides: dict[str, str], seed: int, seconds: float, eval_epi
         nonlocal env_steps
         recent.append(ep.success)
         env_steps += len(proto.turns)
-        groups[proto.group_id].append(proto.SerializeToString())
+        groups[proto.group_id].append((proto.SerializeToString(), len(proto.turns)))
         if len(groups[proto.group_id]) == proto.group_size:
             ready.extend(groups.pop(proto.group_id))
         if len(ready) >= lc.batch_episodes:
-            batch, ready[:] = list(ready), []
+            batch, turns, ready[:] = [b for b, _ in ready], sum(n for _, n in ready), []
             t = time.perf_counter()
             await asyncio.to_thread(trainer.update, TrainBatch(batch, [1.0] * len(batch), [0] * len(batch)))
             engine.update_weights(trainer.version, list(trainer.full_tensors(torch.float32)))
             cost["learn_s"] += time.perf_counter() - t
-            cost["learn_turns"] += sum(len(trajectory_pb2.Episode.FromString(b).turns) for b in batch)
+            cost["learn_turns"] += turns
             if time.monotonic() - t0 > seconds:
                 loop.stop()
 
