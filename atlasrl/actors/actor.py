@@ -94,7 +94,7 @@ async def start_actor(cfg: ActorConfig, server_cfg: ServerConfig | None = None, 
         spool = await asyncio.to_thread(open_ledger, cfg.spool_dir, cfg.actor_id, keep_payloads=cfg.spool,
                                         observer=m.count_episodes)
         sender = await TrajectorySender(cfg.learner, max_buffered=cfg.max_buffered_episodes, batch_size=cfg.push_batch,
-                                        spool=spool).start()
+                                        spool=spool, actor_id=cfg.actor_id).start()
         weights = WeightSubscriber(cfg.learner, subscriber_id=cfg.actor_id, after_version=engine.version,
                                    transport=cfg.weight_transport, metrics=m.metrics)
         await weights.negotiate()   # a transport the learner does not offer: start-up error naming the key

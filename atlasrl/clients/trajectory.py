@@ -19,7 +19,11 @@ Every episode put() ends in exactly one outcome, counted by the sender's ledger
 reason) or lost (the sender closed before an ack). With an ``EpisodeSpool`` the
 ledger is an SQLite file that survives a killed actor: episodes it left unacked
 are queued first when the next one starts, and re-sent. Without one the counts
-live in memory only. Refusals are logged as a summary, not one line each: the
+live in memory only. With an ``actor_id``, the sender tells the learner once at start
+(``CloseGroups``), after the re-sent episodes are settled and before any new one,
+that the groups this actor's earlier process left incomplete get no more members:
+they train with what they have instead of waiting ``group_timeout_s`` as untrained
+backlog (which the actor's admission control would wait on). Refusals are logged as a summary, not one line each: the
 first of each reason with its message, then at most one line per
 ``refusal_log_interval_s`` with the count per reason since the previous line.
 """
@@ -86,6 +90,7 @@ class TrajectorySender:
         channel_config: ChannelConfig | None = None,
         spool: EpisodeLedger | None = None,
         refusal_log_interval_s: float = 10.0,
+        actor_id: str | None = None,
     ):
         if max_buffered < 1 or batch_size < 1:
             raise ValueError("max_buffered and batch_size must be >= 1")
@@ -111,12 +116,17 @@ class TrajectorySender:
         self.spool = spool if spool is not None else EpisodeLedger()
         """Episode accounting (the sender closes it): an EpisodeSpool file, or in-memory counts."""
         self._refusals = ReasonSummary(log, "learner refused episodes", every_s=refusal_log_interval_s)
+        self.actor_id = actor_id
+        self.groups_closed = actor_id is None
+        """Whether CloseGroups(actor_id) reached the learner (True at once without an actor id)."""
+        self._resend_first: set[str] = set()   # recovered episode ids not settled yet
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> TrajectorySender:
         # Episodes an earlier incarnation left unacked go first (the learner drops those it already holds).
         for ep in self.spool.recovered:
             self._pending.setdefault(ep.episode_id, ep)
+            self._resend_first.add(ep.episode_id)
         self.spool.recovered = []
         self._channel = make_channel(self.target, self._channel_config)
         self._stub = trajectory_pb2_grpc.TrajectoryServiceStub(self._channel)
@@ -197,9 +207,16 @@ class TrajectorySender:
     async def _deliver_forever(self) -> None:
         backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
+            self._resend_first &= self._pending.keys()
+            if not self.groups_closed and not self._resend_first:
+                await self._close_earlier_groups(backoff)
+                continue
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
-                batch = [ep for _, ep in zip(range(self.batch_size), self._pending.values())]
+                # Until CloseGroups went through, only the re-sent episodes (recovered first, so a prefix).
+                first = self._pending.values() if self.groups_closed else \
+                    (ep for ep in self._pending.values() if ep.episode_id in self._resend_first)
+                batch = [ep for _, ep in zip(range(self.batch_size), first)]
             assert self._stub is not None  # start() set it before starting this task
             try:
                 ack = await self._stub.Push(iter(batch), timeout=self.push_timeout_s)
@@ -217,6 +234,29 @@ class TrajectorySender:
                 # The learner neither acked nor rejected some episodes (its buffer is
                 # full): keep them and offer them again after a growing pause.
                 await backoff.sleep()
+
+    async def _close_earlier_groups(self, backoff: Backoff) -> None:
+        """CloseGroups(actor_id), retried with backoff until the learner answers (see the module doc)."""
+        assert self._stub is not None and self.actor_id is not None
+        try:
+            reply = await self._stub.CloseGroups(trajectory_pb2.CloseGroupsRequest(actor_id=self.actor_id),
+                                                 timeout=self.push_timeout_s)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:   # an older learner: its group timeout closes them
+                log.warning("the learner has no CloseGroups; groups an earlier process of %s left incomplete "
+                            "wait for its group timeout", self.actor_id)
+                self.groups_closed = True
+                return
+            self.connected = False
+            self.last_error = f"{e.code().name}: {e.details()}"
+            delay = await backoff.sleep()
+            log.info("CloseGroups failed (%s); retried after %.2fs", self.last_error, delay)
+            return
+        self.connected, self.groups_closed = True, True
+        backoff.reset()
+        if reply.closed or reply.dropped:
+            log.info("learner closed %d groups an earlier process of %s left incomplete (%d lone members dropped)",
+                     reply.closed, self.actor_id, reply.dropped)
 
     async def _apply_ack(self, ack: trajectory_pb2.PushAck, batch: list[trajectory_pb2.Episode]) -> bool:
         """Forget what the ack settled; True when every episode of the batch was settled."""

@@ -45,6 +45,7 @@ class _Group:
     created: float
     dropped: int = 0   # members dropped as stale
     members: list[Buffered] = field(default_factory=list)
+    actor_id: str = ""  # the producer (group ids are per actor)
 
 
 class EpisodeBuffer:
@@ -96,7 +97,8 @@ class EpisodeBuffer:
             now = self._clock()
             group = self._groups.get(key)
             if group is None:
-                group = self._groups[key] = _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now)
+                group = self._groups[key] = _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now,
+                                                   actor_id=ep.actor_id)
             group.members.append(Buffered(ep, now))
             self._count += 1
             self._remember(ep.episode_id)
@@ -107,13 +109,33 @@ class EpisodeBuffer:
         """A member refused on arrival will never come: its group completes without it (not after a timeout)."""
         group = self._groups.get(ep.group_id)
         if group is None:
-            group = self._groups[ep.group_id] = _Group(size=max(1, ep.group_size), created=self._clock())
+            group = self._groups[ep.group_id] = _Group(size=max(1, ep.group_size), created=self._clock(),
+                                                       actor_id=ep.actor_id)
         group.size -= 1
         group.dropped += 1
         self._remember(ep.episode_id)   # a resend is a duplicate, not a second missing member
         if not group.members and group.size <= 0:
             del self._groups[ep.group_id]
         self._cv.notify_all()
+
+    def close_groups(self, actor_id: str) -> tuple[int, int]:
+        """``actor_id`` (re)started: its incomplete groups get no more members. Those with >= 2 members become
+        complete as they are, lone members are dropped (``incomplete_group``). Returns (closed, dropped)."""
+        closed = dropped = 0
+        with self._cv:
+            if not self.grouped:
+                return 0, 0
+            for key, g in list(self._groups.items()):
+                if g.actor_id != actor_id or len(g.members) >= g.size:
+                    continue
+                if len(g.members) >= 2:
+                    g.size = len(g.members)
+                    closed += 1
+                else:
+                    dropped += len(g.members)
+                    self._drop_group(key)
+            self._cv.notify_all()
+        return closed, dropped
 
     def _known(self, episode_id: str) -> bool:
         return episode_id in self._seen or (self.ledger is not None and self.ledger.known(episode_id))
@@ -252,6 +274,7 @@ class EpisodeBuffer:
         for raw in pending:
             ep = trajectory_pb2.Episode.FromString(raw)
             key = ep.group_id if self.grouped else ep.episode_id
-            g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now))
+            g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now,
+                                                    actor_id=ep.actor_id))
             g.members.append(Buffered(ep, now))
             self._count += 1

@@ -9,6 +9,7 @@ not even parse is rejected with an empty episode_id and the stream goes on.
 Every rejection carries a ``reason`` for episode accounting; the log gets the
 first of each reason and then one summary line per interval, not one per episode.
 With a ledger, an acknowledged episode is already on disk (``EpisodeBuffer.add``).
+CloseGroups: an actor that (re)starts closes the groups its earlier process left incomplete.
 """
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ class TrajectoryServicer:
         self.m.episodes.labels(outcome).inc()
         self.m.count_refused(reason)
         self.refusals.add(reason, str(exc))
+
+    async def CloseGroups(self, request, context) -> trajectory_pb2.CloseGroupsReply:
+        if not request.actor_id:
+            raise InvalidArgument("actor_id is empty; CloseGroups closes the open groups of one actor")
+        closed, dropped = self.buffer.close_groups(request.actor_id)
+        if closed or dropped:
+            log.info("actor %s restarted: %d of its incomplete groups train with the members they have, "
+                     "%d lone members dropped", request.actor_id, closed, dropped)
+        self.m.buffered.set(self.buffer.buffered)
+        return trajectory_pb2.CloseGroupsReply(closed=closed, dropped=dropped)
 
     async def GetInfo(self, request, context) -> trajectory_pb2.TrajectoryInfo:
         cfg = self.buffer.cfg

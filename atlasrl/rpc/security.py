@@ -31,6 +31,7 @@ MIN_TOKEN_CHARS = 16
 # Methods not listed are open to any valid token; grpc.health.v1.Health needs none.
 DEFAULT_METHOD_ROLES: dict[str, tuple[str, ...]] = {
     "atlasrl.v1.TrajectoryService/Push": ("actor",),
+    "atlasrl.v1.TrajectoryService/CloseGroups": ("actor",),
     "atlasrl.v1.WeightService/Publish": ("learner",),
     "atlasrl.v1.WeightService/Subscribe": ("actor", "learner", "admin"),
     "atlasrl.v1.WeightService/GetLatest": ("actor", "learner", "admin"),

@@ -130,6 +130,20 @@ class RejectedEpisode(_message.Message):
     reason: str
     def __init__(self, episode_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class CloseGroupsRequest(_message.Message):
+    __slots__ = ("actor_id",)
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    actor_id: str
+    def __init__(self, actor_id: _Optional[str] = ...) -> None: ...
+
+class CloseGroupsReply(_message.Message):
+    __slots__ = ("closed", "dropped")
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    closed: int
+    dropped: int
+    def __init__(self, closed: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+
 class TrajectoryInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

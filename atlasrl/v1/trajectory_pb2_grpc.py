@@ -44,6 +44,11 @@ class TrajectoryServiceStub:
                 request_serializer=atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfoRequest.SerializeToString,
                 response_deserializer=atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfo.FromString,
                 _registered_method=True)
+        self.CloseGroups = channel.unary_unary(
+                '/atlasrl.v1.TrajectoryService/CloseGroups',
+                request_serializer=atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsRequest.SerializeToString,
+                response_deserializer=atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsReply.FromString,
+                _registered_method=True)
 
 
 class TrajectoryServiceServicer:
@@ -63,6 +68,20 @@ class TrajectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseGroups(self, request, context):
+        """An actor (re)started under `actor_id`: the episodes its earlier process was
+        still playing will never arrive, so the GRPO groups of that actor still
+        incomplete in the buffer will get no more members. The learner closes them
+        now instead of after group_timeout_s: a group with 2+ members trains with
+        what it has, a lone member is dropped (reason "incomplete_group"). The actor
+        calls it once at start, after the episodes its spool re-sends (those go
+        first) and before any new episode. Without it the orphans count as untrained
+        backlog that admission control waits on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrajectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +94,11 @@ def add_TrajectoryServiceServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfoRequest.FromString,
                     response_serializer=atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfo.SerializeToString,
+            ),
+            'CloseGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseGroups,
+                    request_deserializer=atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsRequest.FromString,
+                    response_serializer=atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +155,33 @@ class TrajectoryService:
             '/atlasrl.v1.TrajectoryService/GetInfo',
             atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfoRequest.SerializeToString,
             atlasrl_dot_v1_dot_trajectory__pb2.TrajectoryInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atlasrl.v1.TrajectoryService/CloseGroups',
+            atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsRequest.SerializeToString,
+            atlasrl_dot_v1_dot_trajectory__pb2.CloseGroupsReply.FromString,
             options,
             channel_credentials,
             insecure,

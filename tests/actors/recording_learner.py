@@ -25,6 +25,7 @@ class RecordingLearner:
         self.lose_acks = 0
         self.version = version
         self.max_staleness = max_staleness
+        self.events: list[tuple[str, str]] = []   # ("push", episode_id) per reception, ("close", actor_id)
 
     async def Push(self, requests, context):
         ack = trajectory_pb2.PushAck()
@@ -36,6 +37,7 @@ class RecordingLearner:
             except MalformedRequest:
                 continue
             self.receptions += 1
+            self.events.append(("push", ep.episode_id))
             refusal = self.refusal(ep)
             if refusal is not None:
                 ack.rejected.add(episode_id=ep.episode_id, **refusal)
@@ -57,6 +59,10 @@ class RecordingLearner:
         if not ep.episode_id or not ep.turns:
             return {"status": common_pb2.Status(code=3, message="episode has no id or no turns"), "reason": "invalid"}
         return None
+
+    async def CloseGroups(self, request, context):
+        self.events.append(("close", request.actor_id))
+        return trajectory_pb2.CloseGroupsReply()
 
     async def GetInfo(self, request, context):
         return trajectory_pb2.TrajectoryInfo(

@@ -246,6 +246,58 @@ async def test_killed_sender_spool_on_resends_each_episode_once(tmp_path):
     assert spool.session == {("resent", ""): 12, ("acked", ""): 12}
 
 
+async def test_restarted_sender_closes_its_earlier_groups_after_the_resent_episodes_and_before_new_ones(tmp_path):
+    """CloseGroups(actor_id) must come after the episodes the killed process left (else their groups would be closed
+    before they arrive) and before any new episode (else a new group could be closed half-way)."""
+    port = free_port()
+    old = await run_and_kill(tmp_path, True, f"127.0.0.1:{port}", 6)
+    spool = EpisodeSpool(tmp_path, "actor-0")
+    sender = await TrajectorySender(f"127.0.0.1:{port}", batch_size=4, backoff_initial_s=0.05, backoff_max_s=0.2,
+                                    spool=spool, actor_id="actor-0").start()
+    new = [episode(100 + i) for i in range(5)]
+    for ep in new:                       # queued while the learner is still away: they must wait for the close
+        await sender.put(ep)
+    server, learner = await serve_learner(port)
+    try:
+        await sender.flush(timeout=20)
+        assert sender.groups_closed
+    finally:
+        await sender.close()
+        await server.stop(0)
+    assert learner.events == ([("push", i) for i in old] + [("close", "actor-0")]
+                              + [("push", e.episode_id) for e in new])
+
+
+async def test_restarted_actor_settles_the_groups_its_killed_process_left_in_the_learner(tmp_path):
+    """With the learner's real buffer: the killed process delivered 2 of a group of 3 and 1 of a group of 2; the
+    restarted process's sender closes them at once (no group_timeout_s wait): 2 episodes ready, the lone one dropped
+    with reason incomplete_group. Another actor's open group is left alone; a sender without an actor id closes none."""
+    from .learner_endpoint import LearnerEndpoint
+
+    lr = await LearnerEndpoint(algo="grpo", batch_episodes=2, group_timeout_s=600).start()
+    try:
+        def member(actor, group, size):
+            ep = episode(0)
+            ep.actor_id, ep.group_id, ep.group_size = actor, group, size
+            return ep
+        async with TrajectorySender(lr.address) as killed:
+            for ep in (member("actor-0", "actor-0/seed-7", 3), member("actor-0", "actor-0/seed-7", 3),
+                       member("actor-0", "actor-0/seed-8", 2), member("actor-1", "actor-1/seed-0", 2)):
+                await killed.put(ep)
+            await killed.flush(timeout=20)
+        assert killed.groups_closed and lr.buffer.buffered == 4 and lr.buffer.ready == 0
+        async with TrajectorySender(lr.address, actor_id="actor-0") as restarted:
+            for _ in range(200):
+                if restarted.groups_closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert restarted.groups_closed
+        assert lr.buffer.buffered == 3 and lr.buffer.ready == 2 and lr.buffer.dropped_incomplete == 1
+        assert {e.group_id for e in lr.episodes()} == {"actor-0/seed-7", "actor-1/seed-0"}
+    finally:
+        await lr.stop()
+
+
 async def test_killed_sender_whose_acks_were_lost_is_deduplicated_after_restart(tmp_path):
     """The learner holds every episode but no ack reached the sender before the kill: the restarted sender
     re-sends them, the learner answers duplicate, and each ends acked once."""

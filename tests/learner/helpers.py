@@ -25,11 +25,11 @@ def turn(prompt, response, *, version=0, reward=0.0, logprob=-1.0, mask=None, te
     return t
 
 
-def episode(turns=None, *, group="g0", group_size=2, episode_id=None, version=0, reward=1.0):
+def episode(turns=None, *, group="g0", group_size=2, episode_id=None, version=0, reward=1.0, actor="test"):
     turns = turns if turns is not None else [turn([1, 2, 3], [4, 5], version=version, reward=reward)]
     return trajectory_pb2.Episode(
         episode_id=episode_id or str(uuid.uuid4()),
-        actor_id="test",
+        actor_id=actor,
         group_id=group,
         group_size=group_size,
         turns=turns,

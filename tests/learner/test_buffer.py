@@ -52,6 +52,32 @@ def test_incomplete_group_released_after_timeout_or_dropped():
     assert buf.dropped_incomplete == 1 and buf.buffered == 0
 
 
+def test_a_restarted_actor_closes_the_groups_its_earlier_process_left_incomplete():
+    """CloseGroups: the killed process's unfinished members never come, so its groups are settled now, not after
+    group_timeout_s: 2+ members train as they are, a lone member is dropped; other actors' groups wait on."""
+    drops = []
+    buf = make(group_timeout_s=120)
+    buf.on_drop = lambda reason, n: drops.append((reason, n))
+    two_of_three = [episode(group="a0/seed-1", group_size=3, actor="a0") for _ in range(2)]
+    lone = episode(group="a0/seed-2", group_size=2, actor="a0")
+    other = episode(group="a1/seed-1", group_size=2, actor="a1")
+    for ep in (*two_of_three, lone, other):
+        buf.add(ep, 0)
+    assert buf.take(2, 0, timeout=0) is None and buf.ready == 0
+    assert buf.close_groups("a0") == (1, 1)
+    assert drops == [("incomplete_group", 1)] and buf.buffered == 3 and buf.ready == 2
+    assert [b.episode.episode_id for b in buf.take(2, 0, timeout=0)] == [e.episode_id for e in two_of_three]
+    assert buf.close_groups("a0") == (0, 0) and buf.buffered == 1          # a1's group still waits for its member
+    assert buf.add(episode(group="a1/seed-1", group_size=2, actor="a1"), 0) == "accepted"
+    assert len(buf.take(2, 0, timeout=0)) == 2
+
+
+def test_close_groups_is_a_no_op_without_groups():
+    buf = make(algo="ppo")
+    buf.add(episode(actor="a0"), 0)
+    assert buf.close_groups("a0") == (0, 0) and buf.ready == 1
+
+
 def test_staleness_gate_on_arrival_and_on_take():
     buf = make(max_staleness=1)
     with pytest.raises(Unacceptable, match="2 versions stale"):

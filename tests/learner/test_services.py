@@ -85,6 +85,18 @@ async def test_garbage_message_rejected_stream_continues(learner):
     assert ack.rejected[0].episode_id == "" and "atlasrl.v1.Episode" in ack.rejected[0].status.message
 
 
+async def test_close_groups_without_an_actor_id_is_refused_and_the_service_goes_on(learner):
+    ep = episode(version=3, group_size=2, actor="a0")
+    async with make_channel(learner.server.address) as ch:
+        stub = trajectory_pb2_grpc.TrajectoryServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CloseGroups(trajectory_pb2.CloseGroupsRequest())
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "actor_id is empty" in err.value.details()
+        await stub.Push(iter([ep]))
+        reply = await stub.CloseGroups(trajectory_pb2.CloseGroupsRequest(actor_id="a0"))
+    assert (reply.closed, reply.dropped) == (0, 1) and learner.buffer.buffered == 0
+
+
 async def test_real_sender_delivers_and_resends_after_full_buffer():
     lr = Learner(algo="ppo", buffer_capacity=2)
     await lr.server.start()
