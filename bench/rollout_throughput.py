@@ -90,6 +90,7 @@ async def run_loop(cfg: ActorConfig, engine, links, batches: int) -> dict:
     from atlasrl.actors.rollout import RolloutLoop
 
     loop = RolloutLoop(cfg, Policy(engine, cfg), links, seeds=SeedSchedule(cfg.actor_id, cfg.group_size, 0))
+    engine.reseed(0)                                  # same work as bare_loop: see its doc
     done = 0
     reached = {3: asyncio.Event(), 3 + batches: asyncio.Event()}
 
@@ -127,7 +128,13 @@ async def bare_loop(engine, num_envs: int, batches: int) -> dict:
     """No actor code at all: text prompts straight into the engine, actions straight into the envs.
 
     Generation goes through ``engine.agenerate`` (a worker thread) exactly as in the actor, so
-    both sides use torch the same way (threads matter a lot on 2 shared cores)."""
+    both sides use torch the same way (threads matter a lot on 2 shared cores).
+
+    Both sides do the same work: the same levels (env i opens seed i, a finished episode's env resets with the
+    next seed, in env order, as the actor's SeedSchedule hands them out) and, with the engine's RNG reseeded,
+    the same sampled actions, so the same prompts in the same batches. Otherwise the two play different
+    trajectories, and the engine's prefill (identical prompts of a batch computed once) differed by up to 16 %
+    between them in one run (a start state is the same text in every level)."""
     from atlasrl.actors.engines.base import GenerationRequest, SamplingParams
     from atlasrl.envserver import registry
 
@@ -137,7 +144,9 @@ async def bare_loop(engine, num_envs: int, batches: int) -> dict:
     texts = [e.text_reset(seed=i).text for i, e in enumerate(envs)]
     params = SamplingParams(max_tokens=8, temperature=1.0)
     steps = tokens = 0
+    next_seed = num_envs
     t0 = None
+    engine.reseed(0)
     for b in range(batches + 3):
         if b == 3:
             steps = tokens = 0
@@ -147,7 +156,9 @@ async def bare_loop(engine, num_envs: int, batches: int) -> dict:
         outs = await engine.agenerate(reqs, params)
         for i, (env, out) in enumerate(zip(envs, outs)):
             res = env.text_step(spec.valid_actions[out.choice_index])
-            texts[i] = env.text_reset().text if res.terminated or res.truncated else res.text
+            if res.terminated or res.truncated:
+                res, next_seed = env.text_reset(seed=next_seed), next_seed + 1
+            texts[i] = res.text
             steps += 1
             tokens += len(out.token_ids)
     dt = time.perf_counter() - t0

@@ -79,6 +79,12 @@ class TransformersEngine(Engine):
     def version(self) -> int:
         return self._version
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling RNG: the same requests then sample the same tokens again (benches that compare
+        two loops on identical work, bench/rollout_throughput.py)."""
+        with self._lock:
+            self._generator.manual_seed(seed)
+
     # -- generation ------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Generation]:
         rows = [self._prepare(r, params) for r in requests]   # validates before any compute
