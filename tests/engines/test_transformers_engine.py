@@ -192,3 +192,17 @@ def test_bad_requests_fail_before_generating(text_engine):
         SamplingParams(max_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0)
+
+
+def test_reseed_replays_the_same_samples_and_other_seeds_differ(text_engine):
+    """TransformersEngine.reseed restarts the engine's own RNG (requests without SamplingParams.seed): the same
+    requests then sample the same tokens again, as bench/rollout_throughput.py needs to give two loops equal work."""
+    reqs = requests(n_images=0, count=6)
+    params = SamplingParams(max_tokens=8, temperature=1.0)
+
+    def run(seed):
+        text_engine.reseed(seed)
+        return [o.token_ids for o in text_engine.generate(reqs, params)]
+    first = run(5)
+    assert run(5) == first
+    assert run(6) != first
