@@ -206,3 +206,17 @@ def test_reseed_replays_the_same_samples_and_other_seeds_differ(text_engine):
     first = run(5)
     assert run(5) == first
     assert run(6) != first
+
+
+def test_choice_tries_are_built_once_per_choice_list_and_bad_choices_still_refused(text_engine):
+    from atlasrl.models.choice import ChoiceError
+
+    reqs = [GenerationRequest([user(f"Step {i}")], choices=ACTIONS) for i in range(4)]
+    a = text_engine.generate(reqs[:2], SamplingParams(seed=1))
+    b = text_engine.generate(reqs[2:], SamplingParams(seed=1))
+    assert text_engine._choice_trie(tuple(ACTIONS)) is text_engine._choice_trie(tuple(ACTIONS))
+    assert all(o.choice_token_ids == a[0].choice_token_ids for o in a + b)
+    a[0].choice_token_ids[0].append(99)            # a caller's copy: the cached trie is not touched
+    assert text_engine.generate(reqs[:1], SamplingParams(seed=1))[0].choice_token_ids == b[0].choice_token_ids
+    with pytest.raises(ChoiceError, match="at least one choice"):
+        text_engine.generate([GenerationRequest([user("x")], choices=[])], SamplingParams())

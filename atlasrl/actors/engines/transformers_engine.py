@@ -42,6 +42,8 @@ from atlasrl.models.logprobs import banned_response_ids, effective_temperature, 
 from atlasrl.models.names import to_module_name
 from atlasrl.models.positions import next_positions, prompt_positions
 
+CHOICE_CACHE = 1024   # distinct choice lists whose tries are kept (an env's actions: a handful)
+
 
 @dataclass
 class _Row:
@@ -70,6 +72,7 @@ class TransformersEngine(Engine):
         self._lock = threading.Lock()
         self._generator = torch.Generator(device=config.device).manual_seed(config.seed)
         self._end_id = self.policy.eos_token_ids[0]
+        self._tries: dict[tuple[str, ...], ChoiceTrie] = {}   # choice lists seen, see _choice_trie
         self._pending: tuple[int, list] | None = None   # staged (version, [(param, tensor)]) not loaded yet
         self._pending_lock = threading.Lock()
         self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0, "decode_steps": 0,
@@ -106,10 +109,19 @@ class TransformersEngine(Engine):
 
     def _prepare(self, req: GenerationRequest, params: SamplingParams) -> _Row:
         prompt = encode_prompt(self.policy, req.messages, list(req.images))
-        trie = None
-        if req.choices is not None:
-            trie = ChoiceTrie(choice_token_ids(self.tokenizer, list(req.choices), self._end_id))
+        trie = self._choice_trie(tuple(req.choices)) if req.choices is not None else None
         return _Row(prompt=prompt, trie=trie, budget=trie.max_len if trie else params.max_tokens)
+
+    def _choice_trie(self, choices: tuple[str, ...]) -> ChoiceTrie:
+        """The trie of a choice list, built once: an env offers the same few actions on every turn, and tokenising
+        them per request was ~4 % of a tiny model's generate call (a ChoiceTrie is read-only once built)."""
+        trie = self._tries.get(choices)
+        if trie is None:
+            trie = ChoiceTrie(choice_token_ids(self.tokenizer, list(choices), self._end_id))   # raises on bad ones
+            if len(self._tries) >= CHOICE_CACHE:
+                self._tries.pop(next(iter(self._tries)))                # the oldest entry
+            self._tries[choices] = trie
+        return trie
 
     def _forward(self, **kw):
         out = self.policy.model(**kw)
