@@ -125,11 +125,8 @@ class PromptBuilder:
             text = "Memory: " + " ".join(hints.skills) + "\n" + text
         if frame is None and not parts:
             return text  # plain string: text-only chat templates handle it, and it is shortest
-        if frame is not None and not self.frame_after_text:
-            parts.append({"type": "image"})
-            images.append(frame)
-        parts.append({"type": "text", "text": text})
-        if frame is not None and self.frame_after_text:
-            parts.append({"type": "image"})
-            images.append(frame)
-        return parts
+        text_part = {"type": "text", "text": text}
+        if frame is None:
+            return parts + [text_part]
+        images.append(frame)
+        return parts + ([text_part, {"type": "image"}] if self.frame_after_text else [{"type": "image"}, text_part])

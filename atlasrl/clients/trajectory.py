@@ -207,10 +207,11 @@ class TrajectorySender:
     async def _deliver_forever(self) -> None:
         backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
-            self._resend_first &= self._pending.keys()
-            if not self.groups_closed and not self._resend_first:
-                await self._close_earlier_groups(backoff)
-                continue
+            if not self.groups_closed:      # start-up only: afterwards the loop does no extra work per push
+                self._resend_first &= self._pending.keys()
+                if not self._resend_first:
+                    await self._close_earlier_groups(backoff)
+                    continue
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
                 # Until CloseGroups went through, only the re-sent episodes (recovered first, so a prefix).

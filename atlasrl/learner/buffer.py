@@ -93,24 +93,25 @@ class EpisodeBuffer:
                 raise BufferFull(f"buffer full ({self._count}/{self.cfg.buffer_capacity} episodes)")
             if self.ledger is not None:  # on disk before anyone acknowledges it
                 self.ledger.accept(ep.episode_id, ep.actor_id, ep.group_id, ep.SerializeToString())
-            key = ep.group_id if self.grouped else ep.episode_id
             now = self._clock()
-            group = self._groups.get(key)
-            if group is None:
-                group = self._groups[key] = _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now,
-                                                   actor_id=ep.actor_id)
-            group.members.append(Buffered(ep, now))
+            self._group_of(ep, now).members.append(Buffered(ep, now))
             self._count += 1
             self._remember(ep.episode_id)
             self._cv.notify_all()
             return "accepted"
 
+    def _group_of(self, ep: trajectory_pb2.Episode, now: float) -> _Group:
+        """The group ``ep`` belongs to (GRPO: its group_id; PPO: a group of its own), created on first sight."""
+        key = ep.group_id if self.grouped else ep.episode_id
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now,
+                                               actor_id=ep.actor_id)
+        return group
+
     def _shrink_group(self, ep: trajectory_pb2.Episode) -> None:
         """A member refused on arrival will never come: its group completes without it (not after a timeout)."""
-        group = self._groups.get(ep.group_id)
-        if group is None:
-            group = self._groups[ep.group_id] = _Group(size=max(1, ep.group_size), created=self._clock(),
-                                                       actor_id=ep.actor_id)
+        group = self._group_of(ep, self._clock())
         group.size -= 1
         group.dropped += 1
         self._remember(ep.episode_id)   # a resend is a duplicate, not a second missing member
@@ -273,8 +274,5 @@ class EpisodeBuffer:
         now = self._clock()
         for raw in pending:
             ep = trajectory_pb2.Episode.FromString(raw)
-            key = ep.group_id if self.grouped else ep.episode_id
-            g = self._groups.setdefault(key, _Group(size=max(1, ep.group_size) if self.grouped else 1, created=now,
-                                                    actor_id=ep.actor_id))
-            g.members.append(Buffered(ep, now))
+            self._group_of(ep, now).members.append(Buffered(ep, now))
             self._count += 1
