@@ -259,3 +259,65 @@ def test_egocentric_radius_1_is_one_merged_qwen25_vl_token_per_cell():
 def test_egocentric_env_passes_gymnasium_checks():
     check_env(make("frozenlake", 0, text_mode="none", view="egocentric", view_radius=1, cell_px=28).unwrapped,
               skip_render_check=True)
+
+
+# --- position_marks -----------------------------------------------------------------------
+
+def test_position_marks_border_each_cell_in_a_colour_of_its_place_and_keep_the_inside():
+    plain = make("frozenlake", 0, view="egocentric", view_radius=1, cell_px=28)
+    marked = make("frozenlake", 0, view="egocentric", view_radius=1, cell_px=28, position_marks=True)
+    a, b = plain.render(), marked.render()
+    assert a.shape == b.shape == (84, 84, 3)
+    borders = set()
+    for i in range(3):
+        for j in range(3):
+            cell_a, cell_b = a[28 * i:28 * (i + 1), 28 * j:28 * (j + 1)], b[28 * i:28 * (i + 1), 28 * j:28 * (j + 1)]
+            assert np.array_equal(cell_a[3:-3, 3:-3], cell_b[3:-3, 3:-3])           # what the cell holds is unchanged
+            edge = np.concatenate([cell_b[:3].reshape(-1, 3), cell_b[-3:].reshape(-1, 3),
+                                   cell_b[:, :3].reshape(-1, 3), cell_b[:, -3:].reshape(-1, 3)])
+            assert (edge == edge[0]).all()                                            # one colour all round
+            borders.add(tuple(edge[0]))
+    assert len(borders) == 9                                                          # nine places, nine colours
+
+
+def test_position_marks_follow_the_agent_and_stay_in_place():
+    """The marks belong to the frame's cells, not the map's: after every step the border colours are the same,
+    so the same neighbour (e.g. the cell below) always wears the same mark whatever the map holds there."""
+    env = make("frozenlake", 3, view="egocentric", view_radius=1, cell_px=28, position_marks=True, text_mode="none")
+    first = env.render()
+    ring = np.ones((84, 84), bool)
+    for k in range(3):
+        ring[28 * k + 3:28 * (k + 1) - 3, :] &= False
+    inner = np.zeros((84, 84), bool)
+    for i in range(3):
+        for j in range(3):
+            inner[28 * i + 3:28 * (i + 1) - 3, 28 * j + 3:28 * (j + 1) - 3] = True
+    for action in ["Right", "Down", "Down", "Right", "Left"]:
+        if env.terminated or env.truncated:
+            env.text_reset()
+        frame = env.text_step(action).images[0]
+        assert np.array_equal(frame[~inner], first[~inner])
+
+
+def test_position_marks_make_the_same_content_at_two_places_two_different_vl_tokens():
+    """Why the option exists: without marks a merged image token of Qwen2.5-VL is (nearly) the same vector wherever
+    its cell sits, since the tower knows places only through rotary positions; with marks it is not."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from atlasrl.models.chat import encode_images
+    from atlasrl.models.load import load_policy
+    from atlasrl.models.tiny import tiny_model_path
+
+    policy = load_policy(tiny_model_path("qwen2.5-vl", seed=0))
+    cos = {}
+    for marks in (False, True):
+        env = make("frozenlake", 0, view="egocentric", view_radius=1, cell_px=28, position_marks=marks)
+        env.load_map(["____", "_P__", "____", "___G"])          # ice all round the agent
+        frame = env.render()
+        pixels, grid = encode_images(policy.image_processor, [frame])
+        with torch.no_grad():
+            tokens = policy.model.model.visual(pixels, grid_thw=grid).pooler_output       # (9, hidden), row-major
+        above, below = tokens[1], tokens[7]
+        cos[marks] = float(torch.nn.functional.cosine_similarity(above, below, dim=0))
+    assert cos[False] > 0.99 and cos[True] < 0.95, cos

@@ -45,6 +45,10 @@ class GridConfig(BaseModel):
     view_radius: int | None = Field(None, ge=1, le=15)
     """With view=egocentric: cells shown on each side of the agent (the frame is 2 * view_radius + 1 cells wide);
     default size - 1, the whole map from any cell."""
+    position_marks: bool = False
+    """Draw a thin border around every cell of the frame whose colour says where the cell is (red grows with the
+    row, green with the column). For vision models that know an image token's place only through rotary
+    positions (Qwen2.5-VL), so that a random-weights one can tell which neighbour it sees (render.py says why)."""
     text_mode: Literal["grid", "relative", "none"] = "grid"
     """"grid": the map as characters with a legend; "relative": what lies around the agent and where the goals are;
     "none": no map at all, only the task in one line (pixel-only play: the state is in the image alone)."""

@@ -55,7 +55,8 @@ class GridTextEnv(TextEnv, abc.ABC):
         # Egocentric views draw a window of the tile codes padded with one more code, the void beyond the edge.
         cells = config.view_cells()
         self._void_code = len(self.sprites)
-        self._renderer = GridRenderer((*self.sprites, void), cells, cells, config.image_size)
+        self._renderer = GridRenderer((*self.sprites, void), cells, cells, config.image_size,
+                                      position_marks=config.position_marks)
         self._events: list[str] = []
         self._outcome = ""
         self.terminal_cause: str | None = None

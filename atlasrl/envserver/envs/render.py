@@ -165,7 +165,7 @@ class GridRenderer:
     """
 
     def __init__(self, painters: tuple[Painter, ...], rows: int, cols: int, image_size: int,
-                 incremental: bool = True):
+                 incremental: bool = True, position_marks: bool = False):
         self.incremental = incremental
         self.tile = image_size // max(rows, cols)
         self.atlas = sprite_atlas(painters, self.tile)
@@ -176,6 +176,7 @@ class GridRenderer:
         self._frame[:] = BACKGROUND
         self._grid = self._frame[self._top:self._top + rows * self.tile, self._left:self._left + cols * self.tile]
         self._codes: np.ndarray | None = None
+        self._marks = position_marks_layer(rows, cols, self.tile) if position_marks else None
 
     def frame(self, codes: np.ndarray) -> np.ndarray:
         """A new frame array (never shared with earlier frames)."""
@@ -190,9 +191,36 @@ class GridRenderer:
                 for r, c in zip(rows.tolist(), cols.tolist()):
                     self._grid[r * t:(r + 1) * t, c * t:(c + 1) * t] = self.atlas[codes[r, c]]
         self._codes = codes.copy()
+        if self._marks is not None:
+            mask, rgb = self._marks
+            np.copyto(self._grid, rgb, where=mask)
         return self._frame.copy()
 
     def _compose(self, codes: np.ndarray) -> None:
         t, (rows, cols) = self.tile, codes.shape
         tiles = self.atlas[codes]                              # (rows, cols, t, t, 3)
         self._grid[...] = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)
+
+
+def position_marks_layer(rows: int, cols: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, rgb) of a border around every cell whose colour says where the cell is: red grows with the row,
+    green with the column.
+
+    Why: Qwen2.5-VL's vision tower and its language model know where an image token sits only through rotary
+    positions, which act on attention scores and never on the token's value. A random-weights model (the tiny
+    presets) must then learn position-selective attention before it can tell "hole below" from "hole to the
+    right"; a border drawn into the cell puts the place into the value itself (the Set-of-Mark idea: marks drawn
+    on the image). Measured: supervised on the frozenlake-vl frames, the tiny model reads the cell below the agent
+    at 0.97 after 25 batches with marks, 0.87 after 300 without (docs/results/2026-12-07-frozenlake-vl.md).
+    """
+    width = max(1, tile // 9)
+    mask = np.zeros((rows * tile, cols * tile, 1), bool)
+    rgb = np.zeros((rows * tile, cols * tile, 3), np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            cell = (slice(r * tile, (r + 1) * tile), slice(c * tile, (c + 1) * tile))
+            border = np.ones((tile, tile), bool)
+            border[width:tile - width, width:tile - width] = False
+            mask[cell][..., 0] = border
+            rgb[cell] = (round(255 * r / max(1, rows - 1)), round(255 * c / max(1, cols - 1)), 128)
+    return mask, rgb
