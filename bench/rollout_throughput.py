@@ -170,7 +170,7 @@ async def main_async(args) -> dict:
     from atlasrl.actors.rollout import env_clients
     from atlasrl.models.tiny import tiny_model_path
 
-    engine = make_engine(EngineConfig(model=str(tiny_model_path(args.arch)), seed=0))
+    engine = make_engine(EngineConfig(model=str(tiny_model_path(args.arch)), seed=0, threads=args.threads))
     cfg = ActorConfig(model="tiny", num_envs=args.num_envs, group_size=1, use_image=args.arch != "qwen2",
                       env_config=ENV_CONFIG, context_turns=0)
     # Warm-up: oneDNN builds kernels per new input shape (prompt length); the first
@@ -241,6 +241,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=60, help="untimed batches first (kernel warm-up)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each mode is reported")
     ap.add_argument("--arch", default="qwen2", choices=["qwen2", "qwen2.5-vl"])
+    ap.add_argument("--threads", type=int, default=0, help="the engine's torch intra-op threads (0: torch's default)")
     ap.add_argument("--no-frames", action="store_true",
                     help="env config render=false in every mode: no frame rendered, encoded or sent (text-only "
                          "policies; the qwen2 arch never reads frames)")
