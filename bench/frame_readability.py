@@ -31,9 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ACTIONS = ("Up", "Down", "Left", "Right")
 RULE_ORDER = ("Down", "Right", "Left", "Up")
-NEIGHBOUR = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 
 
 def rule(safe: dict[str, bool]) -> str:
@@ -43,13 +41,13 @@ def rule(safe: dict[str, bool]) -> str:
 
 async def collect(preset: str, sets: list[str], turns: int, seed: int) -> list[tuple]:
     """(prompt ids, frame, choices, label) of the turns the untrained policy plays under the preset."""
-    from atlasrl.actors.config import ActorConfig
     from atlasrl.actors.engines import EngineConfig, make_engine
     from atlasrl.actors.policy import Policy
     from atlasrl.actors.rollout import RolloutLoop, env_clients
     from atlasrl.codec import decode
     from atlasrl.config import load_config
     from atlasrl.envserver.config import EnvServerConfig
+    from atlasrl.envserver.envs.grid_actions import ACTIONS, DELTAS
     from atlasrl.envserver.server import EnvServer
     from atlasrl.models.tiny import tiny_model_path
     from atlasrl.up.plan import bare_prompt
@@ -60,11 +58,10 @@ async def collect(preset: str, sets: list[str], turns: int, seed: int) -> list[t
     model = str(tiny_model_path(cfg.model.arch))
     server = EnvServer(EnvServerConfig(port=0, workers=0))
     await server.start()
-    a = cfg.actor
-    actor_cfg = ActorConfig(model=model, envs=[server.address], env_id=a.env_id, env_config=env_config,
-                            num_envs=a.num_envs, group_size=a.group_size, memory_hints="none", use_image=True,
-                            bare_prompt=bare_prompt(cfg), context_turns=a.context_turns,
-                            frame_after_text=a.frame_after_text, seed_start=seed * 100_000)
+    # The preset's own actor config (prompt, history, frame placement, batch), pointed at this server and model.
+    actor_cfg = cfg.actor.model_copy(update={"model": model, "envs": [server.address], "env_config": env_config,
+                                             "memory_hints": "none", "use_image": True, "bare_prompt": bare_prompt(cfg),
+                                             "seed_start": seed * 100_000})
     engine = make_engine(EngineConfig(model=model, seed=seed))
     out: list[tuple] = []
 
@@ -77,7 +74,7 @@ async def collect(preset: str, sets: list[str], turns: int, seed: int) -> list[t
         for t, turn in enumerate(proto.turns):
             r, c = states[t].agent.row, states[t].agent.col
             safe = {d: 0 <= r + dr < size and 0 <= c + dc < size and (r + dr, c + dc) not in holes
-                    for d, (dr, dc) in NEIGHBOUR.items()}
+                    for d, (dr, dc) in zip(ACTIONS, DELTAS)}
             out.append((list(turn.prompt_ids), decode(turn.images[-1]), [list(ch.ids) for ch in turn.choices], rule(safe)))
         if len(out) >= turns:
             loop.stop()
@@ -92,6 +89,7 @@ def train(data: list[tuple], steps: int, batch: int, lr: float, seed: int, test_
     """Held-out accuracy every 25 batches of cross-entropy through the learner's forward."""
     import torch
 
+    from atlasrl.envserver.envs.grid_actions import ACTIONS
     from atlasrl.models.load import load_policy
     from atlasrl.models.logprobs import Sample, build_batch, response_logprobs
     from atlasrl.models.tiny import tiny_model_path

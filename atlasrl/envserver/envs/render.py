@@ -214,13 +214,9 @@ def position_marks_layer(rows: int, cols: int, tile: int) -> tuple[np.ndarray, n
     reads its neighbours at 0.97 after 50 batches with marks, 0.86 after 300 without.
     """
     width = max(1, tile // 9)
-    mask = np.zeros((rows * tile, cols * tile, 1), bool)
-    rgb = np.zeros((rows * tile, cols * tile, 3), np.uint8)
-    for r in range(rows):
-        for c in range(cols):
-            cell = (slice(r * tile, (r + 1) * tile), slice(c * tile, (c + 1) * tile))
-            border = np.ones((tile, tile), bool)
-            border[width:tile - width, width:tile - width] = False
-            mask[cell][..., 0] = border
-            rgb[cell] = (round(255 * r / max(1, rows - 1)), round(255 * c / max(1, cols - 1)), 128)
-    return mask, rgb
+    border = np.ones((tile, tile), bool)                     # one cell's ring, the same in every cell
+    border[width:tile - width, width:tile - width] = False
+    colours = np.full((rows, cols, 3), 128, np.uint8)        # one colour per cell
+    colours[..., 0] = np.round(255 * np.arange(rows) / max(1, rows - 1))[:, None]
+    colours[..., 1] = np.round(255 * np.arange(cols) / max(1, cols - 1))[None, :]
+    return np.tile(border, (rows, cols))[..., None], colours.repeat(tile, 0).repeat(tile, 1)
