@@ -178,6 +178,7 @@ def test_default_image_size_is_unchanged():
     ({"view_radius": "1"}, r"view_radius=1 needs view=egocentric"),
     ({"view": "sideways"}, r"'view'='sideways'"),
     ({"cell_px": "100", "size": "16"}, r"cell_px=100 with size=16 makes a 1600 px frame"),
+    ({"position_marks": "maybe"}, r"'position_marks'='maybe'"),
 ])
 def test_bad_cell_px_names_the_keys(config, match):
     with pytest.raises(EnvConfigError, match=match):
