@@ -5,7 +5,7 @@
     asm = VersionAssembler(expected)          # name -> (shape, dtype); None = accept any tensor
     for f in enc.frames: wv = asm.feed(f)     # a WeightVersion once its ``end`` arrived and every check passed
 
-    delta = encode_delta(version, blobs, base_version, base_blobs)   # XOR + zstd-1 against the previous version
+    delta = encode_delta(enc, base_enc)       # element-wise difference from the previous version + zstd-1
 
 The learner (its publisher and WeightService.Publish) and every subscriber (atlasrl/clients/weights.py) import
 this one module, so what is sent is exactly what is decoded. A version is accepted only after its ``end``
@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from atlasrl import codec
+from atlasrl import codec, weight_diff
 from atlasrl.protowire import read_varint, varint
 from atlasrl.v1 import weights_pb2
 
 MiB = 1 << 20
 RAW = weights_pb2.TENSOR_ENCODING_RAW
-XOR_ZSTD = weights_pb2.TENSOR_ENCODING_XOR_ZSTD
+DIFF_ZSTD = weights_pb2.TENSOR_ENCODING_DIFF_ZSTD
 DELTA_ZSTD_LEVEL = 1
 
 
@@ -199,23 +199,25 @@ def encode_version(version: int, blobs: Sequence[TensorBlob], chunk_bytes: int =
     return [weights_pb2.WeightUpdate.FromString(f) for f in encode_frames(version, blobs, chunk_bytes).frames]
 
 
-def xor_bytes(new: Any, base: Any, out: np.ndarray | None = None) -> np.ndarray:
-    """new XOR base as a uint8 array (8 bytes at a time where the length allows)."""
-    a, b = np.frombuffer(new, np.uint8), np.frombuffer(base, np.uint8)
-    n = a.size
-    if b.size != n:
-        raise WeightStreamError(f"delta base has {b.size} bytes, the tensor {n}")
-    out = np.empty(n, np.uint8) if out is None else out
-    w = n - n % 8
-    np.bitwise_xor(a[:w].view(np.uint64), b[:w].view(np.uint64), out=out[:w].view(np.uint64))
-    np.bitwise_xor(a[w:], b[w:], out=out[w:])
-    return out
+def _tensor_diff(chunks: Sequence[memoryview], base_chunks: Sequence[memoryview], itemsize: int) -> np.ndarray:
+    """zigzag(new - base) over a tensor's parts (weight_diff.py), read in place where parts hold whole elements."""
+    u = weight_diff.UINT[itemsize]
+    if any(len(c) % itemsize for c in chunks[:-1]):      # a chunk size that splits elements: join (a copy)
+        chunks, base_chunks = [memoryview(b"".join(chunks))], [memoryview(b"".join(base_chunks))]
+    z = np.empty(sum(len(c) for c in chunks) // itemsize, u)
+    at = 0
+    for nc, bc in zip(chunks, base_chunks):
+        a, b = np.frombuffer(nc, u), np.frombuffer(bc, u)
+        z[at : at + a.size] = weight_diff.zigzag_diff(a, b)
+        at += a.size
+    return z
 
 
 def encode_delta(new: EncodedVersion, base: EncodedVersion, chunk_bytes: int = 4 * MiB) -> EncodedVersion | None:
-    """``new`` as XOR against ``base`` + zstd-1, one zstd frame per tensor; None when the two versions do not
-    line up (other tensors, shapes or chunking: send the full version). Reads both versions' frames in place.
-    The manifest keeps the full bytes' CRC-32, which the subscriber checks after rebuilding."""
+    """``new`` as its element-wise difference from ``base`` (weight_diff.py) + zstd-1, one zstd frame per tensor;
+    None when the two versions do not line up (other tensors, shapes or chunking: send the full version). Reads
+    both versions' frames in place. The manifest keeps the full bytes' CRC-32, which the subscriber checks after
+    rebuilding."""
     import zstandard
 
     _check_chunk(chunk_bytes)
@@ -226,18 +228,14 @@ def encode_delta(new: EncodedVersion, base: EncodedVersion, chunk_bytes: int = 4
     if [[len(c) for c in t] for t in new.chunks] != [[len(c) for c in t] for t in base.chunks]:
         return None
     cctx = zstandard.ZstdCompressor(level=DELTA_ZSTD_LEVEL)
-    scratch = np.empty(max((len(c) for t in new.chunks for c in t), default=0), np.uint8)
     metas, payloads = [], []
     for meta, new_chunks, base_chunks in zip(a.tensors, new.chunks, base.chunks):
-        z = cctx.compressobj(size=meta.nbytes)
-        out = []
-        for nc, bc in zip(new_chunks, base_chunks):
-            out.append(z.compress(memoryview(xor_bytes(nc, bc, out=scratch[: len(nc)]))))  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ for Python 3.12+ only
-        out.append(z.flush())
-        blob = b"".join(out)
+        pieces = weight_diff.pack(_tensor_diff(new_chunks, base_chunks, codec.itemsize(meta.dtype)))
+        z = cctx.compressobj(size=sum(p.nbytes for p in pieces))
+        blob = b"".join([z.compress(p) for p in pieces] + [z.flush()])  # type: ignore[arg-type]  # a memoryview is a buffer
         m = weights_pb2.TensorMeta()
         m.CopyFrom(meta)
-        m.encoding, m.wire_nbytes = XOR_ZSTD, len(blob)
+        m.encoding, m.wire_nbytes = DIFF_ZSTD, len(blob)
         metas.append(m)
         payloads.append(memoryview(blob))
     manifest = weights_pb2.WeightManifest(version=a.version, tensors=metas, total_bytes=a.total_bytes,
@@ -259,7 +257,7 @@ class WeightVersion:
     wire_bytes: int = 0
     """Bytes its tensors took on the wire (compressed size for a delta)."""
     assembly_s: float = 0.0
-    """Seconds spent after the last byte arrived: delta rebuild (zstd + XOR) and the CRC-32 checks."""
+    """Seconds spent after the last byte arrived: delta rebuild (zstd, difference added to the base) and the CRC-32 checks."""
 
     def to_torch(self) -> list[tuple[str, object]]:
         """[(name, torch.Tensor)] in manifest order, sharing memory with ``tensors``."""
@@ -345,16 +343,17 @@ class VersionAssembler:
             need = math.prod(shape) * codec.itemsize(t.dtype)
             if need != t.nbytes:
                 raise WeightStreamError(f"tensor {t.name!r}: nbytes {t.nbytes} != shape {list(shape)} x itemsize ({need})")
-            if t.encoding == XOR_ZSTD:
+            if t.encoding == DIFF_ZSTD:
                 if not m.is_delta:
-                    raise WeightStreamError(f"tensor {t.name!r} is XOR_ZSTD in a version that is not a delta")
+                    raise WeightStreamError(f"tensor {t.name!r} is DIFF_ZSTD in a version that is not a delta")
                 base = self.base.tensors.get(t.name) if self.base is not None else None
                 if base is None or base.nbytes != t.nbytes:
                     raise DeltaBaseError(f"delta tensor {t.name!r} has no base of {t.nbytes} bytes in version {m.base_version}")
-                if t.wire_nbytes > t.nbytes + (t.nbytes >> 7) + 1024:   # zstd's worst-case bound, roughly
+                raw = weight_diff.max_payload_nbytes(t.nbytes, codec.itemsize(t.dtype))
+                if t.wire_nbytes > raw + (raw >> 7) + 1024:   # zstd's worst-case bound, roughly
                     raise WeightStreamError(f"delta tensor {t.name!r}: {t.wire_nbytes} wire bytes for {t.nbytes}")
-            elif t.encoding != RAW:
-                raise WeightStreamError(f"tensor {t.name!r}: unknown encoding {t.encoding}")
+            elif t.encoding != RAW:   # XOR_ZSTD (retired) included
+                raise WeightStreamError(f"tensor {t.name!r}: unsupported encoding {t.encoding}")
             elif t.wire_nbytes not in (0, t.nbytes):   # 0: senders older than the field
                 raise WeightStreamError(f"tensor {t.name!r}: wire_nbytes {t.wire_nbytes} != nbytes {t.nbytes}")
             self._check_expected(t)
@@ -424,7 +423,7 @@ class VersionAssembler:
         for meta, buf, filled in zip(m.tensors, self._bufs, self._filled):
             if filled != _wire_nbytes(meta):
                 raise WeightStreamError(f"tensor {meta.name!r}: got {filled} of {_wire_nbytes(meta)} bytes")
-            if meta.encoding == XOR_ZSTD:
+            if meta.encoding == DIFF_ZSTD:
                 if dctx is None:
                     import zstandard
 
@@ -440,18 +439,20 @@ class VersionAssembler:
 
     def _undelta(self, dctx, meta: weights_pb2.TensorMeta, buf) -> np.ndarray:
         assert self.base is not None  # _begin checked
+        w = codec.itemsize(meta.dtype)
         try:
-            x = dctx.decompress(bytes(buf), max_output_size=meta.nbytes)
+            x = dctx.decompress(bytes(buf), max_output_size=weight_diff.max_payload_nbytes(meta.nbytes, w))
         except Exception as e:  # noqa: BLE001 - zstd's ZstdError and size errors: a corrupt delta
             raise WeightStreamError(f"delta tensor {meta.name!r}: {e}") from None
-        if len(x) != meta.nbytes:
-            raise WeightStreamError(f"delta tensor {meta.name!r}: {len(x)} bytes after zstd, expected {meta.nbytes}")
-        base = self.base.tensors[meta.name]
-        return xor_bytes(memoryview(x), np.ascontiguousarray(base).reshape(-1).view(np.uint8))
+        base = np.ascontiguousarray(self.base.tensors[meta.name]).reshape(-1).view(weight_diff.UINT[w])
+        try:
+            return weight_diff.unpack(x, base).view(np.uint8)
+        except weight_diff.DiffPayloadError as e:
+            raise WeightStreamError(f"delta tensor {meta.name!r}: {e}") from None
 
 
 def _wire_nbytes(t: weights_pb2.TensorMeta) -> int:
-    return t.wire_nbytes if t.encoding == XOR_ZSTD else t.nbytes
+    return t.wire_nbytes if t.encoding == DIFF_ZSTD else t.nbytes
 
 
 def expected_from_named(named: Iterable[tuple[str, Sequence[int]]]) -> dict[str, tuple[Sequence[int], object]]:

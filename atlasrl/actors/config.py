@@ -63,8 +63,8 @@ class ActorConfig(BaseModel):
     """Coordinator address for registration, assignments and the staleness gate."""
     weight_transport: Literal["stream", "delta", "collective"] = "stream"
     """How weight versions reach this actor (the learner must offer it in learner.weight_transports, checked at
-    start-up): stream (full tensors on the gRPC stream), delta (XOR + zstd-1 against the version held, a full
-    resync after any refused version), collective (join the learner's torch.distributed weight group; versions
+    start-up): stream (full tensors on the gRPC stream), delta (element-wise difference from the version held + zstd-1, a
+    full resync after any refused version), collective (join the learner's torch.distributed weight group; versions
     announced on the stream; falls back to the stream, logged and counted, when it cannot join)."""
 
     # -- policy ------------------------------------------------------------

@@ -149,7 +149,7 @@ class LearnerConfig(BaseModel):
     """Size of one weight chunk on the wire (1-4 MiB; larger chunks mean fewer messages per version)."""
     weight_transports: list[Transport] = Field(default_factory=_default_transports, min_length=1)
     """Weight transports offered to actors, each picked by an actor's weight_transport (docs/learner.md#weights):
-    stream (full tensors on the gRPC stream), delta (XOR + zstd-1 against the previous version on the same stream,
+    stream (full tensors on the gRPC stream), delta (element-wise difference + zstd-1 against the previous version on the same stream,
     a full version on a miss), collective (a torch.distributed broadcast from this rank 0 to the actors, over a
     group on a TCPStore at weight_collective_host:port; versions are still announced on the stream)."""
     weight_collective_host: str | None = None

@@ -4,7 +4,7 @@ negotiated (atlasrl/weights/: stream, delta or collective).
 The learner publishes in-process (``prepare`` in the training thread, then ``publish_prepared`` on the serving
 loop); a remote publisher may use the Publish RPC with the learner's token. A version is encoded and serialized
 once (begin, 1-4 MiB parts, end) and the same bytes go to every subscriber; with the delta transport offered,
-a second encoding of it as XOR + zstd-1 against the previous version is made once too.
+a second encoding of it as its difference from the previous version + zstd-1 is made once too.
 
 - STREAM subscribers get the latest version right away when it is newer than ``after_version``, then each
   newer one; a slow subscriber skips versions superseded while it was still receiving (weights conflate).

@@ -19,12 +19,14 @@ class TensorEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TENSOR_ENCODING_RAW: _ClassVar[TensorEncoding]
     TENSOR_ENCODING_XOR_ZSTD: _ClassVar[TensorEncoding]
+    TENSOR_ENCODING_DIFF_ZSTD: _ClassVar[TensorEncoding]
 WEIGHT_TRANSPORT_UNSPECIFIED: WeightTransport
 WEIGHT_TRANSPORT_STREAM: WeightTransport
 WEIGHT_TRANSPORT_DELTA: WeightTransport
 WEIGHT_TRANSPORT_COLLECTIVE: WeightTransport
 TENSOR_ENCODING_RAW: TensorEncoding
 TENSOR_ENCODING_XOR_ZSTD: TensorEncoding
+TENSOR_ENCODING_DIFF_ZSTD: TensorEncoding
 
 class NegotiateRequest(_message.Message):
     __slots__ = ("subscriber_id", "wanted")

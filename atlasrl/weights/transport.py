@@ -109,7 +109,7 @@ class StreamTransport(WeightTransport):
 
 
 class DeltaTransport(WeightTransport):
-    """XOR + zstd-1 deltas against the held version on the gRPC stream; full versions when it holds none.
+    """Element-wise deltas (weight_diff.py) + zstd-1 against the held version on the gRPC stream; full versions when it holds none.
 
     A refused version (a checksum that fails after rebuilding, a delta against another base): the next
     subscription asks for a full version (``have_version=-1``): a resync."""

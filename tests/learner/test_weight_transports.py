@@ -1,4 +1,4 @@
-"""Weight transports end to end over real gRPC: stream (hand-built frames), delta (XOR + zstd-1, resync after a
+"""Weight transports end to end over real gRPC: stream (hand-built frames), delta (element-wise difference + zstd-1, resync after a
 corrupt, skipped or out-of-order version), collective (gloo group between the learner's LearnerHost and
 subscribers in this process), the collective's fallback to the stream, and a transport the learner does not offer."""
 import asyncio
