@@ -187,9 +187,9 @@ class ActorConfig(BaseModel):
     None = off. Counts this actor's groups only, so it is exact with one actor (bench/async_vs_sync.py)."""
     weight_swap: Literal["drain", "interrupt"] = "drain"
     """When a weight version that arrives mid-generation is loaded: drain (between generate calls: a turn in flight
-    finishes on the weights it started with) or interrupt (transformers engine: between two decode steps; the cache
-    of the tokens so far is recomputed with the new weights and every token keeps the version that produced it,
-    TurnRecord.token_versions, so a turn may span versions). The vllm engine drains."""
+    finishes on the weights it started with) or interrupt (transformers and vllm engines: between two decode steps;
+    the cache of the tokens so far is recomputed with the new weights and every token keeps the version that
+    produced it, TurnRecord.token_versions, so a turn may span versions)."""
     sim_step_s: float = Field(0.0, ge=0, le=10)
     """Simulated accelerator time per engine forward pass (prefill or decode step), slept with the CPU left free;
     0 = off. Only for benches on CPU hosts (bench/async_vs_sync.py), to give generation a GPU's share of the time
@@ -264,9 +264,9 @@ class ActorConfig(BaseModel):
         elif self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device}: vllm places itself on the GPUs the process sees; choose them "
                              "with devices (CUDA_VISIBLE_DEVICES) and use device=cuda")
-        if self.weight_swap == "interrupt" and self.engine != "transformers":
-            raise ValueError(f"weight_swap=interrupt needs engine=transformers: the {self.engine} engine loads weights "
-                             "between generate calls only (weight_swap=drain)")
+        if self.weight_swap == "interrupt" and self.engine not in ("transformers", "vllm"):
+            raise ValueError(f"weight_swap=interrupt needs engine=transformers or vllm: the {self.engine} engine loads "
+                             "weights between generate calls only (weight_swap=drain)")
         if self.device == "cpu" and (self.devices or self.tensor_parallel_size > 1 or self.gpu_memory_utilization):
             key = "devices" if self.devices else ("tensor_parallel_size" if self.tensor_parallel_size > 1
                                                   else "gpu_memory_utilization")

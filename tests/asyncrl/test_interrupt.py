@@ -143,7 +143,9 @@ def test_staged_versions_never_mix_and_never_go_back():
 
 def test_interrupt_is_refused_where_the_engine_would_drain():
     from atlasrl.actors.config import ActorConfig
+    from atlasrl.policies.action_head.config import ActionHeadConfig
 
     assert ActorConfig(model=MODEL, weight_swap="interrupt").weight_swap == "interrupt"
-    with pytest.raises(ValueError, match="weight_swap=interrupt needs engine=transformers"):
-        ActorConfig(model=MODEL, engine="vllm", weight_swap="interrupt")
+    assert ActorConfig(model=MODEL, engine="vllm", weight_swap="interrupt").weight_swap == "interrupt"
+    with pytest.raises(ValueError, match="weight_swap=interrupt needs engine=transformers or vllm: the action_head"):
+        ActorConfig(model=MODEL, engine="action_head", action_head=ActionHeadConfig(), weight_swap="interrupt")

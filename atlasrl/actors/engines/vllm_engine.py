@@ -12,6 +12,17 @@
   ``reload_weights`` (in place) -> ``reset_prefix_cache()`` (+ the encoder
   cache for VL). vLLM reloads
   layer by layer, so an update must hold every tensor of the checkpoint.
+- Generation steps the engine core itself (``LLMEngine.add_request`` /
+  ``step``), one decode step per call, instead of ``LLM.generate``: that is
+  where interruptible generation (``weight_swap="interrupt"``) acts.
+  ``stage_weights`` hands over a version at any time; idle, it is loaded at
+  once; generating, between two steps: every unfinished request is aborted,
+  the weights load, and each goes on as a new request whose prompt is its
+  prompt + tokens so far (the KV cache is recomputed with the new weights, as
+  AReaL does and as the transformers engine does), with its choice trie and
+  token budget carried over. Each token records the version that produced it
+  (``Generation.token_versions``). A stop string that spans the splice is
+  caught when the text is cut (``_result``), not by vLLM.
 - Prompts: text goes in as our token ids; VL as the rendered chat text plus PIL
   images, which vLLM expands with the model's processor (tested: the same ids as
   atlasrl.models.chat, the same log-probs as our M-RoPE recompute).
@@ -24,9 +35,13 @@
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from atlasrl.actors.engines.config import EngineConfig
@@ -37,6 +52,53 @@ from atlasrl.models.logprobs import banned_response_ids
 from atlasrl.models.names import to_checkpoint_name
 
 EXT = "atlasrl.actors.engines.vllm_worker_ext"
+PREFIX_KEY = "atlasrl_prefix"   # tokens an interrupted request already has (vllm_worker_ext.ChoiceLogitsProcessor)
+
+
+@dataclass
+class _Run:
+    """One request across its submissions (one, plus one per interrupt it lived through): its tokens so far, each
+    with its log-prob and the weight version that produced it."""
+
+    prompt: dict
+    trie: ChoiceTrie | None
+    sp: Any                                  # vLLM's SamplingParams of the first submission
+    prompt_ids: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    text: str = ""                           # vLLM's text of the last submission
+    finish: str | None = None
+    parts: int = 0
+    seen: int = 0                            # tokens of the current submission already taken
+    resumed_at: int = 0                      # tokens the current submission started with
+
+    def take(self, out, version: int) -> None:
+        """A cumulative RequestOutput of the current submission: append its new tokens, tagged ``version``."""
+        if not self.prompt_ids:
+            self.prompt_ids = list(out.prompt_token_ids)
+        elif self.seen == 0 and list(out.prompt_token_ids) != self.prompt_ids + self.tokens[:self.resumed_at]:
+            raise RuntimeError("vllm: a resubmitted request's prompt is not its prompt + tokens so far")
+        comp = out.outputs[0]
+        new = list(comp.token_ids[self.seen:])
+        for tok, step in zip(new, comp.logprobs[self.seen:]):
+            self.tokens.append(tok)
+            self.logprobs.append(float(step[tok].logprob))
+            self.versions.append(version)
+        self.seen += len(new)
+        self.text = comp.text
+        if out.finished:
+            self.finish = "stop" if comp.finish_reason in ("stop", "abort") else "length"
+
+    def continuation(self, sp, tokenizer) -> tuple[dict, Any]:
+        """The prompt and params that go on from here: prompt + tokens so far as the new prompt. With images, the
+        prompt's ids before vLLM expanded each image to its tokens (vLLM expands them again; ``take`` checks that
+        the result is the expanded prompt + tokens)."""
+        self.resumed_at = len(self.tokens)
+        if "multi_modal_data" not in self.prompt:
+            return {"prompt_token_ids": self.prompt_ids + self.tokens}, sp
+        ids = tokenizer(self.prompt["prompt"], add_special_tokens=False).input_ids
+        return {"prompt_token_ids": list(ids) + self.tokens, "multi_modal_data": self.prompt["multi_modal_data"]}, sp
 
 
 class VllmEngine(Engine):
@@ -70,6 +132,10 @@ class VllmEngine(Engine):
         )
         self._version = 0
         self._lock = threading.Lock()
+        self._pending: tuple[int, bytes] | None = None   # staged (version, safetensors blob) not loaded yet
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count()
+        self.stats = {"decode_steps": 0, "interrupts": 0, "resubmitted": 0}
 
     @property
     def version(self) -> int:
@@ -82,16 +148,64 @@ class VllmEngine(Engine):
         if params.top_p < 1:
             raise ValueError("vllm engine: top_p < 1 is not supported (vLLM's log-probs would be "
                              "renormalised over the nucleus, which the learner does not recompute)")
-        prompts, sps, tries = [], [], []
+        runs = []
         for i, req in enumerate(requests):
             prompt, trie = self._prompt(req)
-            prompts.append(prompt)
-            tries.append(trie)
-            sps.append(self._sampling_params(params, trie, i))
+            runs.append(_Run(prompt, trie, self._sampling_params(params, trie, i)))
         with self._lock:
-            outs = self.llm.generate(prompts, sps, use_tqdm=False)
+            try:
+                self._load_pending()              # staged while no call was running to load it
+                self._step_all(runs)
+            finally:
+                self._load_pending()
+        self._load_if_idle()   # staged between our last check and the release: nobody else would load it
+        return [self._result(r, params) for r in runs]
+
+    def _step_all(self, runs: list[_Run]) -> None:
+        """Step the engine core until every run finished; with interrupt, swap staged weights between steps."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        live: dict[str, _Run] = {}
+
+        def submit(run: _Run, prompt, sp) -> None:
+            sp.output_kind = RequestOutputKind.CUMULATIVE    # every step's tokens, to tag each with its version
+            rid = f"atlasrl-{next(self._ids)}"
+            run.seen, run.parts = 0, run.parts + 1
+            engine.add_request(rid, prompt, sp)
+            live[rid] = run
+
+        try:
+            for run in runs:
+                submit(run, run.prompt, run.sp)
+            self._step_until_done(engine, live, submit)
+        except BaseException:
+            if live:   # a failed call leaves nothing running in the engine
+                engine.abort_request(list(live))
+            raise
+
+    def _step_until_done(self, engine, live: dict[str, _Run], submit) -> None:
+        while live:
             version = self._version
-        return [self._result(o, t, params, version) for o, t in zip(outs, tries)]
+            for out in engine.step():
+                run = live.get(out.request_id)
+                if run is None:
+                    continue
+                run.take(out, version)
+                if out.finished:
+                    del live[out.request_id]
+            if self.config.sim_step_s:   # benches on CPU hosts: the accelerator's time for this step (config doc)
+                time.sleep(self.config.sim_step_s)
+            self.stats["decode_steps"] += 1
+            if live and self.config.weight_swap == "interrupt" and self._pending_is_newer():
+                engine.abort_request(list(live))
+                self._load_pending()              # nothing runs now: the prefix cache resets too
+                self.stats["interrupts"] += 1
+                aborted = list(live.values())
+                live.clear()
+                for run in aborted:
+                    self.stats["resubmitted"] += 1
+                    submit(run, *run.continuation(self._sampling_params_after(run), self.tokenizer))
 
     def _prompt(self, req: GenerationRequest):
         trie = None
@@ -119,20 +233,81 @@ class VllmEngine(Engine):
                    include_stop_str_in_output=params.include_stop_str_in_output,
                    extra_args={"atlasrl_banned": banned} if banned else None, **common)
 
-    def _result(self, out, trie: ChoiceTrie | None, params: SamplingParams, version: int) -> Generation:
-        comp = out.outputs[0]
-        tokens = list(comp.token_ids)
-        logprobs = [float(step[tok].logprob) for tok, step in zip(tokens, comp.logprobs)]
-        finish = "stop" if comp.finish_reason in ("stop", "abort") else "length"
+    def _sampling_params_after(self, run: _Run):
+        """The rest of an interrupted request: the budget left, the tokens so far for the choice mask, a new seed."""
+        sp = run.sp.clone()
+        sp.max_tokens = max(1, run.sp.max_tokens - len(run.tokens))
+        sp.extra_args = {**(run.sp.extra_args or {}), PREFIX_KEY: list(run.tokens)}
+        if run.sp.seed is not None:
+            sp.seed = run.sp.seed + 1_000_003 * run.parts
+        return sp
+
+    def _result(self, run: _Run, params: SamplingParams) -> Generation:
+        text = run.text
+        if run.parts > 1:   # spliced: vLLM saw each part's text alone; cut at a stop as the transformers engine does
+            text = self.tokenizer.decode(run.tokens, skip_special_tokens=True)
+            cut = [(text.find(s), s) for s in params.stop if s in text]
+            if cut:
+                at, stop = min(cut)
+                text = text[:at + (len(stop) if params.include_stop_str_in_output else 0)]
+        trie = run.trie
         return Generation(
-            prompt_ids=list(out.prompt_token_ids), token_ids=tokens, logprobs=logprobs, text=comp.text,
-            finish_reason=finish, version=version, temperature=params.temperature,
-            choice_index=trie.index(tokens) if trie else None,
+            prompt_ids=run.prompt_ids, token_ids=run.tokens, logprobs=run.logprobs, text=text,
+            finish_reason=run.finish or "length", version=run.versions[0] if run.versions else self._version,
+            temperature=params.temperature, token_versions=list(run.versions),
+            choice_index=trie.index(run.tokens) if trie else None,
             choice_token_ids=[list(c) for c in trie.choices] if trie else None,
         )
 
     # -- weights ---------------------------------------------------------------------
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
+        blob = self._blob(named_tensors)
+        with self._lock:
+            self._load(int(version), blob)
+
+    def stage_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
+        """Hand over a version without waiting (validated here, before anything changes): loaded at once when idle,
+        else between two steps (interrupt) or at the end of the generate call in flight (drain). A newer version
+        staged before the engine got to an older one replaces it; an older one never replaces a newer."""
+        blob = self._blob(named_tensors)
+        with self._pending_lock:
+            if self._pending is None or version > self._pending[0]:
+                self._pending = (int(version), blob)
+        self._load_if_idle()
+
+    def _load_if_idle(self) -> None:
+        if self._pending is not None and self._lock.acquire(blocking=False):
+            try:
+                self._load_pending()
+            finally:
+                self._lock.release()
+
+    def _pending_is_newer(self) -> bool:
+        with self._pending_lock:
+            return self._pending is not None and self._pending[0] > self._version
+
+    def _load_pending(self) -> bool:
+        """Load the staged version, if any (the caller holds ``_lock``); True when the weights changed."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None or pending[0] <= self._version:
+            return False
+        self._load(*pending)
+        return True
+
+    def _load(self, version: int, blob: bytes) -> None:
+        """Into every worker, then drop what was computed with the old weights (the caller holds ``_lock``)."""
+        self.llm.collective_rpc("atlasrl_load_weights", args=(blob,))
+        self.llm.reset_prefix_cache()
+        if self.policy.is_vl:
+            # Cached vision embeddings are of the old weights; the worker already dropped its
+            # copy in reload_weights, so the scheduler's bookkeeping must go too.
+            self.llm.llm_engine.reset_encoder_cache()
+        self._version = int(version)
+
+    def _blob(self, named_tensors: Iterable[tuple[str, object]]) -> bytes:
+        """Every tensor of the checkpoint as one safetensors blob; unknown names, wrong shapes and missing tensors
+        raise ValueError before anything changes."""
         import torch
         from safetensors.torch import save
 
@@ -152,15 +327,7 @@ class VllmEngine(Engine):
         if missing:
             raise ValueError(f"update_weights: vllm needs every tensor; missing {len(missing)} "
                              f"(e.g. {missing[0]!r})")
-        blob = save(tensors)
-        with self._lock:
-            self.llm.collective_rpc("atlasrl_load_weights", args=(blob,))
-            self.llm.reset_prefix_cache()
-            if self.policy.is_vl:
-                # Cached vision embeddings are of the old weights; the worker already dropped its
-                # copy in reload_weights, so the scheduler's bookkeeping must go too.
-                self.llm.llm_engine.reset_encoder_cache()
-            self._version = int(version)
+        return save(tensors)
 
     def param_sums(self) -> dict[str, float]:
         return self.llm.collective_rpc("atlasrl_param_sums")[0]

@@ -17,6 +17,7 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 from atlasrl.models.choice import ChoiceTrie
 
 CHOICES_KEY = "atlasrl_choices"
+PREFIX_KEY = "atlasrl_prefix"   # tokens an interrupted request generated before it was resubmitted (vllm_engine.py)
 BANNED_KEY = "atlasrl_banned"   # ids never sampled (atlasrl.models.logprobs.banned_response_ids)
 
 
@@ -68,9 +69,10 @@ class ChoiceLogitsProcessor(AdapterLogitsProcessor):
         if not choices:
             return None
         trie = ChoiceTrie(choices)
+        prefix = list((params.extra_args or {}).get(PREFIX_KEY) or ())
 
         def restrict(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-            allowed = trie.allowed(output_ids)
+            allowed = trie.allowed(prefix + list(output_ids))
             if not allowed:          # complete (EOS ends the request) or off-trie: leave it
                 return logits
             masked = torch.full_like(logits, float("-inf"))
