@@ -66,22 +66,37 @@ def pack(z: np.ndarray) -> list[memoryview]:
 
 
 def unpack(payload: bytes | memoryview, base: np.ndarray) -> np.ndarray:
-    """``new`` from the decompressed payload and ``base`` (unsigned, flat): a new array of base's dtype."""
+    """``new`` from the decompressed payload and ``base`` (unsigned, flat): a new array of base's dtype.
+
+    Three passes over the tensor: one table lookup turns each code byte into its four steps (0, -1, +1; escapes
+    0 for now), the few bytes that hold an escape are found and their escapes written in, then the base is added."""
     n, w = base.size, base.dtype.itemsize
     m = codes_nbytes(n)
     buf = np.frombuffer(payload, np.uint8)
     if buf.size < m:
         raise DiffPayloadError(f"payload of {buf.size} bytes is shorter than the codes of {n} elements ({m})")
-    codes = _UNPACK[buf[:m]].reshape(-1)[:n]
-    idx = np.flatnonzero(codes == ESCAPE)
+    packed = buf[:m]
+    d = _steps(w)[packed].reshape(-1)[:n]
+    hot = np.flatnonzero(_HAS_ESCAPE[packed])
+    rows, cols = np.nonzero(_UNPACK[packed[hot]] == ESCAPE)
+    idx = hot[rows] * 4 + cols                 # ascending: bytes in order, codes in order within a byte
+    if idx.size and idx[-1] >= n:
+        raise DiffPayloadError(f"an escape code past the last of {n} elements")
     if buf.size != m + idx.size * w:
         raise DiffPayloadError(f"payload of {buf.size} bytes; its codes name {idx.size} escapes of {w} bytes "
                                f"after {m} bytes of codes")
-    z = codes.astype(UINT[w])
-    z[idx] = np.ascontiguousarray(buf[m:].reshape(w, -1).T).view(UINT[w]).reshape(-1)
-    # un-zigzag in place: (z >> 1) ^ -(z & 1), then add the base (wrapping)
-    sign = np.bitwise_and(z, 1)
-    np.negative(sign, out=sign)
-    np.right_shift(z, 1, out=z)
-    np.bitwise_xor(z, sign, out=z)
-    return np.add(z, base, out=z)
+    z = np.ascontiguousarray(buf[m:].reshape(w, -1).T).view(UINT[w]).reshape(-1)
+    d[idx] = (z >> 1) ^ -(z & 1)                   # un-zigzag (unsigned: -1 is all ones)
+    return np.add(d, base, out=d)                  # wrapping
+
+
+_HAS_ESCAPE = (_UNPACK == ESCAPE).any(axis=1)
+_STEP_OF_CODE = np.array([0, -1, 1, 0], np.int64)      # code 0, 1, 2 are zigzag 0, -1, +1; an escape is filled in
+_STEPS: dict[int, np.ndarray] = {}
+
+
+def _steps(w: int) -> np.ndarray:
+    """byte -> its four codes' steps as unsigned integers of width ``w`` (a 256 x 4 table, built once per width)."""
+    if w not in _STEPS:
+        _STEPS[w] = _STEP_OF_CODE[_UNPACK].astype(SINT[w]).view(UINT[w])
+    return _STEPS[w]

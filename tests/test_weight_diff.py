@@ -53,6 +53,8 @@ def test_layout_is_the_documented_one():
     codes, escapes = (bytes(p) for p in wd.pack(z))
     assert codes == bytes([0 | 2 << 2 | 1 << 4 | 3 << 6, 0])             # min(z, 3), four to a byte, from bit 0
     assert escapes == bytes([6, 0])                                       # the escaped z, low-byte plane first
+    with pytest.raises(wd.DiffPayloadError, match="past the last of 5 elements"):   # padding codes are 0
+        wd.unpack(bytes([0, 3 << 2, 6, 0]), base)
     base4 = np.zeros(3, np.uint32)
     new4 = np.array([0x10203, 0, 5], np.uint32)
     _, esc = (bytes(p) for p in wd.pack(wd.zigzag_diff(new4, base4)))

@@ -168,8 +168,12 @@ class VllmEngine(Engine):
         engine = self.llm.llm_engine
         live: dict[str, _Run] = {}
 
+        # interrupt: every step's tokens, to tag each with the version of that step; drain: one output at the end
+        # (as LLM.generate: no per-step output objects), every token of the version the call started with
+        kind = RequestOutputKind.CUMULATIVE if self.config.weight_swap == "interrupt" else RequestOutputKind.FINAL_ONLY
+
         def submit(run: _Run, prompt, sp) -> None:
-            sp.output_kind = RequestOutputKind.CUMULATIVE    # every step's tokens, to tag each with its version
+            sp.output_kind = kind
             rid = f"atlasrl-{next(self._ids)}"
             run.seen, run.parts = 0, run.parts + 1
             engine.add_request(rid, prompt, sp)
@@ -298,7 +302,8 @@ class VllmEngine(Engine):
     def _load(self, version: int, blob: bytes) -> None:
         """Into every worker, then drop what was computed with the old weights (the caller holds ``_lock``)."""
         self.llm.collective_rpc("atlasrl_load_weights", args=(blob,))
-        self.llm.reset_prefix_cache()
+        if not self.llm.reset_prefix_cache():   # cached prompt KV of the old weights must never serve the new ones
+            raise RuntimeError("vllm: the prefix cache could not be reset after a weight update (requests running)")
         if self.policy.is_vl:
             # Cached vision embeddings are of the old weights; the worker already dropped its
             # copy in reload_weights, so the scheduler's bookkeeping must go too.
