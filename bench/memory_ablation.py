@@ -4,6 +4,7 @@
     .venv/bin/python bench/memory_ablation.py                                   # text policy, 4 arms x 3 seeds
     .venv/bin/python bench/memory_ablation.py --policy text --policy vl --duration 900
     .venv/bin/python bench/memory_ablation.py --seeds 0 --duration 60 --arm on --arm off   # a smoke run
+    .venv/bin/python bench/memory_ablation.py --seeds 0 --eval-only --eval-pool 8   # the trained runs, 16 visits
 
 The task (docs/environments.md): holes look like ice in text and frame (``hidden_holes``), maps come from K
 recurring layouts (``layout_pool``), and nothing in the policy's observation names the layout, so the memory's
@@ -45,9 +46,9 @@ POLICIES = {   # the observation each policy reads, and the memory channel it ge
 }
 
 
-def env_config(policy: str, args, *, pool_seed: int, oracle: bool) -> dict[str, str]:
+def env_config(policy: str, args, *, pool: int, pool_seed: int, oracle: bool) -> dict[str, str]:
     cfg = {"text_mode": POLICIES[policy]["text_mode"], "max_actions_per_turn": "1", "hidden_holes": "true",
-           "layout_pool": str(args.pool), "layout_pool_seed": str(pool_seed), "hole_prob": str(args.hole_prob)}
+           "layout_pool": str(pool), "layout_pool_seed": str(pool_seed), "hole_prob": str(args.hole_prob)}
     if policy == "vl":
         cfg["cell_px"] = "28"   # one Qwen2.5-VL merged token per cell
     if oracle:
@@ -63,17 +64,26 @@ def arm_overrides(policy: str, arm: str) -> list[str]:
     return sets + POLICIES[policy]["channel"] + [f"actor.memory_source={source}"]
 
 
-async def train(policy: str, arm: str, seed: int, args, runs_dir: Path) -> dict:
+def run_config(policy: str, arm: str, seed: int, args, run_dir: Path):
+    """The run config of one arm's training run (the same for --eval-only, which re-reads its final model)."""
     from atlasrl.config import load_config
-    from atlasrl.up.run import UpRun
 
-    run_dir = runs_dir / f"{policy}-{arm}-seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)   # a fresh run: an old directory would be resumed
-    env = env_config(policy, args, pool_seed=args.train_pool_seed, oracle=arm == "oracle")
+    env = env_config(policy, args, pool=args.pool, pool_seed=args.train_pool_seed, oracle=arm == "oracle")
     overrides = [f"run.seed={seed}", f"run.duration_s={args.duration}", "run.eval_episodes=0", "run.display=false",
                  f"run.run_dir={run_dir}", f"run.name=mem-{policy}-{arm}-{seed}", f"model.arch={POLICIES[policy]['arch']}",
                  f"actor.env_config={json.dumps(env)}", *arm_overrides(policy, arm), *args.set]
-    cfg = load_config(None, overrides)
+    return load_config(None, overrides)
+
+
+async def train(policy: str, arm: str, seed: int, args, runs_dir: Path) -> dict:
+    from atlasrl.up.run import UpRun
+
+    run_dir = runs_dir / f"{policy}-{arm}-seed{seed}"
+    cfg = run_config(policy, arm, seed, args, run_dir)
+    if args.eval_only:           # a run trained before: its summary names the final model
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return {"cfg": cfg, "summary": summary, "train_s": 0.0}
+    shutil.rmtree(run_dir, ignore_errors=True)   # a fresh run: an old directory would be resumed
     t0 = time.time()
     summary = await UpRun(cfg).run()
     return {"cfg": cfg, "summary": summary, "train_s": round(time.time() - t0, 1)}
@@ -101,9 +111,10 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str) 
     try:
         actor = cfg.actor.model_copy(update={
             "envs": [env.address], "model": model_dir, "learner": None, "coordinator": None, "group_size": 1,
-            "num_envs": min(args.pool, 16), "temperature": args.eval_temperature, "bare_prompt": bare_prompt(cfg),
+            "num_envs": min(args.eval_pool, 16), "temperature": args.eval_temperature, "bare_prompt": bare_prompt(cfg),
             "memory": memory.address if arm != "off" else None, "memory_ingest": True, "spool_dir": None,
-            "env_config": env_config(policy, args, pool_seed=args.eval_pool_seed + seed, oracle=arm == "oracle")})
+            "env_config": env_config(policy, args, pool=args.eval_pool, pool_seed=args.eval_pool_seed + seed,
+                                     oracle=arm == "oracle")})
         actor = resolve_images(actor)
         engine = build_engine(actor)
         advisor = MemoryAdvisor.from_config(actor) if actor.memory else None
@@ -175,22 +186,28 @@ def main() -> None:
     ap.add_argument("--hole-prob", type=float, default=0.3)
     ap.add_argument("--train-pool-seed", type=int, default=0)
     ap.add_argument("--eval-pool-seed", type=int, default=1000, help="held-out layouts: pool seed this + run seed")
-    ap.add_argument("--eval-episodes", type=int, default=128, help="a multiple of --pool: every layout as often")
+    ap.add_argument("--eval-pool", type=int, default=None,
+                    help="held-out recurring layouts (default --pool); fewer layouts, more visits each")
+    ap.add_argument("--eval-episodes", type=int, default=128, help="a multiple of --eval-pool: every layout as often")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="no training: evaluate the final models of runs trained before under --out")
     ap.add_argument("--eval-temperature", type=float, default=1.0)
     ap.add_argument("--set", action="append", default=[], help="extra run-config override for every run")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     args.policy = args.policy or ["text"]
     args.arm = args.arm or list(ARMS)
-    if args.eval_episodes % args.pool:
-        ap.error("--eval-episodes must be a multiple of --pool (every held-out layout visited as often)")
+    args.eval_pool = args.eval_pool or args.pool
+    if args.eval_episodes % args.eval_pool:
+        ap.error("--eval-episodes must be a multiple of --eval-pool (every held-out layout visited as often)")
     t0 = time.time()
     result = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory_ablation.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    (args.out / ("memory_ablation_eval.json" if args.eval_only else "memory_ablation.json")).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                                 **result}, indent=2, default=str) + "\n")
     s = result["summary"]
     print(json.dumps({"bench": "memory_ablation", "seeds": args.seeds, "duration_s": args.duration, "pool": args.pool,
+                      "eval_pool": args.eval_pool, "eval_episodes": args.eval_episodes,
                       "wall_s": round(time.time() - t0, 1),
                       "hidden_holes": {p: {a: round(v["revisited"], 3) for a, v in arms.items()} for p, arms in s.items()},
                       "first_visit": {p: {a: round(v["first_visit"], 3) for a, v in arms.items()} for p, arms in s.items()},
