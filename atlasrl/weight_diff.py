@@ -69,16 +69,18 @@ def unpack(payload: bytes | memoryview, base: np.ndarray) -> np.ndarray:
     """``new`` from the decompressed payload and ``base`` (unsigned, flat): a new array of base's dtype.
 
     Three passes over the tensor: one table lookup turns each code byte into its four steps (0, -1, +1; escapes
-    0 for now), the few bytes that hold an escape are found and their escapes written in, then the base is added."""
+    0 for now), the few bytes that hold an escape are found and their escapes written in, then the base is added
+    (20M bf16 values after the bench's update: 0.06-0.07 s, where decoding every code and un-zigzagging the whole
+    tensor took 0.09-0.13 s)."""
     n, w = base.size, base.dtype.itemsize
     m = codes_nbytes(n)
     buf = np.frombuffer(payload, np.uint8)
     if buf.size < m:
         raise DiffPayloadError(f"payload of {buf.size} bytes is shorter than the codes of {n} elements ({m})")
     packed = buf[:m]
-    d = _steps(w)[packed].reshape(-1)[:n]
+    d = _steps(w)[packed].view(UINT[w])[:n]
     hot = np.flatnonzero(_HAS_ESCAPE[packed])
-    rows, cols = np.nonzero(_UNPACK[packed[hot]] == ESCAPE)
+    rows, cols = np.nonzero(_ESCAPES[packed[hot]].view(np.bool_).reshape(-1, 4))
     idx = hot[rows] * 4 + cols                 # ascending: bytes in order, codes in order within a byte
     if idx.size and idx[-1] >= n:
         raise DiffPayloadError(f"an escape code past the last of {n} elements")
@@ -91,12 +93,15 @@ def unpack(payload: bytes | memoryview, base: np.ndarray) -> np.ndarray:
 
 
 _HAS_ESCAPE = (_UNPACK == ESCAPE).any(axis=1)
+_ESCAPES = np.ascontiguousarray(_UNPACK == ESCAPE).view(np.dtype((np.void, 4))).reshape(256)   # byte -> 4 flags
 _STEP_OF_CODE = np.array([0, -1, 1, 0], np.int64)      # code 0, 1, 2 are zigzag 0, -1, +1; an escape is filled in
 _STEPS: dict[int, np.ndarray] = {}
 
 
 def _steps(w: int) -> np.ndarray:
-    """byte -> its four codes' steps as unsigned integers of width ``w`` (a 256 x 4 table, built once per width)."""
+    """byte -> its four codes' steps as unsigned integers of width ``w``, built once per width: 256 entries of one
+    4w-byte item each, so the lookup copies whole items (a 256 x 4 table indexed by rows was 10x slower)."""
     if w not in _STEPS:
-        _STEPS[w] = _STEP_OF_CODE[_UNPACK].astype(SINT[w]).view(UINT[w])
+        table = np.ascontiguousarray(_STEP_OF_CODE[_UNPACK].astype(SINT[w]))
+        _STEPS[w] = table.view(np.dtype((np.void, 4 * w))).reshape(256)
     return _STEPS[w]
