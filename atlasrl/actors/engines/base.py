@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,3 +111,55 @@ class Engine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: a no-op unless an engine holds resources
         """Release the model (idempotent)."""
+
+
+class StagedWeights(abc.ABC):
+    """``stage_weights`` for engines that can load a version in the middle of a generate call
+    (``weight_swap="interrupt"``): the transformers and vLLM engines. An engine validates and prepares a version in
+    ``_prepare_weights`` (raising ValueError before anything changes) and loads it in ``_apply_weights`` (its
+    ``_lock`` held); its generate loop calls ``_load_pending`` where a swap may happen."""
+
+    _lock: threading.Lock
+    _version: int
+
+    def _init_staging(self) -> None:
+        self._pending: tuple[int, Any] | None = None   # staged (version, prepared weights) not loaded yet
+        self._pending_lock = threading.Lock()
+
+    @abc.abstractmethod
+    def _prepare_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> Any:
+        """The version checked against the model and ready to load."""
+
+    @abc.abstractmethod
+    def _apply_weights(self, version: int, prepared: Any) -> None:
+        """Load a prepared version and make it ``version`` (the caller holds ``_lock``)."""
+
+    def stage_weights(self, version: int, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Hand over a version without waiting (validated here, before anything changes): loaded at once when idle,
+        else between two decode steps (interrupt) or at the end of the generate call in flight (drain). A newer
+        version staged before the engine got to an older one replaces it; an older one never replaces a newer."""
+        prepared = self._prepare_weights(named_tensors)
+        with self._pending_lock:
+            if self._pending is None or version > self._pending[0]:
+                self._pending = (int(version), prepared)
+        self._load_if_idle()
+
+    def _load_if_idle(self) -> None:
+        if self._pending is not None and self._lock.acquire(blocking=False):
+            try:
+                self._load_pending()
+            finally:
+                self._lock.release()
+
+    def _pending_is_newer(self) -> bool:
+        with self._pending_lock:
+            return self._pending is not None and self._pending[0] > self._version
+
+    def _load_pending(self) -> bool:
+        """Load the staged version, if any (the caller holds ``_lock``); True when the weights changed."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None or pending[0] <= self._version:
+            return False
+        self._apply_weights(*pending)
+        return True

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
+from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams, StagedWeights
 from atlasrl.actors.engines.config import EngineConfig
 from atlasrl.actors.engines.sampling import mask_to_allowed, sample_tokens
 from atlasrl.models.chat import EncodedPrompt, encode_prompt
@@ -61,7 +61,7 @@ def _prompt_key(prompt: EncodedPrompt) -> tuple:
     return tuple(prompt.input_ids), hashlib.blake2b(pixels, digest_size=16).digest()
 
 
-class TransformersEngine(Engine):
+class TransformersEngine(StagedWeights, Engine):
     def __init__(self, config: EngineConfig):
         self.config = config
         if config.threads:
@@ -73,8 +73,7 @@ class TransformersEngine(Engine):
         self._generator = torch.Generator(device=config.device).manual_seed(config.seed)
         self._end_id = self.policy.eos_token_ids[0]
         self._tries: dict[tuple[str, ...], ChoiceTrie] = {}   # choice lists seen, see _choice_trie
-        self._pending: tuple[int, list] | None = None   # staged (version, [(param, tensor)]) not loaded yet
-        self._pending_lock = threading.Lock()
+        self._init_staging()                             # staged versions: [(param, tensor)] each
         self.stats = {"generated_tokens": 0, "prefill_tokens": 0, "seconds": 0.0, "decode_steps": 0,
                       "interrupts": 0}
 
@@ -239,43 +238,17 @@ class TransformersEngine(Engine):
 
     # -- weights ---------------------------------------------------------------------
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
-        staged = self._stage(named_tensors)
-        with self._lock, torch.no_grad():
-            self._copy(version, staged)
+        staged = self._prepare_weights(named_tensors)
+        with self._lock:
+            self._apply_weights(version, staged)
 
-    def stage_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
-        """Hand over a version without waiting (validated here, before anything changes): loaded at once when idle,
-        else between two decode steps (interrupt) or at the end of the generate call in flight (drain). A newer
-        version staged before the engine got to an older one replaces it; an older one never replaces a newer."""
-        staged = self._stage(named_tensors)
-        with self._pending_lock:
-            if self._pending is None or version > self._pending[0]:
-                self._pending = (int(version), staged)
-        self._load_if_idle()
-
-    def _load_if_idle(self) -> None:
-        if self._pending is not None and self._lock.acquire(blocking=False):
-            try:
-                self._load_pending()
-            finally:
-                self._lock.release()
-
-    def _load_pending(self) -> bool:
-        """Load the staged version, if any (the caller holds ``_lock``); True when the weights changed."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, None
-        if pending is None or pending[0] <= self._version:
-            return False
+    def _apply_weights(self, version: int, staged: list) -> None:
         with torch.no_grad():
-            self._copy(*pending)
-        return True
-
-    def _copy(self, version: int, staged: list) -> None:
-        for target, tensor in staged:
-            target.copy_(tensor.to(dtype=target.dtype, device=target.device))
+            for target, tensor in staged:
+                target.copy_(tensor.to(dtype=target.dtype, device=target.device))
         self._version = int(version)
 
-    def _stage(self, named_tensors: Iterable[tuple[str, object]]) -> list:
+    def _prepare_weights(self, named_tensors: Iterable[tuple[str, object]]) -> list:
         """[(parameter, tensor)] checked against the model: unknown names and wrong shapes raise ValueError."""
         params = dict(self.policy.model.named_parameters())
         params.update(dict(self.policy.model.named_buffers()))

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams
+from atlasrl.actors.engines.base import Engine, Generation, GenerationRequest, SamplingParams, StagedWeights
 from atlasrl.actors.engines.config import EngineConfig
 from atlasrl.models.chat import encode_prompt, render
 from atlasrl.models.choice import ChoiceTrie, choice_token_ids
@@ -101,7 +101,7 @@ class _Run:
         return {"prompt_token_ids": list(ids) + self.tokens, "multi_modal_data": self.prompt["multi_modal_data"]}, sp
 
 
-class VllmEngine(Engine):
+class VllmEngine(StagedWeights, Engine):
     def __init__(self, config: EngineConfig):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_space_gib))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")   # in-process engine core
@@ -132,8 +132,7 @@ class VllmEngine(Engine):
         )
         self._version = 0
         self._lock = threading.Lock()
-        self._pending: tuple[int, bytes] | None = None   # staged (version, safetensors blob) not loaded yet
-        self._pending_lock = threading.Lock()
+        self._init_staging()                             # staged versions: one safetensors blob each
         self._ids = itertools.count()
         self.stats = {"decode_steps": 0, "interrupts": 0, "resubmitted": 0}
 
@@ -265,41 +264,11 @@ class VllmEngine(Engine):
 
     # -- weights ---------------------------------------------------------------------
     def update_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
-        blob = self._blob(named_tensors)
+        blob = self._prepare_weights(named_tensors)
         with self._lock:
-            self._load(int(version), blob)
+            self._apply_weights(int(version), blob)
 
-    def stage_weights(self, version: int, named_tensors: Iterable[tuple[str, object]]) -> None:
-        """Hand over a version without waiting (validated here, before anything changes): loaded at once when idle,
-        else between two steps (interrupt) or at the end of the generate call in flight (drain). A newer version
-        staged before the engine got to an older one replaces it; an older one never replaces a newer."""
-        blob = self._blob(named_tensors)
-        with self._pending_lock:
-            if self._pending is None or version > self._pending[0]:
-                self._pending = (int(version), blob)
-        self._load_if_idle()
-
-    def _load_if_idle(self) -> None:
-        if self._pending is not None and self._lock.acquire(blocking=False):
-            try:
-                self._load_pending()
-            finally:
-                self._lock.release()
-
-    def _pending_is_newer(self) -> bool:
-        with self._pending_lock:
-            return self._pending is not None and self._pending[0] > self._version
-
-    def _load_pending(self) -> bool:
-        """Load the staged version, if any (the caller holds ``_lock``); True when the weights changed."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, None
-        if pending is None or pending[0] <= self._version:
-            return False
-        self._load(*pending)
-        return True
-
-    def _load(self, version: int, blob: bytes) -> None:
+    def _apply_weights(self, version: int, blob: bytes) -> None:
         """Into every worker, then drop what was computed with the old weights (the caller holds ``_lock``)."""
         self.llm.collective_rpc("atlasrl_load_weights", args=(blob,))
         if not self.llm.reset_prefix_cache():   # cached prompt KV of the old weights must never serve the new ones
@@ -310,7 +279,7 @@ class VllmEngine(Engine):
             self.llm.llm_engine.reset_encoder_cache()
         self._version = int(version)
 
-    def _blob(self, named_tensors: Iterable[tuple[str, object]]) -> bytes:
+    def _prepare_weights(self, named_tensors: Iterable[tuple[str, object]]) -> bytes:
         """Every tensor of the checkpoint as one safetensors blob; unknown names, wrong shapes and missing tensors
         raise ValueError before anything changes."""
         import torch
