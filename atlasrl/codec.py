@@ -210,10 +210,26 @@ def decode(t: tensor_pb2.Tensor, *, max_bytes: int = DEFAULT_MAX_BYTES, max_rank
     return arr.copy() if writable else arr
 
 
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "dctx", None)
+    if d is None:
+        d = _local.dctx = zstandard.ZstdDecompressor()
+    return d
+
+
 def _decompress(data: bytes, nbytes: int, label: str) -> bytes:
-    # Stream-decompress with a hard output cap one byte above the expected size:
+    dctx = _decompressor()
+    # Fast path (a 128 px frame: ~16 us instead of ~37): a frame whose header states exactly the size the
+    # shape allows is decompressed in one call, which allocates that size and fails on any other.
+    try:
+        if zstandard.frame_content_size(data) == nbytes:
+            out = dctx.decompress(data)
+            if len(out) == nbytes:
+                return out
+    except zstandard.ZstdError:
+        pass  # the stream path below names the problem
+    # Otherwise stream-decompress with a hard output cap one byte above the expected size:
     # a lying frame (or a bomb) is caught without allocating its claimed size.
-    dctx = zstandard.ZstdDecompressor()
     try:
         reader = dctx.stream_reader(data, read_across_frames=False)
         out = reader.read(nbytes + 1)

@@ -6,7 +6,9 @@
 
 (a) grpc: ``atlasrl envserver`` in its own process (``--workers``, default 0 = in-process
     threads); the client is the real ``EnvClient`` on one stream: B envs, split into
-    ``--inflight`` groups that each keep one batched Step in flight (pipelining).
+    ``--inflight`` groups that each keep one batched Step in flight (pipelining). Finished
+    episodes restart inside the Step (``StepRequest.auto_reset``, the recommended client
+    setting); ``--no-auto-reset`` sends pipelined Reset requests instead.
 (b) http: a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in its own process,
     one env per request, answering JSON with the frame as base64 PNG, as HTTP env
     servers in this field do. The client steps B envs per round, one request each,
@@ -160,7 +162,8 @@ def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False
         pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(30)
 
 
-async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, inflight: int) -> tuple[float, float]:
+async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int, seconds: float, inflight: int,
+                     auto_reset: bool = True) -> tuple[float, float]:
     from atlasrl.clients.env import EnvClient, EnvObservation
     from atlasrl.v1 import env_pb2
 
@@ -174,17 +177,20 @@ async def bench_grpc(port: int, env_id: str, config: dict[str, str], batch: int,
 
         async def drive(group: list[int]) -> None:
             while time.perf_counter() < deadline:
-                req = env_pb2.EnvRequest(step=env_pb2.StepRequest(actions=[env_pb2.Action(handle=h, text=rng.choice(ACTIONS)) for h in group]))
+                req = env_pb2.EnvRequest(step=env_pb2.StepRequest(actions=[env_pb2.Action(handle=h, text=rng.choice(ACTIONS)) for h in group],
+                                                                  auto_reset=auto_reset))
                 resp = await client.request(req)
                 totals["bytes"] += req.ByteSize() + resp.ByteSize()
                 done = []
                 for r in resp.step.results:
                     obs = EnvObservation.from_proto(r.observation)  # decode the frame, as the HTTP client does
-                    if obs.done:
+                    if r.HasField("reset_observation"):             # the next episode's first frame, too
+                        EnvObservation.from_proto(r.reset_observation)
+                    elif obs.done:
                         done.append(r.handle)
-                for h in done:
-                    reset = env_pb2.EnvRequest(reset=env_pb2.ResetRequest(handle=h))
-                    rr = await client.request(reset)
+                # The finished episodes' resets go out together, pipelined on the stream, not one round trip each.
+                resets = [env_pb2.EnvRequest(reset=env_pb2.ResetRequest(handle=h)) for h in done]
+                for reset, rr in zip(resets, await asyncio.gather(*(client.request(r) for r in resets))):
                     totals["bytes"] += reset.ByteSize() + rr.ByteSize()
                 totals["steps"] += len(group)
 
@@ -265,6 +271,8 @@ def main() -> None:
     ap.add_argument("--pipelined", type=int, default=8,
                     help="extra row: this many envs, one action per Step request, all in flight on one stream "
                          "(batch 1 with pipelining, the recommended client setting), against HTTP with as many envs; 0 = off")
+    ap.add_argument("--no-auto-reset", action="store_true",
+                    help="the gRPC client resets finished envs with Reset requests (pipelined) instead of StepRequest.auto_reset")
     ap.add_argument("--profile-server", default="", help="write the gRPC env server's cProfile top 30 (tottime) here")
     ap.add_argument("--openenv", default="", help="also bench the OpenEnv side with these image formats (list,png); needs openenv-core")
     args = ap.parse_args()
@@ -284,7 +292,7 @@ def main() -> None:
             grpc_runs, http_runs = [], []
             openenv_runs: dict[str, list[tuple[float, float]]] = {f: [] for f in openenv_formats if envs == b}
             for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both alike
-                grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, envs, args.seconds, inflight)))
+                grpc_runs.append(asyncio.run(bench_grpc(grpc_port, args.env, config, envs, args.seconds, inflight, not args.no_auto_reset)))
                 http_runs.append(bench_http(http_port, envs, args.seconds))
                 for f in openenv_formats:
                     assert openenv_port is not None
@@ -304,6 +312,7 @@ def main() -> None:
             p.join(30)
 
     print(f"{args.env} {args.size}x{args.size} at {args.image_size} px, grpc workers={args.workers}, inflight={args.inflight}, "
+          f"auto_reset={not args.no_auto_reset}, "
           f"median of {args.rounds} alternating rounds of {args.seconds:g} s, {mp.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"{'batch':>5} | {'grpc steps/s':>12} | {'http steps/s':>12} | {'speedup':>7} | {'grpc B/step':>11} | {'http B/step':>11} | {'http/grpc bytes':>15}")
     for r in rows:
@@ -323,7 +332,7 @@ def main() -> None:
     if vs_single is not None:
         print(f"pipelined 1x{piped['envs']} against HTTP at batch 1 (one connection): {vs_single:.1f}x")
     print(json.dumps({"bench": "env_throughput", "env": args.env, "size": int(args.size), "image_size": int(args.image_size),
-                      "grpc_workers": args.workers, "inflight": args.inflight, "load_avg": round(os.getloadavg()[0], 2),
+                      "grpc_workers": args.workers, "inflight": args.inflight, "auto_reset": not args.no_auto_reset, "load_avg": round(os.getloadavg()[0], 2),
                       "pipelined_vs_http_batch1": vs_single, "rows": rows}))
 
 

@@ -151,6 +151,9 @@ class StepResult:
     handle: int
     observation: EnvObservation | None = None
     error: RemoteError | None = None
+    # With step(auto_reset=True), when this action ended its episode: the next episode's first observation
+    # (None when the automatic reset failed: send reset() to get its error).
+    reset_observation: EnvObservation | None = None
 
     def unwrap(self) -> EnvObservation:
         if self.error is not None:
@@ -295,13 +298,14 @@ class EnvClient:
         return EnvObservation.from_proto(resp.reset.observation, self.decode_images)
 
     async def step(self, actions: Mapping[int, str | np.ndarray] | Iterable[tuple[int, str | np.ndarray]],
-                   strict: bool = False) -> list[StepResult]:
+                   strict: bool = False, auto_reset: bool = False) -> list[StepResult]:
         """One result per action, in order. Errors of single actions are in ``StepResult.error``.
 
         An action is text, or a numeric array (float32/float64, (action_dim,) or (n, action_dim)) for envs
-        whose spec has ``numeric_actions`` (sent as ``Action.values``)."""
+        whose spec has ``numeric_actions`` (sent as ``Action.values``). ``auto_reset``: an env whose episode
+        ends starts the next one at once (its RNG goes on), in ``StepResult.reset_observation``."""
         pairs = list(actions.items()) if isinstance(actions, Mapping) else list(actions)
-        req = env_pb2.StepRequest(actions=[_action(h, a) for h, a in pairs], strict=strict)
+        req = env_pb2.StepRequest(actions=[_action(h, a) for h, a in pairs], strict=strict, auto_reset=auto_reset)
         stream, resp = await self._roundtrip(env_pb2.EnvRequest(step=req))
         results = resp.step.results
         if len(results) != len(pairs):  # which actions were applied is unknown: the stream's sessions are lost
@@ -313,7 +317,8 @@ class EnvClient:
             if r.status.code:
                 out.append(StepResult(r.handle, error=RemoteError(r.status.code, r.status.message)))
             else:
-                out.append(StepResult(r.handle, EnvObservation.from_proto(r.observation, decode)))
+                reset = EnvObservation.from_proto(r.reset_observation, decode) if r.HasField("reset_observation") else None
+                out.append(StepResult(r.handle, EnvObservation.from_proto(r.observation, decode), reset_observation=reset))
         return out
 
     async def step_one(self, handle: int, text: str, strict: bool = False) -> EnvObservation:

@@ -119,11 +119,13 @@ class RawMessage(bytes):
         return bytes(self)
 
 
-def step_response(request_id: int, results: Iterable[tuple[int, int, str, bytes]]) -> RawMessage:
-    """EnvResponse{request_id, step: StepResponse{results}} from (handle, code, message, observation bytes)."""
+def step_response(request_id: int, results: Iterable[tuple[int, int, str, bytes, bytes | None]]) -> RawMessage:
+    """EnvResponse{request_id, step: StepResponse{results}} from (handle, code, message, observation bytes,
+    the automatic reset's observation bytes or None)."""
     body = b"".join(
-        _field(1, _uint(1, handle) + _status(code, message) + (_field(3, obs) if not code else b""))
-        for handle, code, message, obs in results
+        _field(1, _uint(1, handle) + _status(code, message) + (_field(3, obs) if not code else b"")
+               + (_field(4, reset) if reset is not None and not code else b""))
+        for handle, code, message, obs, reset in results
     )
     return RawMessage(_uint(1, request_id) + _field(5, body))
 

@@ -40,6 +40,7 @@ class Outcome:
     seconds: float = 0.0      # env step/reset + render + encode
     raw_bytes: int = 0        # image bytes before the codec
     wire_bytes: int = 0       # image bytes after the codec
+    reset: Outcome | None = None  # a step's automatic reset (StepRequest.auto_reset) after its episode ended
 
 
 class HostError(Exception):
@@ -93,10 +94,19 @@ class EnvHost:
     def reset(self, handle: int, seed: int | None) -> Outcome:
         return self._run(handle, lambda env: env.text_reset(seed=seed), "reset")
 
-    def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
-        """Text actions, or numeric ones (an ``Action.values`` Tensor, checked by atlasrl/envserver/numeric.py)."""
-        return [self._run(h, lambda env, a=action: env.text_step(a, strict=strict) if isinstance(a, str)
-                          else env.numeric_step(numeric_action(a, env.spec_info())), "step") for h, action in actions]
+    def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool, auto_reset: bool = False) -> list[Outcome]:
+        """Text actions, or numeric ones (an ``Action.values`` Tensor, checked by atlasrl/envserver/numeric.py).
+
+        With ``auto_reset`` an action that ends its episode also resets that env (no seed: the instance's RNG
+        goes on) and the reset's outcome rides on the step's, so the client saves a round trip per episode."""
+        out = []
+        for h, action in actions:
+            o = self._run(h, lambda env, a=action: env.text_step(a, strict=strict) if isinstance(a, str)
+                          else env.numeric_step(numeric_action(a, env.spec_info())), "step")
+            if auto_reset and o.done and not o.code:
+                o.reset = self.reset(h, None)
+            out.append(o)
+        return out
 
     def close(self, handles: list[int]) -> int:
         closed = 0

@@ -154,7 +154,8 @@ class EnvManager:
         self._after(session, "reset", [handle], [o])
         return o
 
-    async def step(self, session: Session, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
+    async def step(self, session: Session, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool,
+                   auto_reset: bool = False) -> list[Outcome]:
         if not actions:
             raise InvalidArgument("step request has no actions")
         if not session.envs:
@@ -179,7 +180,7 @@ class EnvManager:
             if (o := out[i]) is not None:
                 self.metrics.error("step", o.code)
         if todo:
-            done = await self.pool.step([actions[i] for i in todo], strict)
+            done = await self.pool.step([actions[i] for i in todo], strict, auto_reset)
             self._after(session, "step", [actions[i][0] for i in todo], done)
             for i, o in zip(todo, done):
                 out[i] = o
@@ -218,9 +219,13 @@ class EnvManager:
             self.metrics.outcome(op, o)
             if op == "step" and not o.code:
                 self.steps_total += 1
+            if o.reset is not None:
+                self.metrics.outcome("reset", o.reset)
             env = session.envs.get(h)
             if env is not None and o.code == 0:
-                env.state = DONE if o.done else RUNNING
+                # An episode that ended and was reset automatically is running again; a failed
+                # automatic reset leaves it done, so the client's own Reset reports the failure.
+                env.state = RUNNING if not o.done or (o.reset is not None and not o.reset.code) else DONE
 
     async def _close_handles(self, session: Session, handles: list[int]) -> None:
         for h in handles:

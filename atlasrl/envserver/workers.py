@@ -306,9 +306,10 @@ class WorkerPool:
     async def reset(self, handle: int, seed: int | None) -> Outcome:
         return (await self._batch("reset", [handle], lambda w, hs: w.call("reset", hs[0], seed)))[0]
 
-    async def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool) -> list[Outcome]:
+    async def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool, auto_reset: bool = False) -> list[Outcome]:
         texts = dict(actions)
-        return await self._batch("step", [h for h, _ in actions], lambda w, hs: w.call("step", [(h, texts[h]) for h in hs], strict))
+        return await self._batch("step", [h for h, _ in actions],
+                                 lambda w, hs: w.call("step", [(h, texts[h]) for h in hs], strict, auto_reset))
 
     async def close(self, handles: list[int]) -> None:
         groups: dict[_Worker, list[int]] = {}

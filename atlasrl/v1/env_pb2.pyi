@@ -69,12 +69,14 @@ class Action(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., text: _Optional[str] = ..., values: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
-    __slots__ = ("actions", "strict")
+    __slots__ = ("actions", "strict", "auto_reset")
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_RESET_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[Action]
     strict: bool
-    def __init__(self, actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., strict: _Optional[bool] = ...) -> None: ...
+    auto_reset: bool
+    def __init__(self, actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., strict: _Optional[bool] = ..., auto_reset: _Optional[bool] = ...) -> None: ...
 
 class CloseRequest(_message.Message):
     __slots__ = ("handles",)
@@ -119,14 +121,16 @@ class StepResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ...) -> None: ...
 
 class StepResult(_message.Message):
-    __slots__ = ("handle", "status", "observation")
+    __slots__ = ("handle", "status", "observation", "reset_observation")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    RESET_OBSERVATION_FIELD_NUMBER: _ClassVar[int]
     handle: int
     status: _common_pb2.Status
     observation: Observation
-    def __init__(self, handle: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ...) -> None: ...
+    reset_observation: Observation
+    def __init__(self, handle: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., reset_observation: _Optional[_Union[Observation, _Mapping]] = ...) -> None: ...
 
 class CloseResponse(_message.Message):
     __slots__ = ("closed",)

@@ -22,10 +22,13 @@ def _obs(step: int) -> env_pb2.Observation:
 
 @pytest.mark.parametrize("request_id", [0, 1, 300, 2**40])
 def test_spliced_step_response_equals_protobuf(request_id):
-    results = [(1, 0, "", _obs(1)), (2**33, 5, "env handle 8589934592 is not open ✗", None), (127, 0, "", _obs(2))]
-    spliced = step_response(request_id, [(h, c, m, o.SerializeToString() if o else b"") for h, c, m, o in results])
+    # The third ended its episode and carries the automatic reset's observation (StepRequest.auto_reset).
+    results = [(1, 0, "", _obs(1), None), (2**33, 5, "env handle 8589934592 is not open ✗", None, None), (127, 0, "", _obs(2), _obs(0))]
+    spliced = step_response(request_id, [(h, c, m, o.SerializeToString() if o else b"", r.SerializeToString() if r else None)
+                                         for h, c, m, o, r in results])
     expected = env_pb2.EnvResponse(request_id=request_id, step=env_pb2.StepResponse(results=[
-        env_pb2.StepResult(handle=h, status=common_pb2.Status(code=c, message=m) if c else None, observation=o) for h, c, m, o in results]))
+        env_pb2.StepResult(handle=h, status=common_pb2.Status(code=c, message=m) if c else None, observation=o, reset_observation=r)
+        for h, c, m, o, r in results]))
     assert env_pb2.EnvResponse.FromString(spliced.SerializeToString()) == expected
 
 
