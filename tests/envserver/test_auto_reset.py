@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from atlasrl.clients.env import EnvClient
+from atlasrl.rpc import RemoteError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,3 +66,25 @@ async def test_a_batch_with_auto_reset_resets_only_the_finished_envs(server):
                 finished += obs.done
                 running += not obs.done
         assert finished and running, "some episodes ended and were reset in the batch, others went on"
+
+
+async def test_a_failed_automatic_reset_keeps_the_final_observation_and_the_env_waits_for_reset(server):
+    async with EnvClient(server.address) as client:
+        h, _ = await client.open("frozenlake", {"size": "4"}, seed=0)
+        await client.reset(h, seed=0)
+        env = server.pool.workers[0].host._envs[h][1]
+
+        def broken(seed=None):
+            raise RuntimeError("renderer lost")
+
+        env.text_reset = broken
+        for _ in range(100):
+            [r] = await client.step([(h, "Down")], auto_reset=True)
+            if r.unwrap().done:
+                break
+        assert r.unwrap().done and r.reset_observation is None, "the step's own outcome survives its reset's failure"
+        [late] = await client.step([(h, "Down")], auto_reset=True)
+        assert late.error is not None and late.error.status_code == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(RemoteError) as e:                    # the client's own Reset names the failure
+            await client.reset(h)
+        assert e.value.status_code == grpc.StatusCode.INTERNAL and "renderer lost" in str(e.value)
