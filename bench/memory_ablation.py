@@ -89,8 +89,9 @@ async def train(policy: str, arm: str, seed: int, args, runs_dir: Path) -> dict:
     return {"cfg": cfg, "summary": summary, "train_s": round(time.time() - t0, 1)}
 
 
-async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str) -> dict:
-    """The trained policy on fresh recurring layouts, with a fresh memory that ingests the eval's episodes."""
+async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str, jsonl: Path | None = None) -> dict:
+    """The trained policy on fresh recurring layouts, with a fresh memory that ingests the eval's episodes
+    (each episode, its layout, actions and terminal cause, to ``jsonl`` when given)."""
     from atlasrl.actors.actor import build_engine
     from atlasrl.actors.config import resolve_images
     from atlasrl.actors.eval import evaluate
@@ -120,7 +121,7 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str) 
         advisor = MemoryAdvisor.from_config(actor) if actor.memory else None
         try:
             report = await evaluate(actor, Policy(engine, actor), env_clients(actor.envs), episodes=args.eval_episodes,
-                                    seed_start=0, memory=advisor)
+                                    seed_start=0, memory=advisor, jsonl=jsonl)
         finally:
             if advisor is not None:
                 await advisor.close()
@@ -128,7 +129,7 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str) 
     finally:
         await memory.stop(0)
         await env.stop(0)
-    return {"success": report.success_rate, "by_visit": report.by_visit}
+    return {"success": report.success_rate, "by_visit": report.by_visit, "causes": report.causes}
 
 
 def pooled(rows: list[dict], first: bool) -> tuple[int, int]:
@@ -153,12 +154,15 @@ async def main_async(args) -> dict:
                 model_dir = s.get("final_model")
                 if not model_dir:
                     raise SystemExit(f"{policy}/{arm}/seed {seed}: no final model ({s.get('error') or s.get('stop_reason')})")
-                ev = await held_out(policy, arm, seed, args, trained["cfg"], model_dir)
+                episodes_dir = args.out / "memory_ablation_episodes"
+                episodes_dir.mkdir(parents=True, exist_ok=True)
+                ev = await held_out(policy, arm, seed, args, trained["cfg"], model_dir,
+                                    jsonl=episodes_dir / f"{policy}-{arm}-seed{seed}.jsonl")
                 rows.append({"policy": policy, "arm": arm, "seed": seed, "updates": s.get("policy_version"),
                              "env_steps": (s.get("counters") or {}).get("actor.env_steps", 0),
                              "train_s": trained["train_s"], **ev})
                 print(f"{policy:5s} {arm:8s} seed {seed}: held-out {ev['success']:.3f} by visit "
-                      f"{[round(v['success_rate'], 2) for v in ev['by_visit']]}", flush=True)
+                      f"{[round(v['success_rate'], 2) for v in ev['by_visit']]}; ended by {ev['causes']}", flush=True)
     summary: dict[str, dict] = {}
     print(f"\n{'policy':6s} {'arm':8s} {'revisited':>10s} {'95% CI':>16s} {'first visit':>12s} {'seeds':>6s}")
     for policy in args.policy:
