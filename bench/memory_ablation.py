@@ -100,13 +100,14 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str, 
     from atlasrl.actors.rollout import env_clients
     from atlasrl.envserver.config import EnvServerConfig
     from atlasrl.envserver.server import EnvServer
-    from atlasrl.memory.config import MemoryConfig
     from atlasrl.memory.server import MemoryServer
     from atlasrl.rpc import ServerConfig
     from atlasrl.up.plan import bare_prompt
 
     env = EnvServer(EnvServerConfig(port=0, workers=0))
-    memory = MemoryServer(MemoryConfig(server=ServerConfig(port=0)))
+    # The run's own memory settings (atlas statistics, blending), so the held-out memory reads layouts as the
+    # training memory did; only where it serves and stores is the eval's own.
+    memory = MemoryServer(cfg.memory.model_copy(update={"server": ServerConfig(port=0), "data_dir": None, "coordinator": None}))
     await env.start()
     await memory.start()
     try:
