@@ -219,7 +219,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def _decompress(data: bytes, nbytes: int, label: str) -> bytes:
     dctx = _decompressor()
-    # Fast path (a 128 px frame: ~16 us instead of ~37): a frame whose header states exactly the size the
+    # Fast path (decoding a 128 px frame: 23 us instead of 37): a frame whose header states exactly the size the
     # shape allows is decompressed in one call, which allocates that size and fails on any other.
     try:
         if zstandard.frame_content_size(data) == nbytes:
