@@ -146,6 +146,8 @@ async def main_async(args) -> dict:
     from atlasrl.actors.eval import wilson_interval
 
     runs_dir = args.out / "memory_ablation_runs"
+    episodes_dir = args.out / "memory_ablation_episodes"     # each held-out episode, one JSONL per run
+    episodes_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for policy in args.policy:
         for seed in args.seeds:
@@ -155,8 +157,6 @@ async def main_async(args) -> dict:
                 model_dir = s.get("final_model")
                 if not model_dir:
                     raise SystemExit(f"{policy}/{arm}/seed {seed}: no final model ({s.get('error') or s.get('stop_reason')})")
-                episodes_dir = args.out / "memory_ablation_episodes"
-                episodes_dir.mkdir(parents=True, exist_ok=True)
                 ev = await held_out(policy, arm, seed, args, trained["cfg"], model_dir,
                                     jsonl=episodes_dir / f"{policy}-{arm}-seed{seed}.jsonl")
                 rows.append({"policy": policy, "arm": arm, "seed": seed, "updates": s.get("policy_version"),

@@ -42,6 +42,11 @@ class Outcome:
     wire_bytes: int = 0       # image bytes after the codec
     reset: Outcome | None = None  # a step's automatic reset (StepRequest.auto_reset) after its episode ended
 
+    @property
+    def restarted(self) -> bytes | None:
+        """The automatic reset's first observation when there was one and it succeeded, else None."""
+        return self.reset.observation if self.reset is not None and not self.reset.code else None
+
 
 class HostError(Exception):
     """An env call failed; carries the gRPC status code number for the caller."""

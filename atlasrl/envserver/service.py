@@ -144,7 +144,7 @@ class EnvServicer:
             if a.text and a.HasField("values"):
                 raise InvalidArgument(f"step.actions[].values: the action for env handle {a.handle} sets both text and values; set one")
         outcomes = await self.manager.step(session, actions, req.step.strict, req.step.auto_reset)
-        return step_response(req.request_id, ((h, o.code, o.message, o.observation, _reset_bytes(o)) for (h, _), o in zip(actions, outcomes)))
+        return step_response(req.request_id, ((h, o.code, o.message, o.observation, o.restarted) for (h, _), o in zip(actions, outcomes)))
 
     async def _close(self, session: EnvSession, req: env_pb2.EnvRequest):
         closed, unknown = await self.manager.close(session, list(req.close.handles))
@@ -154,11 +154,6 @@ class EnvServicer:
             self.manager.metrics.error("close", err.code.value[0])
             resp.status.CopyFrom(to_status_msg(err))
         return resp
-
-
-def _reset_bytes(o) -> bytes | None:
-    """The automatic reset's first observation, when the step had one and it succeeded."""
-    return o.reset.observation if o.reset is not None and not o.reset.code else None
 
 
 async def _pump(requests, inbox: asyncio.Queue) -> None:

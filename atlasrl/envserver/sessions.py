@@ -225,7 +225,7 @@ class EnvManager:
             if env is not None and o.code == 0:
                 # An episode that ended and was reset automatically is running again; a failed
                 # automatic reset leaves it done, so the client's own Reset reports the failure.
-                env.state = RUNNING if not o.done or (o.reset is not None and not o.reset.code) else DONE
+                env.state = RUNNING if not o.done or o.restarted is not None else DONE
 
     async def _close_handles(self, session: Session, handles: list[int]) -> None:
         for h in handles:
