@@ -161,21 +161,27 @@ def encode(
     compress=None tries zstd and keeps it only if it shrinks the data by at least
     ``min_ratio``; True always compresses; False always sends raw.
     """
+    wire, shape, codec, data, _ = pack(array, compress=compress, level=level, min_ratio=min_ratio)
+    return tensor_pb2.Tensor(dtype=wire, shape=shape, codec=codec, data=data, name=name)  # type: ignore[arg-type]  # an int is a valid enum value; the generated stubs ask for DType
+
+
+def pack(array, *, compress: bool | None = None, level: int = DEFAULT_LEVEL,
+         min_ratio: float = MIN_RATIO) -> tuple[int, tuple[int, ...], int, bytes, int]:
+    """The fields of ``encode``'s Tensor, (dtype, shape, codec, data, raw byte count), for writers that
+    serialize the Tensor themselves (atlasrl/envserver/convert.py's observation encoder)."""
     arr = np.asarray(array)
     wire = wire_dtype(arr.dtype)
     shape = check_shape(arr.shape)
     dt = WIRE_TO_NUMPY[wire]
-    raw = np.ascontiguousarray(arr, dtype=dt).tobytes()
-    codec = tensor_pb2.CODEC_RAW
-    data = raw
-    if compress is not False and raw:
+    contiguous = np.ascontiguousarray(arr, dtype=dt)
+    nbytes = contiguous.nbytes
+    if compress is not False and nbytes:
         size = dt.itemsize
-        shuffled = shuffle(raw, size)
-        packed = _compressor(level).compress(shuffled)
-        if compress or len(raw) >= min_ratio * len(packed):
-            codec = tensor_pb2.CODEC_ZSTD_SHUFFLE if size > 1 else tensor_pb2.CODEC_ZSTD
-            data = packed
-    return tensor_pb2.Tensor(dtype=wire, shape=shape, codec=codec, data=data, name=name)  # type: ignore[arg-type]  # an int is a valid enum value; the generated stubs ask for DType
+        # zstd reads single-byte data straight from the array's buffer (no 49 KB copy per 128 px frame)
+        packed = _compressor(level).compress(shuffle(contiguous.tobytes(), size) if size > 1 else contiguous.data)
+        if compress or nbytes >= min_ratio * len(packed):
+            return wire, shape, tensor_pb2.CODEC_ZSTD_SHUFFLE if size > 1 else tensor_pb2.CODEC_ZSTD, packed, nbytes
+    return wire, shape, tensor_pb2.CODEC_RAW, contiguous.tobytes(), nbytes
 
 
 def expected_nbytes(t: tensor_pb2.Tensor, max_rank: int = MAX_RANK) -> int:

@@ -4,9 +4,13 @@ the env server's step responses (atlasrl/envserver/convert.py) and the weight st
 """
 from __future__ import annotations
 
+_ONE_BYTE = [bytes((n,)) for n in range(128)]
+
 
 def varint(n: int) -> bytes:
     """``n`` (>= 0) as a base-128 varint."""
+    if 0 <= n < 128:  # tags, lengths and small numbers: most calls on the env server's step path
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         b = n & 0x7F

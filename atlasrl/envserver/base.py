@@ -45,6 +45,9 @@ class StepOutput:
     entities: list[Entity] = field(default_factory=list)
     step: int = 0
     layout_key: str = ""
+    # Optional, one per image: a key that names the image's content exactly (equal keys, equal pixels), so the
+    # server encodes it once (a grid frame is a function of its renderer and tile codes: GridRenderer.key).
+    image_keys: list[bytes] = field(default_factory=list)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import grpc
 
 from atlasrl.envserver import registry
 from atlasrl.envserver.base import EnvConfigError, InvalidActionText, TextEnv
-from atlasrl.envserver.convert import observation_to_proto, spec_to_proto
+from atlasrl.envserver.convert import FrameCache, observation_bytes, spec_to_proto
 from atlasrl.envserver.numeric import numeric_action
 from atlasrl.v1 import tensor_pb2
 
@@ -57,7 +57,8 @@ class HostError(Exception):
 
 
 class EnvHost:
-    def __init__(self) -> None:
+    def __init__(self, frame_cache: int = 0) -> None:
+        self._frames = FrameCache(frame_cache)
         self._envs: dict[int, tuple[str, TextEnv, list[str]]] = {}
         self._scratch = itertools.count(1)
         self._cost: dict[tuple[str, str], float] = {}  # (env id, "step"|"reset") -> moving average of seconds
@@ -140,8 +141,7 @@ class EnvHost:
         t0 = time.perf_counter()
         try:
             out = call(env)
-            obs, raw, wire = observation_to_proto(out, cameras)
-            data = obs.SerializeToString()
+            data, raw, wire = observation_bytes(out, cameras, self._frames)
         except InvalidActionText as e:
             return Outcome(INVALID_ARGUMENT, f"invalid action for env handle {handle} ({env_id}): {e}", env_id=env_id)
         except Exception as e:  # one env failing must not take others down

@@ -124,10 +124,11 @@ class GridTextEnv(TextEnv, abc.ABC):
         return self.render(), reward, self.terminated, self.truncated, info
 
     def render(self) -> np.ndarray:
+        return self._renderer.frame(self._view_codes())
+
+    def _view_codes(self) -> np.ndarray:
         codes = self.tile_codes()
-        if self.config.view == "egocentric":
-            codes = self._egocentric(codes)
-        return self._renderer.frame(codes)
+        return self._egocentric(codes) if self.config.view == "egocentric" else codes
 
     def _egocentric(self, codes: np.ndarray) -> np.ndarray:
         """The (2r+1, 2r+1) window of ``codes`` centred on the agent; cells off the map get the void code."""
@@ -235,8 +236,12 @@ class GridTextEnv(TextEnv, abc.ABC):
         return info
 
     def _output(self, reward: float, info: dict[str, Any]) -> StepOutput:
+        images, keys = [], []
+        if self.config.render:
+            codes = self._view_codes()
+            images, keys = [self._renderer.frame(codes)], [self._renderer.key(codes)]
         return StepOutput(
-            images=[self.render()] if self.config.render else [], text=self.text(), reward=float(reward), terminated=self.terminated,
+            images=images, image_keys=keys, text=self.text(), reward=float(reward), terminated=self.terminated,
             truncated=self.truncated, success=self.success, info=info, agent=self.agent_cell(),
             entities=self.entities(), step=self.steps, layout_key=self.layout_key)
 

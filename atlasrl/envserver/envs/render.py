@@ -177,6 +177,14 @@ class GridRenderer:
         self._grid = self._frame[self._top:self._top + rows * self.tile, self._left:self._left + cols * self.tile]
         self._codes: np.ndarray | None = None
         self._marks = position_marks_layer(rows, cols, self.tile) if position_marks else None
+        self._signature = _signature((painters, rows, cols, image_size, position_marks))
+
+    def key(self, codes: np.ndarray) -> bytes:
+        """Names the frame of ``codes`` exactly: equal keys, equal frames, for every renderer in this process
+        built with the same sprites and sizes. The env server encodes a frame once per key
+        (atlasrl/envserver/convert.py), and grid frames repeat a lot: a GRPO group replays one map, random play
+        revisits cells (82 % of frames in bench/env_throughput.py's FrozenLake 4x4 load were seen before)."""
+        return b"%s%d,%d%s:" % (self._signature, *codes.shape, codes.dtype.str.encode()) + codes.tobytes()
 
     def frame(self, codes: np.ndarray) -> np.ndarray:
         """A new frame array (never shared with earlier frames)."""
@@ -200,6 +208,14 @@ class GridRenderer:
         t, (rows, cols) = self.tile, codes.shape
         tiles = self.atlas[codes]                              # (rows, cols, t, t, 3)
         self._grid[...] = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)
+
+
+_SIGNATURES: dict[tuple, bytes] = {}
+
+
+def _signature(config: tuple) -> bytes:
+    """A short prefix per distinct renderer configuration (painters compare by identity: the module's sprites)."""
+    return _SIGNATURES.setdefault(config, b"grid%d/" % len(_SIGNATURES))
 
 
 def position_marks_layer(rows: int, cols: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
