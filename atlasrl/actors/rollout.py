@@ -39,7 +39,7 @@ from atlasrl.actors.episode import EpisodeBuffer
 from atlasrl.actors.groups import SeedSchedule
 from atlasrl.actors.memory_hints import EpisodeAdvice, MemoryAdvisor
 from atlasrl.actors.metrics import ActorMetrics
-from atlasrl.actors.policy import Policy, TurnInput
+from atlasrl.actors.policy import Policy, TurnInput, TurnOutput
 from atlasrl.actors.prompts import PastTurn, PromptBuilder
 from atlasrl.clients.env import EnvClient, EnvStreamClosed
 from atlasrl.rpc.retry import Backoff
@@ -181,6 +181,21 @@ class RolloutLoop:
                 else:
                     stepped[slot.index] = r.observation.proto
         ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
+        # The resets of the episodes this turn ends go out now and run on the env servers while the turns are
+        # recorded below, instead of one more round trip after it. With a critic an episode's end is known only
+        # from its verdict, so resets wait as before.
+        early = self._reset_early([s for s, _, obs in ok if _ends(s, obs)]) if self.critic is None else {}
+        if early:
+            await asyncio.sleep(0)   # the reset tasks run up to their first wait: the requests are on their way
+        try:
+            await self._record(ok, early)
+        except BaseException:
+            for task in early.values():
+                task.cancel()
+            raise
+
+    async def _record(self, ok: list[tuple[Slot, TurnOutput, env_pb2.Observation]], early: dict[int, asyncio.Future]) -> None:
+        """Add the stepped turns to their episodes, hand over the finished episodes and start the next ones."""
         finished, restart = [], []
         verdicts = await self.critic.judge([(s.episode, o) for s, _, o in ok]) if self.critic is not None else None
         for i, (slot, out, obs) in enumerate(ok):
@@ -201,7 +216,22 @@ class RolloutLoop:
         await self._bootstrap([s for s in finished if s.episode is not None and s.episode.cut])
         for slot in finished:
             await self._finish(slot)
-        await asyncio.gather(*(self._start_episode(s) for s in finished + restart))
+        await asyncio.gather(*(self._start_episode(s, early.get(s.index)) for s in finished + restart))
+
+    def _reset_early(self, ending: list[Slot]) -> dict[int, asyncio.Future]:
+        """Draw the next seeds of the slots whose episodes end this turn, in slot order as _start_episode would,
+        and send their resets. Admission counts the ending episodes as in flight: they are not handed over yet
+        (_finish), and the backlog it bounds counts an episode once, wherever it is."""
+        in_flight = self.in_flight
+        early: dict[int, asyncio.Future] = {}
+        for slot in ending:
+            drawn = self._draw_seed(slot, in_flight)
+            if drawn is not None:
+                early[slot.index] = asyncio.ensure_future(self._reset(slot, *drawn))
+            else:   # parked, or no seed left: nothing to start, and not to be drawn again this turn
+                early[slot.index] = done = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+        return early
 
     async def _bootstrap(self, cut: list[Slot]) -> None:
         """Episodes cut by a time limit or the turn cap keep the prompt of their last state, so PPO's learner can
@@ -260,22 +290,18 @@ class RolloutLoop:
                 if slot.parked:
                     return       # still refused: the rest wait too (admission is in arrival order)
 
-    async def _start_episode(self, slot: Slot) -> None:
-        slot.parked = False
-        if self.admit is not None and self.seeds.starts_group and not self.admit(self.in_flight):
-            slot.episode, slot.parked = None, True
+    async def _start_episode(self, slot: Slot, reset: asyncio.Future | None = None) -> None:
+        """The slot's next episode; ``reset``: what ``_reset_early`` already drew and sent for it, if it did."""
+        if reset is None:
+            drawn = self._draw_seed(slot, self.in_flight)
+            if drawn is None:
+                return
+            got = await self._reset(slot, *drawn)
+        else:
+            got = await reset
+        if got is None:
             return
-        nxt = self.seeds.next()
-        if nxt is None:
-            slot.episode = None
-            return
-        group_id, seed = nxt
-        try:
-            obs = (await slot.link.reset(slot.handle, seed)).proto
-        except EnvStreamClosed as e:
-            self.seeds.give_back(group_id, seed)
-            self._mark_broken([slot], e)
-            return
+        group_id, seed, obs = got
         slot.history = []
         slot.episode = EpisodeBuffer(
             episode_id=str(uuid.uuid4()), group_id=group_id, seed=seed, group_size=self.seeds.group_size,
@@ -283,6 +309,22 @@ class RolloutLoop:
         )
         slot.advice = (await self.memory.episode_start(slot.builder.spec, obs, group_id) if self.memory is not None
                        else EpisodeAdvice())
+
+    def _draw_seed(self, slot: Slot, in_flight: int) -> tuple[str, int] | None:
+        """(group id, seed) of the slot's next episode; None when admission parks the slot or seeds ran out."""
+        slot.parked = False
+        if self.admit is not None and self.seeds.starts_group and not self.admit(in_flight):
+            slot.parked = True
+            return None
+        return self.seeds.next()
+
+    async def _reset(self, slot: Slot, group_id: str, seed: int) -> tuple[str, int, env_pb2.Observation] | None:
+        try:
+            return group_id, seed, (await slot.link.reset(slot.handle, seed)).proto
+        except EnvStreamClosed as e:
+            self.seeds.give_back(group_id, seed)
+            self._mark_broken([slot], e)
+            return None
 
     def _drop(self, slots: list[Slot], reason: str, err: Exception) -> None:
         for slot in slots:
@@ -377,6 +419,11 @@ def state_key(obs: env_pb2.Observation) -> bytes:
     for img in obs.images:
         h.update(img.data)
     return h.digest()
+
+
+def _ends(slot: Slot, obs: env_pb2.Observation) -> bool:
+    """Whether ``obs`` ends the slot's episode once recorded (EpisodeBuffer.done, the critic's verdict aside)."""
+    return obs.terminated or obs.truncated or len(slot.episode.turns) + 1 >= slot.episode.max_turns
 
 
 def _noop_observation(last: env_pb2.Observation) -> env_pb2.Observation:

@@ -119,3 +119,41 @@ async def test_free_mode_invalid_output_is_a_penalised_noop(tiny_engine, env_ser
     # Episodes of no-op turns end at the actor's turn cap, reported as a timeout, not a success.
     assert all(len(ep.turns) <= 3 for ep in eps)
     assert all(ep.terminal_cause == "timeout" for ep in eps if all(not t.action_valid for t in ep.turns))
+
+
+async def test_resets_of_ending_episodes_go_out_before_the_turns_are_recorded(tiny_engine, env_server):
+    """The reset of a slot whose episode a turn ends is sent with the step's results in hand, before that turn is
+    recorded and the episode handed over, so the env server works on it meanwhile (one round trip less on the
+    turn's path). Seeds and groups stay as the schedule hands them out: each episode plays the seed its reset
+    asked for, and a group's members share it."""
+    from atlasrl.actors.policy import Policy
+    from atlasrl.actors.rollout import RolloutLoop, env_clients
+
+    cfg = actor_config(envs=[env_server.address], num_envs=4, group_size=2)
+    links = env_clients(cfg.envs)
+    events: list[tuple[str, int]] = []
+    real_reset = links[0].reset
+
+    async def reset(handle, seed=None):
+        events.append(("reset", seed))
+        return await real_reset(handle, seed)
+
+    links[0].reset = reset
+    finished = []
+
+    async def on_episode(proto, ep):
+        events.append(("episode", ep.seed))
+        finished.append(proto)
+
+    loop = RolloutLoop(cfg, Policy(tiny_engine, cfg), links, on_episode=on_episode)
+    await asyncio.wait_for(loop.run(max_episodes=12), 120)
+    first_handover = events.index(next(e for e in events if e[0] == "episode"))
+    assert sum(kind == "reset" for kind, _ in events[:first_handover]) > cfg.num_envs  # a next episode's reset came first
+    # every episode played the seed of a reset, in the schedule's order: seed s twice (group_size), then s + 1
+    reset_seeds = [seed for kind, seed in events if kind == "reset"]
+    assert reset_seeds == sorted(reset_seeds) and all(reset_seeds.count(s) == 2 for s in set(reset_seeds[:-2]))
+    groups = defaultdict(set)
+    for ep in finished:
+        groups[ep.group_id].add(ep.seed)
+        assert ep.seed in reset_seeds
+    assert all(len(seeds) == 1 for seeds in groups.values())
