@@ -9,8 +9,8 @@
     ``--inflight`` groups that each keep one batched Step in flight (pipelining). Finished
     episodes restart inside the Step (``StepRequest.auto_reset``, the recommended client
     setting); ``--no-auto-reset`` sends pipelined Reset requests instead. The server keeps encoded
-    frames by content (``EnvServerConfig.frame_cache``, on by default: a grid frame seen before skips
-    zstd); ``--frame-cache 0`` measures it without.
+    frames by content (``EnvServerConfig.frame_cache_mb``, on by default: a grid frame seen before
+    skips zstd); ``--frame-cache-mb 0`` measures it without.
 (b) http: a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in its own process,
     one env per request, answering JSON with the frame as base64 PNG, as HTTP env
     servers in this field do (every PNG encoded afresh). The client steps B envs per round, one request each,
@@ -147,12 +147,12 @@ def bench_http(port: int, batch: int, seconds: float) -> tuple[float, float]:
 
 # --- (a) our gRPC stream ----------------------------------------------------------------
 def run_grpc_server(port_queue, env_id: str, workers: int, openenv: bool = False, profile: str = "",
-                    frame_cache: int | None = None) -> None:
+                    frame_cache_mb: float | None = None) -> None:
     from atlasrl.envserver.config import EnvServerConfig
     from atlasrl.envserver.server import serve
 
     cfg = EnvServerConfig(port=0, workers=workers, envs=[env_id], max_envs=4096, openenv_port=0 if openenv else None,
-                          **({} if frame_cache is None else {"frame_cache": frame_cache}))
+                          **({} if frame_cache_mb is None else {"frame_cache_mb": frame_cache_mb}))
     run = lambda: asyncio.run(serve(cfg, on_ready=lambda s: port_queue.put((s.rpc.port, s.openenv.port if s.openenv else None))))  # noqa: E731
     if not profile:
         run()
@@ -277,20 +277,20 @@ def main() -> None:
                          "(batch 1 with pipelining, the recommended client setting), against HTTP with as many envs; 0 = off")
     ap.add_argument("--no-auto-reset", action="store_true",
                     help="the gRPC client resets finished envs with Reset requests (pipelined) instead of StepRequest.auto_reset")
-    ap.add_argument("--frame-cache", type=int, default=None,
-                    help="EnvServerConfig.frame_cache (encoded frames kept by content); 0 = off; default: the config's")
+    ap.add_argument("--frame-cache-mb", type=float, default=None,
+                    help="EnvServerConfig.frame_cache_mb (encoded frames kept by content); 0 = off; default: the config's")
     ap.add_argument("--profile-server", default="", help="write the gRPC env server's cProfile top 30 (tottime) here")
     ap.add_argument("--openenv", default="", help="also bench the OpenEnv side with these image formats (list,png); needs openenv-core")
     args = ap.parse_args()
     openenv_formats = [f for f in args.openenv.split(",") if f]
     from atlasrl.envserver.config import EnvServerConfig
-    frame_cache = EnvServerConfig().frame_cache if args.frame_cache is None else args.frame_cache
+    frame_cache_mb = EnvServerConfig().frame_cache_mb if args.frame_cache_mb is None else args.frame_cache_mb
     config = {"size": args.size, "image_size": args.image_size}
     batches = [int(b) for b in args.batches.split(",")]
 
     http_proc, http_port = start(run_http_server, args.env, config)
     grpc_proc, (grpc_port, openenv_port) = start(run_grpc_server, args.env, args.workers, bool(openenv_formats),
-                                                 args.profile_server, args.frame_cache, daemon=False)  # it starts env workers itself
+                                                 args.profile_server, args.frame_cache_mb, daemon=False)  # it starts env workers itself
     rows = []
     plan = [(b, b, args.inflight) for b in batches]          # (label batch, envs, requests in flight)
     if args.pipelined:
@@ -320,7 +320,7 @@ def main() -> None:
             p.join(30)
 
     print(f"{args.env} {args.size}x{args.size} at {args.image_size} px, grpc workers={args.workers}, inflight={args.inflight}, "
-          f"auto_reset={not args.no_auto_reset}, frame_cache={frame_cache}, "
+          f"auto_reset={not args.no_auto_reset}, frame_cache_mb={frame_cache_mb:g}, "
           f"median of {args.rounds} alternating rounds of {args.seconds:g} s, {mp.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"{'batch':>5} | {'grpc steps/s':>12} | {'http steps/s':>12} | {'speedup':>7} | {'grpc B/step':>11} | {'http B/step':>11} | {'http/grpc bytes':>15}")
     for r in rows:
@@ -340,7 +340,7 @@ def main() -> None:
     if vs_single is not None:
         print(f"pipelined 1x{piped['envs']} against HTTP at batch 1 (one connection): {vs_single:.1f}x")
     print(json.dumps({"bench": "env_throughput", "env": args.env, "size": int(args.size), "image_size": int(args.image_size),
-                      "grpc_workers": args.workers, "inflight": args.inflight, "auto_reset": not args.no_auto_reset, "frame_cache": frame_cache, "load_avg": round(os.getloadavg()[0], 2),
+                      "grpc_workers": args.workers, "inflight": args.inflight, "auto_reset": not args.no_auto_reset, "frame_cache_mb": frame_cache_mb, "load_avg": round(os.getloadavg()[0], 2),
                       "pipelined_vs_http_batch1": vs_single, "rows": rows}))
 
 

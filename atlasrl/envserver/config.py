@@ -35,9 +35,9 @@ class EnvServerConfig(BaseModel):
     """GPU ids; worker i gets CUDA_VISIBLE_DEVICES=devices[i % len(devices)] before any import."""
     threads: int = Field(4, ge=1, le=256)
     """Thread-pool size when workers == 0 (envs of different streams step concurrently)."""
-    frame_cache: int = Field(4096, ge=0, le=1_000_000)
-    """Encoded frames each env host keeps by content (grid games name a frame by its tile codes), so a frame seen
-    before skips zstd; ~4 KB per 128 px grid frame; 0 = off."""
+    frame_cache_mb: float = Field(32.0, ge=0, le=65536)
+    """Megabytes of encoded frames each env host (worker) keeps by content, so a frame seen before skips zstd (grid
+    games name a frame by its tile codes; a 128 px grid frame is ~4 KB); 0 = off."""
     idle_timeout_s: float | None = Field(None, gt=0)
     """A stream (gRPC, or an OpenEnv WebSocket) with no request for this long is ended and its envs freed; None = never."""
     max_sessions_per_client: int | None = Field(None, ge=1)

@@ -124,22 +124,29 @@ class FrameCache:
     server's ~120 us per FrozenLake 4x4 step at 128 px. Grid frames repeat a lot: a GRPO group replays one map,
     and play revisits cells (82 % of frames in bench/env_throughput.py's FrozenLake load had been seen before).
 
-    Bounded by emptying it when full rather than LRU order: one dict get/set per frame, safe under the thread pool.
+    Bounded in bytes by emptying it when the next frame would not fit, rather than LRU order: one dict get/set
+    per frame, safe under the thread pool. A 128 px grid frame is ~4 KB encoded.
     """
 
-    def __init__(self, entries: int):
-        self.entries = entries  # ~4 KB each for a 128 px grid frame; 0 = off
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes  # 0 = off
+        self.bytes = 0
         self._packed: dict[bytes, tuple[int, tuple[int, ...], int, bytes, int]] = {}
 
     def pack(self, image, key: bytes | None) -> tuple[int, tuple[int, ...], int, bytes, int]:
         """``codec.pack(image)``, from the cache when ``key`` was packed before."""
-        if key is None or not self.entries:
+        if key is None or not self.max_bytes:
             return codec.pack(image)
         packed = self._packed.get(key)
         if packed is None or packed[1] != np.shape(image):  # a shape mismatch means a misused key: encode afresh
-            if len(self._packed) >= self.entries:
+            packed = codec.pack(image)
+            size = len(key) + len(packed[3])
+            if self.bytes + size > self.max_bytes:
                 self._packed.clear()
-            packed = self._packed[key] = codec.pack(image)
+                self.bytes = 0
+            if size <= self.max_bytes:
+                self._packed[key] = packed
+                self.bytes += size
         return packed
 
 

@@ -57,8 +57,8 @@ class HostError(Exception):
 
 
 class EnvHost:
-    def __init__(self, frame_cache: int = 0) -> None:
-        self._frames = FrameCache(frame_cache)
+    def __init__(self, frame_cache_bytes: int = 0) -> None:
+        self._frames = FrameCache(frame_cache_bytes)
         self._envs: dict[int, tuple[str, TextEnv, list[str]]] = {}
         self._scratch = itertools.count(1)
         self._cost: dict[tuple[str, str], float] = {}  # (env id, "step"|"reset") -> moving average of seconds

@@ -47,7 +47,7 @@ class EnvServer:
         check_env_names(cfg)
         self.cfg = cfg
         self.metrics = metrics or Metrics("envserver")
-        self.pool = WorkerPool(cfg.worker_count(), cfg.devices, cfg.threads, cfg.frame_cache)
+        self.pool = WorkerPool(cfg.worker_count(), cfg.devices, cfg.threads, int(cfg.frame_cache_mb * 2**20))
         self.manager = EnvManager(cfg, self.pool, EnvMetrics(self.metrics))
         self.env_service = EnvServicer(self.manager, cfg.idle_timeout_s)
         self.dm_service = DmEnvRpcServicer(self.manager, cfg.idle_timeout_s)

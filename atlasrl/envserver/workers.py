@@ -72,9 +72,9 @@ class ThreadWorker(_Worker):
     them; slow envs (ManiSkill, first calls) always go to the pool.
     """
 
-    def __init__(self, index: int, threads: int, inline_s: float = 0.001, frame_cache: int = 0):
+    def __init__(self, index: int, threads: int, inline_s: float = 0.001, frame_cache_bytes: int = 0):
         super().__init__(index)
-        self.host = EnvHost(frame_cache)
+        self.host = EnvHost(frame_cache_bytes)
         self.inline_s = inline_s
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="atlasrl-env")
 
@@ -98,10 +98,10 @@ class ThreadWorker(_Worker):
 class ProcessWorker(_Worker):
     """Envs in a child process started with the spawn context."""
 
-    def __init__(self, index: int, device: str | None, on_death, frame_cache: int = 0):
+    def __init__(self, index: int, device: str | None, on_death, frame_cache_bytes: int = 0):
         super().__init__(index)
         self.device = device
-        self.frame_cache = frame_cache
+        self.frame_cache_bytes = frame_cache_bytes
         self._on_death = on_death
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
@@ -120,7 +120,7 @@ class ProcessWorker(_Worker):
         self._loop = asyncio.get_running_loop()
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=worker_main, args=(child, self.index, self.device, os.getpid(), self.frame_cache), daemon=True,
+        self.proc = ctx.Process(target=worker_main, args=(child, self.index, self.device, os.getpid(), self.frame_cache_bytes), daemon=True,
                                 name=f"atlasrl-envworker-{self.index}")
         with _START_LOCK:  # the child inherits os.environ as it is at exec time
             saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -206,7 +206,7 @@ class ProcessWorker(_Worker):
             self._on_death(self, exitcode)
 
 
-def worker_main(conn, index: int, device: str | None, parent_pid: int, frame_cache: int = 0) -> None:
+def worker_main(conn, index: int, device: str | None, parent_pid: int, frame_cache_bytes: int = 0) -> None:
     """Body of a worker process: serve EnvHost calls from the pipe until told to stop or the parent goes."""
     die_with_parent(parent_pid)     # even a SIGKILLed server leaves no orphan (the pipe's EOF only ends an idle worker)
     if device is not None:
@@ -217,7 +217,7 @@ def worker_main(conn, index: int, device: str | None, parent_pid: int, frame_cac
     from atlasrl import log as atlas_log
 
     atlas_log.setup()
-    host = EnvHost(frame_cache)
+    host = EnvHost(frame_cache_bytes)
     conn.send_bytes(pickle.dumps((0, True, "ready")))
     while True:
         try:
@@ -243,11 +243,11 @@ def worker_main(conn, index: int, device: str | None, parent_pid: int, frame_cac
 class WorkerPool:
     """Routes env calls by handle to the worker that holds the env."""
 
-    def __init__(self, workers: int = 0, devices: list[str] | None = None, threads: int = 4, frame_cache: int = 0):
+    def __init__(self, workers: int = 0, devices: list[str] | None = None, threads: int = 4, frame_cache_bytes: int = 0):
         self.devices = list(devices or [])
         self.n_processes = workers
         self.threads = threads
-        self.frame_cache = frame_cache  # EnvServerConfig.frame_cache: encoded frames each host keeps
+        self.frame_cache_bytes = frame_cache_bytes  # EnvServerConfig.frame_cache_mb, in bytes, for each host
         self.workers: list[_Worker] = []
         self._where: dict[int, _Worker] = {}
         self._lost: dict[int, str] = {}
@@ -255,9 +255,9 @@ class WorkerPool:
 
     async def start(self) -> None:
         if self.n_processes == 0:
-            self.workers = [ThreadWorker(0, self.threads, frame_cache=self.frame_cache)]
+            self.workers = [ThreadWorker(0, self.threads, frame_cache_bytes=self.frame_cache_bytes)]
         else:
-            self.workers = [ProcessWorker(i, self._device(i), self._on_death, self.frame_cache) for i in range(self.n_processes)]
+            self.workers = [ProcessWorker(i, self._device(i), self._on_death, self.frame_cache_bytes) for i in range(self.n_processes)]
         await asyncio.gather(*(w.start() for w in self.workers))
 
     async def stop(self) -> None:
@@ -273,7 +273,7 @@ class WorkerPool:
             self._where.pop(h, None)
             self._lost[h] = f"env handle {h} was lost: its {worker.describe()} exited with code {exitcode}; close it and open a new env"
         worker.handles.clear()
-        fresh = ProcessWorker(worker.index, worker.device, self._on_death, self.frame_cache)
+        fresh = ProcessWorker(worker.index, worker.device, self._on_death, self.frame_cache_bytes)
         self.workers[worker.index] = fresh
         task = asyncio.ensure_future(self._start_replacement(fresh))
         self._respawns.add(task)

@@ -82,7 +82,7 @@ def test_out_of_range_numbers_are_refused_like_protobuf():
             reference(bad, [])
 
 
-# --- the frame cache (EnvServerConfig.frame_cache) --------------------------------------------------------------
+# --- the frame cache (EnvServerConfig.frame_cache_mb) --------------------------------------------------------------
 
 GRID_CASES = [("frozenlake", {"size": "4"}), ("frozenlake", {"size": "4", "image_size": "112"}),
               ("frozenlake", {"size": "4", "position_marks": "true"}), ("frozenlake", {"size": "6", "hidden_holes": "true"}),
@@ -126,20 +126,21 @@ def test_cached_frames_are_sent_byte_equal_and_encoded_once(monkeypatch):
     calls = []
     real_pack = codec.pack
     monkeypatch.setattr(convert.codec, "pack", lambda image, **kw: calls.append(1) or real_pack(image, **kw))
-    cache = convert.FrameCache(4096)
+    cache = convert.FrameCache(1 << 20)
     assert [observation_bytes(o, ["main"], cache)[0] for o in outs] == fresh
     assert len(calls) == len({o.image_keys[0] for o in outs}) < len(outs)
     # bounded: a full cache starts over; 0 turns it off
-    small, off = convert.FrameCache(3), convert.FrameCache(0)
+    budget = 3 * (len(outs[0].image_keys[0]) + len(env_pb2.Observation.FromString(fresh[0]).images[0].data))
+    small, off = convert.FrameCache(budget), convert.FrameCache(0)
     for o in outs:
         observation_bytes(o, [], small)
         observation_bytes(o, [], off)
-        assert len(small._packed) <= 3 and not off._packed
+        assert 0 < small.bytes <= budget and len(small._packed) <= 4 and not off._packed
 
 
 def test_a_misused_key_with_another_shape_is_encoded_afresh():
     from atlasrl.envserver import convert
-    cache = convert.FrameCache(16)
+    cache = convert.FrameCache(1 << 20)
     a = StepOutput(images=[np.zeros((4, 4, 3), np.uint8)], text="", image_keys=[b"k"])
     b = StepOutput(images=[np.ones((8, 8, 3), np.uint8)], text="", image_keys=[b"k"])
     observation_bytes(a, [], cache)
