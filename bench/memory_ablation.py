@@ -40,17 +40,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ARMS = ("on", "off", "placebo", "oracle")
-POLICIES = {   # the observation each policy reads, and the memory channel it gets
-    "text": {"arch": "qwen2", "text_mode": "relative", "channel": ["actor.memory_risk=true"]},
-    "vl": {"arch": "qwen2.5-vl", "text_mode": "none", "channel": ["actor.memory_hints=overlay"]},
+POLICIES = {   # the preset each policy trains from, the observation it reads, and the memory channel it gets
+    "text": {"preset": "frozenlake-tiny", "arch": "qwen2", "text_mode": "relative", "channel": ["actor.memory_risk=true"],
+             "env": {}},
+    # frozenlake-vl's observation (the agent's 3x3 window with position marks, the text only the task and the last
+    # move's outcome: docs/results/2026-12-07-frozenlake-vl.md); the overlay is the same window of the atlas.
+    "vl": {"preset": "frozenlake-vl", "arch": "qwen2.5-vl", "text_mode": "none", "channel": ["actor.memory_hints=overlay"],
+           "env": {"view": "egocentric", "view_radius": "1", "cell_px": "28", "position_marks": "true", "outcome_text": "true"},
+           "sets": ["processes.memory=true"]},
 }
 
 
 def env_config(policy: str, args, *, pool: int, pool_seed: int, oracle: bool) -> dict[str, str]:
     cfg = {"text_mode": POLICIES[policy]["text_mode"], "max_actions_per_turn": "1", "hidden_holes": "true",
            "layout_pool": str(pool), "layout_pool_seed": str(pool_seed), "hole_prob": str(args.hole_prob)}
-    if policy == "vl":
-        cfg["cell_px"] = "28"   # one Qwen2.5-VL merged token per cell
+    cfg.update(POLICIES[policy]["env"])
     if oracle:
         cfg["oracle_holes"] = "true"
     return cfg
@@ -71,8 +75,9 @@ def run_config(policy: str, arm: str, seed: int, args, run_dir: Path):
     env = env_config(policy, args, pool=args.pool, pool_seed=args.train_pool_seed, oracle=arm == "oracle")
     overrides = [f"run.seed={seed}", f"run.duration_s={args.duration}", "run.eval_episodes=0", "run.display=false",
                  f"run.run_dir={run_dir}", f"run.name=mem-{policy}-{arm}-{seed}", f"model.arch={POLICIES[policy]['arch']}",
-                 f"actor.env_config={json.dumps(env)}", *arm_overrides(policy, arm), *args.set]
-    return load_config(None, overrides)
+                 f"actor.env_config={json.dumps(env)}", *POLICIES[policy].get("sets", []), *arm_overrides(policy, arm),
+                 *args.set]
+    return load_config(None, overrides, preset=POLICIES[policy]["preset"])
 
 
 async def train(policy: str, arm: str, seed: int, args, runs_dir: Path) -> dict:

@@ -231,11 +231,6 @@ class ActorConfig(BaseModel):
     def _check(self) -> ActorConfig:
         if self.use_image is False and self.memory_hints in ("overlay", "both"):
             raise ValueError("memory_hints with an overlay needs use_image (the overlay is an image)")
-        if self.memory_hints in ("overlay", "both") and self.env_config.get("view", "full") != "full":
-            # The overlay paints the atlas cell by cell on a frame of the whole map (atlasrl/atlas_image.py).
-            raise ValueError(f"memory_hints={self.memory_hints} draws the atlas over a frame of the whole map; "
-                             f"env_config view={self.env_config['view']} shows a window around the agent "
-                             "(use memory_hints=text, or view=full)")
         if self.context_images == 0 and self.use_image:  # None (auto) may still resolve to text-only
             raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
         if self.use_image is False and self.memory_exemplars:

@@ -33,7 +33,7 @@ import grpc
 import numpy as np
 
 from atlasrl.actors.episode import EpisodeBuffer
-from atlasrl.actors.memory_view import TurnView
+from atlasrl.actors.memory_view import TurnView, egocentric_radius
 from atlasrl.actors.prompts import MemoryHints
 from atlasrl.clients.memory import EpisodeShaper, MemoryClient, decode_view
 from atlasrl.log import ReasonSummary
@@ -148,7 +148,8 @@ class MemoryAdvisor:
         for e in obs.entities:
             if e.kind == "hole" and e.cell.row < danger.shape[0] and e.cell.col < danger.shape[1]:
                 danger[e.cell.row, e.cell.col] = 1.0
-        view = TurnView(danger, np.zeros_like(danger), risk=self.risk, overlay=self.hint_mode in ("overlay", "both"))
+        view = TurnView(danger, np.zeros_like(danger), risk=self.risk, overlay=self.hint_mode in ("overlay", "both"),
+                        window=egocentric_radius(spec))
         return EpisodeAdvice(view=view, shaper=shaper)
 
     async def _query(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
@@ -197,6 +198,7 @@ class MemoryAdvisor:
             exemplars = [(e["image"], f"{e['outcome']}" + (f" ({e['cause']})" if e["cause"] else "")
                           + (f": {e['caption']}" if e["caption"] else "")) for e in maps.exemplars[: self.exemplars]]
             advice.view = TurnView(maps.danger, maps.affinity, exemplars=exemplars, risk=self.risk, overlay=overlay,
+                                   window=egocentric_radius(spec),
                                    skills=[s.text for s in raw.skills[: self.max_skills]]
                                    if self.hint_mode in ("text", "both") else [])
         if self.shaping:

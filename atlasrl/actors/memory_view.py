@@ -6,6 +6,8 @@
 
 Envs in continuous space (MiniWorld) send a top-down map as a second image with ``info.top_view_grid_box``:
 the overlay is drawn on that map, and risk hints name the agent's cell and the cell ahead of its heading.
+Grid envs with an egocentric view (``view=egocentric``, the frozenlake-vl preset) send the agent's window of the
+map: the overlay is then the same window of the maps, centred on the agent, cells beyond the edge untinted.
 
 One Query per GRPO group (MemoryAdvisor.episode_start) returns the maps; every member of the group then reads
 the same frozen maps on every turn, as its shaping does, so the prompts of a group differ only by what the
@@ -31,6 +33,26 @@ RISK_SOME = 0.15
 """Danger-map thresholds of the risk words: high >= 0.5, some >= 0.15, else low (the map is in [0, 1])."""
 
 
+def egocentric_radius(spec: env_pb2.EnvSpec) -> int | None:
+    """The window radius of a grid env whose frame is the agent's egocentric window (``view=egocentric``), else None."""
+    if spec.config.get("view") != "egocentric":
+        return None
+    radius = spec.config.get("view_radius", "None")
+    return int(radius) if radius not in ("", "None") else max(spec.grid_rows, spec.grid_cols) - 1
+
+
+def window_of(grid: np.ndarray, cell: tuple[int, int], radius: int) -> np.ndarray:
+    """The (2r+1, 2r+1) window of ``grid`` centred on ``cell``, zeros beyond its edge (as the env's own window)."""
+    out = np.zeros((2 * radius + 1, 2 * radius + 1), grid.dtype)
+    rows, cols = grid.shape
+    r0, c0 = cell[0] - radius, cell[1] - radius
+    top, left = max(r0, 0), max(c0, 0)
+    bottom, right = min(cell[0] + radius + 1, rows), min(cell[1] + radius + 1, cols)
+    if top < bottom and left < right:
+        out[top - r0:bottom - r0, left - c0:right - c0] = grid[top:bottom, left:right]
+    return out
+
+
 def risk_word(danger: float) -> str:
     return "high" if danger >= RISK_HIGH else "some" if danger >= RISK_SOME else "low"
 
@@ -45,7 +67,8 @@ class TurnView:
     exemplars: list[tuple[np.ndarray, str]] = field(default_factory=list)
     risk: bool = False
     overlay: bool = False
-    _layers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    window: int | None = None   # the frame is the egocentric window of this radius around the agent (egocentric_radius)
+    _layers: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _exemplar_tensors: list[tuple[tensor_pb2.Tensor, str]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,12 +119,17 @@ class TurnView:
             if frame is not None and (frame.ndim != 3 or frame.shape[-1] != 3):
                 frame = None                                   # not an RGB frame: the overlay on its own canvas
             agent = (obs.agent.row, obs.agent.col) if obs.HasField("agent") else None
+            danger, affinity = self.danger, self.affinity
+            key: tuple[int, ...] = ()
+            if self.window is not None and agent is not None:   # the window of the maps the frame shows
+                danger, affinity = window_of(danger, agent, self.window), window_of(affinity, agent, self.window)
+                key, agent = agent, (self.window, self.window)
             layers = None
-            if frame is not None:   # the maps are frozen: their tint layers are computed once per frame size
-                key = frame.shape[:2]
+            if frame is not None:   # the maps are frozen: their tint layers are computed once per frame size (and window)
+                key = (*key, *frame.shape[:2])
                 if key not in self._layers:
-                    self._layers[key] = overlay_layers(self.danger, self.affinity, *key)
+                    self._layers[key] = overlay_layers(danger, affinity, *frame.shape[:2])
                 layers = self._layers[key]
-            picture = render_overlay(frame, self.danger, self.affinity, agent=agent, layers=layers)
+            picture = render_overlay(frame, danger, affinity, agent=agent, layers=layers)
         return MemoryHints(skills=list(self.skills), exemplars=list(self._exemplar_tensors),
                            overlay=None if picture is None else codec.encode(picture, "memory_overlay"))

@@ -54,6 +54,31 @@ def test_the_overlay_is_redrawn_each_turn_around_the_agent():
     assert TurnView(danger, affinity).hints(obs_at(0, 0, "x", frame)).overlay is None
 
 
+def test_an_egocentric_frame_gets_the_same_window_of_the_maps():
+    """frozenlake-vl's frame is the agent's 3x3 window (view=egocentric): the overlay tints the window's cells from
+    the maps' cells around the agent, the centre is the agent's, and cells beyond the map's edge stay untinted."""
+    from atlasrl.actors.memory_view import egocentric_radius, window_of
+    from atlasrl.envserver import registry
+    from atlasrl.envserver.convert import spec_to_proto
+
+    env = registry.make("frozenlake", {"size": "4", "view": "egocentric", "view_radius": "1", "cell_px": "28"}, seed=0)
+    spec = spec_to_proto(env.spec_info())
+    assert egocentric_radius(spec) == 1
+    assert egocentric_radius(spec_to_proto(registry.make("frozenlake", {"size": "4"}, seed=0).spec_info())) is None
+    danger = np.zeros((4, 4), np.float32)
+    danger[1, 2] = 1.0                                  # a remembered hole right of (1, 1), below-right of (0, 1)
+    assert window_of(danger, (0, 1), 1).tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    view = TurnView(danger, np.zeros_like(danger), overlay=True, window=1)
+    frame = np.full((84, 84, 3), 200, np.uint8)          # 3x3 cells of 28 px
+    cell = lambda img, r, c: img[r * 28 + 14, c * 28 + 14]   # noqa: E731 - the centre pixel of a window cell
+    at_11 = codec.decode(view.hints(obs_at(1, 1, "x", frame)).overlay)
+    assert cell(at_11, 1, 2)[0] > cell(at_11, 1, 2)[1] + 50            # red where the hole is: right of the agent
+    assert all((cell(at_11, r, c) == 200).all() for r in range(3) for c in range(3) if (r, c) != (1, 2))
+    assert (at_11[28, 40] == np.array([255, 220, 0])).all()          # the outline sits on the centre cell
+    at_01 = codec.decode(view.hints(obs_at(0, 1, "x", frame)).overlay)
+    assert cell(at_01, 2, 2)[0] > cell(at_01, 2, 2)[1] + 50 and (cell(at_01, 0, 1) == 200).all()
+
+
 def test_exemplars_and_overlay_reach_the_prompt_images():
     """As the rollout builds a turn: the env's frame as it came (a wire tensor), the memory's images beside it,
     and every prompt image decodable as the engine (Policy.generate) and the learner decode them."""
@@ -76,8 +101,6 @@ def test_exemplars_and_overlay_reach_the_prompt_images():
     (dict(use_image=True, context_images=6, memory_hints="overlay", memory_exemplars=2),
      "context_images (6) + the memory overlay (1) + memory_exemplars (2) = 9 images exceed max_prompt_images (8)"),
     (dict(use_image=False, memory_exemplars=1), "memory_exemplars needs use_image"),
-    (dict(use_image=True, memory_hints="overlay", env_config={"view": "egocentric"}),
-     "memory_hints=overlay draws the atlas over a frame of the whole map; env_config view=egocentric"),
 ])
 def test_image_budget_is_checked_at_start_up(kw, words):
     with pytest.raises(ValidationError, match=re.escape(words)):
