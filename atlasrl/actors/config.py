@@ -143,6 +143,10 @@ class ActorConfig(BaseModel):
     # -- memory ------------------------------------------------------------
     memory_hints: Literal["none", "text", "overlay", "both"] = "text"
     """Which memory hints go into the prompt when a memory service is set."""
+    memory_overlay: Literal["image", "blend"] = "image"
+    """How the overlay (``memory_hints=overlay``) reaches the prompt. image: the tinted frame as one more image,
+    captioned as the memory map. blend: the tinted frame replaces the frame, so the memory's colours sit on the
+    image tokens the policy already reads (no extra image: a small model need not learn to read a second one)."""
     memory_skills: int = Field(3, ge=0, le=32)
     """Text skills quoted at most per prompt."""
     memory_risk: bool = False
@@ -235,10 +239,11 @@ class ActorConfig(BaseModel):
             raise ValueError("context_images must be >= 1 when use_image is on (the current frame)")
         if self.use_image is False and self.memory_exemplars:
             raise ValueError("memory_exemplars needs use_image (exemplars are frames)")
-        images = self.context_images + (self.memory_hints in ("overlay", "both")) + self.memory_exemplars
+        overlay_images = int(self.memory_hints in ("overlay", "both") and self.memory_overlay == "image")
+        images = self.context_images + overlay_images + self.memory_exemplars
         if images > self.max_prompt_images:
             raise ValueError(f"context_images ({self.context_images}) + the memory overlay "
-                             f"({int(self.memory_hints in ('overlay', 'both'))}) + memory_exemplars "
+                             f"({overlay_images}) + memory_exemplars "
                              f"({self.memory_exemplars}) = {images} images exceed max_prompt_images "
                              f"({self.max_prompt_images})")
         self._check_engine()

@@ -86,9 +86,10 @@ class EpisodeAdvice:
 class MemoryAdvisor:
     def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, shaping: bool = True,
                  risk: bool = False, exemplars: int = 0, source: str = "memory", timeout_s: float = 2.0,
-                 ingest_queue: int = 256, ingest_batch: int = 16, on_miss=None):
+                 ingest_queue: int = 256, ingest_batch: int = 16, on_miss=None, blend: bool = False):
         self.address = address
         self.hint_mode = hints
+        self.blend = blend       # ActorConfig.memory_overlay == "blend"
         self.risk = risk
         self.exemplars = exemplars
         self.source = source     # memory | placebo | oracle (ActorConfig.memory_source)
@@ -127,7 +128,8 @@ class MemoryAdvisor:
     def from_config(cls, cfg, on_miss=None) -> MemoryAdvisor:
         """The advisor an ActorConfig asks for (cfg.memory is its address)."""
         return cls(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping,
-                   risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, source=cfg.memory_source, on_miss=on_miss)
+                   risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, source=cfg.memory_source, on_miss=on_miss,
+                   blend=cfg.memory_overlay == "blend")
 
     @property
     def wants_view(self) -> bool:
@@ -149,7 +151,7 @@ class MemoryAdvisor:
             if e.kind == "hole" and e.cell.row < danger.shape[0] and e.cell.col < danger.shape[1]:
                 danger[e.cell.row, e.cell.col] = 1.0
         view = TurnView(danger, np.zeros_like(danger), risk=self.risk, overlay=self.hint_mode in ("overlay", "both"),
-                        window=egocentric_radius(spec))
+                        window=egocentric_radius(spec), blend=self.blend)
         return EpisodeAdvice(view=view, shaper=shaper)
 
     async def _query(self, spec: env_pb2.EnvSpec, obs: env_pb2.Observation) -> EpisodeAdvice:
@@ -198,7 +200,7 @@ class MemoryAdvisor:
             exemplars = [(e["image"], f"{e['outcome']}" + (f" ({e['cause']})" if e["cause"] else "")
                           + (f": {e['caption']}" if e["caption"] else "")) for e in maps.exemplars[: self.exemplars]]
             advice.view = TurnView(maps.danger, maps.affinity, exemplars=exemplars, risk=self.risk, overlay=overlay,
-                                   window=egocentric_radius(spec),
+                                   window=egocentric_radius(spec), blend=self.blend,
                                    skills=[s.text for s in raw.skills[: self.max_skills]]
                                    if self.hint_mode in ("text", "both") else [])
         if self.shaping:

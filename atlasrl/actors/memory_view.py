@@ -67,6 +67,7 @@ class TurnView:
     exemplars: list[tuple[np.ndarray, str]] = field(default_factory=list)
     risk: bool = False
     overlay: bool = False
+    blend: bool = False         # ActorConfig.memory_overlay == "blend": the overlay stands in for the frame
     window: int | None = None   # the frame is the egocentric window of this radius around the agent (egocentric_radius)
     _layers: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _exemplar_tensors: list[tuple[tensor_pb2.Tensor, str]] = field(default_factory=list, repr=False)
@@ -131,5 +132,5 @@ class TurnView:
                     self._layers[key] = overlay_layers(danger, affinity, *frame.shape[:2])
                 layers = self._layers[key]
             picture = render_overlay(frame, danger, affinity, agent=agent, layers=layers)
-        return MemoryHints(skills=list(self.skills), exemplars=list(self._exemplar_tensors),
+        return MemoryHints(skills=list(self.skills), exemplars=list(self._exemplar_tensors), blend=self.blend,
                            overlay=None if picture is None else codec.encode(picture, "memory_overlay"))

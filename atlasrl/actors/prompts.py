@@ -42,6 +42,7 @@ class MemoryHints:
     skills: list[str] = field(default_factory=list)
     # images as wire tensors, like the env's frames in a prompt (the engine decodes them; the episode keeps them)
     overlay: tensor_pb2.Tensor | None = None
+    blend: bool = False   # the overlay replaces the current frame instead of joining the prompt as its own image
     exemplars: list[tuple[tensor_pb2.Tensor, str]] = field(default_factory=list)   # (frame, caption), most similar first
 
 
@@ -118,7 +119,9 @@ class PromptBuilder:
             for image, caption in hints.exemplars:
                 parts += [{"type": "text", "text": f"Remembered: {caption}"}, {"type": "image"}]
                 images.append(image)
-            if hints.overlay is not None:
+            if hints.overlay is not None and hints.blend:
+                frame = hints.overlay   # the tinted frame (or, from an env that sends none, the maps alone)
+            elif hints.overlay is not None:
                 parts += [{"type": "text", "text": "Memory map (red=danger, green=good):"}, {"type": "image"}]
                 images.append(hints.overlay)
         if hints is not None and hints.skills:

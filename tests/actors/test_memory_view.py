@@ -97,6 +97,24 @@ def test_exemplars_and_overlay_reach_the_prompt_images():
     assert texts[:2] == ["Remembered: failure (hole)", "Remembered: success"]
 
 
+def test_a_blended_overlay_stands_in_for_the_frame():
+    """memory_overlay=blend: the tinted frame replaces the frame (one image, where the policy reads the map), no
+    extra captioned image; it does not count against the image budget."""
+    from atlasrl.actors.prompts import PromptBuilder
+
+    danger = np.zeros((4, 4), np.float32)
+    danger[0, 1] = 1.0
+    spec = env_pb2.EnvSpec(env_id="frozenlake", valid_actions=["Up", "Down"], instruction="go")
+    obs = obs_at(0, 0, "Up: edge", np.full((64, 64, 3), 200, np.uint8))
+    b = PromptBuilder(spec, use_image=True, context_turns=0)
+    p = b.build([], "Up: edge", obs.images[0], TurnView(danger, np.zeros_like(danger), overlay=True, blend=True).hints(obs))
+    assert len(p.images) == 1 and p.images[0] is not obs.images[0]
+    tinted = codec.decode(p.images[0])
+    assert tinted[8, 24][0] > tinted[8, 24][1] + 50 and (tinted[40, 40] == 200).all()   # (0, 1) red, (2, 2) as it was
+    assert not any(part.get("text", "").startswith("Memory map") for part in p.messages[-1]["content"])
+    ActorConfig(use_image=True, context_images=8, memory_hints="overlay", memory_overlay="blend")   # fits: no 9th image
+
+
 @pytest.mark.parametrize("kw,words", [
     (dict(use_image=True, context_images=6, memory_hints="overlay", memory_exemplars=2),
      "context_images (6) + the memory overlay (1) + memory_exemplars (2) = 9 images exceed max_prompt_images (8)"),
