@@ -33,6 +33,7 @@ import json
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +113,11 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str, 
     env = EnvServer(EnvServerConfig(port=0, workers=0))
     # The run's own memory settings (atlas statistics, blending), so the held-out memory reads layouts as the
     # training memory did; only where it serves and stores is the eval's own.
-    memory = MemoryServer(cfg.memory.model_copy(update={"server": ServerConfig(port=0), "data_dir": None, "coordinator": None}))
+    data_dir, pool_seed = None, args.eval_pool_seed + seed
+    if args.eval_on_training_memory:   # a diagnosis, not held out: the training layouts and a copy of the run's memory
+        data_dir, pool_seed = Path(tempfile.mkdtemp(prefix="atlasrl-mem-")), args.train_pool_seed
+        shutil.copytree(Path(cfg.run.run_dir) / "memory", data_dir, dirs_exist_ok=True)
+    memory = MemoryServer(cfg.memory.model_copy(update={"server": ServerConfig(port=0), "data_dir": data_dir, "coordinator": None}))
     await env.start()
     await memory.start()
     try:
@@ -120,7 +125,7 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str, 
             "envs": [env.address], "model": model_dir, "learner": None, "coordinator": None, "group_size": 1,
             "num_envs": min(args.eval_pool, 16), "temperature": args.eval_temperature, "bare_prompt": bare_prompt(cfg),
             "memory": memory.address if arm != "off" else None, "memory_ingest": True, "spool_dir": None,
-            "env_config": env_config(policy, args, pool=args.eval_pool, pool_seed=args.eval_pool_seed + seed,
+            "env_config": env_config(policy, args, pool=args.eval_pool, pool_seed=pool_seed,
                                      oracle=arm == "oracle")})
         actor = resolve_images(actor)
         engine = build_engine(actor)
@@ -135,6 +140,8 @@ async def held_out(policy: str, arm: str, seed: int, args, cfg, model_dir: str, 
     finally:
         await memory.stop(0)
         await env.stop(0)
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return {"success": report.success_rate, "by_visit": report.by_visit, "causes": report.causes}
 
 
@@ -236,6 +243,9 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true",
                     help="no training: evaluate the final models of runs trained before under --out")
     ap.add_argument("--eval-temperature", type=float, default=1.0)
+    ap.add_argument("--eval-on-training-memory", action="store_true",
+                    help="with --eval-only, a diagnosis: play the training layouts against a copy of the run's own "
+                         "memory (a mature atlas) instead of fresh layouts and a fresh memory")
     ap.add_argument("--set", action="append", default=[], help="extra run-config override for every run")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--plot", type=Path, help="write held-out success by visit number per arm here (PNG)")

@@ -147,6 +147,9 @@ class ActorConfig(BaseModel):
     """How the overlay (``memory_hints=overlay``) reaches the prompt. image: the tinted frame as one more image,
     captioned as the memory map. blend: the tinted frame replaces the frame, so the memory's colours sit on the
     image tokens the policy already reads (no extra image: a small model need not learn to read a second one)."""
+    memory_overlay_maps: Literal["both", "danger"] = "both"
+    """Which atlas maps the overlay tints: both (danger red, affinity green), or danger alone. A policy that can
+    follow green (cells of past successes) needs a success on the layout first, and may never learn to read red."""
     memory_skills: int = Field(3, ge=0, le=32)
     """Text skills quoted at most per prompt."""
     memory_risk: bool = False

@@ -86,10 +86,12 @@ class EpisodeAdvice:
 class MemoryAdvisor:
     def __init__(self, address: str, *, hints: str = "text", max_skills: int = 3, shaping: bool = True,
                  risk: bool = False, exemplars: int = 0, source: str = "memory", timeout_s: float = 2.0,
-                 ingest_queue: int = 256, ingest_batch: int = 16, on_miss=None, blend: bool = False):
+                 ingest_queue: int = 256, ingest_batch: int = 16, on_miss=None, blend: bool = False,
+                 danger_only: bool = False):
         self.address = address
         self.hint_mode = hints
         self.blend = blend       # ActorConfig.memory_overlay == "blend"
+        self.danger_only = danger_only   # ActorConfig.memory_overlay_maps == "danger": the overlay without affinity
         self.risk = risk
         self.exemplars = exemplars
         self.source = source     # memory | placebo | oracle (ActorConfig.memory_source)
@@ -129,7 +131,7 @@ class MemoryAdvisor:
         """The advisor an ActorConfig asks for (cfg.memory is its address)."""
         return cls(cfg.memory, hints=cfg.memory_hints, max_skills=cfg.memory_skills, shaping=cfg.memory_shaping,
                    risk=cfg.memory_risk, exemplars=cfg.memory_exemplars, source=cfg.memory_source, on_miss=on_miss,
-                   blend=cfg.memory_overlay == "blend")
+                   blend=cfg.memory_overlay == "blend", danger_only=cfg.memory_overlay_maps == "danger")
 
     @property
     def wants_view(self) -> bool:
@@ -199,7 +201,8 @@ class MemoryAdvisor:
         if self.wants_view:
             exemplars = [(e["image"], f"{e['outcome']}" + (f" ({e['cause']})" if e["cause"] else "")
                           + (f": {e['caption']}" if e["caption"] else "")) for e in maps.exemplars[: self.exemplars]]
-            advice.view = TurnView(maps.danger, maps.affinity, exemplars=exemplars, risk=self.risk, overlay=overlay,
+            affinity = np.zeros_like(maps.affinity) if self.danger_only else maps.affinity
+            advice.view = TurnView(maps.danger, affinity, exemplars=exemplars, risk=self.risk, overlay=overlay,
                                    window=egocentric_radius(spec), blend=self.blend,
                                    skills=[s.text for s in raw.skills[: self.max_skills]]
                                    if self.hint_mode in ("text", "both") else [])

@@ -207,6 +207,34 @@ async def test_placebo_reads_another_layouts_atlas_and_oracle_the_true_map():
     await oracle.close()
 
 
+async def test_the_overlay_can_show_the_danger_map_alone():
+    """memory_overlay_maps=danger: the view keeps the memory's danger map and drops its affinity (green), the
+    channel a policy can follow only on layouts it has already solved (docs/results/2026-12-07-hidden-holes-memory.md)."""
+    from atlasrl.actors.memory_hints import MemoryAdvisor
+    from atlasrl.v1 import memory_pb2
+
+    danger, affinity = np.zeros((4, 4), np.float16), np.zeros((4, 4), np.float16)
+    danger[1, 1], affinity[0, 1] = 1.0, 1.0
+
+    async def query(q, timeout=None):
+        return memory_pb2.MemoryView(danger=codec.encode(danger, compress=True), affinity=codec.encode(affinity, compress=True))
+
+    spec = env_pb2.EnvSpec(family="frozenlake", grid_rows=4, grid_cols=4)
+    frame = np.full((64, 64, 3), 200, np.uint8)
+    tints = {}
+    for maps in ("both", "danger"):
+        cfg = ActorConfig(use_image=True, memory="127.0.0.1:1", memory_hints="overlay", memory_overlay_maps=maps, memory_shaping=False)
+        advisor = MemoryAdvisor.from_config(cfg)
+        advisor._stub = type("Stub", (), {"Query": staticmethod(query)})()
+        advice = await advisor.episode_start(spec, obs_at(0, 0, "x", frame))
+        tints[maps] = codec.decode(advice.hints(obs_at(0, 0, "x", frame)).overlay)
+        await advisor.close()
+    red = lambda px: int(px[0]) > int(px[1]) + 50    # noqa: E731
+    green = lambda px: int(px[1]) > int(px[0]) + 50  # noqa: E731
+    assert red(tints["both"][24, 24]) and red(tints["danger"][24, 24])           # (1, 1) red in both
+    assert green(tints["both"][8, 24]) and (tints["danger"][8, 24] == 200).all()  # (0, 1) green only with both
+
+
 def test_oracle_holes_are_entities_only():
     from atlasrl.envserver import registry
     from atlasrl.envserver.convert import observation_to_proto
