@@ -38,8 +38,14 @@ class EpisodeBuffer:
 
     @property
     def done(self) -> bool:
-        obs = self.last_obs
-        return self.critic_done or obs.terminated or obs.truncated or len(self.turns) >= self.max_turns
+        return self.critic_done or self._ended(self.last_obs, len(self.turns))
+
+    def ends_with(self, next_obs: env_pb2.Observation) -> bool:
+        """Whether recording a turn that led to ``next_obs`` ends the episode (``done`` after it, a critic aside)."""
+        return self._ended(next_obs, len(self.turns) + 1)
+
+    def _ended(self, obs: env_pb2.Observation, turns: int) -> bool:
+        return obs.terminated or obs.truncated or turns >= self.max_turns
 
     @property
     def cut(self) -> bool:

@@ -184,7 +184,7 @@ class RolloutLoop:
         # The resets of the episodes this turn ends go out now and run on the env servers while the turns are
         # recorded below, instead of one more round trip after it. With a critic an episode's end is known only
         # from its verdict, so resets wait as before.
-        early = self._reset_early([s for s, _, obs in ok if _ends(s, obs)]) if self.critic is None else {}
+        early = self._reset_early([s for s, _, obs in ok if s.episode.ends_with(obs)]) if self.critic is None else {}
         if early:
             await asyncio.sleep(0)   # the reset tasks run up to their first wait: the requests are on their way
         try:
@@ -419,11 +419,6 @@ def state_key(obs: env_pb2.Observation) -> bytes:
     for img in obs.images:
         h.update(img.data)
     return h.digest()
-
-
-def _ends(slot: Slot, obs: env_pb2.Observation) -> bool:
-    """Whether ``obs`` ends the slot's episode once recorded (EpisodeBuffer.done, the critic's verdict aside)."""
-    return obs.terminated or obs.truncated or len(slot.episode.turns) + 1 >= slot.episode.max_turns
 
 
 def _noop_observation(last: env_pb2.Observation) -> env_pb2.Observation:

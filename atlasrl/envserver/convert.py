@@ -152,6 +152,8 @@ class FrameCache:
 
 _f64 = struct.Struct("<d").pack
 _f32 = struct.Struct("<f").pack
+
+
 def _ld(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field whose one-byte tag is given."""
     return tag + varint(len(payload)) + payload
