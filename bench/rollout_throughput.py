@@ -63,6 +63,9 @@ class LocalLink:
 
         return EnvObservation(observation_to_proto(self.envs[handle].text_reset(seed=seed))[0])
 
+    async def reset_many(self, resets):
+        return [StepResult(h, await self.reset(h, seed)) for h, seed in resets]
+
     async def step(self, actions):
         from atlasrl.envserver.convert import observation_to_proto
 

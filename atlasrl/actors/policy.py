@@ -61,15 +61,27 @@ class TurnOutput:
         return self.gen.text
 
     def to_turn_record(self, next_obs: env_pb2.Observation, shaping: float = 0.0) -> trajectory_pb2.TurnRecord:
-        g = self.gen
+        return self.complete_record(self.partial_record(), next_obs, shaping)
+
+    def complete_record(self, rec: trajectory_pb2.TurnRecord, next_obs: env_pb2.Observation,
+                        shaping: float = 0.0) -> trajectory_pb2.TurnRecord:
+        """``partial_record``'s proto with what the env's answer decides: rewards and whether the action was valid."""
         env_reward = float(next_obs.reward)
         valid = next_obs.info.fields.get("action_is_valid") if next_obs.HasField("info") else None
+        rec.reward = env_reward + self.format_reward + shaping
+        rec.env_reward = env_reward
+        rec.shaping_reward = shaping
+        rec.action_valid = self.action_text is not None and (valid is None or bool(valid.bool_value))
+        return rec
+
+    def partial_record(self) -> trajectory_pb2.TurnRecord:
+        """The TurnRecord's fields known before the env answers (tokens, log-probs, version, images): the rollout
+        loop builds them while its Step is on the wire (the bulk of a record's cost)."""
+        g = self.gen
         rec = trajectory_pb2.TurnRecord(
             prompt_ids=g.prompt_ids, response_ids=g.token_ids, logprobs=g.logprobs, loss_mask=[1] * len(g.token_ids),
-            reward=env_reward + self.format_reward + shaping, env_reward=env_reward, format_reward=self.format_reward,
-            shaping_reward=shaping, policy_version=g.version, images=self.images, action_mode=self.action_mode,
+            format_reward=self.format_reward, policy_version=g.version, images=self.images, action_mode=self.action_mode,
             temperature=g.temperature, action_text=self.action_text or "",
-            action_valid=self.action_text is not None and (valid is None or bool(valid.bool_value)),
         )
         for ids in g.choice_token_ids or []:
             rec.choices.add(ids=ids)

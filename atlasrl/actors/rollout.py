@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("atlasrl.actors.rollout")
 PARKED_POLL_S = 0.02   # every slot parked: how often admission is asked again
+EarlyReset = tuple[asyncio.Future, int]   # a slot's place in the reset batch _reset_early sent: (batch, index)
+Partial = tuple[trajectory_pb2.TurnRecord, bytes]   # a turn's record before the env answers, and its state key
 
 
 @dataclass
@@ -170,7 +172,16 @@ class RolloutLoop:
                 continue
             action = out.action_text if out.action_values is None else out.action_values   # numbers: Action.values
             by_link.setdefault(id(slot.link), []).append((slot, action))
-        results = await asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
+        steps = asyncio.gather(*(self._step_link(pairs) for pairs in by_link.values()))
+        # While the Steps are on the wire this loop would only wait for the env servers: it builds what the turn
+        # records need that the answers do not decide (tokens, log-probs, the state's key), the bulk of their cost.
+        await asyncio.sleep(0)   # the step tasks run to their first wait: the requests are sent
+        try:
+            partial = {s.index: (out.partial_record(), state_key(s.episode.last_obs)) for s, out in zip(active, outs)}
+            results = await steps
+        except BaseException:
+            steps.cancel()
+            raise
         for pairs, res in zip(by_link.values(), results):
             if isinstance(res, EnvStreamClosed):
                 self._drop([s for s, _ in pairs], "env_server_down", res)
@@ -180,27 +191,28 @@ class RolloutLoop:
                     self._drop([slot], "env_error", r.error)
                 else:
                     stepped[slot.index] = r.observation.proto
-        ok = [(s, out, stepped[s.index]) for s, out in zip(active, outs) if s.index in stepped]
-        # The resets of the episodes this turn ends go out now and run on the env servers while the turns are
-        # recorded below, instead of one more round trip after it. With a critic an episode's end is known only
-        # from its verdict, so resets wait as before.
-        early = self._reset_early([s for s, _, obs in ok if s.episode.ends_with(obs)]) if self.critic is None else {}
+        ok = [(s, out, stepped[s.index], partial[s.index]) for s, out in zip(active, outs) if s.index in stepped]
+        # The resets of the episodes this turn ends go out now, one message per env server, and run there while
+        # the turns are recorded below, instead of one more round trip after it. With a critic an episode's end
+        # is known only from its verdict, so resets wait as before.
+        early = self._reset_early([s for s, _, obs, _ in ok if s.episode.ends_with(obs)]) if self.critic is None else {}
         if early:
             await asyncio.sleep(0)   # the reset tasks run up to their first wait: the requests are on their way
         try:
             await self._record(ok, early)
         except BaseException:
-            for task in early.values():
+            for task, _ in early.values():
                 task.cancel()
             raise
 
-    async def _record(self, ok: list[tuple[Slot, TurnOutput, env_pb2.Observation]], early: dict[int, asyncio.Future]) -> None:
+    async def _record(self, ok: list[tuple[Slot, TurnOutput, env_pb2.Observation, Partial]],
+                      early: dict[int, EarlyReset]) -> None:
         """Add the stepped turns to their episodes, hand over the finished episodes and start the next ones."""
         finished, restart = [], []
-        verdicts = await self.critic.judge([(s.episode, o) for s, _, o in ok]) if self.critic is not None else None
-        for i, (slot, out, obs) in enumerate(ok):
-            turn = out.to_turn_record(obs, self._shaping(slot, obs))
-            turn.state_key = state_key(slot.episode.last_obs)
+        verdicts = await self.critic.judge([(s.episode, o) for s, _, o, _ in ok]) if self.critic is not None else None
+        for i, (slot, out, obs, (record, key)) in enumerate(ok):
+            turn = out.complete_record(record, obs, self._shaping(slot, obs))
+            turn.state_key = key
             if not turn.action_valid:
                 self.m.invalid_actions.labels("format" if out.action_text is None else "env").inc()
             if verdicts is not None and not self.critic.apply(slot.episode, turn, obs, verdicts[i]):
@@ -218,20 +230,46 @@ class RolloutLoop:
             await self._finish(slot)
         await asyncio.gather(*(self._start_episode(s, early.get(s.index)) for s in finished + restart))
 
-    def _reset_early(self, ending: list[Slot]) -> dict[int, asyncio.Future]:
+    def _reset_early(self, ending: list[Slot]) -> dict[int, EarlyReset]:
         """Draw the next seeds of the slots whose episodes end this turn, in slot order as _start_episode would,
-        and send their resets. Admission counts the ending episodes as in flight: they are not handed over yet
-        (_finish), and the backlog it bounds counts an episode once, wherever it is."""
+        and send their resets: one ResetBatch per env server. Admission counts the ending episodes as in flight:
+        they are not handed over yet (_finish), and the backlog it bounds counts an episode once, wherever it is."""
         in_flight = self.in_flight
-        early: dict[int, asyncio.Future] = {}
+        early: dict[int, EarlyReset] = {}
+        by_link: dict[int, list[tuple[Slot, str, int]]] = {}
         for slot in ending:
             drawn = self._draw_seed(slot, in_flight)
             if drawn is not None:
-                early[slot.index] = asyncio.ensure_future(self._reset(slot, *drawn))
+                by_link.setdefault(id(slot.link), []).append((slot, *drawn))
             else:   # parked, or no seed left: nothing to start, and not to be drawn again this turn
-                early[slot.index] = done = asyncio.get_running_loop().create_future()
-                done.set_result(None)
+                nothing = asyncio.get_running_loop().create_future()
+                nothing.set_result([None])
+                early[slot.index] = (nothing, 0)
+        for batch in by_link.values():
+            task = asyncio.ensure_future(self._reset_batch(batch))
+            for i, (slot, _, _) in enumerate(batch):
+                early[slot.index] = (task, i)
         return early
+
+    async def _reset_batch(self, batch: list[tuple[Slot, str, int]]) -> list[tuple[str, int, env_pb2.Observation] | None]:
+        """Reset the slots of one env server in one message; None for a slot whose reset failed (its seed goes
+        back to the schedule and the slot is reopened, as after a failed step)."""
+        try:
+            results = await batch[0][0].link.reset_many([(slot.handle, seed) for slot, _, seed in batch])
+        except EnvStreamClosed as e:
+            for _, group_id, seed in batch:
+                self.seeds.give_back(group_id, seed)
+            self._mark_broken([slot for slot, _, _ in batch], e)
+            return [None] * len(batch)
+        out: list[tuple[str, int, env_pb2.Observation] | None] = []
+        for (slot, group_id, seed), r in zip(batch, results):
+            if r.error is not None:
+                self.seeds.give_back(group_id, seed)
+                self._mark_broken([slot], r.error)
+                out.append(None)
+            else:
+                out.append((group_id, seed, r.observation.proto))
+        return out
 
     async def _bootstrap(self, cut: list[Slot]) -> None:
         """Episodes cut by a time limit or the turn cap keep the prompt of their last state, so PPO's learner can
@@ -290,7 +328,7 @@ class RolloutLoop:
                 if slot.parked:
                     return       # still refused: the rest wait too (admission is in arrival order)
 
-    async def _start_episode(self, slot: Slot, reset: asyncio.Future | None = None) -> None:
+    async def _start_episode(self, slot: Slot, reset: EarlyReset | None = None) -> None:
         """The slot's next episode; ``reset``: what ``_reset_early`` already drew and sent for it, if it did."""
         if reset is None:
             drawn = self._draw_seed(slot, self.in_flight)
@@ -298,7 +336,8 @@ class RolloutLoop:
                 return
             got = await self._reset(slot, *drawn)
         else:
-            got = await reset
+            batch, i = reset
+            got = (await batch)[i]
         if got is None:
             return
         group_id, seed, obs = got

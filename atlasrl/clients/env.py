@@ -3,6 +3,7 @@
     async with EnvClient("127.0.0.1:50051") as envs:
         handle, spec = await envs.open("frozenlake", {"size": "4"}, seed=3)
         obs = await envs.reset(handle, seed=3)           # EnvObservation: images (numpy), text, reward, ...
+        firsts = await envs.reset_many([(handle, 4)])   # several resets in one message: StepResults
         results = await envs.step({handle: "Right, Down"})
         r = results[0]                                   # StepResult: .observation or .error
         obs = r.unwrap()                                 # raises RemoteError if this action failed
@@ -296,6 +297,24 @@ class EnvClient:
             req.seed = seed
         resp = await self.request(env_pb2.EnvRequest(reset=req))
         return EnvObservation.from_proto(resp.reset.observation, self.decode_images)
+
+    async def reset_many(self, resets: Iterable[tuple[int, int | None]]) -> list[StepResult]:
+        """Reset several envs in one message, each (handle, seed) on its own: one result per entry, in order,
+        with its first observation or its error (``StepResult.error``). One message instead of one Reset each
+        saves the stream's per-message machinery (~0.4 ms a message on loopback)."""
+        req = env_pb2.ResetBatchRequest()
+        for handle, seed in resets:
+            r = req.resets.add(handle=handle)
+            if seed is not None:
+                r.seed = seed
+        n = len(req.resets)
+        stream, resp = await self._roundtrip(env_pb2.EnvRequest(reset_batch=req))
+        results = resp.reset_batch.results
+        if len(results) != n:  # which envs were reset is unknown: the stream's sessions are lost
+            raise stream.fail(EnvStreamClosed(_INTERNAL, f"env server {self.target} answered {len(results)} of {n} resets"))
+        decode = self.decode_images
+        return [StepResult(r.handle, error=RemoteError(r.status.code, r.status.message)) if r.status.code
+                else StepResult(r.handle, EnvObservation.from_proto(r.observation, decode)) for r in results]
 
     async def step(self, actions: Mapping[int, str | np.ndarray] | Iterable[tuple[int, str | np.ndarray]],
                    strict: bool = False, auto_reset: bool = False) -> list[StepResult]:

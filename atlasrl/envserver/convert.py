@@ -254,6 +254,14 @@ def step_response(request_id: int, results: Iterable[tuple[int, int, str, bytes,
     return RawMessage(_uint(1, request_id) + _field(5, body))
 
 
+def reset_batch_response(request_id: int, results: Iterable[tuple[int, int, str, bytes]]) -> RawMessage:
+    """EnvResponse{request_id, reset_batch: ResetBatchResponse{results}} from (handle, code, message, observation
+    bytes); a ResetResult's fields are numbered as a StepResult's."""
+    body = b"".join(_field(1, _uint(1, handle) + _status(code, message) + (_field(3, obs) if not code else b""))
+                    for handle, code, message, obs in results)
+    return RawMessage(_uint(1, request_id) + _field(7, body))
+
+
 def reset_response(request_id: int, observation: bytes) -> RawMessage:
     """EnvResponse{request_id, reset: ResetResponse{observation}}."""
     return RawMessage(_uint(1, request_id) + _field(4, _field(1, observation)))

@@ -100,6 +100,10 @@ class EnvHost:
     def reset(self, handle: int, seed: int | None) -> Outcome:
         return self._run(handle, lambda env: env.text_reset(seed=seed), "reset")
 
+    def reset_many(self, resets: list[tuple[int, int | None]]) -> list[Outcome]:
+        """``reset`` of each (handle, seed), in order: a ResetBatch request's entries held by this host."""
+        return [self.reset(h, seed) for h, seed in resets]
+
     def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool, auto_reset: bool = False) -> list[Outcome]:
         """Text actions, or numeric ones (an ``Action.values`` Tensor, checked by atlasrl/envserver/numeric.py).
 

@@ -19,7 +19,7 @@ import time
 import grpc
 
 from atlasrl.codec import CodecError
-from atlasrl.envserver.convert import reset_response, step_response
+from atlasrl.envserver.convert import reset_batch_response, reset_response, step_response
 from atlasrl.envserver.sessions import EnvManager
 from atlasrl.envserver.sessions import Session as EnvSession  # the Session method shadows the name in the class
 from atlasrl.rpc.errors import InvalidArgument, MalformedRequest, NotFound, ServiceError, status_of, to_status_msg
@@ -106,12 +106,14 @@ class EnvServicer:
                 resp = await self._step(session, req)
             elif kind == "reset":
                 resp = await self._reset(session, req)
+            elif kind == "reset_batch":
+                resp = await self._reset_batch(session, req)
             elif kind == "open":
                 resp = await self._open(session, req)
             elif kind == "close":
                 resp = await self._close(session, req)
             else:
-                raise InvalidArgument(f"request {req.request_id} has no payload: set one of open, reset, step, close")
+                raise InvalidArgument(f"request {req.request_id} has no payload: set one of open, reset, reset_batch, step, close")
         except (ServiceError, CodecError) as e:
             code, _ = status_of(e)
             self.manager.metrics.error(kind, code.value[0])
@@ -137,6 +139,11 @@ class EnvServicer:
         if outcome.code:
             return env_pb2.EnvResponse(request_id=req.request_id, status=common_pb2.Status(code=outcome.code, message=outcome.message))
         return reset_response(req.request_id, outcome.observation)
+
+    async def _reset_batch(self, session: EnvSession, req: env_pb2.EnvRequest):
+        resets = [(r.handle, r.seed if r.HasField("seed") else None) for r in req.reset_batch.resets]
+        outcomes = await self.manager.reset_many(session, resets)
+        return reset_batch_response(req.request_id, ((h, o.code, o.message, o.observation) for (h, _), o in zip(resets, outcomes)))
 
     async def _step(self, session: EnvSession, req: env_pb2.EnvRequest):
         actions = [(a.handle, a.values if a.HasField("values") else a.text) for a in req.step.actions]

@@ -154,6 +154,31 @@ class EnvManager:
         self._after(session, "reset", [handle], [o])
         return o
 
+    async def reset_many(self, session: Session, resets: list[tuple[int, int | None]]) -> list[Outcome]:
+        """A ResetBatch: each (handle, seed) reset on its own; an unknown or repeated handle fails its entry only."""
+        if not resets:
+            raise InvalidArgument("reset_batch request has no resets")
+        out: list[Outcome | None] = [None] * len(resets)
+        todo: list[int] = []
+        seen: set[int] = set()
+        for i, (h, _) in enumerate(resets):
+            if h not in session.envs:
+                out[i] = Outcome(NOT_FOUND, self._unknown(session, h))
+            elif h in seen:
+                out[i] = Outcome(INVALID_ARGUMENT, f"env handle {h} appears more than once in this reset_batch; send one reset per env")
+            else:
+                todo.append(i)
+            seen.add(h)
+        for o in out:
+            if o is not None:
+                self.metrics.error("reset", o.code)
+        if todo:
+            done = await self.pool.reset_many([resets[i] for i in todo])
+            self._after(session, "reset", [resets[i][0] for i in todo], done)
+            for i, o in zip(todo, done):
+                out[i] = o
+        return out  # type: ignore[return-value]
+
     async def step(self, session: Session, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool,
                    auto_reset: bool = False) -> list[Outcome]:
         if not actions:

@@ -83,9 +83,9 @@ class ThreadWorker(_Worker):
 
     async def call(self, op: str, *args):
         fn = getattr(self.host, op)
-        if op in ("step", "reset"):
-            handles = [h for h, _ in args[0]] if op == "step" else [args[0]]
-            cost = self.host.estimated_seconds(op, handles)
+        if op in ("step", "reset", "reset_many"):
+            handles = [h for h, _ in args[0]] if op != "reset" else [args[0]]
+            cost = self.host.estimated_seconds("step" if op == "step" else "reset", handles)
             if cost is not None and cost <= self.inline_s:
                 return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -307,6 +307,12 @@ class WorkerPool:
 
     async def reset(self, handle: int, seed: int | None) -> Outcome:
         return (await self._batch("reset", [handle], lambda w, hs: w.call("reset", hs[0], seed)))[0]
+
+    async def reset_many(self, resets: list[tuple[int, int | None]]) -> list[Outcome]:
+        """One call per worker for its share of the (handle, seed) pairs; outcomes in request order."""
+        seeds = dict(resets)
+        return await self._batch("reset", [h for h, _ in resets],
+                                 lambda w, hs: w.call("reset_many", [(h, seeds[h]) for h in hs]))
 
     async def step(self, actions: list[tuple[int, str | tensor_pb2.Tensor]], strict: bool, auto_reset: bool = False) -> list[Outcome]:
         texts = dict(actions)

@@ -27,7 +27,7 @@ from atlasrl.v1 import tensor_pb2 as atlasrl_dot_v1_dot_tensor__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61tlasrl/v1/env.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\x1a\x17\x61tlasrl/v1/tensor.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xd3\x01\n\nEnvRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\'\n\x04open\x18\x02 \x01(\x0b\x32\x17.atlasrl.v1.OpenRequestH\x00\x12)\n\x05reset\x18\x03 \x01(\x0b\x32\x18.atlasrl.v1.ResetRequestH\x00\x12\'\n\x04step\x18\x04 \x01(\x0b\x32\x17.atlasrl.v1.StepRequestH\x00\x12)\n\x05\x63lose\x18\x05 \x01(\x0b\x32\x18.atlasrl.v1.CloseRequestH\x00\x42\t\n\x07payload\"\x9d\x01\n\x0bOpenRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x33\n\x06\x63onfig\x18\x02 \x03(\x0b\x32#.atlasrl.v1.OpenRequest.ConfigEntry\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\":\n\x0cResetRequest\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"J\n\x06\x41\x63tion\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\"\n\x06values\x18\x03 \x01(\x0b\x32\x12.atlasrl.v1.Tensor\"V\n\x0bStepRequest\x12#\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.atlasrl.v1.Action\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x12\n\nauto_reset\x18\x03 \x01(\x08\"\x1f\n\x0c\x43loseRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x04\"\xfc\x01\n\x0b\x45nvResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12(\n\x04open\x18\x03 \x01(\x0b\x32\x18.atlasrl.v1.OpenResponseH\x00\x12*\n\x05reset\x18\x04 \x01(\x0b\x32\x19.atlasrl.v1.ResetResponseH\x00\x12(\n\x04step\x18\x05 \x01(\x0b\x32\x18.atlasrl.v1.StepResponseH\x00\x12*\n\x05\x63lose\x18\x06 \x01(\x0b\x32\x19.atlasrl.v1.CloseResponseH\x00\x42\t\n\x07payload\"A\n\x0cOpenResponse\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.atlasrl.v1.EnvSpec\"=\n\rResetResponse\x12,\n\x0bobservation\x18\x01 \x01(\x0b\x32\x17.atlasrl.v1.Observation\"7\n\x0cStepResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.atlasrl.v1.StepResult\"\xa2\x01\n\nStepResult\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12,\n\x0bobservation\x18\x03 \x01(\x0b\x32\x17.atlasrl.v1.Observation\x12\x32\n\x11reset_observation\x18\x04 \x01(\x0b\x32\x17.atlasrl.v1.Observation\"\x1f\n\rCloseResponse\x12\x0e\n\x06\x63losed\x18\x01 \x01(\r\"\x11\n\x0fListEnvsRequest\"5\n\x10ListEnvsResponse\x12!\n\x04\x65nvs\x18\x01 \x03(\x0b\x32\x13.atlasrl.v1.EnvSpec\"\xe7\x03\n\x07\x45nvSpec\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bimage_shape\x18\x03 \x03(\x03\x12\x15\n\rvalid_actions\x18\x04 \x03(\t\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x11\n\tgrid_rows\x18\x06 \x01(\r\x12\x11\n\tgrid_cols\x18\x07 \x01(\r\x12\x1c\n\x14max_actions_per_turn\x18\x08 \x01(\r\x12+\n\x0b\x61\x63tion_kind\x18\t \x01(\x0e\x32\x16.atlasrl.v1.ActionKind\x12\x15\n\raction_format\x18\n \x01(\t\x12\x13\n\x0binstruction\x18\x0b \x01(\t\x12/\n\x06\x63onfig\x18\x0c \x03(\x0b\x32\x1f.atlasrl.v1.EnvSpec.ConfigEntry\x12\x12\n\naction_dim\x18\r \x01(\r\x12\x14\n\x0c\x63\x61mera_names\x18\x0e \x03(\t\x12\x17\n\x0fnumeric_actions\x18\x0f \x01(\x08\x12\x12\n\naction_low\x18\x10 \x03(\x02\x12\x13\n\x0b\x61\x63tion_high\x18\x11 \x03(\x02\x12\x14\n\x0c\x63lip_actions\x18\x12 \x01(\x08\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\tGridCoord\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0b\n\x03\x63ol\x18\x02 \x01(\x05\"[\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12#\n\x04\x63\x65ll\x18\x02 \x01(\x0b\x32\x15.atlasrl.v1.GridCoord\x12\x10\n\x08position\x18\x03 \x03(\x02\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x9c\x02\n\x0bObservation\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.atlasrl.v1.Tensor\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x12\n\nterminated\x18\x04 \x01(\x08\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0f\n\x07success\x18\x06 \x01(\x08\x12%\n\x04info\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x05\x61gent\x18\x08 \x01(\x0b\x32\x15.atlasrl.v1.GridCoord\x12$\n\x08\x65ntities\x18\t \x03(\x0b\x32\x12.atlasrl.v1.Entity\x12\x0c\n\x04step\x18\n \x01(\r\x12\x12\n\nlayout_key\x18\x0b \x01(\t*[\n\nActionKind\x12\x17\n\x13\x41\x43TION_KIND_INVALID\x10\x00\x12\x18\n\x14\x41\x43TION_KIND_DISCRETE\x10\x01\x12\x1a\n\x16\x41\x43TION_KIND_CONTINUOUS\x10\x02\x32\x93\x01\n\nEnvService\x12>\n\x07Session\x12\x16.atlasrl.v1.EnvRequest\x1a\x17.atlasrl.v1.EnvResponse(\x01\x30\x01\x12\x45\n\x08ListEnvs\x12\x1b.atlasrl.v1.ListEnvsRequest\x1a\x1c.atlasrl.v1.ListEnvsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61tlasrl/v1/env.proto\x12\natlasrl.v1\x1a\x17\x61tlasrl/v1/common.proto\x1a\x17\x61tlasrl/v1/tensor.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x89\x02\n\nEnvRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\'\n\x04open\x18\x02 \x01(\x0b\x32\x17.atlasrl.v1.OpenRequestH\x00\x12)\n\x05reset\x18\x03 \x01(\x0b\x32\x18.atlasrl.v1.ResetRequestH\x00\x12\'\n\x04step\x18\x04 \x01(\x0b\x32\x17.atlasrl.v1.StepRequestH\x00\x12)\n\x05\x63lose\x18\x05 \x01(\x0b\x32\x18.atlasrl.v1.CloseRequestH\x00\x12\x34\n\x0breset_batch\x18\x06 \x01(\x0b\x32\x1d.atlasrl.v1.ResetBatchRequestH\x00\x42\t\n\x07payload\"\x9d\x01\n\x0bOpenRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x33\n\x06\x63onfig\x18\x02 \x03(\x0b\x32#.atlasrl.v1.OpenRequest.ConfigEntry\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\":\n\x0cResetRequest\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"=\n\x11ResetBatchRequest\x12(\n\x06resets\x18\x01 \x03(\x0b\x32\x18.atlasrl.v1.ResetRequest\"J\n\x06\x41\x63tion\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\"\n\x06values\x18\x03 \x01(\x0b\x32\x12.atlasrl.v1.Tensor\"V\n\x0bStepRequest\x12#\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x12.atlasrl.v1.Action\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x12\n\nauto_reset\x18\x03 \x01(\x08\"\x1f\n\x0c\x43loseRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x04\"\xb3\x02\n\x0b\x45nvResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12(\n\x04open\x18\x03 \x01(\x0b\x32\x18.atlasrl.v1.OpenResponseH\x00\x12*\n\x05reset\x18\x04 \x01(\x0b\x32\x19.atlasrl.v1.ResetResponseH\x00\x12(\n\x04step\x18\x05 \x01(\x0b\x32\x18.atlasrl.v1.StepResponseH\x00\x12*\n\x05\x63lose\x18\x06 \x01(\x0b\x32\x19.atlasrl.v1.CloseResponseH\x00\x12\x35\n\x0breset_batch\x18\x07 \x01(\x0b\x32\x1e.atlasrl.v1.ResetBatchResponseH\x00\x42\t\n\x07payload\"A\n\x0cOpenResponse\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.atlasrl.v1.EnvSpec\"=\n\rResetResponse\x12,\n\x0bobservation\x18\x01 \x01(\x0b\x32\x17.atlasrl.v1.Observation\">\n\x12ResetBatchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.atlasrl.v1.ResetResult\"o\n\x0bResetResult\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12,\n\x0bobservation\x18\x03 \x01(\x0b\x32\x17.atlasrl.v1.Observation\"7\n\x0cStepResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.atlasrl.v1.StepResult\"\xa2\x01\n\nStepResult\x12\x0e\n\x06handle\x18\x01 \x01(\x04\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.atlasrl.v1.Status\x12,\n\x0bobservation\x18\x03 \x01(\x0b\x32\x17.atlasrl.v1.Observation\x12\x32\n\x11reset_observation\x18\x04 \x01(\x0b\x32\x17.atlasrl.v1.Observation\"\x1f\n\rCloseResponse\x12\x0e\n\x06\x63losed\x18\x01 \x01(\r\"\x11\n\x0fListEnvsRequest\"5\n\x10ListEnvsResponse\x12!\n\x04\x65nvs\x18\x01 \x03(\x0b\x32\x13.atlasrl.v1.EnvSpec\"\xe7\x03\n\x07\x45nvSpec\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bimage_shape\x18\x03 \x03(\x03\x12\x15\n\rvalid_actions\x18\x04 \x03(\t\x12\x11\n\tmax_steps\x18\x05 \x01(\r\x12\x11\n\tgrid_rows\x18\x06 \x01(\r\x12\x11\n\tgrid_cols\x18\x07 \x01(\r\x12\x1c\n\x14max_actions_per_turn\x18\x08 \x01(\r\x12+\n\x0b\x61\x63tion_kind\x18\t \x01(\x0e\x32\x16.atlasrl.v1.ActionKind\x12\x15\n\raction_format\x18\n \x01(\t\x12\x13\n\x0binstruction\x18\x0b \x01(\t\x12/\n\x06\x63onfig\x18\x0c \x03(\x0b\x32\x1f.atlasrl.v1.EnvSpec.ConfigEntry\x12\x12\n\naction_dim\x18\r \x01(\r\x12\x14\n\x0c\x63\x61mera_names\x18\x0e \x03(\t\x12\x17\n\x0fnumeric_actions\x18\x0f \x01(\x08\x12\x12\n\naction_low\x18\x10 \x03(\x02\x12\x13\n\x0b\x61\x63tion_high\x18\x11 \x03(\x02\x12\x14\n\x0c\x63lip_actions\x18\x12 \x01(\x08\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\tGridCoord\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0b\n\x03\x63ol\x18\x02 \x01(\x05\"[\n\x06\x45ntity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12#\n\x04\x63\x65ll\x18\x02 \x01(\x0b\x32\x15.atlasrl.v1.GridCoord\x12\x10\n\x08position\x18\x03 \x03(\x02\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x9c\x02\n\x0bObservation\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.atlasrl.v1.Tensor\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x12\n\nterminated\x18\x04 \x01(\x08\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0f\n\x07success\x18\x06 \x01(\x08\x12%\n\x04info\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x05\x61gent\x18\x08 \x01(\x0b\x32\x15.atlasrl.v1.GridCoord\x12$\n\x08\x65ntities\x18\t \x03(\x0b\x32\x12.atlasrl.v1.Entity\x12\x0c\n\x04step\x18\n \x01(\r\x12\x12\n\nlayout_key\x18\x0b \x01(\t*[\n\nActionKind\x12\x17\n\x13\x41\x43TION_KIND_INVALID\x10\x00\x12\x18\n\x14\x41\x43TION_KIND_DISCRETE\x10\x01\x12\x1a\n\x16\x41\x43TION_KIND_CONTINUOUS\x10\x02\x32\x93\x01\n\nEnvService\x12>\n\x07Session\x12\x16.atlasrl.v1.EnvRequest\x1a\x17.atlasrl.v1.EnvResponse(\x01\x30\x01\x12\x45\n\x08ListEnvs\x12\x1b.atlasrl.v1.ListEnvsRequest\x1a\x1c.atlasrl.v1.ListEnvsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,48 +38,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENREQUEST_CONFIGENTRY']._serialized_options = b'8\001'
   _globals['_ENVSPEC_CONFIGENTRY']._loaded_options = None
   _globals['_ENVSPEC_CONFIGENTRY']._serialized_options = b'8\001'
-  _globals['_ACTIONKIND']._serialized_start=2370
-  _globals['_ACTIONKIND']._serialized_end=2461
+  _globals['_ACTIONKIND']._serialized_start=2719
+  _globals['_ACTIONKIND']._serialized_end=2810
   _globals['_ENVREQUEST']._serialized_start=117
-  _globals['_ENVREQUEST']._serialized_end=328
-  _globals['_OPENREQUEST']._serialized_start=331
-  _globals['_OPENREQUEST']._serialized_end=488
-  _globals['_OPENREQUEST_CONFIGENTRY']._serialized_start=434
-  _globals['_OPENREQUEST_CONFIGENTRY']._serialized_end=479
-  _globals['_RESETREQUEST']._serialized_start=490
-  _globals['_RESETREQUEST']._serialized_end=548
-  _globals['_ACTION']._serialized_start=550
-  _globals['_ACTION']._serialized_end=624
-  _globals['_STEPREQUEST']._serialized_start=626
-  _globals['_STEPREQUEST']._serialized_end=712
-  _globals['_CLOSEREQUEST']._serialized_start=714
-  _globals['_CLOSEREQUEST']._serialized_end=745
-  _globals['_ENVRESPONSE']._serialized_start=748
-  _globals['_ENVRESPONSE']._serialized_end=1000
-  _globals['_OPENRESPONSE']._serialized_start=1002
-  _globals['_OPENRESPONSE']._serialized_end=1067
-  _globals['_RESETRESPONSE']._serialized_start=1069
-  _globals['_RESETRESPONSE']._serialized_end=1130
-  _globals['_STEPRESPONSE']._serialized_start=1132
-  _globals['_STEPRESPONSE']._serialized_end=1187
-  _globals['_STEPRESULT']._serialized_start=1190
-  _globals['_STEPRESULT']._serialized_end=1352
-  _globals['_CLOSERESPONSE']._serialized_start=1354
-  _globals['_CLOSERESPONSE']._serialized_end=1385
-  _globals['_LISTENVSREQUEST']._serialized_start=1387
-  _globals['_LISTENVSREQUEST']._serialized_end=1404
-  _globals['_LISTENVSRESPONSE']._serialized_start=1406
-  _globals['_LISTENVSRESPONSE']._serialized_end=1459
-  _globals['_ENVSPEC']._serialized_start=1462
-  _globals['_ENVSPEC']._serialized_end=1949
-  _globals['_ENVSPEC_CONFIGENTRY']._serialized_start=434
-  _globals['_ENVSPEC_CONFIGENTRY']._serialized_end=479
-  _globals['_GRIDCOORD']._serialized_start=1951
-  _globals['_GRIDCOORD']._serialized_end=1988
-  _globals['_ENTITY']._serialized_start=1990
-  _globals['_ENTITY']._serialized_end=2081
-  _globals['_OBSERVATION']._serialized_start=2084
-  _globals['_OBSERVATION']._serialized_end=2368
-  _globals['_ENVSERVICE']._serialized_start=2464
-  _globals['_ENVSERVICE']._serialized_end=2611
+  _globals['_ENVREQUEST']._serialized_end=382
+  _globals['_OPENREQUEST']._serialized_start=385
+  _globals['_OPENREQUEST']._serialized_end=542
+  _globals['_OPENREQUEST_CONFIGENTRY']._serialized_start=488
+  _globals['_OPENREQUEST_CONFIGENTRY']._serialized_end=533
+  _globals['_RESETREQUEST']._serialized_start=544
+  _globals['_RESETREQUEST']._serialized_end=602
+  _globals['_RESETBATCHREQUEST']._serialized_start=604
+  _globals['_RESETBATCHREQUEST']._serialized_end=665
+  _globals['_ACTION']._serialized_start=667
+  _globals['_ACTION']._serialized_end=741
+  _globals['_STEPREQUEST']._serialized_start=743
+  _globals['_STEPREQUEST']._serialized_end=829
+  _globals['_CLOSEREQUEST']._serialized_start=831
+  _globals['_CLOSEREQUEST']._serialized_end=862
+  _globals['_ENVRESPONSE']._serialized_start=865
+  _globals['_ENVRESPONSE']._serialized_end=1172
+  _globals['_OPENRESPONSE']._serialized_start=1174
+  _globals['_OPENRESPONSE']._serialized_end=1239
+  _globals['_RESETRESPONSE']._serialized_start=1241
+  _globals['_RESETRESPONSE']._serialized_end=1302
+  _globals['_RESETBATCHRESPONSE']._serialized_start=1304
+  _globals['_RESETBATCHRESPONSE']._serialized_end=1366
+  _globals['_RESETRESULT']._serialized_start=1368
+  _globals['_RESETRESULT']._serialized_end=1479
+  _globals['_STEPRESPONSE']._serialized_start=1481
+  _globals['_STEPRESPONSE']._serialized_end=1536
+  _globals['_STEPRESULT']._serialized_start=1539
+  _globals['_STEPRESULT']._serialized_end=1701
+  _globals['_CLOSERESPONSE']._serialized_start=1703
+  _globals['_CLOSERESPONSE']._serialized_end=1734
+  _globals['_LISTENVSREQUEST']._serialized_start=1736
+  _globals['_LISTENVSREQUEST']._serialized_end=1753
+  _globals['_LISTENVSRESPONSE']._serialized_start=1755
+  _globals['_LISTENVSRESPONSE']._serialized_end=1808
+  _globals['_ENVSPEC']._serialized_start=1811
+  _globals['_ENVSPEC']._serialized_end=2298
+  _globals['_ENVSPEC_CONFIGENTRY']._serialized_start=488
+  _globals['_ENVSPEC_CONFIGENTRY']._serialized_end=533
+  _globals['_GRIDCOORD']._serialized_start=2300
+  _globals['_GRIDCOORD']._serialized_end=2337
+  _globals['_ENTITY']._serialized_start=2339
+  _globals['_ENTITY']._serialized_end=2430
+  _globals['_OBSERVATION']._serialized_start=2433
+  _globals['_OBSERVATION']._serialized_end=2717
+  _globals['_ENVSERVICE']._serialized_start=2813
+  _globals['_ENVSERVICE']._serialized_end=2960
 # @@protoc_insertion_point(module_scope)

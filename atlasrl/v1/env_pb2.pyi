@@ -20,18 +20,20 @@ ACTION_KIND_DISCRETE: ActionKind
 ACTION_KIND_CONTINUOUS: ActionKind
 
 class EnvRequest(_message.Message):
-    __slots__ = ("request_id", "open", "reset", "step", "close")
+    __slots__ = ("request_id", "open", "reset", "step", "close", "reset_batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OPEN_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CLOSE_FIELD_NUMBER: _ClassVar[int]
+    RESET_BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     open: OpenRequest
     reset: ResetRequest
     step: StepRequest
     close: CloseRequest
-    def __init__(self, request_id: _Optional[int] = ..., open: _Optional[_Union[OpenRequest, _Mapping]] = ..., reset: _Optional[_Union[ResetRequest, _Mapping]] = ..., step: _Optional[_Union[StepRequest, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ...) -> None: ...
+    reset_batch: ResetBatchRequest
+    def __init__(self, request_id: _Optional[int] = ..., open: _Optional[_Union[OpenRequest, _Mapping]] = ..., reset: _Optional[_Union[ResetRequest, _Mapping]] = ..., step: _Optional[_Union[StepRequest, _Mapping]] = ..., close: _Optional[_Union[CloseRequest, _Mapping]] = ..., reset_batch: _Optional[_Union[ResetBatchRequest, _Mapping]] = ...) -> None: ...
 
 class OpenRequest(_message.Message):
     __slots__ = ("env_id", "config", "seed")
@@ -57,6 +59,12 @@ class ResetRequest(_message.Message):
     handle: int
     seed: int
     def __init__(self, handle: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ResetBatchRequest(_message.Message):
+    __slots__ = ("resets",)
+    RESETS_FIELD_NUMBER: _ClassVar[int]
+    resets: _containers.RepeatedCompositeFieldContainer[ResetRequest]
+    def __init__(self, resets: _Optional[_Iterable[_Union[ResetRequest, _Mapping]]] = ...) -> None: ...
 
 class Action(_message.Message):
     __slots__ = ("handle", "text", "values")
@@ -85,20 +93,22 @@ class CloseRequest(_message.Message):
     def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EnvResponse(_message.Message):
-    __slots__ = ("request_id", "status", "open", "reset", "step", "close")
+    __slots__ = ("request_id", "status", "open", "reset", "step", "close", "reset_batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OPEN_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CLOSE_FIELD_NUMBER: _ClassVar[int]
+    RESET_BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     status: _common_pb2.Status
     open: OpenResponse
     reset: ResetResponse
     step: StepResponse
     close: CloseResponse
-    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., open: _Optional[_Union[OpenResponse, _Mapping]] = ..., reset: _Optional[_Union[ResetResponse, _Mapping]] = ..., step: _Optional[_Union[StepResponse, _Mapping]] = ..., close: _Optional[_Union[CloseResponse, _Mapping]] = ...) -> None: ...
+    reset_batch: ResetBatchResponse
+    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., open: _Optional[_Union[OpenResponse, _Mapping]] = ..., reset: _Optional[_Union[ResetResponse, _Mapping]] = ..., step: _Optional[_Union[StepResponse, _Mapping]] = ..., close: _Optional[_Union[CloseResponse, _Mapping]] = ..., reset_batch: _Optional[_Union[ResetBatchResponse, _Mapping]] = ...) -> None: ...
 
 class OpenResponse(_message.Message):
     __slots__ = ("handle", "spec")
@@ -113,6 +123,22 @@ class ResetResponse(_message.Message):
     OBSERVATION_FIELD_NUMBER: _ClassVar[int]
     observation: Observation
     def __init__(self, observation: _Optional[_Union[Observation, _Mapping]] = ...) -> None: ...
+
+class ResetBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ResetResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ResetResult, _Mapping]]] = ...) -> None: ...
+
+class ResetResult(_message.Message):
+    __slots__ = ("handle", "status", "observation")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    status: _common_pb2.Status
+    observation: Observation
+    def __init__(self, handle: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("results",)

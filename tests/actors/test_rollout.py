@@ -124,21 +124,31 @@ async def test_free_mode_invalid_output_is_a_penalised_noop(tiny_engine, env_ser
 async def test_resets_of_ending_episodes_go_out_before_the_turns_are_recorded(tiny_engine, env_server):
     """The reset of a slot whose episode a turn ends is sent with the step's results in hand, before that turn is
     recorded and the episode handed over, so the env server works on it meanwhile (one round trip less on the
-    turn's path). Seeds and groups stay as the schedule hands them out: each episode plays the seed its reset
-    asked for, and a group's members share it."""
+    turn's path), and the resets a turn needs on one server go in one ResetBatch message. Seeds and groups stay
+    as the schedule hands them out: each episode plays the seed its reset asked for, and a group's members share
+    it."""
     from atlasrl.actors.policy import Policy
     from atlasrl.actors.rollout import RolloutLoop, env_clients
 
     cfg = actor_config(envs=[env_server.address], num_envs=4, group_size=2)
     links = env_clients(cfg.envs)
     events: list[tuple[str, int]] = []
-    real_reset = links[0].reset
+    batches: list[int] = []
+    real_reset, real_reset_many = links[0].reset, links[0].reset_many
 
     async def reset(handle, seed=None):
         events.append(("reset", seed))
         return await real_reset(handle, seed)
 
-    links[0].reset = reset
+    async def reset_many(resets):
+        resets = list(resets)
+        batches.append(len(resets))
+        events.extend(("reset", seed) for _, seed in resets)
+        results = await real_reset_many(resets)
+        assert all(r.error is None for r in results)
+        return results
+
+    links[0].reset, links[0].reset_many = reset, reset_many
     finished = []
 
     async def on_episode(proto, ep):
@@ -149,6 +159,9 @@ async def test_resets_of_ending_episodes_go_out_before_the_turns_are_recorded(ti
     await asyncio.wait_for(loop.run(max_episodes=12), 120)
     first_handover = events.index(next(e for e in events if e[0] == "episode"))
     assert sum(kind == "reset" for kind, _ in events[:first_handover]) > cfg.num_envs  # a next episode's reset came first
+    # after the sessions' first resets, every next episode's reset rode in a batch: one message per turn
+    assert sum(kind == "reset" for kind, _ in events) == cfg.num_envs + sum(batches)
+    assert max(batches) > 1   # a turn that ended several episodes sent one message for them (deterministic run)
     # every episode played the seed of a reset, in the schedule's order: seed s twice (group_size), then s + 1
     reset_seeds = [seed for kind, seed in events if kind == "reset"]
     assert reset_seeds == sorted(reset_seeds) and all(reset_seeds.count(s) == 2 for s in set(reset_seeds[:-2]))
