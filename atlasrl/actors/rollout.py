@@ -42,6 +42,7 @@ from atlasrl.actors.metrics import ActorMetrics
 from atlasrl.actors.policy import Policy, TurnInput, TurnOutput
 from atlasrl.actors.prompts import PastTurn, PromptBuilder
 from atlasrl.clients.env import EnvClient, EnvStreamClosed
+from atlasrl.rpc import RemoteError
 from atlasrl.rpc.retry import Backoff
 from atlasrl.v1 import env_pb2, trajectory_pb2
 
@@ -110,6 +111,7 @@ class RolloutLoop:
         self._stop = asyncio.Event()
         self._backoff = Backoff(cfg.reconnect_backoff_s, max(8.0, cfg.reconnect_backoff_s))
         self._idle_s = cfg.reconnect_backoff_s   # wait before the next repair while no env server answers
+        self._resets_one_by_one: set[str] = set()   # env servers that refused a ResetBatch (older than it)
 
     def stop(self) -> None:
         self._stop.set()
@@ -159,9 +161,6 @@ class RolloutLoop:
         by_link: dict[int, list[tuple[Slot, str]]] = {}
         stepped = {}
         for slot, out in zip(active, outs):
-            self.tokens += len(out.response_ids)
-            self.m.tokens.inc(len(out.response_ids))
-            self.m.prompt_tokens.inc(len(out.prompt_ids))
             if out.action_text is None:  # invalid output: a no-op turn, the env is not stepped
                 if slot.builder.spec.action_kind == env_pb2.ACTION_KIND_CONTINUOUS:
                     # ... except a robot's: it does not pause while the model writes nonsense. "" is the env's
@@ -178,6 +177,10 @@ class RolloutLoop:
         await asyncio.sleep(0)   # the step tasks run to their first wait: the requests are sent
         try:
             partial = {s.index: (out.partial_record(), state_key(s.episode.last_obs)) for s, out in zip(active, outs)}
+            tokens = sum(len(out.response_ids) for out in outs)   # counters once a turn, not once a session
+            self.tokens += tokens
+            self.m.tokens.inc(tokens)
+            self.m.prompt_tokens.inc(sum(len(out.prompt_ids) for out in outs))
             results = await steps
         except BaseException:
             steps.cancel()
@@ -222,9 +225,9 @@ class RolloutLoop:
             slot.episode.add_turn(turn, obs)
             slot.history.append(PastTurn(observation=_prev_text(slot), frame=_prev_frame(slot), response=out.text))
             self.env_steps += 1
-            self.m.env_steps.inc()
             if slot.episode.done:
                 finished.append(slot)
+        self.m.env_steps.inc(len(ok) - len(restart))
         await self._bootstrap([s for s in finished if s.episode is not None and s.episode.cut])
         for slot in finished:
             await self._finish(slot)
@@ -254,13 +257,20 @@ class RolloutLoop:
     async def _reset_batch(self, batch: list[tuple[Slot, str, int]]) -> list[tuple[str, int, env_pb2.Observation] | None]:
         """Reset the slots of one env server in one message; None for a slot whose reset failed (its seed goes
         back to the schedule and the slot is reopened, as after a failed step)."""
+        link = batch[0][0].link
+        if link.target in self._resets_one_by_one:
+            return list(await asyncio.gather(*(self._reset(slot, group_id, seed) for slot, group_id, seed in batch)))
         try:
-            results = await batch[0][0].link.reset_many([(slot.handle, seed) for slot, _, seed in batch])
+            results = await link.reset_many([(slot.handle, seed) for slot, _, seed in batch])
         except EnvStreamClosed as e:
             for _, group_id, seed in batch:
                 self.seeds.give_back(group_id, seed)
             self._mark_broken([slot for slot, _, _ in batch], e)
             return [None] * len(batch)
+        except RemoteError as e:   # refused as a whole: an env server older than ResetBatch. One Reset each.
+            log.warning("env server %s refused a ResetBatch (%s); sending it one Reset per episode", link.target, e)
+            self._resets_one_by_one.add(link.target)
+            return list(await asyncio.gather(*(self._reset(slot, group_id, seed) for slot, group_id, seed in batch)))
         out: list[tuple[str, int, env_pb2.Observation] | None] = []
         for (slot, group_id, seed), r in zip(batch, results):
             if r.error is not None:

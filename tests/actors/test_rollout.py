@@ -170,3 +170,40 @@ async def test_resets_of_ending_episodes_go_out_before_the_turns_are_recorded(ti
         groups[ep.group_id].add(ep.seed)
         assert ep.seed in reset_seeds
     assert all(len(seeds) == 1 for seeds in groups.values())
+
+
+async def test_an_env_server_that_refuses_reset_batches_gets_one_reset_per_episode(tiny_engine, env_server):
+    """Rolling upgrades: a server older than ResetBatch answers it with an error for the whole request (an
+    unknown payload). The loop then sends that server one Reset per episode, asks no second time, and every
+    episode still plays its scheduled seed."""
+    import grpc
+
+    from atlasrl.actors.policy import Policy
+    from atlasrl.actors.rollout import RolloutLoop, env_clients
+    from atlasrl.rpc import RemoteError
+
+    cfg = actor_config(envs=[env_server.address], num_envs=4, group_size=2)
+    links = env_clients(cfg.envs)
+    refused: list[int] = []
+    seeds: list[int] = []
+    real_reset = links[0].reset
+
+    async def old_server_reset_many(resets):
+        refused.append(len(list(resets)))
+        raise RemoteError(grpc.StatusCode.INVALID_ARGUMENT.value[0], "request 9 has no payload: set one of open, reset, step, close")
+
+    async def reset(handle, seed=None):
+        seeds.append(seed)
+        return await real_reset(handle, seed)
+
+    links[0].reset_many, links[0].reset = old_server_reset_many, reset
+    finished = []
+
+    async def on_episode(proto, ep):
+        finished.append(ep)
+
+    loop = RolloutLoop(cfg, Policy(tiny_engine, cfg), links, on_episode=on_episode)
+    await asyncio.wait_for(loop.run(max_episodes=10), 120)
+    assert len(refused) == 1 and len(finished) >= 10 and loop.dropped == 0
+    assert seeds == sorted(seeds) and all(seeds.count(s) == 2 for s in set(seeds[:-2]))
+    assert all(ep.seed in seeds for ep in finished)
