@@ -259,7 +259,7 @@ class RolloutLoop:
         back to the schedule and the slot is reopened, as after a failed step)."""
         link = batch[0][0].link
         if link.target in self._resets_one_by_one:
-            return list(await asyncio.gather(*(self._reset(slot, group_id, seed) for slot, group_id, seed in batch)))
+            return await self._reset_each(batch)
         try:
             results = await link.reset_many([(slot.handle, seed) for slot, _, seed in batch])
         except EnvStreamClosed as e:
@@ -270,7 +270,7 @@ class RolloutLoop:
         except RemoteError as e:   # refused as a whole: an env server older than ResetBatch. One Reset each.
             log.warning("env server %s refused a ResetBatch (%s); sending it one Reset per episode", link.target, e)
             self._resets_one_by_one.add(link.target)
-            return list(await asyncio.gather(*(self._reset(slot, group_id, seed) for slot, group_id, seed in batch)))
+            return await self._reset_each(batch)
         out: list[tuple[str, int, env_pb2.Observation] | None] = []
         for (slot, group_id, seed), r in zip(batch, results):
             if r.error is not None:
@@ -280,6 +280,10 @@ class RolloutLoop:
             else:
                 out.append((group_id, seed, r.observation.proto))
         return out
+
+    async def _reset_each(self, batch: list[tuple[Slot, str, int]]) -> list[tuple[str, int, env_pb2.Observation] | None]:
+        """One Reset per slot of ``batch``, for an env server that does not take ResetBatch."""
+        return list(await asyncio.gather(*(self._reset(slot, group_id, seed) for slot, group_id, seed in batch)))
 
     async def _bootstrap(self, cut: list[Slot]) -> None:
         """Episodes cut by a time limit or the turn cap keep the prompt of their last state, so PPO's learner can

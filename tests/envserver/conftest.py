@@ -58,3 +58,11 @@ class ThreadedServer:
         asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+def same_observation(a, b) -> bool:
+    """Two EnvObservations of the same state: text, reward, agent, step, end and layout, and the same frame."""
+    import numpy as np
+
+    return (a.text, a.reward, a.agent, a.step, a.done, a.layout_key) == (b.text, b.reward, b.agent, b.step, b.done, b.layout_key) \
+        and np.array_equal(a.images[0], b.images[0])

@@ -5,18 +5,14 @@ from __future__ import annotations
 import random
 
 import grpc
-import numpy as np
 import pytest
 
 from atlasrl.clients.env import EnvClient
 from atlasrl.rpc import RemoteError
 
+from .conftest import same_observation as _same
+
 pytestmark = pytest.mark.timeout(120)
-
-
-def _same(a, b) -> bool:
-    return (a.text, a.reward, a.agent, a.step, a.done, a.layout_key) == (b.text, b.reward, b.agent, b.step, b.done, b.layout_key) \
-        and np.array_equal(a.images[0], b.images[0])
 
 
 @pytest.mark.parametrize("workers", [0, 1])
